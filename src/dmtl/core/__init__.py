@@ -1,0 +1,1 @@
+"""dmtl.core: tasks, partial labels, relatedness, losses, objective, heads, metrics (pure PyTorch)."""

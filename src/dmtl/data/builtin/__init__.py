@@ -1,0 +1,1 @@
+"""dmtl.data.builtin."""
