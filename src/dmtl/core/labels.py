@@ -217,7 +217,9 @@ def _encode_binary(task: BinarySetTask, value: Any) -> Tensor:
         for label, v in value.items():
             encoded[task.index(label)] = _binary_value(task, label, v)
         return encoded
-    values = list(torch.as_tensor(value, dtype=torch.float).reshape(-1).tolist())
+    if isinstance(value, Tensor):
+        value = value.reshape(-1).tolist()
+    values = list(value)
     if len(values) != task.num_labels:
         raise LabelError(
             f"task {task.name!r}: expected {task.num_labels} label values, got {len(values)}"
