@@ -70,8 +70,12 @@ def check_prior(prior: Tensor, num_classes: int, where: str = "prior") -> Tensor
 
 
 def forward_map(p_source: Tensor, table: Tensor) -> Tensor:
-    """``q_B = p_A @ R``: what A's class distribution says about B. Shapes ``(N, C) -> (N, K)``."""
-    return p_source @ table.to(p_source.dtype)
+    """``q_B = p_A @ R``: what A's class distribution says about B. Shapes ``(N, C) -> (N, K)``.
+
+    Clamped to [0, 1]: in float32 a softmax may sum to ``1 + ulp``, and a target above 1
+    would make a binary cross-entropy against it negative.
+    """
+    return (p_source @ table.to(p_source.dtype)).clamp(0.0, 1.0)
 
 
 def inverse_binary_log_posterior(
@@ -89,7 +93,12 @@ def inverse_binary_log_posterior(
     """
     check_eps_tau(eps, tau, "inverse map")
     table = table.to(evidence.dtype).clamp(eps, 1.0 - eps)
-    weight = torch.ones_like(evidence) if observed is None else observed.to(evidence.dtype)
+    if observed is None:
+        weight = torch.ones_like(evidence)
+    else:
+        weight = observed.to(evidence.dtype)
+        # Unobserved entries may hold any filler (NaN in the encoded form): never read them.
+        evidence = torch.where(weight != 0, evidence, torch.zeros_like(evidence))
     log_r, log_not_r = table.log(), (1.0 - table).log()
     log_likelihood = (evidence * weight) @ log_r.T + ((1.0 - evidence) * weight) @ log_not_r.T
     logits = log_likelihood / tau
@@ -243,15 +252,18 @@ class Relatedness:
         if not path.is_file():
             raise RelatednessError(f"{path}: relatedness table file not found")
         with path.open(newline="") as handle:
-            rows = [r for r in csv.reader(handle) if r and any(c.strip() for c in r)]
-        if not rows:
+            reader = csv.reader(handle)
+            # Keep the physical line number of each row (blank lines are skipped).
+            numbered = [(reader.line_num, r) for r in reader if r and any(c.strip() for c in r)]
+        if not numbered:
             raise RelatednessError(f"{path}: empty relatedness table")
+        rows = [r for _, r in numbered]
         header = [c.strip() for c in rows[0][1:]]
         _check_names_match(path, "columns", header, target.names, target.name)
         row_names = [r[0].strip() for r in rows[1:]]
         _check_names_match(path, "rows", row_names, source.names, source.name)
         values = torch.zeros(source.num_classes, target.num_outputs)
-        for line, row in enumerate(rows[1:], start=2):
+        for line, row in numbered[1:]:
             if len(row) != len(header) + 1:
                 raise RelatednessError(
                     f"{path}, line {line}: expected {len(header) + 1} fields, got {len(row)}"

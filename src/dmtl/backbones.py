@@ -1,0 +1,385 @@
+"""Backbones: one factory, :func:`create_backbone`, over a registry of feature extractors.
+
+Every backbone maps a batch ``(N, C, H, W)`` (or ``(N, F)`` for tabular
+inputs, where ``image_size`` is ``None`` and ``in_channels`` is ``F``) to
+features ``(N, D)``; the factory returns ``(module, D)``. Names:
+
+- ``mlp``: flatten, then ``Linear -> ReLU -> Dropout`` per hidden width
+  (``hidden=(256, 128)``, ``dropout=0.0``); ``D = hidden[-1]``.
+- ``small_cnn``: blocks ``Conv3x3 -> BatchNorm -> ReLU`` of widths
+  ``(*channels, feature_dim)`` (default ``(32, 64)`` then 128), a 2x2 max-pool
+  after every block but the last, global average pooling, optional dropout;
+  ``D = feature_dim``. Suits 8x8 digits and 28x28 grey images.
+- ``timm:<model>``: ``timm.create_model(model, pretrained=..., num_classes=0,
+  in_chans=in_channels, **kwargs)``; ``D`` = its pooled feature width.
+- ``torchvision:<model>``: ``torchvision.models.get_model(model, weights=None or
+  "DEFAULT", **kwargs)`` with its classifier replaced by ``Identity`` and its
+  first convolution adapted to ``in_channels`` (each new input channel gets
+  ``sum_rgb(W) / in_channels``, so a grey image gives the same response as in
+  RGB); ``D`` by a dummy forward at ``image_size`` (224 when None).
+- ``package.module:function``: a user factory, called as
+  ``function(in_channels=..., image_size=..., pretrained=..., **kwargs)``,
+  returning ``(module, D)``, or a module with an int ``feature_dim`` or
+  ``num_features`` attribute, or a module whose ``D`` a dummy forward finds.
+
+More names can be added with :func:`register_backbone`. timm and torchvision
+are optional (``pip install 'dmtl[vision]'``) and imported only when used.
+
+>>> backbone, dim = create_backbone("small_cnn", in_channels=1, image_size=8)
+>>> dim, tuple(backbone(torch.zeros(2, 1, 8, 8)).shape)
+(128, (2, 128))
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from dmtl.core.model import infer_feature_dim
+
+BackboneFactory = Callable[..., tuple[nn.Module, int]]
+"""``factory(in_channels, image_size, pretrained, **kwargs) -> (module, feature_dim)``."""
+
+VISION_EXTRA = "pip install 'dmtl[vision]'"
+
+_REGISTRY: dict[str, BackboneFactory] = {}
+
+
+class BackboneError(ValueError):
+    """A backbone name, factory or option is invalid."""
+
+
+class MissingDependencyError(ImportError):
+    """An optional dependency a backbone needs is not installed; the message says how to get it."""
+
+
+def register_backbone(
+    name: str, overwrite: bool = False
+) -> Callable[[BackboneFactory], BackboneFactory]:
+    """Decorator adding ``factory(in_channels, image_size, pretrained, **kwargs)`` as ``name``.
+
+    >>> @register_backbone("tiny_linear")
+    ... def tiny_linear(in_channels, image_size, pretrained=False, width=4):
+    ...     return nn.Sequential(nn.Flatten(), nn.LazyLinear(width)), width
+    >>> "tiny_linear" in list_backbones()
+    True
+    >>> unregister_backbone("tiny_linear")
+    """
+    if not isinstance(name, str) or not name.strip() or ":" in name:
+        raise BackboneError(
+            f"backbone name {name!r} must be a non-empty string without ':' "
+            "(':' marks timm:, torchvision: and module:function names)"
+        )
+
+    def decorator(factory: BackboneFactory) -> BackboneFactory:
+        if name in _REGISTRY and not overwrite:
+            raise BackboneError(f"backbone {name!r} is already registered (pass overwrite=True)")
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorator
+
+
+def unregister_backbone(name: str) -> None:
+    """Remove a registered backbone (``KeyError`` if unknown)."""
+    del _REGISTRY[name]
+
+
+def list_backbones() -> list[str]:
+    """Registered names, sorted; ``timm:<model>``, ``torchvision:<model>`` and
+    ``package.module:function`` are accepted by :func:`create_backbone` as well."""
+    return sorted(_REGISTRY)
+
+
+def create_backbone(
+    name: str,
+    in_channels: int,
+    image_size: int | None,
+    pretrained: bool = False,
+    **kwargs: Any,
+) -> tuple[nn.Module, int]:
+    """Build backbone ``name`` (see the module docstring) and return ``(module, feature_dim)``.
+
+    >>> module, dim = create_backbone("mlp", in_channels=1, image_size=8, hidden=(32,))
+    >>> dim
+    32
+    >>> create_backbone("resnet", in_channels=3, image_size=32)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dmtl.backbones.BackboneError: unknown backbone 'resnet'; known names: mlp, small_cnn, ...
+    """
+    if not isinstance(in_channels, int) or in_channels < 1:
+        raise BackboneError(f"in_channels must be a positive int, got {in_channels!r}")
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
+        raise BackboneError(f"image_size must be a positive int or None, got {image_size!r}")
+    if name in _REGISTRY:
+        module, dim = _REGISTRY[name](in_channels, image_size, pretrained, **kwargs)
+        return module, _checked_dim(name, dim)
+    prefix, _, rest = name.partition(":")
+    if prefix == "timm" and rest:
+        return _create_timm(rest, in_channels, image_size, pretrained, **kwargs)
+    if prefix == "torchvision" and rest:
+        return _create_torchvision(rest, in_channels, image_size, pretrained, **kwargs)
+    if rest:
+        return _create_from_factory(name, in_channels, image_size, pretrained, **kwargs)
+    raise BackboneError(
+        f"unknown backbone {name!r}; known names: {', '.join(list_backbones())}, "
+        "timm:<model>, torchvision:<model>, package.module:function"
+    )
+
+
+def _checked_dim(name: str, dim: object) -> int:
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise BackboneError(
+            f"backbone {name!r}: feature dimension must be a positive int, got {dim!r}"
+        )
+    return dim
+
+
+def _no_pretrained(name: str, pretrained: bool) -> None:
+    if pretrained:
+        raise BackboneError(f"backbone {name!r} has no pretrained weights; use pretrained=False")
+
+
+def _input_shape(in_channels: int, image_size: int | None) -> tuple[int, ...]:
+    return (in_channels,) if image_size is None else (in_channels, image_size, image_size)
+
+
+# ---- built-in backbones ------------------------------------------------------------------------
+
+
+@register_backbone("mlp")
+def mlp(
+    in_channels: int,
+    image_size: int | None,
+    pretrained: bool = False,
+    hidden: Sequence[int] = (256, 128),
+    dropout: float = 0.0,
+    input_dim: int | None = None,
+) -> tuple[nn.Module, int]:
+    """Flatten, then ``Linear -> ReLU [-> Dropout]`` per width of ``hidden``; ``D = hidden[-1]``.
+
+    The input width is ``input_dim`` or ``in_channels * image_size**2`` (``in_channels``
+    alone when ``image_size`` is None).
+    """
+    _no_pretrained("mlp", pretrained)
+    widths = [int(w) for w in hidden]
+    if not widths or min(widths) < 1:
+        raise BackboneError(
+            f"mlp: hidden must be a non-empty sequence of positive ints, got {hidden!r}"
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise BackboneError(f"mlp: dropout must lie in [0, 1), got {dropout}")
+    width = input_dim or math.prod(_input_shape(in_channels, image_size))
+    layers: list[nn.Module] = [nn.Flatten()]
+    for out in widths:
+        layers += [nn.Linear(width, out), nn.ReLU(inplace=True)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = out
+    return nn.Sequential(*layers), widths[-1]
+
+
+@register_backbone("small_cnn")
+def small_cnn(
+    in_channels: int,
+    image_size: int | None,
+    pretrained: bool = False,
+    channels: Sequence[int] = (32, 64),
+    feature_dim: int = 128,
+    dropout: float = 0.0,
+) -> tuple[nn.Module, int]:
+    """``Conv3x3 -> BN -> ReLU`` blocks of widths ``(*channels, feature_dim)``, 2x2 max-pool
+    after each block but the last (ceil mode, so any size >= 1 works), global average pool."""
+    _no_pretrained("small_cnn", pretrained)
+    if image_size is None:
+        raise BackboneError("small_cnn needs images: give image_size")
+    widths = [int(c) for c in channels] + [int(feature_dim)]
+    if min(widths) < 1:
+        raise BackboneError(f"small_cnn: widths must be positive, got {widths}")
+    if not 0.0 <= dropout < 1.0:
+        raise BackboneError(f"small_cnn: dropout must lie in [0, 1), got {dropout}")
+    layers: list[nn.Module] = []
+    width = in_channels
+    for i, out in enumerate(widths):
+        layers += [
+            nn.Conv2d(width, out, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(out),
+            nn.ReLU(inplace=True),
+        ]
+        if i < len(widths) - 1:
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        width = out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers), widths[-1]
+
+
+# ---- optional libraries ------------------------------------------------------------------------
+
+
+def _import_optional(package: str, backbone: str) -> Any:
+    try:
+        return importlib.import_module(package)
+    except ImportError as error:
+        raise MissingDependencyError(
+            f"backbone {backbone!r} needs {package}, which is not installed; "
+            f"install the vision extra: {VISION_EXTRA}"
+        ) from error
+
+
+def _create_timm(
+    model: str, in_channels: int, image_size: int | None, pretrained: bool, **kwargs: Any
+) -> tuple[nn.Module, int]:
+    timm = _import_optional("timm", f"timm:{model}")
+    try:
+        module = timm.create_model(
+            model, pretrained=pretrained, num_classes=0, in_chans=in_channels, **kwargs
+        )
+    except RuntimeError as error:
+        if "Unknown model" in str(error):
+            raise BackboneError(f"backbone 'timm:{model}': {error}") from error
+        raise
+    # timm >= 0.9.16 exposes the pooled width as head_hidden_size where it differs.
+    dim = getattr(module, "head_hidden_size", None) or module.num_features
+    return module, _checked_dim(f"timm:{model}", dim)
+
+
+def _create_torchvision(
+    model: str, in_channels: int, image_size: int | None, pretrained: bool, **kwargs: Any
+) -> tuple[nn.Module, int]:
+    torchvision = _import_optional("torchvision", f"torchvision:{model}")
+    name = f"torchvision:{model}"
+    if model not in torchvision.models.list_models():
+        raise BackboneError(
+            f"backbone {name!r}: torchvision has no model {model!r}; "
+            "see torchvision.models.list_models()"
+        )
+    if model in ("googlenet", "inception_v3"):
+        kwargs.setdefault("aux_logits", False)
+        kwargs.setdefault("init_weights", not pretrained)
+    module = torchvision.models.get_model(
+        model, weights="DEFAULT" if pretrained else None, **kwargs
+    )
+    _drop_classifier(module, name)
+    _adapt_first_conv(module, in_channels, name)
+    dim = infer_feature_dim(module, (in_channels, image_size or 224, image_size or 224))
+    return module, dim
+
+
+def _drop_classifier(module: nn.Module, name: str) -> None:
+    """Replace the final classification layer by ``Identity`` (the last ``Linear`` of the
+    classifier attribute, else of the whole model; squeezenet's final 1x1 conv)."""
+    for attribute in ("fc", "classifier", "head", "heads"):
+        owner = getattr(module, attribute, None)
+        if isinstance(owner, nn.Linear):
+            setattr(module, attribute, nn.Identity())
+            return
+        if not isinstance(owner, nn.Module):
+            continue
+        if _replace_last(owner, nn.Linear):
+            return
+        if attribute == "classifier" and _replace_last(owner, nn.Conv2d):  # squeezenet
+            return
+    if not _replace_last(module, nn.Linear):
+        raise BackboneError(f"backbone {name!r}: found no final classifier layer to remove")
+
+
+def _replace_last(owner: nn.Module, kind: type[nn.Module]) -> bool:
+    found = [path for path, m in owner.named_modules() if path and isinstance(m, kind)]
+    if not found:
+        return False
+    parent_path, _, child = found[-1].rpartition(".")
+    parent = owner.get_submodule(parent_path) if parent_path else owner
+    setattr(parent, child, nn.Identity())
+    return True
+
+
+def _adapt_first_conv(module: nn.Module, in_channels: int, name: str) -> None:
+    """Give the first 3-channel ``Conv2d`` ``in_channels`` inputs, each with weights
+    ``sum_rgb(W) / in_channels`` (timm's rule for one channel, generalised)."""
+    if in_channels == 3:
+        return
+    found = [
+        (path, m)
+        for path, m in module.named_modules()
+        if isinstance(m, nn.Conv2d) and m.in_channels == 3
+    ]
+    if not found:
+        raise BackboneError(f"backbone {name!r}: found no 3-channel input convolution to adapt")
+    path, conv = found[0]
+    new = nn.Conv2d(
+        in_channels,
+        conv.out_channels,
+        kernel_size=conv.kernel_size,  # type: ignore[arg-type]
+        stride=conv.stride,  # type: ignore[arg-type]
+        padding=conv.padding,  # type: ignore[arg-type]
+        dilation=conv.dilation,  # type: ignore[arg-type]
+        groups=conv.groups,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+    )
+    with torch.no_grad():
+        summed = conv.weight.sum(dim=1, keepdim=True)
+        new.weight.copy_(summed.repeat(1, in_channels, 1, 1) * (1.0 / in_channels))
+        if conv.bias is not None and new.bias is not None:
+            new.bias.copy_(conv.bias)
+    parent_path, _, child = path.rpartition(".")
+    parent = module.get_submodule(parent_path) if parent_path else module
+    setattr(parent, child, new)
+
+
+# ---- user factories ----------------------------------------------------------------------------
+
+
+def _create_from_factory(
+    name: str, in_channels: int, image_size: int | None, pretrained: bool, **kwargs: Any
+) -> tuple[nn.Module, int]:
+    module_path, _, function_name = name.partition(":")
+    try:
+        python_module = importlib.import_module(module_path)
+    except ImportError as error:
+        raise BackboneError(
+            f"backbone {name!r}: cannot import module {module_path!r} ({error}); "
+            f"known names: {', '.join(list_backbones())}, timm:<model>, torchvision:<model>"
+        ) from error
+    factory = getattr(python_module, function_name, None)
+    if not callable(factory):
+        raise BackboneError(
+            f"backbone {name!r}: module {module_path!r} has no callable {function_name!r}"
+        )
+    result = factory(
+        in_channels=in_channels, image_size=image_size, pretrained=pretrained, **kwargs
+    )
+    if isinstance(result, tuple):
+        if len(result) != 2 or not isinstance(result[0], nn.Module):
+            raise BackboneError(f"backbone {name!r}: the factory must return (module, feature_dim)")
+        return result[0], _checked_dim(name, result[1])
+    if not isinstance(result, nn.Module):
+        raise BackboneError(
+            f"backbone {name!r}: the factory returned {type(result).__name__}, "
+            "expected an nn.Module or (module, feature_dim)"
+        )
+    for attribute in ("feature_dim", "num_features"):
+        value = getattr(result, attribute, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return result, _checked_dim(name, value)
+    return result, infer_feature_dim(result, _input_shape(in_channels, image_size))
+
+
+__all__ = [
+    "VISION_EXTRA",
+    "BackboneError",
+    "BackboneFactory",
+    "MissingDependencyError",
+    "create_backbone",
+    "list_backbones",
+    "register_backbone",
+    "unregister_backbone",
+]

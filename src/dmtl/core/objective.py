@@ -1,0 +1,199 @@
+r"""The multi-task objective: supervised + co-annotation + distribution-matching terms.
+
+``L = sum_t w_t L_t + lambda_ca sum_edges L_CA + lambda_dm sum_edges (L_DM(A->B) + L_DM(B->A))``
+
+It returns the total and a named breakdown of every term, for logging:
+``sup/<task>``, ``ca/<from>-><to>`` and ``dm/<from>-><to>``.
+
+>>> import torch
+>>> from dmtl.core.labels import collate_labels
+>>> from dmtl.core.relatedness import Relatedness
+>>> from dmtl.core.tasks import BinarySetTask, CategoricalTask
+>>> digit, attr = CategoricalTask("digit", ["0", "1"]), BinarySetTask("attr", ["odd"])
+>>> edge = Relatedness(digit, attr, torch.tensor([[0.0], [1.0]]))
+>>> objective = Objective([digit, attr], [edge], co_annotation="soft", distribution_matching=True)
+>>> logits = {"digit": torch.zeros(2, 2), "attr": torch.zeros(2, 1)}
+>>> loss, terms = objective(logits, collate_labels([digit, attr], [{"digit": 1}, {"attr": [0]}]))
+>>> sorted(terms)
+['ca/attr->digit', 'ca/digit->attr', 'dm/attr->digit', 'dm/digit->attr', 'sup/attr', 'sup/digit']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from torch import Tensor, nn
+
+from dmtl.core.labels import PartialLabels
+from dmtl.core.losses import (
+    CoAnnotationMode,
+    co_annotation_losses,
+    distribution_matching_losses,
+    masked_binary_cross_entropy,
+    masked_cross_entropy,
+)
+from dmtl.core.relatedness import Relatedness, RelatednessError, check_eps_tau, check_prior
+from dmtl.core.tasks import CategoricalTask, Task, check_unique_task_names
+
+
+class Objective(nn.Module):
+    """Combines tasks and relatedness edges into one loss (method.md sections 2, 5, 6).
+
+    Args:
+        tasks: the tasks, each with a head producing logits.
+        edges: relatedness edges A -> B between those tasks.
+        task_weights: ``w_t`` per task name (default 1).
+        pos_weights: optional positive weights per binary-set task, shape ``(K,)``.
+        co_annotation: ``"off"``, ``"soft"`` (targets ``R[c,:]`` / the inverse posterior)
+            or ``"hard"`` (thresholded).
+        lambda_ca: weight of the co-annotation terms.
+        ca_eps, ca_tau: clamp and temperature of the inverse map with *label* evidence.
+        hard_threshold: minimum probability of a hard categorical co-annotation target.
+        distribution_matching: add the distribution-matching terms.
+        dm_forward, dm_inverse: switch each direction A->B / B->A on or off.
+        lambda_dm: weight of the distribution-matching terms (scaled by ``dm_scale`` at call
+            time, e.g. for a warm-up).
+        dm_eps, dm_tau: clamp and temperature of the inverse map with *predicted* evidence.
+            Defaults ``eps = 0.05`` and ``tau = 3``: an almost-hard table makes the inverse
+            posterior near one-hot even from uncertain predictions (method.md section 4).
+        stop_gradient: detach the DM targets (default; see method.md section 6).
+        priors: class prior ``pi`` per categorical source task (default uniform).
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        edges: Sequence[Relatedness] = (),
+        *,
+        task_weights: Mapping[str, float] | None = None,
+        pos_weights: Mapping[str, Tensor] | None = None,
+        co_annotation: CoAnnotationMode = "off",
+        lambda_ca: float = 1.0,
+        ca_eps: float = 0.05,
+        ca_tau: float = 1.0,
+        hard_threshold: float = 0.5,
+        distribution_matching: bool = False,
+        dm_forward: bool = True,
+        dm_inverse: bool = True,
+        lambda_dm: float = 1.0,
+        dm_eps: float = 0.05,
+        dm_tau: float = 3.0,
+        stop_gradient: bool = True,
+        priors: Mapping[str, Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        self.tasks = list(tasks)
+        by_name = check_unique_task_names(self.tasks)
+        self.edges = list(edges)
+        for edge in self.edges:
+            for end in (edge.source, edge.target):
+                if by_name.get(end.name) != end:
+                    raise RelatednessError(
+                        f"edge {edge.name}: task {end.name!r} is not one of the objective's tasks "
+                        "(or has different classes/labels)"
+                    )
+        if co_annotation not in ("off", "soft", "hard"):
+            raise ValueError(f"co_annotation must be 'off', 'soft' or 'hard', got {co_annotation!r}")
+        check_eps_tau(ca_eps, ca_tau, "co-annotation")
+        check_eps_tau(dm_eps, dm_tau, "distribution matching")
+        for name, value in (("lambda_ca", lambda_ca), ("lambda_dm", lambda_dm)):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        self.task_weights = {t.name: 1.0 for t in self.tasks} | dict(task_weights or {})
+        unknown = sorted(set(self.task_weights) - set(by_name))
+        if unknown:
+            raise ValueError(f"task_weights name unknown tasks: {', '.join(unknown)}")
+        self.co_annotation: CoAnnotationMode = co_annotation
+        self.lambda_ca, self.ca_eps, self.ca_tau = lambda_ca, ca_eps, ca_tau
+        self.hard_threshold = hard_threshold
+        self.distribution_matching = distribution_matching
+        self.dm_forward, self.dm_inverse = dm_forward, dm_inverse
+        self.lambda_dm, self.dm_eps, self.dm_tau = lambda_dm, dm_eps, dm_tau
+        self.stop_gradient = stop_gradient
+        for name, weight in (pos_weights or {}).items():
+            task = by_name.get(name)
+            if task is None or isinstance(task, CategoricalTask):
+                raise ValueError(f"pos_weights: {name!r} is not a binary-set task")
+            if tuple(weight.shape) != (task.num_outputs,):
+                raise ValueError(
+                    f"pos_weights[{name!r}]: expected shape ({task.num_outputs},), "
+                    f"got {tuple(weight.shape)}"
+                )
+            self.register_buffer(f"pos_weight_{name}", weight.float())
+        self._pos_weight_names = set(pos_weights or {})
+        for name, prior in (priors or {}).items():
+            task = by_name.get(name)
+            if not isinstance(task, CategoricalTask):
+                raise ValueError(f"priors: {name!r} is not a categorical task")
+            self.register_buffer(f"prior_{name}", check_prior(prior, task.num_classes, f"priors[{name!r}]").float())
+        self._prior_names = set(priors or {})
+
+    def prior(self, task: str) -> Tensor | None:
+        return getattr(self, f"prior_{task}") if task in self._prior_names else None
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        """Move the edges' tables along with the module (``.to()``, ``.cuda()``, ...)."""
+        super()._apply(fn, recurse)
+        for edge in self.edges:
+            edge.table = fn(edge.table)
+        return self
+
+    def forward(
+        self, logits: Mapping[str, Tensor], labels: PartialLabels, dm_scale: float = 1.0
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Return ``(total loss, {term name: value})`` for one batch."""
+        logits = dict(logits)
+        missing = [t.name for t in self.tasks if t.name not in logits]
+        if missing:
+            raise KeyError(f"no logits for tasks: {', '.join(missing)}")
+        terms: dict[str, Tensor] = {}
+        reference = next(iter(logits.values()))
+        total = reference.sum() * 0.0
+        for task in self.tasks:
+            z = logits[task.name]
+            if task.name not in labels:
+                loss = z.sum() * 0.0
+            elif isinstance(task, CategoricalTask):
+                loss = masked_cross_entropy(z, labels[task.name])
+            else:
+                entry = labels[task.name]
+                pos_weight = (
+                    getattr(self, f"pos_weight_{task.name}")
+                    if task.name in self._pos_weight_names
+                    else None
+                )
+                loss = masked_binary_cross_entropy(z, entry.target, entry.mask, pos_weight)
+            terms[f"sup/{task.name}"] = loss
+            total = total + self.task_weights[task.name] * loss
+        for edge in self.edges:
+            prior = self.prior(edge.source.name)
+            if self.co_annotation != "off" and self.lambda_ca > 0:
+                for name, loss in co_annotation_losses(
+                    edge, logits, labels, self.co_annotation, prior,
+                    self.ca_eps, self.ca_tau, self.hard_threshold,
+                ).items():
+                    terms[f"ca/{name}"] = loss
+                    total = total + self.lambda_ca * loss
+            if self.distribution_matching and self.lambda_dm > 0:
+                for name, loss in distribution_matching_losses(
+                    edge, logits, prior, self.dm_eps, self.dm_tau, self.stop_gradient,
+                    self.dm_forward, self.dm_inverse,
+                ).items():
+                    terms[f"dm/{name}"] = loss
+                    total = total + self.lambda_dm * dm_scale * loss
+        return total, terms
+
+    def extra_repr(self) -> str:
+        return (
+            f"tasks={[t.name for t in self.tasks]}, edges={[e.name for e in self.edges]}, "
+            f"co_annotation={self.co_annotation!r}, distribution_matching={self.distribution_matching}, "
+            f"stop_gradient={self.stop_gradient}"
+        )
+
+
+def as_float(terms: Mapping[str, Tensor]) -> dict[str, float]:
+    """Detached Python floats of a term breakdown (for logging)."""
+    return {k: float(v.detach()) for k, v in terms.items()}
+
+
+__all__ = ["Objective", "as_float"]

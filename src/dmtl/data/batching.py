@@ -1,0 +1,395 @@
+"""Batches and loaders: every training batch holds every source in set proportions.
+
+- :class:`Batch`: ``x``, :class:`~dmtl.core.labels.PartialLabels` and the source index
+  of each sample; has ``to()`` (Lightning's ``move_data_to_device`` calls it) and
+  ``pin_memory()``.
+- :func:`collate_samples`: the collate function building a :class:`Batch`.
+- :class:`MultiSourceBatchSampler`: the training batch sampler (proportions,
+  cycling of small sources, seed/epoch determinism, DDP sharding).
+- :class:`SourceBatchSampler`: evaluation batches, each from one source, in order.
+- :func:`build_train_loader`, :func:`build_eval_loader`: DataLoaders over sources.
+
+With DDP under Lightning, build the Trainer with ``use_distributed_sampler=False``:
+these samplers shard across ranks themselves (Lightning refuses to wrap a
+custom batch sampler otherwise).
+
+>>> batch_counts(10, [1, 1, 1])
+[4, 3, 3]
+>>> batch_counts(8, [100, 1])
+[7, 1]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import ConcatDataset, DataLoader, Sampler
+
+from dmtl.core.labels import MISSING_CLASS, PartialLabels, TaskLabels
+from dmtl.core.tasks import CategoricalTask, Task
+from dmtl.data.errors import DataError
+from dmtl.data.sources import Sample, Source
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A collated batch: inputs ``x`` ``(N, ...)``, partial labels, source index ``(N,)``."""
+
+    x: Tensor
+    labels: PartialLabels
+    source: Tensor
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def to(self, *args: Any, **kwargs: Any) -> Batch:
+        """Move every tensor (``Tensor.to`` semantics; Lightning passes a device)."""
+        return Batch(
+            self.x.to(*args, **kwargs),
+            self.labels.to(*args, **kwargs),
+            self.source.to(*args, **kwargs),
+        )
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copy, for ``DataLoader(pin_memory=True)``."""
+        labels = {
+            k: TaskLabels(v.target.pin_memory(), v.mask.pin_memory())
+            for k, v in self.labels.items()
+        }
+        tasks = list(self.labels.tasks.values())
+        return Batch(self.x.pin_memory(), PartialLabels(tasks, labels), self.source.pin_memory())
+
+
+class SampleCollator:
+    """Collate :class:`Sample` objects into a :class:`Batch` (a class, so workers can pickle it).
+
+    A task missing from a sample's labels (its source lacks the task) is unlabelled.
+    """
+
+    def __init__(self, tasks: Sequence[Task]) -> None:
+        self.tasks = tuple(tasks)
+
+    def __call__(self, samples: Sequence[Sample]) -> Batch:
+        if not samples:
+            raise DataError("cannot collate an empty batch")
+        shapes = {tuple(s.x.shape) for s in samples}
+        if len(shapes) > 1:
+            by_source = sorted({(s.source, tuple(s.x.shape)) for s in samples})
+            raise DataError(
+                "samples in one batch have different input shapes "
+                f"(source index, shape): {by_source[:6]}; give the image sources one "
+                "image_size (and channels) so that inputs can be stacked"
+            )
+        x = torch.stack([s.x for s in samples])
+        encoded: dict[str, Tensor] = {}
+        for task in self.tasks:
+            filler = _unlabelled(task)
+            encoded[task.name] = torch.stack([s.labels.get(task.name, filler) for s in samples])
+        source = torch.tensor([s.source for s in samples], dtype=torch.long)
+        return Batch(x, PartialLabels.from_encoded(self.tasks, encoded), source)
+
+
+def _unlabelled(task: Task) -> Tensor:
+    if isinstance(task, CategoricalTask):
+        return torch.tensor(MISSING_CLASS, dtype=torch.long)
+    return torch.full((task.num_outputs,), math.nan)
+
+
+def collate_samples(tasks: Sequence[Task]) -> SampleCollator:
+    """A collate function building a :class:`Batch` over ``tasks``."""
+    return SampleCollator(tasks)
+
+
+def batch_counts(batch_size: int, proportions: Sequence[float]) -> list[int]:
+    """Samples per source in a batch: largest-remainder rounding, at least 1 each.
+
+    Quotas are ``batch_size * p_s / sum(p)``; each source gets the floor of its quota
+    (at least 1), and the samples left go to the largest remainders (ties: first
+    source). If the minimum of 1 overshoots, the most over-served sources give back.
+    """
+    weights = np.asarray(proportions, dtype=np.float64)
+    if weights.ndim != 1 or len(weights) == 0:
+        raise DataError("proportions: expected one weight per source")
+    if not np.all(np.isfinite(weights)) or bool((weights <= 0).any()):
+        raise DataError(f"proportions must be positive and finite, got {weights.tolist()}")
+    if batch_size < len(weights):
+        raise DataError(
+            f"a batch of {batch_size} cannot hold a sample of each of {len(weights)} sources"
+        )
+    quotas = batch_size * weights / weights.sum()
+    counts = np.maximum(np.floor(quotas), 1).astype(np.int64)
+    while counts.sum() < batch_size:
+        counts[int(np.argmax(quotas - counts))] += 1
+    while counts.sum() > batch_size:
+        excess = np.where(counts > 1, counts - quotas, -np.inf)
+        counts[int(np.argmax(excess))] -= 1
+    return [int(c) for c in counts]
+
+
+def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """``(rank, world_size)``: as given, else from ``torch.distributed`` if initialised, else 0/1."""
+    initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if world_size is None:
+        world_size = torch.distributed.get_world_size() if initialised else 1
+    if rank is None:
+        rank = torch.distributed.get_rank() if initialised else 0
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise DataError(f"need 0 <= rank < world_size, got rank {rank}, world_size {world_size}")
+    return rank, world_size
+
+
+class MultiSourceBatchSampler(Sampler[list[int]]):
+    """Batches over concatenated sources, every batch holding every source in set proportions.
+
+    Indices are offset as in :class:`~torch.utils.data.ConcatDataset` (source ``s``
+    starts at ``sum(sizes[:s])``).
+
+    - **Composition**: ``batch_size`` is the *global* batch size. With ``W`` ranks each
+      rank gets ``batch_size // W`` samples per step (``batch_size`` must be a multiple
+      of ``W``); the per-rank count of each source, ``c_s``, is
+      :func:`batch_counts` of that size and ``proportions`` (default equal shares),
+      so every rank sees every source at every step.
+    - **Order**: each source is drawn as a stream of fresh permutations of its rows:
+      no repeat within a pass; a source smaller than its share is cycled, reshuffled
+      at each pass. The streams depend only on ``(seed, epoch, source)``, not on
+      global random state.
+    - **Epoch length**: the number of batches needed for the source that takes the
+      longest (by its share) to be seen once,
+      ``max_s ceil(sizes[s] / (W * c_s))``; ``num_batches`` overrides it.
+    - **DDP**: the global draw of a step holds ``W * c_s`` rows of source ``s``; rank
+      ``r`` takes the ``r``-th slice, so ranks see disjoint rows within a step and the
+      same number of batches. ``rank``/``world_size`` default to ``torch.distributed``
+      when it is initialised, else 0/1.
+
+    Call :meth:`set_epoch` at every epoch (Lightning does, through ``.sampler``).
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        batch_size: int,
+        proportions: Sequence[float] | None = None,
+        *,
+        num_batches: int | None = None,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        self.sizes = [int(s) for s in sizes]
+        if not self.sizes:
+            raise DataError("the batch sampler needs at least one source")
+        empty = [i for i, s in enumerate(self.sizes) if s <= 0]
+        if empty:
+            raise DataError(f"source(s) {empty} have no samples")
+        self.rank, self.world_size = _distributed(rank, world_size)
+        if batch_size < 1 or batch_size % self.world_size:
+            raise DataError(
+                f"batch_size {batch_size} must be a positive multiple of world_size "
+                f"{self.world_size} (it is the global batch, split across ranks)"
+            )
+        if seed < 0:
+            raise DataError(f"seed must be >= 0, got {seed}")
+        self.batch_size = batch_size
+        self.per_rank = batch_size // self.world_size
+        weights = [1.0] * len(self.sizes) if proportions is None else list(proportions)
+        if len(weights) != len(self.sizes):
+            raise DataError(
+                f"{len(weights)} proportions given for {len(self.sizes)} sources"
+            )
+        self.counts = batch_counts(self.per_rank, weights)
+        """Samples of each source in one rank's batch."""
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        natural = max(
+            math.ceil(n / (self.world_size * c)) for n, c in zip(self.sizes, self.counts)
+        )
+        if num_batches is not None and num_batches < 1:
+            raise DataError(f"num_batches must be >= 1, got {num_batches}")
+        self.num_batches = natural if num_batches is None else int(num_batches)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose batches :meth:`__iter__` yields."""
+        if epoch < 0:
+            raise DataError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = int(epoch)
+
+    @property
+    def sampler(self) -> MultiSourceBatchSampler:
+        """This object: Lightning calls ``batch_sampler.sampler.set_epoch(epoch)``."""
+        return self
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def _stream(self, source: int) -> np.ndarray:
+        """Rows of ``source`` for this rank, shape ``(num_batches, c_s)``, offset applied."""
+        size, count = self.sizes[source], self.counts[source]
+        need = self.num_batches * self.world_size * count
+        rng = np.random.default_rng([self.seed, self.epoch, source])
+        passes = [rng.permutation(size) for _ in range(math.ceil(need / size))]
+        drawn = np.concatenate(passes)[:need].reshape(self.num_batches, self.world_size, count)
+        return drawn[:, self.rank, :] + self.offsets[source]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        streams = [self._stream(s) for s in range(len(self.sizes))]
+        table = np.concatenate(streams, axis=1)
+        for row in table:
+            yield row.tolist()
+
+
+class SourceBatchSampler(Sampler[list[int]]):
+    """Evaluation batches: each source in order, in batches of ``batch_size`` (never mixed).
+
+    With several ranks, batches are dealt round-robin (batch ``k`` to rank
+    ``k % world_size``): ranks see disjoint samples, all samples once, and their
+    batch counts may differ by one.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        batch_size: int,
+        *,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise DataError(f"batch_size must be >= 1, got {batch_size}")
+        self.rank, self.world_size = _distributed(rank, world_size)
+        self.batches: list[list[int]] = []
+        start = 0
+        for size in sizes:
+            for first in range(0, int(size), batch_size):
+                self.batches.append(list(range(start + first, start + min(first + batch_size, size))))
+            start += int(size)
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return len(self.batches[self.rank :: self.world_size])
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches[self.rank :: self.world_size])
+
+
+class SourceConcat(ConcatDataset[Sample]):
+    """Concatenated sources whose samples carry the index of their source."""
+
+    def __init__(self, sources: Sequence[Source]) -> None:
+        super().__init__(list(sources))
+
+    def __getitem__(self, idx: int) -> Sample:
+        if idx < 0:
+            idx += len(self)
+        source = int(np.searchsorted(self.cumulative_sizes, idx, side="right"))
+        start = self.cumulative_sizes[source - 1] if source else 0
+        return self.datasets[source][idx - start]._replace(source=source)
+
+
+def union_tasks(sources: Sequence[Source]) -> list[Task]:
+    """Tasks of all sources (first-seen order); a name must mean the same task everywhere."""
+    tasks: dict[str, Task] = {}
+    for source in sources:
+        for task in source.tasks:
+            if task.name in tasks and tasks[task.name] != task:
+                raise DataError(
+                    f"source {source.name!r} defines task {task.name!r} differently "
+                    "from an earlier source"
+                )
+            tasks.setdefault(task.name, task)
+    return list(tasks.values())
+
+
+def _check_sources(sources: Sequence[Source]) -> None:
+    if not sources:
+        raise DataError("no sources given")
+    names = [s.name for s in sources]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise DataError(f"duplicated source name(s): {', '.join(duplicated)}")
+
+
+def _weights(
+    sources: Sequence[Source], proportions: Sequence[float] | Mapping[str, float] | None
+) -> list[float] | None:
+    if proportions is None or not isinstance(proportions, Mapping):
+        return None if proportions is None else list(proportions)
+    names = [s.name for s in sources]
+    missing = [n for n in names if n not in proportions]
+    unknown = sorted(set(proportions) - set(names))
+    if missing or unknown:
+        raise DataError(
+            "proportions must name every source exactly: "
+            f"missing {missing or 'none'}, unknown {unknown or 'none'}"
+        )
+    return [float(proportions[n]) for n in names]
+
+
+def build_train_loader(
+    sources: Sequence[Source],
+    batch_size: int,
+    proportions: Sequence[float] | Mapping[str, float] | None = None,
+    seed: int = 0,
+    num_workers: int = 0,
+    *,
+    num_batches: int | None = None,
+    tasks: Sequence[Task] | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+    pin_memory: bool = False,
+) -> DataLoader[Sample]:
+    """Training DataLoader over ``sources`` with a :class:`MultiSourceBatchSampler`.
+
+    ``batch_size`` is global (split across ranks). ``proportions``: per-source weights,
+    as a list or a mapping from source name (default: equal shares). ``tasks``
+    default to the union of the sources' tasks. Augmentation runs in the workers
+    with torch's RNG, seeded per worker from a generator seeded with ``seed``.
+    """
+    _check_sources(sources)
+    sampler = MultiSourceBatchSampler(
+        [len(s) for s in sources], batch_size, _weights(sources, proportions),
+        num_batches=num_batches, seed=seed, rank=rank, world_size=world_size,
+    )
+    return DataLoader(
+        SourceConcat(sources),
+        batch_sampler=sampler,
+        collate_fn=collate_samples(union_tasks(sources) if tasks is None else tasks),
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def build_eval_loader(
+    sources: Sequence[Source],
+    batch_size: int,
+    num_workers: int = 0,
+    *,
+    tasks: Sequence[Task] | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+    pin_memory: bool = False,
+) -> DataLoader[Sample]:
+    """Evaluation DataLoader: each source in order, batches never mix sources, no augmentation.
+
+    ``batch_size`` is per rank; see :class:`SourceBatchSampler` for DDP.
+    """
+    _check_sources(sources)
+    plain = [s.with_augment(None) for s in sources]
+    return DataLoader(
+        SourceConcat(plain),
+        batch_sampler=SourceBatchSampler(
+            [len(s) for s in plain], batch_size, rank=rank, world_size=world_size
+        ),
+        collate_fn=collate_samples(union_tasks(plain) if tasks is None else tasks),
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
+    )

@@ -1,0 +1,548 @@
+"""Manifests: one row per sample, read from CSV/Parquet (or a DataFrame) and validated.
+
+The format is described in ``docs/manifest.md``. Columns:
+
+- ``id`` (optional, unique), ``image`` *or* ``index`` (exactly one), ``split`` (optional:
+  ``train``, ``val`` or ``test``);
+- ``<task>`` for a categorical task: a class name or a class index, empty = not labelled;
+- ``<task>/<label>`` for a binary-set task: ``0``, ``1`` or empty (= not observed).
+
+A categorical cell is first matched against the class *names*; only if it is no
+name is it read as a class *index* (so for classes ``"0".."9"`` both readings agree).
+A task with no column at all is unlabelled in this source. Any other column is
+an error, so that a typo never drops labels silently.
+
+Rows are numbered from 1 (the first data row); for CSV files the line number
+(header = line 1) is given as well.
+
+>>> import pandas as pd
+>>> from dmtl.core.tasks import BinarySetTask, CategoricalTask
+>>> tasks = [CategoricalTask("digit", ["zero", "one"]), BinarySetTask("attr", ["even", "big"])]
+>>> frame = pd.DataFrame({"image": ["a.png", "b.png"], "digit": ["one", ""], "attr/even": [0, 1]})
+>>> m = Manifest.from_frame(frame, tasks)
+>>> m.labels["digit"].tolist(), m.labels["attr"].tolist()
+([1, -1], [[0.0, nan], [1.0, nan]])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dmtl.core.labels import MISSING_CLASS
+from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task, check_unique_task_names
+from dmtl.data.errors import ManifestError
+
+RESERVED_COLUMNS = ("id", "image", "index", "split")
+"""Columns that name no task."""
+
+SPLITS = ("train", "val", "test")
+"""Allowed values of the ``split`` column."""
+
+CSV_SUFFIXES = (".csv",)
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+_INTEGER = re.compile(r"^[+-]?\d+$")
+_PREVIEW = 10
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Manifest:
+    """A validated manifest with its labels encoded.
+
+    ``labels[task]`` is ``int64 (N,)`` with ``-1`` = not labelled (categorical) or
+    ``float32 (N, K)`` with ``NaN`` = not observed (binary set); tasks missing from
+    the given ``labels`` are filled as unlabelled. ``ids`` default to the image
+    paths or the indices. ``origin`` names where the rows came from (a file
+    path, or e.g. ``"<DataFrame>"``) and ``rows`` their 1-based row numbers there,
+    so later errors (missing files, index out of range) can name them.
+    ``root`` is the folder image paths are relative to (for a file: its folder).
+    """
+
+    tasks: tuple[Task, ...]
+    labels: dict[str, np.ndarray]
+    image: np.ndarray | None = None
+    index: np.ndarray | None = None
+    ids: np.ndarray | None = None
+    split: np.ndarray | None = None
+    origin: str = "<DataFrame>"
+    root: Path | None = None
+    rows: np.ndarray | None = None
+    csv: bool = False
+
+    def __post_init__(self) -> None:
+        tasks = tuple(self.tasks)
+        check_unique_task_names(tasks)
+        object.__setattr__(self, "tasks", tasks)
+        if (self.image is None) == (self.index is None):
+            raise ManifestError(f"{self.origin}: give exactly one of 'image' and 'index'")
+        if self.image is not None:
+            keys = np.asarray(self.image, dtype=object)
+            object.__setattr__(self, "image", keys)
+        else:
+            keys = np.asarray(self.index, dtype=np.int64)
+            object.__setattr__(self, "index", keys)
+        n = len(keys)
+        ids = keys.astype(str).astype(object) if self.ids is None else self.ids
+        object.__setattr__(self, "ids", np.asarray(ids, dtype=object))
+        if self.split is not None:
+            object.__setattr__(self, "split", np.asarray(self.split, dtype=object))
+        rows = np.arange(1, n + 1) if self.rows is None else self.rows
+        object.__setattr__(self, "rows", np.asarray(rows, dtype=np.int64))
+        if self.root is not None:
+            object.__setattr__(self, "root", Path(self.root))
+        for what in ("ids", "split", "rows"):
+            value = getattr(self, what)
+            if value is not None and len(value) != n:
+                raise ManifestError(f"{self.origin}: {what} has {len(value)} entries, expected {n}")
+        object.__setattr__(self, "labels", check_encoded(tasks, self.labels, n, self.origin))
+
+    def __len__(self) -> int:
+        return len(self.ids)  # type: ignore[arg-type]
+
+    @property
+    def kind(self) -> str:
+        """``"image"`` or ``"index"``: how inputs are found."""
+        return "image" if self.image is not None else "index"
+
+    def where(self, position: int, column: str | None = None) -> str:
+        """Describe row ``position`` (0-based here) as ``file, row r (line l), column c``."""
+        return _where(self.origin, self.row_number(position), column, self.csv)
+
+    def row_number(self, position: int) -> int:
+        """1-based data row in :attr:`origin` of the row at 0-based ``position`` here."""
+        assert self.rows is not None
+        return int(self.rows[position])
+
+    def select(self, positions: np.ndarray | Sequence[int]) -> Manifest:
+        """The manifest restricted to the given 0-based row positions (order kept as given)."""
+        pos = np.asarray(positions, dtype=np.int64)
+
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[pos]
+
+        return Manifest(
+            self.tasks,
+            {k: v[pos] for k, v in self.labels.items()},
+            image=take(self.image),
+            index=take(self.index),
+            ids=take(self.ids),
+            split=take(self.split),
+            origin=self.origin,
+            root=self.root,
+            rows=take(self.rows),
+            csv=self.csv,
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """The manifest as a DataFrame in the standard format (class *names*, 0/1/empty)."""
+        columns: dict[str, object] = {"id": self.ids}
+        if self.image is not None:
+            columns["image"] = self.image
+        else:
+            columns["index"] = self.index
+        if self.split is not None:
+            columns["split"] = self.split
+        for task in self.tasks:
+            values = self.labels[task.name]
+            if isinstance(task, CategoricalTask):
+                names = np.asarray(task.classes, dtype=object)
+                columns[task.name] = np.where(
+                    values == MISSING_CLASS, None, names[np.clip(values, 0, None)]
+                )
+            else:
+                for j, label in enumerate(task.names):
+                    columns[f"{task.name}/{label}"] = pd.Series(values[:, j]).astype("Int8")
+        return pd.DataFrame(columns)
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        tasks: Sequence[Task],
+        root: str | Path | None = None,
+        *,
+        origin: str = "<DataFrame>",
+        csv: bool = False,
+    ) -> Manifest:
+        """Validate and encode a DataFrame in the manifest format (its index is ignored)."""
+        return _parse(frame, tuple(tasks), root, origin, csv)
+
+    @classmethod
+    def read(
+        cls, path: str | Path, tasks: Sequence[Task], root: str | Path | None = None
+    ) -> Manifest:
+        """Read a CSV or Parquet manifest; ``root`` defaults to the file's folder."""
+        path = Path(path)
+        frame = _read_table(path)
+        return _parse(
+            frame, tuple(tasks), path.parent if root is None else root, str(path),
+            path.suffix.lower() in CSV_SUFFIXES,
+        )
+
+
+def read_manifest(
+    manifest: str | Path | pd.DataFrame | Manifest,
+    tasks: Sequence[Task],
+    root: str | Path | None = None,
+) -> Manifest:
+    """A :class:`Manifest` from a file path, a DataFrame or a Manifest (returned as is)."""
+    if isinstance(manifest, Manifest):
+        if root is not None and manifest.root is None:
+            return dataclasses.replace(manifest, root=Path(root))
+        return manifest
+    if isinstance(manifest, pd.DataFrame):
+        return Manifest.from_frame(manifest, tasks, root)
+    return Manifest.read(manifest, tasks, root)
+
+
+def write_manifest(path: str | Path, manifest: Manifest) -> Path:
+    """Write ``manifest`` as CSV or Parquet (chosen by the suffix); returns the path."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    frame = manifest.to_frame()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix in CSV_SUFFIXES:
+        frame.to_csv(path, index=False)
+    elif suffix in PARQUET_SUFFIXES:
+        frame.to_parquet(path, index=False)
+    else:
+        raise ManifestError(
+            f"{path}: unknown manifest suffix {suffix!r}; expected .csv, .parquet or .pq"
+        )
+    return path
+
+
+def check_encoded(
+    tasks: Sequence[Task], labels: Mapping[str, np.ndarray], n: int, where: str
+) -> dict[str, np.ndarray]:
+    """Validate encoded labels for ``n`` samples; fill tasks without labels as unlabelled.
+
+    Returns new arrays: categorical ``int64 (n,)`` in ``[-1, C)``, binary ``float32 (n, K)``
+    in ``{0, 1, NaN}``.
+    """
+    by_name = {t.name: t for t in tasks}
+    unknown = sorted(set(labels) - set(by_name))
+    if unknown:
+        raise ManifestError(f"{where}: labels given for unknown tasks: {', '.join(unknown)}")
+    out: dict[str, np.ndarray] = {}
+    for task in tasks:
+        if task.name not in labels:
+            out[task.name] = unlabelled(task, n)
+            continue
+        values = np.asarray(labels[task.name])
+        if isinstance(task, CategoricalTask):
+            if values.shape != (n,):
+                raise ManifestError(
+                    f"{where}: task {task.name!r}: expected labels of shape ({n},), "
+                    f"got {values.shape}"
+                )
+            if values.dtype.kind not in "iu":
+                raise ManifestError(
+                    f"{where}: task {task.name!r}: expected integer class indices, "
+                    f"got dtype {values.dtype}"
+                )
+            values = values.astype(np.int64)
+            bad = np.flatnonzero((values < MISSING_CLASS) | (values >= task.num_classes))
+            if len(bad):
+                raise ManifestError(
+                    f"{where}: task {task.name!r}, sample {int(bad[0])}: class index "
+                    f"{int(values[bad[0]])} out of range (expected -1..{task.num_classes - 1})"
+                )
+        else:
+            if values.shape != (n, task.num_outputs):
+                raise ManifestError(
+                    f"{where}: task {task.name!r}: expected labels of shape "
+                    f"({n}, {task.num_outputs}), got {values.shape}"
+                )
+            values = values.astype(np.float32)
+            bad = ~(np.isnan(values) | (values == 0) | (values == 1))
+            if bad.any():
+                i, j = (int(v[0]) for v in np.nonzero(bad))
+                raise ManifestError(
+                    f"{where}: task {task.name!r}, sample {i}, label {task.names[j]!r}: "
+                    f"expected 0, 1 or NaN, got {values[i, j]}"
+                )
+        out[task.name] = values
+    return out
+
+
+def unlabelled(task: Task, n: int) -> np.ndarray:
+    """Encoded labels of ``n`` samples with nothing observed for ``task``."""
+    if isinstance(task, CategoricalTask):
+        return np.full(n, MISSING_CLASS, dtype=np.int64)
+    return np.full((n, task.num_outputs), np.nan, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _where(origin: str, row: int, column: str | None, csv: bool) -> str:
+    text = f"{origin}, row {row}"
+    if csv:
+        text += f" (line {row + 1})"
+    if column is not None:
+        text += f", column {column!r}"
+    return text
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in CSV_SUFFIXES:
+            return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        if suffix in PARQUET_SUFFIXES:
+            return pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise ManifestError(f"{path}: empty manifest (no header, no rows)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as error:
+        raise ManifestError(f"{path}: cannot read the manifest: {error}") from None
+    raise ManifestError(
+        f"{path}: unknown manifest suffix {suffix!r}; expected .csv, .parquet or .pq"
+    )
+
+
+def _cells(series: pd.Series) -> np.ndarray:
+    """Cell texts, stripped, with ``""`` for empty/missing cells; integral numbers as ints."""
+    n = len(series)
+    if pd.api.types.is_bool_dtype(series.dtype):
+        missing = series.isna().to_numpy()
+        flags = series.fillna(False).to_numpy(dtype=bool)
+        return np.where(missing, "", np.where(flags, "1", "0")).astype(object)
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        out = np.full(n, "", dtype=object)
+        present = ~np.isnan(values)
+        integral = present & np.isfinite(values) & (values == np.floor(values))
+        out[integral] = values[integral].astype(np.int64).astype(str)
+        other = present & ~integral
+        out[other] = values[other].astype(str)
+        return out
+    return np.array([_text(v) for v in series.to_numpy(dtype=object)], dtype=object)
+
+
+def _text(value: object) -> str:
+    if type(value) is str:
+        return value.strip()
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "1" if value else "0"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _bad_values(
+    what: str, origin: str, rows: np.ndarray, column: str, csv: bool, bad: np.ndarray
+) -> ManifestError:
+    """An error for the first bad cell, with the count of the others."""
+    first = int(bad[0])
+    message = f"{_where(origin, int(rows[first]), column, csv)}: {what}"
+    if len(bad) > 1:
+        message += f" ({len(bad) - 1} more bad value(s) in this column)"
+    return ManifestError(message)
+
+
+def _preview(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:_PREVIEW])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > _PREVIEW else "")
+
+
+def _encode_categorical(
+    task: CategoricalTask, text: np.ndarray, origin: str, rows: np.ndarray, csv: bool
+) -> np.ndarray:
+    lookup = {name: i for i, name in enumerate(task.classes)}
+    out = np.fromiter((lookup.get(t, -2) for t in text), dtype=np.int64, count=len(text))
+    empty = text == ""
+    out[empty] = MISSING_CLASS
+    unmatched = np.flatnonzero(out == -2)
+    for position in unmatched:
+        value = text[position]
+        if _INTEGER.match(value) and 0 <= int(value) < task.num_classes:
+            out[position] = int(value)
+    bad = unmatched[out[unmatched] == -2]
+    if len(bad):
+        value = text[bad[0]]
+        if _INTEGER.match(value):
+            what = (
+                f"class index {value} out of range for task {task.name!r} "
+                f"(expected 0..{task.num_classes - 1}; leave the cell empty for 'not labelled')"
+            )
+        else:
+            close = difflib.get_close_matches(value, task.classes, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            what = (
+                f"unknown class {value!r} for task {task.name!r}{hint}; expected a class "
+                f"name ({_preview(task.classes)}) or a class index 0..{task.num_classes - 1}"
+            )
+        raise _bad_values(what, origin, rows, task.name, csv, bad)
+    return out
+
+
+def _encode_binary(
+    task: BinarySetTask, label: str, text: np.ndarray, origin: str, rows: np.ndarray, csv: bool
+) -> np.ndarray:
+    out = np.full(len(text), np.nan, dtype=np.float32)
+    out[text == "0"] = 0.0
+    out[text == "1"] = 1.0
+    leftover = np.flatnonzero(np.isnan(out) & (text != ""))
+    bad: list[int] = []
+    for position in leftover:
+        try:
+            value = float(text[position])
+        except ValueError:
+            value = np.nan
+        if value in (0.0, 1.0):
+            out[position] = value
+        else:
+            bad.append(int(position))
+    if bad:
+        column = f"{task.name}/{label}"
+        what = (
+            f"expected 0, 1 or empty for label {label!r} of task {task.name!r}, "
+            f"got {text[bad[0]]!r}"
+        )
+        raise _bad_values(what, origin, rows, column, csv, np.asarray(bad))
+    return out
+
+
+def _column_map(
+    columns: Sequence[str], tasks: Sequence[Task], origin: str
+) -> dict[str, tuple[Task, int | None]]:
+    """Map each task column to (task, label position or None); reject unknown columns."""
+    wanted: dict[str, tuple[Task, int | None]] = {}
+    for task in tasks:
+        if isinstance(task, CategoricalTask):
+            wanted[task.name] = (task, None)
+        else:
+            for j, label in enumerate(task.names):
+                wanted[f"{task.name}/{label}"] = (task, j)
+    unknown = [c for c in columns if c not in wanted and c not in RESERVED_COLUMNS]
+    if unknown:
+        described = []
+        for c in unknown:
+            close = difflib.get_close_matches(c, [*wanted, *RESERVED_COLUMNS], n=1)
+            if c.startswith("Unnamed:"):
+                described.append(f"{c!r} (a CSV written with its index? write it with index=False)")
+            elif close:
+                described.append(f"{c!r} (did you mean {close[0]!r}?)")
+            else:
+                described.append(repr(c))
+        expected = _preview(list(wanted))
+        raise ManifestError(
+            f"{origin}: {len(unknown)} column(s) match no task and are not reserved "
+            f"({', '.join(RESERVED_COLUMNS)}): {', '.join(described)}. Task columns are "
+            f"'<task>' (categorical) or '<task>/<label>' (binary set); expected among: {expected}"
+        )
+    found = {c: wanted[c] for c in columns if c in wanted}
+    if not found:
+        raise ManifestError(
+            f"{origin}: no column matches any task; expected among: {_preview(list(wanted))}"
+        )
+    return found
+
+
+def _parse(
+    frame: pd.DataFrame, tasks: tuple[Task, ...], root: str | Path | None, origin: str, csv: bool
+) -> Manifest:
+    check_unique_task_names(tasks)
+    if not isinstance(frame, pd.DataFrame):
+        raise ManifestError(f"{origin}: expected a pandas DataFrame, got {type(frame).__name__}")
+    frame = frame.reset_index(drop=True)
+    frame.columns = [str(c) for c in frame.columns]
+    columns = list(frame.columns)
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise ManifestError(f"{origin}: duplicated column(s): {', '.join(duplicated)}")
+    n = len(frame)
+    if n == 0:
+        raise ManifestError(f"{origin}: empty manifest (no rows)")
+    has_image, has_index = "image" in columns, "index" in columns
+    if has_image == has_index:
+        which = "both" if has_image else "neither"
+        raise ManifestError(
+            f"{origin}: the manifest has {which} of the columns 'image' and 'index'; "
+            "give exactly one (image paths, or row indices into an array file)"
+        )
+    task_columns = _column_map(columns, tasks, origin)
+    rows = np.arange(1, n + 1)
+
+    image = index = None
+    key_column = "image" if has_image else "index"
+    keys = _cells(frame[key_column])
+    if has_image:
+        bad = np.flatnonzero(keys == "")
+        if len(bad):
+            raise _bad_values("empty image path", origin, rows, "image", csv, bad)
+        image = keys
+    else:
+        ok = np.array([bool(_INTEGER.match(k)) and int(k) >= 0 for k in keys], dtype=bool)
+        bad = np.flatnonzero(~ok)
+        if len(bad):
+            what = f"expected a non-negative integer row index, got {keys[bad[0]]!r}"
+            raise _bad_values(what, origin, rows, "index", csv, bad)
+        index = keys.astype(np.int64)
+
+    if "id" in columns:
+        ids = _cells(frame["id"])
+        bad = np.flatnonzero(ids == "")
+        if len(bad):
+            raise _bad_values("empty id", origin, rows, "id", csv, bad)
+        id_column, note = "id", ""
+    else:
+        ids = keys
+        id_column, note = key_column, f" (ids default to the {key_column} column)"
+    dup = pd.Series(ids).duplicated(keep=False).to_numpy()
+    if dup.any():
+        first = int(np.flatnonzero(dup)[0])
+        same = np.flatnonzero(ids == ids[first])
+        others = len(set(ids[dup])) - 1
+        more = f"; {others} more duplicated id(s)" if others else ""
+        raise ManifestError(
+            f"{origin}, column {id_column!r}: id {ids[first]!r} is duplicated{note} in rows "
+            f"{', '.join(str(int(rows[p])) for p in same[:5])}{more}"
+        )
+
+    split = None
+    if "split" in columns:
+        split = _cells(frame["split"])
+        bad = np.flatnonzero(~np.isin(split, SPLITS))
+        if len(bad):
+            what = f"expected a split among {', '.join(SPLITS)}, got {split[bad[0]]!r}"
+            raise _bad_values(what, origin, rows, "split", csv, bad)
+
+    labels: dict[str, np.ndarray] = {}
+    for column, (task, j) in task_columns.items():
+        text = _cells(frame[column])
+        if isinstance(task, CategoricalTask):
+            labels[task.name] = _encode_categorical(task, text, origin, rows, csv)
+        else:
+            assert isinstance(task, BinarySetTask) and j is not None
+            if task.name not in labels:
+                labels[task.name] = unlabelled(task, n)
+            labels[task.name][:, j] = _encode_binary(
+                task, task.names[j], text, origin, rows, csv
+            )
+    return Manifest(
+        tasks,
+        labels,
+        image=image,
+        index=index,
+        ids=ids,
+        split=split,
+        origin=origin,
+        root=None if root is None else Path(root),
+        rows=rows,
+        csv=csv,
+    )

@@ -1,0 +1,593 @@
+"""Sources: one dataset each, with its tasks, encoded labels and an input reader.
+
+Two kinds share the :class:`Source` interface:
+
+- :class:`ImageSource`: image files on disk, decoded with Pillow, converted to grey
+  (``channels=1``) or RGB (``channels=3``), optionally resized (bilinear) to
+  ``image_size``, scaled to floats ``uint8 / 255`` in [0, 1];
+- :class:`ArraySource`: an in-memory (or memory-mapped ``.npy``) array of shape
+  ``(N, C, H, W)`` or ``(N, D)``; floats are used as they are, ``uint8`` is
+  scaled by ``1 / 255``.
+
+Then, for both: optional train-time augmentation (:class:`Augment`, images only)
+and optional normalisation ``(x - mean) / std`` per channel.
+
+``source[i]`` is a :class:`Sample` whose labels are encoded per sample (class
+index or ``-1``; label values or ``NaN``) for every task of the source.
+Sources are immutable in use: :meth:`Source.with_labels`, :meth:`Source.subset`,
+:meth:`Source.split` and :meth:`Source.with_augment` return modified copies.
+
+>>> import numpy as np
+>>> from dmtl.core.tasks import CategoricalTask
+>>> task = CategoricalTask("digit", ["0", "1"])
+>>> labels = {"digit": np.array([0, 1, -1])}
+>>> source = ArraySource("toy", [task], np.zeros((3, 4), np.float32), labels)
+>>> sample = source[1]
+>>> tuple(sample.x.shape), int(sample.labels["digit"])
+((4,), 1)
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from dmtl.core.tasks import Task, check_unique_task_names
+from dmtl.data.errors import CorruptImageError, DataError, ManifestError, MissingFilesError
+from dmtl.data.manifest import SPLITS, Manifest, check_encoded, read_manifest
+
+_GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+_SHOW_MISSING = 5
+
+
+class Sample(NamedTuple):
+    """One sample: input, encoded labels per task, index of its source in the loader."""
+
+    x: Tensor
+    labels: dict[str, Tensor]
+    source: int = 0
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Train-time augmentation of image inputs ``(C, H, W)``.
+
+    ``crop_padding``: pad by this many zero pixels on every side, then crop a random
+    window of the original size (0 = off); ``hflip``: flip left-right with
+    probability 1/2. Uses ``torchvision.transforms.v2`` when it is importable
+    and ``use_torchvision`` is set, else an equivalent few lines of torch.
+    Randomness comes from torch's global generator, which DataLoader seeds per worker.
+    """
+
+    crop_padding: int = 0
+    hflip: bool = False
+    use_torchvision: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.crop_padding, int) or self.crop_padding < 0:
+            raise DataError(f"Augment: crop_padding must be an int >= 0, got {self.crop_padding!r}")
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if x.dim() != 3:
+            raise DataError(f"augmentation needs image inputs (C, H, W), got {tuple(x.shape)}")
+        if self.use_torchvision and _v2 is not None:
+            ops: list[Any] = []
+            if self.crop_padding:
+                ops.append(_v2.RandomCrop(tuple(x.shape[-2:]), padding=self.crop_padding))
+            if self.hflip:
+                ops.append(_v2.RandomHorizontalFlip())
+            return _v2.Compose(ops)(x) if ops else x
+        return _fallback_augment(x, self.crop_padding, self.hflip)
+
+
+def _import_v2() -> Any:
+    try:
+        from torchvision.transforms import v2
+    except ImportError:  # the optional `vision` extra is not installed
+        return None
+    return v2
+
+
+_v2 = _import_v2()
+
+
+def _fallback_augment(x: Tensor, padding: int, hflip: bool) -> Tensor:
+    """Random crop of the original size after zero padding, then a random left-right flip."""
+    if padding:
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (padding, padding, padding, padding))
+        top = int(torch.randint(0, 2 * padding + 1, ()))
+        left = int(torch.randint(0, 2 * padding + 1, ()))
+        x = padded[..., top : top + h, left : left + w]
+    if hflip and bool(torch.rand(()) < 0.5):
+        x = x.flip(-1)
+    return x
+
+
+def _stats(value: float | Sequence[float] | None, what: str, name: str) -> Tensor | None:
+    if value is None:
+        return None
+    out = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
+    if out.numel() == 0:
+        raise DataError(f"source {name!r}: {what} is empty")
+    return out
+
+
+class Source(Dataset[Sample]):
+    """A named dataset: tasks, encoded labels (``self.labels``), ids, optional splits.
+
+    Subclasses implement :meth:`raw_input` (the input before augmentation and
+    normalisation) and :meth:`_take_inputs`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        tasks: Sequence[Task],
+        labels: Mapping[str, np.ndarray],
+        *,
+        num_samples: int,
+        ids: Sequence[str] | np.ndarray | None = None,
+        splits: Sequence[str] | np.ndarray | None = None,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+        augment: Augment | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise DataError(f"a source name must be a non-empty string, got {name!r}")
+        self.name = name
+        self.tasks: tuple[Task, ...] = tuple(tasks)
+        check_unique_task_names(self.tasks)
+        self.labels: dict[str, np.ndarray] = check_encoded(
+            self.tasks, labels, num_samples, f"source {name!r}"
+        )
+        self.ids: np.ndarray = (
+            np.arange(num_samples).astype(str).astype(object)
+            if ids is None
+            else np.asarray(ids, dtype=object)
+        )
+        self.splits: np.ndarray | None = (
+            None if splits is None else np.asarray(splits, dtype=object)
+        )
+        for what, value in (("ids", self.ids), ("splits", self.splits)):
+            if value is not None and len(value) != num_samples:
+                raise DataError(
+                    f"source {name!r}: {what} has {len(value)} entries, expected {num_samples}"
+                )
+        if self.splits is not None:
+            bad = np.flatnonzero(~np.isin(self.splits, SPLITS))
+            if len(bad):
+                raise DataError(
+                    f"source {name!r}, sample {int(bad[0])}: split {self.splits[bad[0]]!r} "
+                    f"is not one of {', '.join(SPLITS)}"
+                )
+        self.mean = _stats(mean, "mean", name)
+        self.std = _stats(std, "std", name)
+        if (self.mean is None) != (self.std is None):
+            raise DataError(f"source {name!r}: give both mean and std, or neither")
+        if self.std is not None and bool((self.std <= 0).any()):
+            raise DataError(f"source {name!r}: std must be positive, got {self.std.tolist()}")
+        self.augment = augment
+        self.skipped_corrupt = 0
+        """Number of corrupt images left out (``skip_corrupt=True``)."""
+        self.skipped_paths: list[str] = []
+
+    # ------------------------------------------------------------------ dataset protocol
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def raw_input(self, i: int) -> Tensor:
+        """Input ``i`` as a float tensor, before augmentation and normalisation."""
+        raise NotImplementedError
+
+    def _take_inputs(self, rows: np.ndarray) -> None:
+        """Restrict the input reader of this (copied) source to ``rows``."""
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> Sample:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"source {self.name!r} has {len(self)} samples, index {i}")
+        x = self.raw_input(i)
+        if self.augment is not None:
+            x = self.augment(x)
+        if self.mean is not None and self.std is not None:
+            shape = (-1, 1, 1) if x.dim() == 3 else (-1,)
+            x = (x - self.mean.reshape(shape)) / self.std.reshape(shape)
+        labels = {name: torch.from_numpy(np.array(v[i])) for name, v in self.labels.items()}
+        return Sample(x, labels, 0)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input (read from the first sample)."""
+        if len(self) == 0:
+            raise DataError(f"source {self.name!r} is empty")
+        return tuple(self.raw_input(0).shape)
+
+    # ------------------------------------------------------------------ modified copies
+
+    def with_labels(self, new_labels: Mapping[str, np.ndarray]) -> Source:
+        """A copy whose labels for the tasks named in ``new_labels`` are replaced (validated).
+
+        Tasks not named keep their labels; to hide a task, pass it all ``-1``/``NaN``.
+        """
+        unknown = sorted(set(new_labels) - {t.name for t in self.tasks})
+        if unknown:
+            raise DataError(f"source {self.name!r} has no task(s) {', '.join(unknown)}")
+        merged = {**self.labels, **{k: np.asarray(v) for k, v in new_labels.items()}}
+        out = copy.copy(self)
+        out.labels = check_encoded(self.tasks, merged, len(self), f"source {self.name!r}")
+        return out
+
+    def with_augment(self, augment: Augment | None) -> Source:
+        """A copy with another train-time augmentation (``None``: off, e.g. for evaluation)."""
+        out = copy.copy(self)
+        out.augment = augment
+        return out
+
+    def subset(self, rows: Sequence[int] | np.ndarray, name: str | None = None) -> Source:
+        """A copy restricted to the given 0-based rows (in that order)."""
+        pos = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if len(pos) and (pos.min() < 0 or pos.max() >= len(self)):
+            raise DataError(
+                f"source {self.name!r}: subset rows must lie in 0..{len(self) - 1}"
+            )
+        out = copy.copy(self)
+        out.name = self.name if name is None else name
+        out.labels = {k: v[pos] for k, v in self.labels.items()}
+        out.ids = self.ids[pos]
+        out.splits = None if self.splits is None else self.splits[pos]
+        out._take_inputs(pos)
+        return out
+
+    def split(self, split_name: str) -> Source:
+        """The rows whose ``split`` is ``split_name`` (possibly none)."""
+        if split_name not in SPLITS:
+            raise DataError(f"unknown split {split_name!r}; expected one of {', '.join(SPLITS)}")
+        if self.splits is None:
+            raise DataError(f"source {self.name!r} has no split column")
+        return self.subset(np.flatnonzero(self.splits == split_name))
+
+    def __repr__(self) -> str:
+        tasks = ", ".join(t.name for t in self.tasks)
+        return f"{type(self).__name__}({self.name!r}, {len(self)} samples, tasks: {tasks})"
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_manifest(
+        cls,
+        name: str,
+        manifest: str | Path | pd.DataFrame | Manifest,
+        root: str | Path | None,
+        tasks: Sequence[Task],
+        *,
+        array: np.ndarray | str | Path | None = None,
+        channels: int | None = None,
+        image_size: int | tuple[int, int] | None = None,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+        augment: Augment | None = None,
+        check_files: bool = True,
+        skip_corrupt: bool = False,
+    ) -> Source:
+        """An :class:`ImageSource` (``image`` column) or :class:`ArraySource` (``index`` column).
+
+        ``root``: folder that image paths (and a relative ``array`` path) are relative
+        to; ``None`` means the manifest file's folder. ``array``: the array (or its
+        ``.npy`` file, memory-mapped) that an ``index`` manifest points into.
+        ``check_files``: check up front that every image exists (one error lists the
+        count and the first paths). ``skip_corrupt``: decode every image up front and
+        leave out those that fail (counted in ``skipped_corrupt``, with a warning);
+        otherwise a corrupt image raises :class:`CorruptImageError` when read.
+        """
+        m = read_manifest(manifest, tasks, root)
+        if m.kind == "image":
+            if array is not None:
+                raise DataError(
+                    f"{m.origin}: the manifest has an 'image' column, so no array is expected"
+                )
+            return ImageSource.from_manifest(
+                name, m, channels=channels, image_size=image_size, mean=mean, std=std,
+                augment=augment, check_files=check_files, skip_corrupt=skip_corrupt,
+            )
+        if array is None:
+            raise DataError(
+                f"{m.origin}: the manifest has an 'index' column; give the array (or .npy file) "
+                "it indexes"
+            )
+        if image_size is not None or channels is not None:
+            raise DataError(f"{m.origin}: image_size/channels apply to image manifests only")
+        return ArraySource.from_manifest(name, m, array, mean=mean, std=std, augment=augment)
+
+
+class ImageSource(Source):
+    """Images on disk, decoded with Pillow (see the module doc for the conversion)."""
+
+    def __init__(
+        self,
+        name: str,
+        tasks: Sequence[Task],
+        paths: Sequence[str | Path] | np.ndarray,
+        labels: Mapping[str, np.ndarray],
+        *,
+        channels: int = 3,
+        image_size: int | tuple[int, int] | None = None,
+        ids: Sequence[str] | np.ndarray | None = None,
+        splits: Sequence[str] | np.ndarray | None = None,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+        augment: Augment | None = None,
+    ) -> None:
+        self.paths = np.asarray([str(p) for p in paths], dtype=object)
+        super().__init__(
+            name, tasks, labels, num_samples=len(self.paths),
+            ids=self.paths if ids is None else ids, splits=splits,
+            mean=mean, std=std, augment=augment,
+        )
+        if channels not in (1, 3):
+            raise DataError(
+                f"source {name!r}: channels must be 1 (grey) or 3 (RGB), got {channels!r}"
+            )
+        self.channels = channels
+        if isinstance(image_size, int):
+            image_size = (image_size, image_size)
+        if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
+            raise DataError(f"source {name!r}: image_size must be an int or (height, width)")
+        self.image_size: tuple[int, int] | None = (
+            None if image_size is None else (int(image_size[0]), int(image_size[1]))
+        )
+        for what, stat in (("mean", self.mean), ("std", self.std)):
+            if stat is not None and stat.numel() not in (1, channels):
+                raise DataError(
+                    f"source {name!r}: {what} needs 1 or {channels} values, got {stat.numel()}"
+                )
+
+    def raw_input(self, i: int) -> Tensor:
+        return decode_image(self.paths[i], self.channels, self.image_size)
+
+    def _take_inputs(self, rows: np.ndarray) -> None:
+        self.paths = self.paths[rows]
+
+    @classmethod
+    def from_manifest(  # type: ignore[override]
+        cls,
+        name: str,
+        manifest: Manifest,
+        *,
+        channels: int | None = None,
+        image_size: int | tuple[int, int] | None = None,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+        augment: Augment | None = None,
+        check_files: bool = True,
+        skip_corrupt: bool = False,
+    ) -> ImageSource:
+        """Build from an ``image`` manifest (see :meth:`Source.from_manifest`)."""
+        m = manifest
+        if m.image is None:
+            raise DataError(f"{m.origin}: not an image manifest (no 'image' column)")
+        if m.root is None:
+            raise DataError(
+                f"{m.origin}: give the root folder that the image paths are relative to"
+            )
+        paths = np.asarray([str(m.root / p) for p in m.image], dtype=object)
+        if check_files or skip_corrupt:
+            _check_exist(m, paths)
+        if channels is None:
+            channels = _guess_channels(paths[0], m.where(0, "image")) if len(paths) else 3
+        keep = np.arange(len(m))
+        skipped: list[str] = []
+        if skip_corrupt:
+            ok = _decodable(paths)
+            keep = np.flatnonzero(ok)
+            skipped = [str(p) for p in paths[~ok]]
+            if skipped:
+                warnings.warn(
+                    f"source {name!r}: skipped {len(skipped)} corrupt image(s) of {len(m)}, "
+                    f"e.g. {skipped[0]}",
+                    stacklevel=3,
+                )
+        m = m.select(keep) if skipped else m
+        source = cls(
+            name, m.tasks, paths[keep], m.labels, channels=channels, image_size=image_size,
+            ids=m.ids, splits=m.split, mean=mean, std=std, augment=augment,
+        )
+        source.skipped_corrupt = len(skipped)
+        source.skipped_paths = skipped
+        return source
+
+
+def decode_image(path: str | Path, channels: int, size: tuple[int, int] | None) -> Tensor:
+    """Decode an image file to a float tensor ``(channels, H, W)`` of ``uint8 / 255`` values."""
+    try:
+        with Image.open(path) as file:
+            img = file.convert("L" if channels == 1 else "RGB")
+            if size is not None and img.size != (size[1], size[0]):
+                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            array = np.array(img, dtype=np.uint8)
+    except FileNotFoundError:
+        raise MissingFilesError(f"{path}: image file not found") from None
+    except Exception as error:  # Pillow raises many types for broken files
+        raise CorruptImageError(
+            f"{path}: cannot decode the image ({type(error).__name__}: {error})"
+        ) from None
+    x = torch.from_numpy(array)
+    x = x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
+    return x.float().div_(255.0)
+
+
+def _check_exist(m: Manifest, paths: np.ndarray) -> None:
+    missing = [i for i, p in enumerate(paths) if not os.path.isfile(p)]
+    if missing:
+        shown = "; ".join(f"row {m.row_number(i)}: {paths[i]}" for i in missing[:_SHOW_MISSING])
+        raise MissingFilesError(
+            f"{m.origin}, column 'image': {len(missing)} of {len(paths)} image file(s) are "
+            f"missing under {m.root}; first {min(len(missing), _SHOW_MISSING)}: {shown}"
+        )
+
+
+def _guess_channels(path: str, where: str) -> int:
+    try:
+        with Image.open(path) as img:
+            return 1 if img.mode in _GREY_MODES else 3
+    except Exception as error:
+        raise CorruptImageError(f"{where}: cannot open {path} ({type(error).__name__})") from None
+
+
+def _decodable(paths: np.ndarray) -> np.ndarray:
+    """Whether each image decodes completely (checked in a thread pool)."""
+
+    def ok(path: str) -> bool:
+        try:
+            with Image.open(path) as img:
+                img.load()
+        except Exception:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return np.fromiter(pool.map(ok, paths), dtype=bool, count=len(paths))
+
+
+class ArraySource(Source):
+    """Inputs from an array ``(N, C, H, W)`` or ``(N, D)``, optionally through a row ``index``.
+
+    ``array`` may be a path to a ``.npy`` file, opened memory-mapped; such a source
+    pickles (to DataLoader workers) as its path, not its data.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        tasks: Sequence[Task],
+        array: np.ndarray | str | Path,
+        labels: Mapping[str, np.ndarray],
+        *,
+        index: Sequence[int] | np.ndarray | None = None,
+        ids: Sequence[str] | np.ndarray | None = None,
+        splits: Sequence[str] | np.ndarray | None = None,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+        augment: Augment | None = None,
+    ) -> None:
+        self._array_path: Path | None = None
+        if isinstance(array, (str, Path)):
+            self._array_path = Path(array)
+            array = _load_npy(self._array_path)
+        if not isinstance(array, np.ndarray):
+            raise DataError(f"source {name!r}: expected a NumPy array, got {type(array).__name__}")
+        if array.ndim not in (2, 4):
+            raise DataError(
+                f"source {name!r}: expected an array of shape (N, C, H, W) or (N, D), "
+                f"got {array.shape}"
+            )
+        if array.dtype.kind != "f" and array.dtype != np.uint8:
+            raise DataError(f"source {name!r}: expected a float or uint8 array, got {array.dtype}")
+        self._array: np.ndarray | None = array
+        self.index = (
+            np.arange(len(array), dtype=np.int64) if index is None else np.asarray(index, np.int64)
+        )
+        if len(self.index) and (self.index.min() < 0 or self.index.max() >= len(array)):
+            bad = int(np.flatnonzero((self.index < 0) | (self.index >= len(array)))[0])
+            raise DataError(
+                f"source {name!r}, sample {bad}: index {int(self.index[bad])} outside the "
+                f"array's {len(array)} rows"
+            )
+        super().__init__(
+            name, tasks, labels, num_samples=len(self.index), ids=ids, splits=splits,
+            mean=mean, std=std, augment=augment,
+        )
+        if augment is not None and array.ndim != 4:
+            raise DataError(f"source {name!r}: augmentation needs image arrays (N, C, H, W)")
+        channels = array.shape[1]
+        for what, stat in (("mean", self.mean), ("std", self.std)):
+            if stat is not None and stat.numel() not in (1, channels if array.ndim == 4 else 1):
+                raise DataError(
+                    f"source {name!r}: {what} has {stat.numel()} values; expected 1"
+                    + (f" or {channels} (one per channel)" if array.ndim == 4 else "")
+                )
+
+    @property
+    def array(self) -> np.ndarray:
+        """The whole underlying array (all rows, not only those of this source)."""
+        if self._array is None:
+            assert self._array_path is not None
+            self._array = _load_npy(self._array_path)
+        return self._array
+
+    def raw_input(self, i: int) -> Tensor:
+        row = np.array(self.array[self.index[i]])
+        if row.dtype == np.uint8:
+            return torch.from_numpy(row).float().div_(255.0)
+        return torch.from_numpy(row.astype(np.float32, copy=False))
+
+    def _take_inputs(self, rows: np.ndarray) -> None:
+        self.index = self.index[rows]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self._array_path is not None:
+            state["_array"] = None  # re-opened (memory-mapped) on first use
+        return state
+
+    @classmethod
+    def from_manifest(  # type: ignore[override]
+        cls,
+        name: str,
+        manifest: Manifest,
+        array: np.ndarray | str | Path,
+        *,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+        augment: Augment | None = None,
+    ) -> ArraySource:
+        """Build from an ``index`` manifest; a relative array path is taken under its root."""
+        m = manifest
+        if m.index is None:
+            raise DataError(f"{m.origin}: not an index manifest (no 'index' column)")
+        if isinstance(array, (str, Path)):
+            path = Path(array)
+            if not path.is_absolute() and m.root is not None:
+                path = m.root / path
+            array = path
+            rows = len(_load_npy(path))
+        else:
+            rows = len(array)
+        bad = np.flatnonzero(m.index >= rows)
+        if len(bad):
+            more = f" ({len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise ManifestError(
+                f"{m.where(int(bad[0]), 'index')}: index {int(m.index[bad[0]])} is outside the "
+                f"array's {rows} rows (expected 0..{rows - 1}){more}"
+            )
+        return cls(
+            name, m.tasks, array, m.labels, index=m.index, ids=m.ids, splits=m.split,
+            mean=mean, std=std, augment=augment,
+        )
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    if path.suffix.lower() != ".npy":
+        raise DataError(f"{path}: expected a .npy array file")
+    if not path.is_file():
+        raise DataError(f"{path}: array file not found")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise DataError(f"{path}: cannot read the array ({error})") from None
+

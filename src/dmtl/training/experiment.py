@@ -1,0 +1,391 @@
+"""From a config to what one training run needs: tasks, sources per split, relatedness edges.
+
+Steps, for one seed:
+
+1. Load every source (built-in dataset, manifest, or dataset reader) and merge the tasks
+   they declare with those of the config.
+2. Split each source into train / test (its own split column; ``test_split``) and carve
+   a seeded ``val_fraction`` of the training rows for validation.
+3. Apply the source's label-hiding regime to its training rows (recorded, never silent).
+4. Group the training rows by which tasks they are labelled for: each (source, group)
+   is one stratum of the multi-source sampler, so every batch sees every task.
+   A source's ``weight`` is shared equally among its groups. Rows labelled for no task
+   carry no supervision and are left out of training (counted in ``unlabelled``).
+5. Build the relatedness edges: domain knowledge, the built-in affect table, a CSV table,
+   or an estimate from the co-annotated training rows.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from dmtl.config import Config, EdgeConfig, SourceConfig
+from dmtl.core.estimation import RelatednessEstimator
+from dmtl.core.labels import MISSING_CLASS, PartialLabels
+from dmtl.core.relatedness import Relatedness, RelatednessError, frequency_prior
+from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
+from dmtl.data.builtin import load_builtin
+from dmtl.data.regimes import RegimeSpec, apply_regime
+from dmtl.data.sources import ArraySource, Augment, Source
+
+EncodedLabels = dict[str, np.ndarray]
+
+
+class ExperimentError(ValueError):
+    """The config's parts do not fit together (names the config path)."""
+
+
+@dataclass
+class LoadedSource:
+    """A whole source before splitting, with the knowledge edges it brings."""
+
+    config: SourceConfig
+    source: Source
+    split: np.ndarray  # per row: "train", "test", ...
+    knowledge: list[Relatedness] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Experiment:
+    """Everything one run needs, for one seed."""
+
+    config: Config
+    seed: int
+    tasks: list[Task]
+    train: list[Source]
+    train_weights: list[float]
+    val: list[Source]
+    test: list[Source]
+    edges: list[Relatedness]
+    records: dict[str, Any]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train[0][0].x.shape)
+
+    @property
+    def task_map(self) -> dict[str, Task]:
+        return {t.name: t for t in self.tasks}
+
+    def train_labels(self) -> PartialLabels:
+        """All training labels at once (for estimation, priors and positive weights)."""
+        merged = {
+            t.name: np.concatenate([s.labels[t.name] for s in self.train]) for t in self.tasks
+        }
+        return PartialLabels.from_encoded(self.tasks, {k: torch.from_numpy(v) for k, v in merged.items()})
+
+    def priors(self) -> dict[str, list[float]]:
+        """Class priors of the edges' source tasks (``method.prior``)."""
+        if self.config.method.prior == "uniform":
+            return {}
+        labels = self.train_labels()
+        out: dict[str, list[float]] = {}
+        for edge in self.edges:
+            entry = labels[edge.source.name]
+            counts = torch.bincount(entry.target[entry.mask], minlength=edge.source.num_classes)
+            out[edge.source.name] = frequency_prior(counts).tolist()
+        return out
+
+    def pos_weights(self) -> dict[str, list[float]]:
+        """``n_neg / n_pos`` per label of each binary-set task (``method.pos_weight: balanced``)."""
+        if self.config.method.pos_weight == "none":
+            return {}
+        labels = self.train_labels()
+        out: dict[str, list[float]] = {}
+        for task in self.tasks:
+            if isinstance(task, BinarySetTask) and task.name in labels:
+                entry = labels[task.name]
+                pos = (entry.target * entry.mask).sum(0)
+                neg = ((1 - entry.target) * entry.mask).sum(0)
+                out[task.name] = (neg.clamp_min(1) / pos.clamp_min(1)).tolist()
+        return out
+
+    def single_task(self, task_name: str) -> Experiment:
+        """The same data restricted to one task's labels, with no edge (the single-task baseline)."""
+        task = self.task_map[task_name]
+        train, weights = [], []
+        for source, weight in zip(self.train, self.train_weights, strict=True):
+            keep = _labelled_rows(task, source.labels[task.name])
+            if keep.any():
+                train.append(with_tasks(source.subset(np.flatnonzero(keep)), [task]))
+                weights.append(weight)
+        if not train:
+            raise ExperimentError(f"no training sample is labelled for task {task_name!r}")
+        return dataclasses.replace(
+            self,
+            tasks=[task],
+            train=train,
+            train_weights=weights,
+            val=[with_tasks(s, [task]) for s in self.val],
+            test=[with_tasks(s, [task]) for s in self.test],
+            edges=[],
+        )
+
+
+def _labelled_rows(task: Task, values: np.ndarray) -> np.ndarray:
+    if isinstance(task, CategoricalTask):
+        return np.asarray(values != MISSING_CLASS)
+    return np.asarray(~np.isnan(values).all(axis=1))
+
+
+# ---- loading -------------------------------------------------------------------------------------
+
+
+def _load_source(index: int, cfg: SourceConfig, declared: dict[str, Task]) -> LoadedSource:
+    where = f"sources.{index}"
+    if cfg.builtin is not None:
+        try:
+            dataset = load_builtin(cfg.builtin, **cfg.options)
+        except (ValueError, FileNotFoundError, OSError) as error:
+            raise ExperimentError(f"{where}.builtin: {error}") from None
+        source: Source = ArraySource(
+            cfg.name, dataset.tasks, dataset.inputs, dataset.labels, splits=dataset.split,
+            mean=cfg.input.mean, std=cfg.input.std, augment=_augment(cfg),
+        )
+        return LoadedSource(cfg, source, _split_column(source), list(dataset.knowledge))
+    if cfg.reader is not None:
+        from dmtl.data.readers import read_dataset
+
+        assert cfg.root is not None
+        try:
+            result = read_dataset(cfg.reader, cfg.root, **cfg.options)
+        except (ValueError, FileNotFoundError, OSError) as error:
+            raise ExperimentError(f"{where} (reader {cfg.reader!r}): {error}") from None
+        tasks = [declared.get(t.name, t) for t in result.tasks]
+        source = _manifest_source(where, cfg, result.manifest, tasks)
+        split = _split_column(source)
+        notes = {"dropped": dict(result.dropped), "notes": list(result.notes)}
+        return LoadedSource(cfg, source, split, list(getattr(result, "knowledge", [])), notes)
+    assert cfg.manifest is not None
+    source = _manifest_source(where, cfg, cfg.manifest, list(declared.values()))
+    return LoadedSource(cfg, source, _split_column(source))
+
+
+def _augment(cfg: SourceConfig) -> Augment | None:
+    if cfg.input.crop_padding or cfg.input.hflip:
+        return Augment(crop_padding=cfg.input.crop_padding, hflip=cfg.input.hflip)
+    return None
+
+
+def _manifest_source(where: str, cfg: SourceConfig, manifest: Any, tasks: list[Task]) -> Source:
+    is_array = cfg.array is not None
+    try:
+        return Source.from_manifest(
+            cfg.name,
+            manifest,
+            cfg.root,
+            tasks,
+            array=cfg.array,
+            channels=None if is_array else cfg.input.channels,
+            image_size=None if is_array else cfg.input.image_size,
+            mean=cfg.input.mean,
+            std=cfg.input.std,
+            augment=_augment(cfg),
+            skip_corrupt=cfg.skip_corrupt,
+        )
+    except ValueError as error:
+        raise ExperimentError(f"{where}: {error}") from None
+
+
+def _split_column(source: Source) -> np.ndarray:
+    """Each row's split; a source without a split column is all training data."""
+    if source.splits is None:
+        return np.full(len(source), "train", dtype=object)
+    return np.asarray(source.splits, dtype=object)
+
+
+def with_tasks(source: Source, tasks: Sequence[Task]) -> Source:
+    """A copy of ``source`` over ``tasks``: tasks it lacks are unlabelled, tasks not listed dropped."""
+    out = copy.copy(source)
+    out.tasks = tuple(tasks)
+    out.labels = {t.name: source.labels.get(t.name, _unlabelled(t, len(source))) for t in tasks}
+    return out
+
+
+def _unlabelled(task: Task, n: int) -> np.ndarray:
+    if isinstance(task, CategoricalTask):
+        return np.full(n, MISSING_CLASS, dtype=np.int64)
+    return np.full((n, task.num_outputs), np.nan, dtype=np.float32)
+
+
+def _merge_tasks(config: Config, loaded: Sequence[LoadedSource]) -> list[Task]:
+    tasks: dict[str, Task] = {}
+    for spec in config.tasks:
+        task: Task = (
+            CategoricalTask(spec.name, spec.classes or [], spec.zero_shot)
+            if spec.type == "categorical"
+            else BinarySetTask(spec.name, spec.labels or [])
+        )
+        tasks[task.name] = task
+    for item in loaded:
+        for task in item.source.tasks:
+            known = tasks.get(task.name)
+            if known is None:
+                tasks[task.name] = task
+            elif known != task:
+                raise ExperimentError(
+                    f"sources: task {task.name!r} of source {item.config.name!r} has other "
+                    f"classes/labels than declared elsewhere ({list(task.names)[:5]}... vs "
+                    f"{list(known.names)[:5]}...)"
+                )
+    return list(tasks.values())
+
+
+def declared_tasks(config: Config) -> dict[str, Task]:
+    out: dict[str, Task] = {}
+    for spec in config.tasks:
+        out[spec.name] = (
+            CategoricalTask(spec.name, spec.classes or [], spec.zero_shot)
+            if spec.type == "categorical"
+            else BinarySetTask(spec.name, spec.labels or [])
+        )
+    return out
+
+
+def load_sources(config: Config) -> list[LoadedSource]:
+    declared = declared_tasks(config)
+    return [_load_source(i, cfg, declared) for i, cfg in enumerate(config.sources)]
+
+
+# ---- building ------------------------------------------------------------------------------------
+
+
+def build_experiment(
+    config: Config, seed: int | None = None, loaded: Sequence[LoadedSource] | None = None
+) -> Experiment:
+    """Load, split, hide labels, group and relate, for one seed (default ``trainer.seed``)."""
+    seed = config.trainer.seed if seed is None else seed
+    loaded = list(loaded) if loaded is not None else load_sources(config)
+    tasks = _merge_tasks(config, loaded)
+    train: list[Source] = []
+    weights: list[float] = []
+    val: list[Source] = []
+    test: list[Source] = []
+    records: dict[str, Any] = {}
+    for index, item in enumerate(loaded):
+        cfg = item.config
+        source = with_tasks(item.source, tasks)
+        if cfg.max_samples is not None and len(source) > cfg.max_samples:
+            rng = np.random.default_rng(seed)
+            rows = np.sort(rng.choice(len(source), cfg.max_samples, replace=False))
+            source = source.subset(rows)
+            split = item.split[rows]
+        else:
+            split = item.split
+        train_rows = np.flatnonzero(split == cfg.train_split)
+        if len(train_rows) == 0:
+            raise ExperimentError(
+                f"sources.{index}.train_split: no row of source {cfg.name!r} is in split "
+                f"{cfg.train_split!r} (splits present: {sorted(set(split.tolist()))})"
+            )
+        if cfg.test_split is not None:
+            test_rows = np.flatnonzero(split == cfg.test_split)
+            if len(test_rows):
+                test.append(
+                    source.subset(test_rows, name=f"{cfg.name}[{cfg.test_split}]").with_augment(None)
+                )
+        if cfg.val_split is not None:
+            val_rows = np.flatnonzero(split == cfg.val_split)
+            if len(val_rows):
+                val.append(
+                    source.subset(val_rows, name=f"{cfg.name}[{cfg.val_split}]").with_augment(None)
+                )
+        training = source.subset(train_rows)
+        try:
+            hidden, record = apply_regime(
+                training.labels,
+                tasks,
+                RegimeSpec(cfg.regime.name, dict(cfg.regime.params)),
+                seed,
+            )
+        except ValueError as error:
+            raise ExperimentError(f"sources.{index}.regime: {error}") from None
+        training = training.with_labels(hidden)
+        source_record: dict[str, Any] = {"regime": record.to_dict(), **item.notes}
+        if cfg.val_fraction > 0:
+            rng = np.random.default_rng([seed, index, 1])
+            order = rng.permutation(len(training))
+            n_val = max(1, round(cfg.val_fraction * len(training)))
+            val.append(
+                training.subset(np.sort(order[:n_val]), name=f"{cfg.name}[val]").with_augment(None)
+            )
+            training = training.subset(np.sort(order[n_val:]))
+        groups = _group_by_pattern(training, tasks)
+        unlabelled = len(training) - sum(len(rows) for _, rows in groups)
+        source_record["train_groups"] = {name: len(rows) for name, rows in groups}
+        source_record["unlabelled_not_used"] = unlabelled
+        for name, rows in groups:
+            train.append(training.subset(rows, name=f"{cfg.name}[{name}]"))
+            weights.append(cfg.weight / len(groups))
+        records[cfg.name] = source_record
+    if not train:
+        raise ExperimentError("sources: no training sample is labelled for any task")
+    experiment = Experiment(config, seed, tasks, train, weights, val, test, [], records)
+    experiment.edges = build_edges(config, experiment, loaded)
+    return experiment
+
+
+def _group_by_pattern(source: Source, tasks: Sequence[Task]) -> list[tuple[str, np.ndarray]]:
+    labelled = np.stack([_labelled_rows(t, source.labels[t.name]) for t in tasks], axis=1)
+    patterns: dict[tuple[bool, ...], list[int]] = {}
+    for row, pattern in enumerate(map(tuple, labelled.tolist())):
+        if any(pattern):
+            patterns.setdefault(pattern, []).append(row)
+    out = []
+    for pattern, rows in sorted(patterns.items(), key=lambda kv: -len(kv[1])):
+        name = "+".join(t.name for t, on in zip(tasks, pattern, strict=True) if on)
+        out.append((name, np.asarray(rows)))
+    return out
+
+
+def build_edges(
+    config: Config, experiment: Experiment, loaded: Sequence[LoadedSource]
+) -> list[Relatedness]:
+    """The relatedness edges of ``config.relatedness`` (default: every knowledge edge offered)."""
+    tasks = experiment.task_map
+    knowledge = {(e.source.name, e.target.name): e for item in loaded for e in item.knowledge}
+    specs = list(config.relatedness)
+    if not specs:
+        specs = [EdgeConfig(source=a, target=b, kind="knowledge") for a, b in knowledge]
+    edges: list[Relatedness] = []
+    for i, spec in enumerate(specs):
+        where = f"relatedness.{i}"
+        source, target = tasks.get(spec.source), tasks.get(spec.target)
+        if source is None or target is None:
+            missing = spec.source if source is None else spec.target
+            raise ExperimentError(f"{where}: no task {missing!r}; tasks: {', '.join(tasks)}")
+        if not isinstance(source, CategoricalTask):
+            raise ExperimentError(f"{where}.source: task {spec.source!r} is not categorical")
+        try:
+            if spec.kind == "knowledge":
+                edge = knowledge.get((spec.source, spec.target))
+                if edge is None:
+                    raise ExperimentError(
+                        f"{where}: no source offers a domain-knowledge table {spec.source}->"
+                        f"{spec.target}; offered: {[f'{a}->{b}' for a, b in knowledge] or 'none'}"
+                    )
+                if edge.target != target:
+                    edge = edge.restrict_target(target)
+            elif spec.kind == "affect":
+                from dmtl.knowledge.affect import expression_au_relatedness
+
+                edge = expression_au_relatedness(expression=source, au_task=target)
+            elif spec.kind == "table":
+                assert spec.path is not None
+                edge = Relatedness.from_csv(spec.path, source, target)
+            else:
+                estimator = RelatednessEstimator(source, target, alpha=spec.alpha)
+                estimator.update(experiment.train_labels())
+                edge = estimator.compute()
+        except RelatednessError as error:
+            raise ExperimentError(f"{where}: {error}") from None
+        edges.append(edge)
+    return edges

@@ -1,0 +1,198 @@
+"""The LightningModule: a multi-task model trained with the core :class:`~dmtl.core.objective.Objective`.
+
+Everything needed to rebuild the module (config, task specs, relatedness tables,
+input shape) is saved as hyper-parameters, so ``MultiTaskModule.load_from_checkpoint``
+works from the checkpoint alone.
+
+Logged names: ``train/loss``, ``train/<term>`` (``sup/<task>``, ``ca/<a>-><b>``,
+``dm/<a>-><b>``), per step and per epoch; ``val/<task>/<metric>`` and
+``test/<task>/<metric>`` per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from dmtl.backbones import create_backbone
+from dmtl.config import Config
+from dmtl.core.metrics import MultiTaskMetrics
+from dmtl.core.model import MultiTaskModel, predict_proba
+from dmtl.core.objective import Objective
+from dmtl.core.relatedness import Relatedness
+from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
+from dmtl.data.batching import Batch
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite; names the term, the step and the batch's sources."""
+
+
+def task_to_dict(task: Task) -> dict[str, Any]:
+    if isinstance(task, CategoricalTask):
+        return {"name": task.name, "type": "categorical", "classes": list(task.classes),
+                "zero_shot": list(task.zero_shot)}
+    return {"name": task.name, "type": "binary_set", "labels": list(task.names)}
+
+
+def task_from_dict(spec: dict[str, Any]) -> Task:
+    if spec["type"] == "categorical":
+        return CategoricalTask(spec["name"], spec["classes"], spec.get("zero_shot", ()))
+    return BinarySetTask(spec["name"], spec["labels"])
+
+
+def edge_to_dict(edge: Relatedness) -> dict[str, Any]:
+    return {"source": edge.source.name, "target": edge.target.name, "table": edge.table.tolist()}
+
+
+def edge_from_dict(spec: dict[str, Any], tasks: dict[str, Task]) -> Relatedness:
+    source = tasks[spec["source"]]
+    assert isinstance(source, CategoricalTask)
+    return Relatedness(source, tasks[spec["target"]], torch.tensor(spec["table"]))
+
+
+class MultiTaskModule(pl.LightningModule):
+    """Backbone + heads + objective; logs every loss term and every task metric."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        tasks: list[dict[str, Any]],
+        edges: list[dict[str, Any]],
+        input_shape: list[int],
+        source_names: list[str] | None = None,
+        priors: dict[str, list[float]] | None = None,
+        pos_weights: dict[str, list[float]] | None = None,
+        steps_per_epoch: int = 1,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = Config.model_validate(config)
+        self.tasks = [task_from_dict(t) for t in tasks]
+        by_name = {t.name: t for t in self.tasks}
+        self.edges = [edge_from_dict(e, by_name) for e in edges]
+        self.source_names = source_names or []
+        self.steps_per_epoch = max(1, steps_per_epoch)
+        backbone_cfg = self.config.backbone
+        in_channels = input_shape[0] if len(input_shape) == 3 else 1
+        image_size = input_shape[-1] if len(input_shape) == 3 else None
+        backbone, feature_dim = create_backbone(
+            backbone_cfg.name,
+            in_channels=in_channels,
+            image_size=image_size,
+            pretrained=backbone_cfg.pretrained,
+            **backbone_cfg.options,
+        )
+        self.model = MultiTaskModel(
+            backbone, self.tasks, feature_dim=feature_dim, dropout=backbone_cfg.dropout
+        )
+        method = self.config.method
+        self.objective = Objective(
+            self.tasks,
+            self.edges,
+            task_weights=method.task_weights,
+            pos_weights={k: torch.tensor(v) for k, v in (pos_weights or {}).items()},
+            co_annotation=method.co_annotation,
+            lambda_ca=method.lambda_ca,
+            ca_eps=method.ca_eps,
+            ca_tau=method.ca_tau,
+            hard_threshold=method.hard_threshold,
+            distribution_matching=method.distribution_matching,
+            dm_forward=method.dm_forward,
+            dm_inverse=method.dm_inverse,
+            lambda_dm=method.lambda_dm,
+            dm_eps=method.dm_eps,
+            dm_tau=method.dm_tau,
+            stop_gradient=method.stop_gradient,
+            priors={k: torch.tensor(v) for k, v in (priors or {}).items()},
+        )
+        self.val_metrics = MultiTaskMetrics(self.tasks)
+        self.test_metrics = MultiTaskMetrics(self.tasks)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self.model(x)  # type: ignore[no-any-return]
+
+    def dm_scale(self) -> float:
+        """Linear warm-up of ``lambda_dm`` over ``method.dm_warmup_epochs`` epochs."""
+        warmup = self.config.method.dm_warmup_epochs
+        if warmup <= 0:
+            return 1.0
+        return min(1.0, (self.global_step + 1) / (warmup * self.steps_per_epoch))
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        logits = self.model(batch.x)
+        loss, terms = self.objective(logits, batch.labels, dm_scale=self.dm_scale())
+        for name, value in {"loss": loss, **terms}.items():
+            if not bool(torch.isfinite(value.detach())):
+                sources = sorted({self._source_name(int(s)) for s in batch.source.tolist()})
+                raise NonFiniteLossError(
+                    f"loss term {name!r} is {float(value)} at step {self.global_step} "
+                    f"(batch {batch_idx}, sources: {', '.join(sources)}); "
+                    "lower the learning rate or check the inputs of these sources"
+                )
+        size = batch.x.shape[0]
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=size, sync_dist=True)
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()},
+                      on_step=True, on_epoch=True, batch_size=size, sync_dist=True)
+        return loss
+
+    def _source_name(self, index: int) -> str:
+        return self.source_names[index] if 0 <= index < len(self.source_names) else str(index)
+
+    def _evaluate(self, batch: Batch, metrics: MultiTaskMetrics, stage: str) -> None:
+        logits = self.model(batch.x)
+        loss, _ = self.objective(logits, batch.labels)
+        self.log(f"{stage}/loss", loss.detach(), on_epoch=True, batch_size=batch.x.shape[0],
+                 sync_dist=True)
+        metrics.update(logits, batch.labels)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def _log_metrics(self, metrics: MultiTaskMetrics, stage: str) -> dict[str, float | None]:
+        values = metrics.compute_flat()
+        metrics.reset()
+        present = {f"{stage}/{k}": float(v) for k, v in values.items() if v is not None}
+        if present:
+            self.log_dict(present, on_epoch=True, sync_dist=False)
+        return values
+
+    def on_validation_epoch_end(self) -> None:
+        self.last_val_metrics = self._log_metrics(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self.last_test_metrics = self._log_metrics(self.test_metrics, "test")
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+        return predict_proba(self.model(batch.x), self.tasks)
+
+    def configure_optimizers(self) -> Any:
+        optim = self.config.optim
+        params = self.parameters()
+        optimizer: torch.optim.Optimizer
+        if optim.name == "sgd":
+            optimizer = torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum,
+                                        weight_decay=optim.weight_decay)
+        elif optim.name == "adam":
+            optimizer = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        if optim.schedule == "none":
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @property
+    def task_map(self) -> dict[str, Task]:
+        return {t.name: t for t in self.tasks}

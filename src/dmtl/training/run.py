@@ -1,0 +1,149 @@
+"""One training run: experiment -> LightningModule -> fit -> evaluate, with its outputs on disk."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+from dmtl.config import Config, dump_config
+from dmtl.data.batching import build_eval_loader, build_train_loader
+from dmtl.training.experiment import Experiment
+from dmtl.training.module import MultiTaskModule, edge_to_dict, task_to_dict
+from dmtl.training.trainer import build_trainer, last_checkpoint, prepare_run_dir
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports."""
+
+    run_dir: Path
+    metrics: dict[str, float | None]
+    split: str
+    steps: int
+    wall_s: float
+    checkpoint: Path | None
+
+
+def make_module(experiment: Experiment, steps_per_epoch: int) -> MultiTaskModule:
+    config = experiment.config
+    return MultiTaskModule(
+        config=config.model_dump(mode="json"),
+        tasks=[task_to_dict(t) for t in experiment.tasks],
+        edges=[edge_to_dict(e) for e in experiment.edges],
+        input_shape=list(experiment.input_shape),
+        source_names=[s.name for s in experiment.train],
+        priors=experiment.priors(),
+        pos_weights=experiment.pos_weights(),
+        steps_per_epoch=steps_per_epoch,
+    )
+
+
+def train_loader(experiment: Experiment, steps_per_epoch: int | None = None) -> DataLoader:
+    cfg = experiment.config.trainer
+    return build_train_loader(
+        experiment.train,
+        batch_size=cfg.batch_size,
+        proportions=experiment.train_weights,
+        seed=experiment.seed,
+        num_workers=cfg.num_workers,
+        num_batches=steps_per_epoch or cfg.steps_per_epoch,
+    )
+
+
+def eval_loader(experiment: Experiment, split: str) -> DataLoader | None:
+    sources = experiment.val if split == "val" else experiment.test
+    if not sources:
+        return None
+    cfg = experiment.config.trainer
+    return build_eval_loader(sources, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)
+
+
+def write_run_files(experiment: Experiment, run_dir: Path) -> None:
+    """The resolved config, the relatedness tables and the regime records beside the outputs."""
+    (run_dir / "config.yaml").write_text(dump_config(experiment.config))
+    (run_dir / "regime.json").write_text(json.dumps(experiment.records, indent=2, default=str))
+    if experiment.edges:
+        folder = run_dir / "relatedness"
+        folder.mkdir(exist_ok=True)
+        for edge in experiment.edges:
+            edge.to_csv(folder / f"{edge.source.name}__{edge.target.name}.csv")
+
+
+def run_training(
+    experiment: Experiment,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    steps_per_epoch: int | None = None,
+    quiet: bool = False,
+    progress_bar: bool | None = None,
+    callbacks: list[pl.Callback] | None = None,
+) -> RunResult:
+    """Train on ``experiment``, evaluate on its test split (else validation), write the outputs."""
+    config: Config = experiment.config
+    run_dir = prepare_run_dir(Path(run_dir), resume=resume, overwrite=overwrite)
+    pl.seed_everything(experiment.seed, workers=True, verbose=False)
+    if config.trainer.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    loader = train_loader(experiment, steps_per_epoch)
+    module = make_module(experiment, steps_per_epoch=len(loader))
+    write_run_files(experiment, run_dir)
+    val_loader = eval_loader(experiment, "val")
+    trainer = build_trainer(
+        config, run_dir, has_validation=val_loader is not None,
+        extra_callbacks=callbacks, enable_progress_bar=progress_bar, quiet=quiet,
+    )
+    ckpt = last_checkpoint(run_dir) if resume else None
+    start = time.perf_counter()
+    trainer.fit(module, train_dataloaders=loader, val_dataloaders=val_loader, ckpt_path=ckpt)
+    wall = time.perf_counter() - start
+    checkpoint = _chosen_checkpoint(trainer, config)
+    split = "test" if experiment.test else "val"
+    metrics = evaluate_module(trainer, module, experiment, split, checkpoint)
+    result = RunResult(run_dir, metrics, split, int(trainer.global_step), wall, checkpoint)
+    summary: dict[str, Any] = {
+        "split": split,
+        "metrics": metrics,
+        "steps": result.steps,
+        "wall_s": wall,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+    }
+    if trainer.is_global_zero:
+        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    return result
+
+
+def _chosen_checkpoint(trainer: pl.Trainer, config: Config) -> Path | None:
+    callback = trainer.checkpoint_callback
+    if callback is None:
+        return None
+    best = getattr(callback, "best_model_path", "")
+    last = getattr(callback, "last_model_path", "")
+    chosen = best if config.output.checkpoint == "best" and best else last
+    return Path(chosen) if chosen else None
+
+
+def evaluate_module(
+    trainer: pl.Trainer,
+    module: MultiTaskModule,
+    experiment: Experiment,
+    split: str,
+    checkpoint: Path | None = None,
+) -> dict[str, float | None]:
+    """Metrics of ``module`` (or of ``checkpoint``) on a split, as a flat dict."""
+    loader = eval_loader(experiment, split)
+    if loader is None:
+        return {}
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        module.load_state_dict(state["state_dict"])
+    trainer.test(module, dataloaders=loader, verbose=False)
+    return dict(getattr(module, "last_test_metrics", {}))
