@@ -11,7 +11,8 @@ features ``(N, D)``; the factory returns ``(module, D)``. Names:
   after every block but the last, global average pooling, optional dropout;
   ``D = feature_dim``. Suits 8x8 digits and 28x28 grey images.
 - ``timm:<model>``: ``timm.create_model(model, pretrained=..., num_classes=0,
-  in_chans=in_channels, **kwargs)``; ``D`` = its pooled feature width.
+  in_chans=in_channels, **kwargs)``; ``D`` = its pooled feature width. Models
+  with a fixed input size take it as an option, e.g. ``img_size=32`` for a ViT.
 - ``torchvision:<model>``: ``torchvision.models.get_model(model, weights=None or
   "DEFAULT", **kwargs)`` with its classifier replaced by ``Identity`` and its
   first convolution adapted to ``in_channels`` (each new input channel gets

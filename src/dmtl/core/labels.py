@@ -71,7 +71,12 @@ class PartialLabels(Mapping[str, TaskLabels]):
             sizes.add(entry.mask.shape[0])
         if len(sizes) > 1:
             raise LabelError(f"tasks disagree on the batch size: {sorted(sizes)}")
-        self._labels = dict(labels)
+        # Masked-out entries get the neutral filler (class 0, value 0.), whatever was given
+        # (e.g. -1 or NaN), so that no consumer can be poisoned by reading one.
+        self._labels = {
+            name: TaskLabels(torch.where(e.mask, e.target, torch.zeros_like(e.target)), e.mask)
+            for name, e in labels.items()
+        }
         self._batch_size = sizes.pop() if sizes else 0
 
     @classmethod

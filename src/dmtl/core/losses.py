@@ -100,11 +100,9 @@ def hard_categorical_targets(soft: Tensor, threshold: float = 0.5) -> tuple[Tens
 def _labels_or_unlabelled(
     labels: PartialLabels, task: Task, batch_size: int, device: torch.device
 ) -> TaskLabels:
-    """The task's labels with a neutral filler where masked, or all-unlabelled if absent."""
+    """The task's labels, or all-unlabelled ones if the task is absent from the batch."""
     if task.name in labels:
-        entry = labels[task.name]
-        target = torch.where(entry.mask, entry.target, torch.zeros_like(entry.target))
-        return TaskLabels(target, entry.mask)
+        return labels[task.name]
     shape = (batch_size,) if isinstance(task, CategoricalTask) else (batch_size, task.num_outputs)
     dtype = torch.long if isinstance(task, CategoricalTask) else torch.float32
     return TaskLabels(

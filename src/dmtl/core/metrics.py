@@ -59,6 +59,7 @@ so ``compute()`` under DDP sums them over processes before deriving the metrics.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -386,8 +387,14 @@ class MultiTaskMetrics(nn.Module):
             self[name].update(task_logits, task_labels)
 
     def compute(self) -> dict[str, dict[str, MetricValue]]:
-        """``{task: {key: value}}`` over everything since the last reset."""
-        return {name: self[name].compute() for name in self.tasks}
+        """``{task: {key: value}}`` over everything since the last reset.
+
+        A task not updated since then is well defined here (every metric ``None``),
+        so torchmetrics' "compute before update" warning is silenced.
+        """
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"The ``compute`` method of metric")
+            return {name: self[name].compute() for name in self.tasks}
 
     def compute_flat(self, skip_missing: bool = False) -> dict[str, MetricValue]:
         """``{"task/key": value}``; ``skip_missing`` drops ``None`` (e.g. before logging)."""

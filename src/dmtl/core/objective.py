@@ -119,23 +119,35 @@ class Objective(nn.Module):
                     f"pos_weights[{name!r}]: expected shape ({task.num_outputs},), "
                     f"got {tuple(weight.shape)}"
                 )
-            self.register_buffer(f"pos_weight_{name}", weight.float())
-        self._pos_weight_names = set(pos_weights or {})
+        # Kept in plain dicts (moved by ``_apply``, like the tables), not as buffers: a buffer
+        # name may not contain '.', and task names may.
+        self._pos_weights: dict[str, Tensor] = {
+            name: weight.float() for name, weight in (pos_weights or {}).items()
+        }
+        self._priors: dict[str, Tensor] = {}
         for name, prior in (priors or {}).items():
             task = by_name.get(name)
             if not isinstance(task, CategoricalTask):
                 raise ValueError(f"priors: {name!r} is not a categorical task")
-            self.register_buffer(f"prior_{name}", check_prior(prior, task.num_classes, f"priors[{name!r}]").float())
-        self._prior_names = set(priors or {})
+            self._priors[name] = check_prior(
+                prior, task.num_classes, f"priors[{name!r}]"
+            ).float()
 
     def prior(self, task: str) -> Tensor | None:
-        return getattr(self, f"prior_{task}") if task in self._prior_names else None
+        """The class prior of a categorical task, or ``None`` (uniform)."""
+        return self._priors.get(task)
+
+    def pos_weight(self, task: str) -> Tensor | None:
+        """The positive weights of a binary-set task, or ``None``."""
+        return self._pos_weights.get(task)
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        """Move the edges' tables along with the module (``.to()``, ``.cuda()``, ...)."""
+        """Move the edges' tables, priors and positive weights along with the module."""
         super()._apply(fn, recurse)
         for edge in self.edges:
             edge.table = fn(edge.table)
+        self._priors = {k: fn(v) for k, v in self._priors.items()}
+        self._pos_weights = {k: fn(v) for k, v in self._pos_weights.items()}
         return self
 
     def forward(
@@ -157,12 +169,9 @@ class Objective(nn.Module):
                 loss = masked_cross_entropy(z, labels[task.name])
             else:
                 entry = labels[task.name]
-                pos_weight = (
-                    getattr(self, f"pos_weight_{task.name}")
-                    if task.name in self._pos_weight_names
-                    else None
+                loss = masked_binary_cross_entropy(
+                    z, entry.target, entry.mask, self.pos_weight(task.name)
                 )
-                loss = masked_binary_cross_entropy(z, entry.target, entry.mask, pos_weight)
             terms[f"sup/{task.name}"] = loss
             total = total + self.task_weights[task.name] * loss
         for edge in self.edges:

@@ -49,11 +49,21 @@ class Batch:
         return int(self.x.shape[0])
 
     def to(self, *args: Any, **kwargs: Any) -> Batch:
-        """Move every tensor (``Tensor.to`` semantics; Lightning passes a device)."""
+        """``Tensor.to`` on ``x``; labels and source indices only change device.
+
+        Lightning's ``move_data_to_device`` calls ``batch.to(device, non_blocking=...)``;
+        a dtype (e.g. ``batch.to(torch.float16)``) applies to ``x`` alone, so class
+        indices and masks keep their types.
+        """
+        device = _device_of(args, kwargs)
+        x = self.x.to(*args, **kwargs)
+        if device is None:
+            return Batch(x, self.labels, self.source)
+        non_blocking = bool(kwargs.get("non_blocking", False))
         return Batch(
-            self.x.to(*args, **kwargs),
-            self.labels.to(*args, **kwargs),
-            self.source.to(*args, **kwargs),
+            x,
+            self.labels.to(device, non_blocking=non_blocking),
+            self.source.to(device, non_blocking=non_blocking),
         )
 
     def pin_memory(self) -> Batch:
@@ -64,6 +74,18 @@ class Batch:
         }
         tasks = list(self.labels.tasks.values())
         return Batch(self.x.pin_memory(), PartialLabels(tasks, labels), self.source.pin_memory())
+
+
+def _device_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.device | None:
+    """The device named in ``Tensor.to``-style arguments, if any."""
+    if kwargs.get("device") is not None:
+        return torch.device(kwargs["device"])
+    for arg in args:
+        if isinstance(arg, Tensor):
+            return arg.device
+        if isinstance(arg, (str, int, torch.device)):
+            return torch.device(arg)
+    return None
 
 
 class SampleCollator:
@@ -133,7 +155,7 @@ def batch_counts(batch_size: int, proportions: Sequence[float]) -> list[int]:
 
 
 def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """``(rank, world_size)``: as given, else from ``torch.distributed`` if initialised, else 0/1."""
+    """``(rank, world_size)`` as given, else from ``torch.distributed`` if set up, else 0/1."""
     initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
     if world_size is None:
         world_size = torch.distributed.get_world_size() if initialised else 1
@@ -155,9 +177,12 @@ class MultiSourceBatchSampler(Sampler[list[int]]):
       of ``W``); the per-rank count of each source, ``c_s``, is
       :func:`batch_counts` of that size and ``proportions`` (default equal shares),
       so every rank sees every source at every step.
-    - **Order**: each source is drawn as a stream of fresh permutations of its rows:
-      no repeat within a pass; a source smaller than its share is cycled, reshuffled
-      at each pass. The streams depend only on ``(seed, epoch, source)``, not on
+    - **Order**: each source is drawn as a stream of fresh permutations of its rows
+      ("passes"): no repeat within a pass; a source smaller than its share is cycled,
+      reshuffled at each pass (so rows repeat across passes and epochs). When a pass
+      ends inside a global step, the rows that step already holds are moved to the
+      end of the next pass, so a step never repeats a row (if the source has at least
+      ``W * c_s`` rows). The streams depend only on ``(seed, epoch, source)``, not on
       global random state.
     - **Epoch length**: the number of batches needed for the source that takes the
       longest (by its share) to be seen once,
@@ -205,9 +230,8 @@ class MultiSourceBatchSampler(Sampler[list[int]]):
         self.counts = batch_counts(self.per_rank, weights)
         """Samples of each source in one rank's batch."""
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
-        natural = max(
-            math.ceil(n / (self.world_size * c)) for n, c in zip(self.sizes, self.counts)
-        )
+        pairs = zip(self.sizes, self.counts, strict=True)
+        natural = max(math.ceil(n / (self.world_size * c)) for n, c in pairs)
         if num_batches is not None and num_batches < 1:
             raise DataError(f"num_batches must be >= 1, got {num_batches}")
         self.num_batches = natural if num_batches is None else int(num_batches)
@@ -231,17 +255,39 @@ class MultiSourceBatchSampler(Sampler[list[int]]):
     def _stream(self, source: int) -> np.ndarray:
         """Rows of ``source`` for this rank, shape ``(num_batches, c_s)``, offset applied."""
         size, count = self.sizes[source], self.counts[source]
-        need = self.num_batches * self.world_size * count
         rng = np.random.default_rng([self.seed, self.epoch, source])
-        passes = [rng.permutation(size) for _ in range(math.ceil(need / size))]
-        drawn = np.concatenate(passes)[:need].reshape(self.num_batches, self.world_size, count)
-        return drawn[:, self.rank, :] + self.offsets[source]
+        drawn = _draw(rng, size, self.num_batches, self.world_size * count)
+        per_rank = drawn.reshape(self.num_batches, self.world_size, count)[:, self.rank, :]
+        return per_rank + self.offsets[source]
 
     def __iter__(self) -> Iterator[list[int]]:
         streams = [self._stream(s) for s in range(len(self.sizes))]
         table = np.concatenate(streams, axis=1)
         for row in table:
             yield row.tolist()
+
+
+def _draw(rng: np.random.Generator, size: int, steps: int, per_step: int) -> np.ndarray:
+    """``(steps, per_step)`` rows of ``range(size)`` from consecutive permutations (passes).
+
+    At a pass boundary inside a step, the rows the step already holds go to the end of
+    the new pass, so a step has no repeated row when ``per_step <= size``.
+    """
+    total = steps * per_step
+    out = np.empty(total, dtype=np.int64)
+    perm, pos, filled = rng.permutation(size), 0, 0
+    while filled < total:
+        if pos == size:
+            perm, pos = rng.permutation(size), 0
+            current = out[filled - filled % per_step : filled]
+            if len(current):
+                used = np.isin(perm, current)
+                perm = np.concatenate([perm[~used], perm[used]])
+        take = min(size - pos, total - filled)
+        out[filled : filled + take] = perm[pos : pos + take]
+        filled += take
+        pos += take
+    return out.reshape(steps, per_step)
 
 
 class SourceBatchSampler(Sampler[list[int]]):
@@ -265,10 +311,11 @@ class SourceBatchSampler(Sampler[list[int]]):
         self.rank, self.world_size = _distributed(rank, world_size)
         self.batches: list[list[int]] = []
         start = 0
-        for size in sizes:
-            for first in range(0, int(size), batch_size):
-                self.batches.append(list(range(start + first, start + min(first + batch_size, size))))
-            start += int(size)
+        for size in (int(s) for s in sizes):
+            for first in range(0, size, batch_size):
+                stop = min(first + batch_size, size)
+                self.batches.append(list(range(start + first, start + stop)))
+            start += size
         self.batch_size = batch_size
 
     def __len__(self) -> int:

@@ -36,22 +36,23 @@ def label_counts(source: Source) -> pd.DataFrame:
     for task in source.tasks:
         values = source.labels[task.name]
         if isinstance(task, CategoricalTask):
-            labelled = int((values != MISSING_CLASS).sum())
-            positives = np.bincount(values[values != MISSING_CLASS], minlength=task.num_classes)
+            given = int((values != MISSING_CLASS).sum())
+            per_class = np.bincount(values[values != MISSING_CLASS], minlength=task.num_classes)
             for c, name in enumerate(task.classes):
-                rows.append(_row(source, task, name, labelled, int(positives[c])))
+                rows.append(_row(source, task, name, given, int(per_class[c])))
         else:
             observed = ~np.isnan(values)
             for j, name in enumerate(task.names):
-                rows.append(
-                    _row(source, task, name, int(observed[:, j].sum()), int((values[:, j] == 1).sum()))
-                )
+                labelled, positives = int(observed[:, j].sum()), int((values[:, j] == 1).sum())
+                rows.append(_row(source, task, name, labelled, positives))
     return pd.DataFrame(
         rows, columns=["source", "task", "kind", "label", "labelled", "positives"]
     )
 
 
-def _row(source: Source, task: Task, label: str, labelled: int, positives: int) -> dict[str, object]:
+def _row(
+    source: Source, task: Task, label: str, labelled: int, positives: int
+) -> dict[str, object]:
     return {
         "source": source.name, "task": task.name, "kind": task.kind, "label": label,
         "labelled": labelled, "positives": positives,

@@ -170,20 +170,30 @@ class Manifest:
         *,
         origin: str = "<DataFrame>",
         csv: bool = False,
+        require_labels: bool = True,
     ) -> Manifest:
-        """Validate and encode a DataFrame in the manifest format (its index is ignored)."""
-        return _parse(frame, tuple(tasks), root, origin, csv)
+        """Validate and encode a DataFrame in the manifest format (its index is ignored).
+
+        ``require_labels=False`` accepts a manifest without any task column (inputs
+        to predict on); otherwise that is an error.
+        """
+        return _parse(frame, tuple(tasks), root, origin, csv, require_labels)
 
     @classmethod
     def read(
-        cls, path: str | Path, tasks: Sequence[Task], root: str | Path | None = None
+        cls,
+        path: str | Path,
+        tasks: Sequence[Task],
+        root: str | Path | None = None,
+        *,
+        require_labels: bool = True,
     ) -> Manifest:
         """Read a CSV or Parquet manifest; ``root`` defaults to the file's folder."""
         path = Path(path)
         frame = _read_table(path)
         return _parse(
             frame, tuple(tasks), path.parent if root is None else root, str(path),
-            path.suffix.lower() in CSV_SUFFIXES,
+            path.suffix.lower() in CSV_SUFFIXES, require_labels,
         )
 
 
@@ -191,6 +201,8 @@ def read_manifest(
     manifest: str | Path | pd.DataFrame | Manifest,
     tasks: Sequence[Task],
     root: str | Path | None = None,
+    *,
+    require_labels: bool = True,
 ) -> Manifest:
     """A :class:`Manifest` from a file path, a DataFrame or a Manifest (returned as is)."""
     if isinstance(manifest, Manifest):
@@ -198,8 +210,8 @@ def read_manifest(
             return dataclasses.replace(manifest, root=Path(root))
         return manifest
     if isinstance(manifest, pd.DataFrame):
-        return Manifest.from_frame(manifest, tasks, root)
-    return Manifest.read(manifest, tasks, root)
+        return Manifest.from_frame(manifest, tasks, root, require_labels=require_labels)
+    return Manifest.read(manifest, tasks, root, require_labels=require_labels)
 
 
 def write_manifest(path: str | Path, manifest: Manifest) -> Path:
@@ -418,7 +430,7 @@ def _encode_binary(
 
 
 def _column_map(
-    columns: Sequence[str], tasks: Sequence[Task], origin: str
+    columns: Sequence[str], tasks: Sequence[Task], origin: str, require_labels: bool
 ) -> dict[str, tuple[Task, int | None]]:
     """Map each task column to (task, label position or None); reject unknown columns."""
     wanted: dict[str, tuple[Task, int | None]] = {}
@@ -446,7 +458,7 @@ def _column_map(
             f"'<task>' (categorical) or '<task>/<label>' (binary set); expected among: {expected}"
         )
     found = {c: wanted[c] for c in columns if c in wanted}
-    if not found:
+    if not found and require_labels:
         raise ManifestError(
             f"{origin}: no column matches any task; expected among: {_preview(list(wanted))}"
         )
@@ -454,7 +466,12 @@ def _column_map(
 
 
 def _parse(
-    frame: pd.DataFrame, tasks: tuple[Task, ...], root: str | Path | None, origin: str, csv: bool
+    frame: pd.DataFrame,
+    tasks: tuple[Task, ...],
+    root: str | Path | None,
+    origin: str,
+    csv: bool,
+    require_labels: bool,
 ) -> Manifest:
     check_unique_task_names(tasks)
     if not isinstance(frame, pd.DataFrame):
@@ -475,7 +492,7 @@ def _parse(
             f"{origin}: the manifest has {which} of the columns 'image' and 'index'; "
             "give exactly one (image paths, or row indices into an array file)"
         )
-    task_columns = _column_map(columns, tasks, origin)
+    task_columns = _column_map(columns, tasks, origin, require_labels)
     rows = np.arange(1, n + 1)
 
     image = index = None

@@ -14,18 +14,22 @@ Regimes (``RegimeSpec(name, params)``):
 
 - ``full``: nothing hidden.
 - ``disjoint`` (``groups=None, proportions=None``): the samples are shuffled and
-  cut into one block per task group (default: one group per task, equal
-  shares); a sample keeps only the labels of its group's tasks, so no two
-  groups share a sample. Block sizes use largest-remainder rounding of
-  ``N * proportion`` and add up to ``N``.
+  cut into one block per task group (default: one group per task that has a
+  label in scope, equal shares; a task with no label there is left alone); a
+  sample keeps only the labels of its group's tasks, so no two groups share a
+  sample. Given ``groups`` must hold every task that has a label in scope.
+  Block sizes use largest-remainder rounding of ``N * proportion`` and add up
+  to ``N``.
 - ``scarce`` (``task, fraction, others_on="rest"``): keep ``fraction`` of
   ``task``'s labelled samples. If the task is categorical the choice is
   stratified by class: class ``c`` with ``n_c`` labelled samples keeps
-  ``floor(fraction * n_c)`` plus one for the classes with the largest
-  remainders until the total is ``round(fraction * n)`` (``n`` = labelled
-  samples), and at least one per class, so the total may exceed
-  ``round(fraction * n)`` by up to ``C``. A binary-set task keeps
-  ``max(1, round(fraction * n))`` random samples (all their entries).
+  ``k_c = max(1, floor(fraction * n_c))``, then the classes with the largest
+  ``fraction * n_c - k_c`` get one more each until the total is
+  ``round(fraction * n)`` (``n`` = labelled samples). So every class keeps at
+  least one label and within one of its share; the total is exactly
+  ``round(fraction * n)`` unless the one-per-class floor forces more. A
+  binary-set task keeps ``max(1, round(fraction * n))`` random labelled samples
+  (all their entries).
   ``others_on="rest"``: the other tasks keep their labels only on the samples
   *not* kept for ``task`` (no overlap); ``"all"``: they keep all their labels.
 - ``imbalance`` (``ratio, groups=None``): ``disjoint`` with block sizes in the
@@ -159,11 +163,17 @@ def _check_fraction(regime: str, value: Any, field_name: str = "fraction") -> fl
 
 
 def _check_groups(
-    regime: str, groups: Sequence[Sequence[str]] | None, names: Sequence[str]
+    regime: str,
+    groups: Sequence[Sequence[str]] | None,
+    names: Sequence[str],
+    active: Sequence[str],
 ) -> list[list[str]]:
-    """Default one group per task; otherwise every task in exactly one group."""
+    """Default: one group per active task. Given groups: every active task in exactly one.
+
+    ``names``: the tasks in the label dict; ``active``: those with a label in scope.
+    """
     if groups is None:
-        return [[n] for n in names]
+        return [[n] for n in active]
     if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence):
         raise ValueError(f"{regime}: groups must be a list of lists of task names, got {groups!r}")
     out: list[list[str]] = []
@@ -185,7 +195,7 @@ def _check_groups(
                 )
             seen[name] = i
         out.append([str(n) for n in group])
-    missing = [n for n in names if n not in seen]
+    missing = [n for n in active if n not in seen]
     if missing:
         raise ValueError(
             f"{regime}: groups: tasks {missing} are in no group (their labels would be lost)"
@@ -197,7 +207,7 @@ def _check_proportions(
     regime: str, proportions: Sequence[float] | None, num_groups: int, field_name: str
 ) -> list[float]:
     if proportions is None:
-        return [1.0 / num_groups] * num_groups
+        return [1.0 / num_groups] * num_groups if num_groups else []
     if isinstance(proportions, (str, bytes)) or not isinstance(proportions, Sequence):
         raise ValueError(f"{regime}: {field_name} must be a list of numbers, got {proportions!r}")
     if len(proportions) != num_groups:
@@ -215,6 +225,11 @@ def _check_proportions(
         values.append(float(p))
     total = sum(values)
     return [v / total for v in values]
+
+
+def _active(labels: EncodedLabels, tasks: dict[str, Task], rows: np.ndarray) -> list[str]:
+    """Tasks with at least one label among ``rows``."""
+    return [n for n, v in labels.items() if bool(_labelled_rows(tasks[n], v[rows]).any())]
 
 
 def _split_blocks(
@@ -248,9 +263,12 @@ def _disjoint_plan(
     names: Sequence[str],
 ) -> tuple[dict[str, np.ndarray], list[GroupRecord]]:
     keep = {n: np.ones(num_samples, dtype=bool) for n in names}
-    for n in names:
-        keep[n][rows] = False
-    records = []
+    records: list[GroupRecord] = []
+    if not groups:  # no task labelled in scope: nothing to hide
+        return keep, records
+    for group in groups:
+        for n in group:
+            keep[n][rows] = False
     for group, block in zip(groups, _split_blocks(rows, proportions, rng), strict=True):
         for n in group:
             keep[n][block] = True
@@ -279,7 +297,7 @@ def _plan_disjoint(
     proportions: Sequence[float] | None = None,
 ) -> _Plan:
     names = list(labels)
-    checked = _check_groups("disjoint", groups, names)
+    checked = _check_groups("disjoint", groups, names, _active(labels, tasks, rows))
     props = _check_proportions("disjoint", proportions, len(checked), "proportions")
     n = len(labels[names[0]])
     keep, records = _disjoint_plan(n, rows, checked, props, rng, names)
@@ -300,7 +318,7 @@ def _plan_imbalance(
     unknown = [k for k in ratio if k not in names]
     if unknown:
         raise ValueError(f"imbalance: ratio names unknown tasks {unknown}")
-    checked = _check_groups("imbalance", groups, names)
+    checked = _check_groups("imbalance", groups, names, _active(labels, tasks, rows))
     weights: list[float] = []
     for i, group in enumerate(checked):
         given = {float(ratio[t]) for t in group if t in ratio}
@@ -330,7 +348,7 @@ def _plan_overlap(
 ) -> _Plan:
     names = list(labels)
     frac = _check_fraction("overlap", fraction)
-    checked = _check_groups("overlap", groups, names)
+    checked = _check_groups("overlap", groups, names, _active(labels, tasks, rows))
     props = _check_proportions("overlap", proportions, len(checked), "proportions")
     shuffled = rng.permutation(rows)
     num_shared = round(frac * len(rows))
@@ -375,7 +393,7 @@ def _plan_scarce(
         short = round(frac * len(labelled)) - int(parts.sum())
         if short > 0:
             room = parts < counts
-            order = [i for i in np.argsort(-(quotas - np.floor(quotas)), kind="stable") if room[i]]
+            order = [i for i in np.argsort(-(quotas - parts), kind="stable") if room[i]]
             for i in order[:short]:
                 parts[i] += 1
         chosen = np.concatenate(

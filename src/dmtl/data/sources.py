@@ -284,6 +284,7 @@ class Source(Dataset[Sample]):
         augment: Augment | None = None,
         check_files: bool = True,
         skip_corrupt: bool = False,
+        require_labels: bool = True,
     ) -> Source:
         """An :class:`ImageSource` (``image`` column) or :class:`ArraySource` (``index`` column).
 
@@ -294,8 +295,9 @@ class Source(Dataset[Sample]):
         count and the first paths). ``skip_corrupt``: decode every image up front and
         leave out those that fail (counted in ``skipped_corrupt``, with a warning);
         otherwise a corrupt image raises :class:`CorruptImageError` when read.
+        ``require_labels=False`` accepts a manifest without task columns (to predict).
         """
-        m = read_manifest(manifest, tasks, root)
+        m = read_manifest(manifest, tasks, root, require_labels=require_labels)
         if m.kind == "image":
             if array is not None:
                 raise DataError(

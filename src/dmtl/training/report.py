@@ -147,7 +147,9 @@ def summary_table(
     found. Rows follow ``results.variants``; a cell without values has NaN mean/std, n 0.
     """
     names = (
-        list(results.primary_metrics().values()) if metrics == "primary" else all_metric_names(results)
+        list(results.primary_metrics().values())
+        if metrics == "primary"
+        else all_metric_names(results)
     )
     data: dict[tuple[str, str], list[float] | list[int]] = {}
     for name in names:
@@ -156,7 +158,11 @@ def summary_table(
         data[(name, "std")] = [math.nan if c.std is None else c.std for c in cells]
         data[(name, "n")] = [c.n for c in cells]
     frame = pd.DataFrame(data, index=pd.Index(list(results.variants), name="variant"))
-    frame.columns = pd.MultiIndex.from_tuples(list(data), names=["metric", "stat"])
+    frame.columns = (
+        pd.MultiIndex.from_tuples(list(data), names=["metric", "stat"])
+        if data
+        else pd.MultiIndex.from_arrays([[], []], names=["metric", "stat"])
+    )
     return frame
 
 
@@ -227,7 +233,7 @@ def _signed(x: float, digits: int = 3) -> str:
 
 
 def verdict_text(verdicts: Mapping[str, Verdict]) -> str:
-    """``"none"``, ``"negative transfer on: shape (−0.031)"``, or ``"n/a"`` if nothing is comparable.
+    """``"none"``, ``"negative transfer on: shape (−0.031)"``, or ``"n/a"`` (nothing comparable).
 
     ``"none"`` is followed by ``(not compared: t)`` for tasks lacking values.
     """
@@ -243,7 +249,7 @@ def verdict_text(verdicts: Mapping[str, Verdict]) -> str:
 
 
 def best_variants(results: StudyResults) -> dict[str, list[str]]:
-    """``{task: variants with the highest mean primary metric}`` (ties all listed; ``[]`` if none)."""
+    """``{task: variants with the highest mean primary metric}`` (ties listed; ``[]`` if none)."""
     out: dict[str, list[str]] = {}
     for task, metric in results.primary_metrics().items():
         means = {v: cell(results, v, metric).mean for v in results.variants}
@@ -304,7 +310,9 @@ def _table_rows(results: StudyResults, bold: bool) -> list[list[str]]:
 
 
 def _one_seed_somewhere(results: StudyResults) -> bool:
-    cells = [cell(results, v, m) for v in results.variants for m in results.primary_metrics().values()]
+    cells = [
+        cell(results, v, m) for v in results.variants for m in results.primary_metrics().values()
+    ]
     return any(c.n == 1 for c in cells)
 
 
@@ -312,7 +320,8 @@ def _run_counts(results: StudyResults) -> str:
     done = sum(r.status == "done" for r in results.runs)
     failed = sum(r.status == "failed" for r in results.runs)
     wall = sum(r.wall_s or 0.0 for r in results.runs)
-    return f"{done} done, {failed} failed, {len(missing_runs(results))} missing; total wall time {wall:.1f} s"
+    missing = len(missing_runs(results))
+    return f"{done} done, {failed} failed, {missing} missing; total wall time {wall:.1f} s"
 
 
 def _summary_lines(results: StudyResults) -> list[str]:
@@ -349,7 +358,16 @@ def _summary_lines(results: StudyResults) -> list[str]:
 
 def _details(title: str, payload: object) -> list[str]:
     body = json.dumps(payload, indent=2, sort_keys=True, default=str)
-    return ["<details>", f"<summary>{title}</summary>", "", "```json", body, "```", "", "</details>"]
+    return [
+        "<details>",
+        f"<summary>{title}</summary>",
+        "",
+        "```json",
+        body,
+        "```",
+        "",
+        "</details>",
+    ]
 
 
 def render_markdown(results: StudyResults, plots: Mapping[str, str] | None = None) -> str:
@@ -440,9 +458,9 @@ def render_markdown(results: StudyResults, plots: Mapping[str, str] | None = Non
             out += [f"![{caption}]({path})", ""]
 
     if results.config:
-        out += _details("Config", results.config) + [""]
+        out += [*_details("Config", results.config), ""]
     if results.regime:
-        out += _details("Label regime per seed", results.regime) + [""]
+        out += [*_details("Label regime per seed", results.regime), ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -485,10 +503,13 @@ def find_metrics_csv(run_dir: Path) -> Path | None:
 
 def learning_curve_sources(
     results: StudyResults, study_dir: Path, seed: int | None = None
-) -> dict[str, Path]:
-    """``{label: metrics.csv}`` of the done runs of one seed (default: the first that has any).
+) -> tuple[int | None, dict[str, Path]]:
+    """``(seed, {label: metrics.csv})`` for the done runs of one seed.
 
-    Labels are variant names, ``single_task[<task>]`` for single-task runs.
+    The seed is ``seed`` or else the first of ``results.seeds`` with any file;
+    ``(None, {})`` when none is found. Labels are variant names,
+    ``single_task[<task>]`` for single-task runs; files are searched under
+    ``study_dir / run.run_dir``.
     """
     seeds = [seed] if seed is not None else list(results.seeds)
     for s in seeds:
@@ -500,8 +521,8 @@ def learning_curve_sources(
             if csv is not None:
                 found[run.variant if run.task is None else f"{run.variant}[{run.task}]"] = csv
         if found:
-            return found
-    return {}
+            return s, found
+    return None, {}
 
 
 def write_report(
@@ -529,11 +550,12 @@ def write_report(
     plot_metric_per_variant(results, out / METRIC_PLOT)
     plots["Primary metric per variant (mean ± std over seeds)"] = METRIC_PLOT
 
-    sources = learning_curve_sources(results, Path(study_dir) if study_dir else out, curves_seed)
+    root = Path(study_dir) if study_dir is not None else out
+    seed, sources = learning_curve_sources(results, root, curves_seed)
     if sources:
         try:
             plot_learning_curves(sources, out / LEARNING_CURVES_PLOT)
-            plots["Training loss terms over steps"] = LEARNING_CURVES_PLOT
+            plots[f"Loss terms over training steps (seed {seed})"] = LEARNING_CURVES_PLOT
         except (OSError, ValueError, KeyError, pd.errors.ParserError):
             pass  # malformed or empty logs: the report is still worth writing
 

@@ -148,7 +148,7 @@ class StudyResults(_Strict):
     the study was launched, for the report.
     """
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     study: str
     created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     dmtl_version: str = __version__
@@ -276,7 +276,7 @@ def completed(results: StudyResults, variant: str, seed: int, task: str | None =
 
 
 def expected_runs(results: StudyResults) -> list[tuple[str, int, str | None]]:
-    """Every run key the study plans: ``single_task`` once per task, other variants once, per seed."""
+    """Every planned run key: per seed, ``single_task`` once per task, other variants once."""
     keys: list[tuple[str, int, str | None]] = []
     for seed in results.seeds:
         for variant in results.variants:

@@ -49,7 +49,7 @@ def tiny(tmp_path: Path) -> BuiltinDataset:
 def test_tiny_files_load(tiny: BuiltinDataset) -> None:
     assert len(tiny) == 50
     assert tiny.inputs.shape == (50, 1, 28, 28) and tiny.inputs.dtype == np.float32
-    assert 0.0 <= tiny.inputs.min() and tiny.inputs.max() <= 1.0
+    assert tiny.inputs.min() >= 0.0 and tiny.inputs.max() <= 1.0
     assert (tiny.split == "train").sum() == 30 and (tiny.split == "test").sum() == 20
     assert [t.name for t in tiny.tasks] == ["category", "group", "attributes", "pixel"]
     y = tiny.labels["category"]
@@ -97,8 +97,9 @@ def test_knowledge_edges(tiny: BuiltinDataset) -> None:
 
 def test_tables() -> None:
     assert len({tuple(r) for r in ATTRIBUTE_TABLE.astype(int).tolist()}) == len(CATEGORIES)
+    group_of = GROUP_OF
     members = {
-        g: [CATEGORIES[c] for c in np.flatnonzero(GROUP_OF == i)] for i, g in enumerate(GROUPS)
+        g: [CATEGORIES[c] for c in np.flatnonzero(group_of == i)] for i, g in enumerate(GROUPS)
     }
     assert members == {
         "upper_body": ["T-shirt/top", "Pullover", "Coat", "Shirt"],
@@ -107,7 +108,7 @@ def test_tables() -> None:
         "bag": ["Bag"],
     }
     a = {name: ATTRIBUTE_TABLE[:, j].astype(bool) for j, name in enumerate(ATTRIBUTE_LABELS)}
-    np.testing.assert_array_equal(a["footwear"], GROUP_OF == GROUPS.index("footwear"))
+    np.testing.assert_array_equal(a["footwear"], group_of == GROUPS.index("footwear"))
     assert [CATEGORIES[c] for c in np.flatnonzero(a["open_toe"])] == ["Sandal"]
     assert [CATEGORIES[c] for c in np.flatnonzero(a["covers_ankle"])] == ["Trouser", "Ankle boot"]
 

@@ -93,7 +93,7 @@ def test_truncated_gzip_stream(tmp_path: Path) -> None:
     packed = gzip.compress(_by_hand(np.arange(1000, dtype=np.uint8) % 7, 0x08, "u1"))
     path = tmp_path / "train-labels-idx1-ubyte.gz"
     path.write_bytes(packed[: len(packed) // 2])
-    with pytest.raises(IdxFormatError, match="train-labels-idx1-ubyte.gz.*gzip"):
+    with pytest.raises(IdxFormatError, match=r"train-labels-idx1-ubyte\.gz.*gzip"):
         read_idx(path)
 
 

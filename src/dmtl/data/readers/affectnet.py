@@ -58,7 +58,11 @@ CODES: dict[int, str] = {
 DROPPED_CODES: dict[int, str] = {8: "none", 9: "uncertain", 10: "no_face"}
 """Codes that carry no expression; rows with them are dropped and counted under these keys."""
 
-LIST_DIRS = ("", "Manually_Annotated_file_lists/", "Manually_Annotated/Manually_Annotated_file_lists/")
+LIST_DIRS = (
+    "",
+    "Manually_Annotated_file_lists/",
+    "Manually_Annotated/Manually_Annotated_file_lists/",
+)
 
 
 def _read_list(path: Path) -> Table:
@@ -124,7 +128,10 @@ def read_affectnet(
     dropped["duplicate"] = int(duplicated.sum())
     rows = rows.loc[~duplicated]
     manifest = build_manifest(
-        rows["id"], rows["image"], split=rows["split"], categorical={"expression": rows["expression"]}
+        rows["id"],
+        rows["image"],
+        split=rows["split"],
+        categorical={"expression": rows["expression"]},
     )
     notes = [f"validation.csv rows have split {validation_split!r}"]
     if dropped["duplicate"]:

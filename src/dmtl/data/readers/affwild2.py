@@ -83,15 +83,22 @@ def _annotation_root(root: Path, annotations: str | None) -> Path:
     )
 
 
-def _set_dirs(challenge: Path, sets: Sequence[str]) -> list[tuple[Path, str]]:
+def _set_dirs(challenge: Path, sets: Sequence[str] | None) -> list[tuple[Path, str]]:
     out = []
+    if sets is None:
+        sets = [name for name in SET_SPLITS if (challenge / name).is_dir()]
+        if not sets:
+            raise DatasetLayoutError(
+                challenge / "Train_Set", "no annotation set folder (Train_Set, Validation_Set)"
+            )
     for name in sets:
         if name not in SET_SPLITS:
             raise ReaderError(f"unknown ABAW set {name!r}; expected one of {', '.join(SET_SPLITS)}")
         if (challenge / name).is_dir():
             out.append((challenge / name, SET_SPLITS[name]))
     if not out:
-        raise DatasetLayoutError(challenge / sets[0], "no annotation set folder found")
+        first = sets[0] if sets else "Train_Set"
+        raise DatasetLayoutError(challenge / first, "annotation set folder not found")
     return out
 
 
@@ -150,7 +157,7 @@ def _read_au(path: Path, dropped: dict[str, int]) -> pd.DataFrame:
 
 def _collect(
     challenge: Path,
-    sets: Sequence[str],
+    sets: Sequence[str] | None,
     read: Callable[[Path, dict[str, int]], pd.DataFrame],
     dropped: dict[str, int],
 ) -> pd.DataFrame:
@@ -176,16 +183,17 @@ def read_affwild2(
     root: Path,
     *,
     tasks: Sequence[str] = ("expression", "au"),
-    sets: Sequence[str] = ("Train_Set", "Validation_Set"),
+    sets: Sequence[str] | None = None,
     annotations: str | None = None,
     image_dir: str = "cropped_aligned",
 ) -> ReaderResult:
     """Read Aff-Wild2's ABAW expression and AU annotations; co-annotated frames are joined.
 
-    ``tasks`` chooses ``expression`` and/or ``au``; ``sets`` the ABAW sets
-    (``Train_Set`` -> train, ``Validation_Set`` -> val; the test set has no
-    labels). ``annotations`` is the folder holding the challenge folders
-    (found automatically when ``None``); ``image_dir`` the frames folder.
+    ``tasks`` chooses ``expression`` and/or ``au``; ``sets`` the ABAW set
+    folders to read (default: all present; ``Train_Set``/``Training_Set`` ->
+    train, ``Validation_Set`` -> val; the test set has no labels).
+    ``annotations`` is the folder holding the challenge folders (found
+    automatically when ``None``); ``image_dir`` the frames folder.
     """
     unknown = sorted(set(tasks) - {"expression", "au"})
     if unknown or not tasks:

@@ -62,6 +62,8 @@ class DatasetLayoutError(ValueError):
         line: int | None = None,
         value: Any = _UNSET,
     ) -> None:
+        if isinstance(value, np.generic):
+            value = value.item()
         self.path = None if path is None else Path(path)
         self.line = line
         self.value = None if value is _UNSET else value
@@ -244,6 +246,8 @@ class Table:
     skiprows: int
     dense: bool = False
     """Whether every line after ``skiprows`` is a row (no blank lines were skipped)."""
+    extra_rows: int = 0
+    """Rows that carried more fields than the named columns (see ``read_table(extra=...)``)."""
 
     def line(self, row: int) -> int:
         """File line number of row position ``row`` (blank lines are skipped by the parser)."""
@@ -258,7 +262,7 @@ class Table:
         """A :class:`DatasetLayoutError` pointing at row position ``row``."""
         return DatasetLayoutError(self.path, message, line=self.line(row), value=value)
 
-    def first_bad(self, bad: np.ndarray | pd.Series) -> int | None:
+    def first_bad(self, bad: Any) -> int | None:
         """Position of the first ``True`` in ``bad`` or ``None``."""
         flags = np.asarray(bad, dtype=bool)
         hits = np.flatnonzero(flags)
@@ -308,12 +312,16 @@ def _scan(
                 value = int(fields[i])
             except ValueError:
                 return DatasetLayoutError(
-                    path, f"expected an integer in field {columns[i]!r}", line=number,
+                    path,
+                    f"expected an integer in field {columns[i]!r}",
+                    line=number,
                     value=fields[i],
                 )
             if bounds is not None and not bounds[0] <= value <= bounds[1]:
                 return DatasetLayoutError(
-                    path, f"value out of range in field {columns[i]!r}", line=number,
+                    path,
+                    f"value out of range in field {columns[i]!r}",
+                    line=number,
                     value=fields[i],
                 )
     return None
@@ -358,21 +366,21 @@ def read_table(
         found = _scan(path, skiprows, sep, required, len(names), columns, ints, bounds)
         return found or DatasetLayoutError(path, f"could not be parsed ({error})")
 
+    options: dict[str, Any] = {
+        "sep": sep,
+        "header": None,
+        "names": names,
+        "skiprows": skiprows,
+        "dtype": dtype,
+        "quoting": quoting,
+        "keep_default_na": False,
+        "na_values": [""],
+        "usecols": list(usecols) if usecols is not None else None,
+        "skip_blank_lines": blank_lines != "error",
+        "engine": "c",
+    }
     try:
-        frame = pd.read_csv(
-            path,
-            sep=sep,
-            header=None,
-            names=names,
-            skiprows=skiprows,
-            dtype=dtype,
-            quoting=quoting,
-            keep_default_na=False,
-            na_values=[""],
-            usecols=list(usecols) if usecols is not None else None,
-            skip_blank_lines=blank_lines != "error",
-            engine="c",
-        )
+        frame = pd.read_csv(path, **options)
     except (pd.errors.ParserError, ValueError, OverflowError) as error:
         raise diagnose(error) from None
     except FileNotFoundError:
@@ -403,7 +411,9 @@ def read_table(
             raise table.error(bad, f"expected an integer in field {column!r}", series.iloc[bad])
         frame[column] = numbers.astype("Int64" if numbers.isna().any() else np.int64)
     if extra:
-        frame.drop(columns=[c for c in kept if c.startswith("_extra")], inplace=True)
+        extra_columns = [c for c in kept if c.startswith("_extra")]
+        table.extra_rows = int(frame[extra_columns].notna().any(axis=1).sum())
+        frame.drop(columns=extra_columns, inplace=True)
     return table
 
 

@@ -1,0 +1,199 @@
+"""The ``dmtl`` command: train, evaluate, predict, study, demo, plus relatedness/datasets/config groups."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dmtl.cli.errors import console, handle_errors, quiet_lightning
+
+app = typer.Typer(
+    name="dmtl",
+    help="Multi-task learning of classification tasks from partially labelled data "
+    "(co-annotation and distribution matching, Kollias et al. AAAI 2024).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
+Overrides = Annotated[
+    Optional[list[str]],  # noqa: UP045 - typer needs Optional here
+    typer.Option("--set", "-s", help="Override a config key: key.sub=value (repeatable)."),
+]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an existing output folder.")]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Delete an existing output folder and start again.")
+]
+
+
+def _command_line() -> str:
+    return "dmtl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+@app.command()
+@handle_errors
+def train(
+    config: ConfigArg,
+    set_: Overrides = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: output.dir).")] = None,  # noqa: UP045
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Train one model as the config says; write checkpoints, logs and metrics to the output folder."""
+    from dmtl.cli.render import metrics_table
+    from dmtl.config import load_config
+    from dmtl.training.experiment import build_experiment
+    from dmtl.training.run import run_training
+    from dmtl.training.trainer import prepare_run_dir
+
+    cfg = load_config(config, set_ or [])
+    run_dir = out or cfg.output.dir
+    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    experiment = build_experiment(cfg)
+    with quiet_lightning():
+        result = run_training(experiment, run_dir, resume=True, progress_bar=cfg.trainer.progress_bar)
+    console.print(metrics_table(result.metrics, f"{cfg.name}: {result.split} metrics"))
+    console.print(
+        f"{result.steps} steps in {result.wall_s:.1f} s; outputs in [bold]{run_dir}[/] "
+        f"(checkpoint {result.checkpoint})"
+    )
+
+
+def _resolve_checkpoint(path: Path) -> Path:
+    if path.is_dir():
+        for candidate in ("checkpoints/last.ckpt", "checkpoints/interrupted.ckpt"):
+            if (path / candidate).is_file():
+                return path / candidate
+        raise FileNotFoundError(f"{path}: no checkpoints/last.ckpt in this run folder")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint or run folder")
+    return path
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
+    split: Annotated[str, typer.Option(help="test or val.")] = "test",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the metrics as JSON.")] = None,  # noqa: UP045
+) -> None:
+    """Evaluate a trained model on the test (or validation) split of its config's data."""
+    import lightning.pytorch as pl
+
+    from dmtl.cli.render import metrics_table
+    from dmtl.training.experiment import build_experiment
+    from dmtl.training.module import MultiTaskModule
+    from dmtl.training.run import eval_loader
+
+    if split not in ("test", "val"):
+        raise typer.BadParameter("split must be 'test' or 'val'", param_hint="--split")
+    ckpt = _resolve_checkpoint(run)
+    module = MultiTaskModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+    experiment = build_experiment(module.config)
+    loader = eval_loader(experiment, split)
+    if loader is None:
+        raise FileNotFoundError(f"the config of {ckpt} has no {split} split")
+    with quiet_lightning():
+        trainer = pl.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,
+                             enable_model_summary=False)
+        trainer.test(module, dataloaders=loader, verbose=False)
+    metrics = dict(module.last_test_metrics)
+    console.print(metrics_table(metrics, f"{ckpt}: {split} metrics"))
+    if output is not None:
+        output.write_text(json.dumps({"checkpoint": str(ckpt), "split": split, "metrics": metrics}, indent=2))
+
+
+@app.command()
+@handle_errors
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file or run folder.")],
+    inputs: Annotated[Path, typer.Argument(help="A manifest (CSV/Parquet), a folder of images, or a .npy array.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Predictions CSV.")] = Path("predictions.csv"),
+    root: Annotated[Optional[Path], typer.Option(help="Root of a manifest's image paths (default: its folder).")] = None,  # noqa: UP045
+    array: Annotated[Optional[Path], typer.Option(help="The .npy array an 'index' manifest points into.")] = None,  # noqa: UP045
+    overwrite: Overwrite = False,
+) -> None:
+    """Per-task probabilities and decisions, in the manifest's column naming."""
+    from dmtl.training.predict import predict_to_csv
+
+    if output.exists() and not overwrite:
+        raise FileNotFoundError(f"{output} exists; pass --overwrite to replace it")
+    ckpt = _resolve_checkpoint(checkpoint)
+    with quiet_lightning():
+        frame = predict_to_csv(ckpt, inputs, output, root=root, array=array)
+    console.print(f"{len(frame)} predictions written to [bold]{output}[/]")
+
+
+@app.command()
+@handle_errors
+def study(
+    config: ConfigArg,
+    seeds: Annotated[Optional[int], typer.Option(help="Number of seeds (default: study.seeds).")] = None,  # noqa: UP045
+    set_: Overrides = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Study folder (default: output.dir).")] = None,  # noqa: UP045
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """The ablation: single-task, MTL, +co-annotation, +distribution matching, both; over seeds."""
+    from dmtl.config import load_config
+
+    cfg = load_config(config, set_ or [])
+    _run_study(cfg, out or cfg.output.dir, seeds, resume, overwrite)
+
+
+def _run_study(cfg: object, out: Path, seeds: int | None, resume: bool, overwrite: bool) -> None:
+    from dmtl.config import Config
+    from dmtl.training.report import rich_table
+    from dmtl.training.study import run_study
+
+    assert isinstance(cfg, Config)
+    start = time.perf_counter()
+    with quiet_lightning(), console.status("starting") as status:
+
+        def progress(message: str) -> None:
+            status.update(f"{message}  ({time.perf_counter() - start:.0f} s)")
+            if message.startswith("FAILED"):
+                console.print(f"[red]{message}[/]")
+
+        results = run_study(cfg, out, seeds, resume=resume, overwrite=overwrite,
+                            progress=progress, command=_command_line())
+    console.print(rich_table(results))
+    console.print(
+        f"study done in {time.perf_counter() - start:.0f} s: [bold]{out / 'report.md'}[/], "
+        f"{out / 'results.json'}"
+    )
+
+
+@app.command()
+@handle_errors
+def demo(
+    seeds: Annotated[int, typer.Option(help="Number of seeds.")] = 3,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Study folder (default: runs/demo-<time>).")] = None,  # noqa: UP045
+    set_: Overrides = None,
+) -> None:
+    """The study on built-in digits with 3% of the digit labels (a few minutes on a CPU)."""
+    from dmtl.config import load_config
+
+    config_file = resources.files("dmtl") / "configs" / "digits-demo.yaml"
+    with resources.as_file(config_file) as path:
+        cfg = load_config(path, set_ or [])
+    folder = out or Path("runs") / f"demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    console.print(
+        f"[bold]dmtl demo[/]: {cfg.name}, {seeds} seed(s), backbone {cfg.backbone.name}, "
+        f"{cfg.trainer.max_epochs} epochs -> {folder}"
+    )
+    _run_study(cfg, folder, seeds, resume=False, overwrite=False)
+
+
+def main() -> None:
+    """Entry point of the ``dmtl`` script."""
+    app()

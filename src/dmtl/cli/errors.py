@@ -1,0 +1,81 @@
+"""User errors become one clear red line and exit status 2, never a deep traceback."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input (config, data, tables, folders), not a bug."""
+    from dmtl.backbones import BackboneError, MissingDependencyError
+    from dmtl.config import ConfigError
+    from dmtl.core.labels import LabelError
+    from dmtl.core.relatedness import RelatednessError
+    from dmtl.core.tasks import TaskSpecError
+    from dmtl.data.errors import DataError
+    from dmtl.data.readers.base import DatasetLayoutError, ReaderError
+    from dmtl.training.experiment import ExperimentError
+    from dmtl.training.module import NonFiniteLossError
+    from dmtl.training.results import ResultsError
+    from dmtl.training.trainer import RunDirError
+
+    return (
+        ConfigError, DataError, DatasetLayoutError, ExperimentError, RelatednessError,
+        LabelError, TaskSpecError, RunDirError, BackboneError, MissingDependencyError,
+        NonFiniteLossError, ResultsError, ReaderError, FileNotFoundError,
+    )
+
+
+def handle_errors(function: F) -> F:
+    """Run a command; turn user errors into ``error: <message>`` and exit code 2."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except user_error_types() as error:
+            if os.environ.get("DMTL_DEBUG"):
+                raise
+            err_console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's info lines and known harmless warnings (the run is still logged)."""
+    names = ("lightning.pytorch", "lightning.fabric", "lightning")
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        for pattern in (
+            ".*does not have many workers.*",
+            ".*You defined a `validation_step` but have no `val_dataloader`.*",
+            ".*LeafSpec.*",
+            ".*isinstance\\(treespec, LeafSpec\\).*",
+            ".*The number of training batches.*",
+            ".*Checkpoint directory.*exists and is not empty.*",
+            ".*`training_step` returned `None`.*",
+        ):
+            warnings.filterwarnings("ignore", message=pattern)
+        try:
+            yield
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)

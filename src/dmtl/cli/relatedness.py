@@ -1,0 +1,92 @@
+"""``dmtl relatedness estimate|show``: estimate tables from co-annotated data, look at them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dmtl.cli.errors import console, handle_errors
+
+relatedness_app = typer.Typer(help="Estimate and inspect task-relatedness tables.", no_args_is_help=True)
+
+
+@relatedness_app.command("estimate")
+@handle_errors
+def estimate(
+    config: Annotated[Path, typer.Argument(help="YAML config file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV file (one edge) or folder (several).")],
+    source: Annotated[Optional[str], typer.Option(help="Source task (categorical).")] = None,  # noqa: UP045
+    target: Annotated[Optional[str], typer.Option(help="Target task.")] = None,  # noqa: UP045
+    alpha: Annotated[float, typer.Option(help="Smoothing towards the marginal.")] = 1.0,
+    set_: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--set", "-s", help="Override a config key: key.sub=value."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files.")] = False,
+) -> None:
+    """Estimate R from the training samples labelled for both tasks (after the regime).
+
+    With --source/--target, that edge; otherwise every edge of kind 'estimate' in the config.
+    """
+    from dmtl.config import EdgeConfig, load_config
+    from dmtl.training.experiment import build_edges, build_experiment, load_sources
+
+    cfg = load_config(config, set_ or [])
+    loaded = load_sources(cfg)
+    experiment = build_experiment(cfg.model_copy(update={"relatedness": []}), loaded=loaded)
+    if (source is None) != (target is None):
+        raise typer.BadParameter("give both --source and --target, or neither")
+    if source is not None and target is not None:
+        specs = [EdgeConfig(source=source, target=target, kind="estimate", alpha=alpha)]
+    else:
+        specs = [e for e in cfg.relatedness if e.kind == "estimate"]
+        if not specs:
+            raise typer.BadParameter(
+                "the config lists no edge of kind 'estimate'; name one with --source and --target"
+            )
+    edges = build_edges(cfg.model_copy(update={"relatedness": specs}), experiment, loaded)
+    paths: list[Path] = []
+    if len(edges) == 1 and output.suffix.lower() == ".csv":
+        paths = [output]
+    else:
+        output.mkdir(parents=True, exist_ok=True)
+        paths = [output / f"{e.source.name}__{e.target.name}.csv" for e in edges]
+    for edge, path in zip(edges, paths, strict=True):
+        if path.exists() and not overwrite:
+            raise FileNotFoundError(f"{path} exists; pass --overwrite to replace it")
+        edge.to_csv(path)
+        console.print(f"{edge.name}: {tuple(edge.table.shape)} table written to [bold]{path}[/]")
+
+
+@relatedness_app.command("show")
+@handle_errors
+def show(
+    table: Annotated[Path, typer.Argument(help="Relatedness CSV (rows: source classes).")],
+    image: Annotated[Optional[Path], typer.Option("--image", "-o", help="Heatmap PNG (default: beside the CSV).")] = None,  # noqa: UP045
+    max_columns: Annotated[int, typer.Option(help="Columns shown in the terminal.")] = 20,
+) -> None:
+    """Print a relatedness table and draw it as a heatmap PNG."""
+    import pandas as pd
+
+    from dmtl.cli.render import frame_table
+    from dmtl.core.relatedness import RelatednessError
+    from dmtl.training.plots import plot_relatedness
+
+    if not table.is_file():
+        raise FileNotFoundError(f"{table}: no such file")
+    try:
+        frame = pd.read_csv(table, index_col=0)
+        values = frame.to_numpy(dtype=float)
+    except (ValueError, pd.errors.ParserError) as error:
+        raise RelatednessError(f"{table}: not a relatedness table ({error})") from None
+    shown = frame.iloc[:, :max_columns].reset_index()
+    title = f"{table.name}: p({frame.index.name} class -> column)"
+    console.print(frame_table(shown, title=title, digits=2))
+    if frame.shape[1] > max_columns:
+        console.print(f"({frame.shape[1] - max_columns} more columns in the file)")
+    path = image or table.with_suffix(".png")
+    plot_relatedness(values, [str(r) for r in frame.index], [str(c) for c in frame.columns], path,
+                     title=table.stem)
+    console.print(f"heatmap written to [bold]{path}[/]")

@@ -1,0 +1,130 @@
+"""Predictions of a trained model, written in the manifest's column naming.
+
+Output columns: ``id``; the decisions, exactly as a manifest holds labels
+(``<task>`` = the arg-max class name, ``<task>/<label>`` = ``1[p >= 0.5]``), so a
+predictions file is itself a valid manifest; and the probabilities,
+``p:<task>/<class>`` and ``p:<task>/<label>``.
+
+Zero-shot classes of a categorical task (declared in the task, with no
+training images) are scored through the inverse map of every relatedness
+edge that leaves the task (method.md section 4): ``q_A(c|x)`` from the
+target task's predicted probabilities. Their columns are
+``zs:<task>/<class>`` (the posterior over all of the task's classes given the
+other task's predictions) and ``zs:<task>`` (its arg-max among the zero-shot classes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dmtl.core.relatedness import Relatedness
+from dmtl.core.tasks import CategoricalTask, Task
+from dmtl.data.batching import build_eval_loader
+from dmtl.data.errors import DataError
+from dmtl.data.sources import ArraySource, Source
+from dmtl.training.module import MultiTaskModule
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def input_source(
+    module: MultiTaskModule, inputs: Path, root: Path | None = None, array: Path | None = None
+) -> Source:
+    """A source over the inputs to predict: a manifest, a folder of images or a ``.npy`` array.
+
+    Decoding (channels, size, normalisation) follows the first source of the model's config.
+    """
+    cfg = module.config.sources[0].input
+    tasks = module.tasks
+    if inputs.is_dir():
+        files = sorted(p for p in inputs.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{inputs}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        manifest = pd.DataFrame({"image": [str(p.relative_to(inputs)) for p in files]})
+        return Source.from_manifest(
+            "inputs", manifest, inputs, tasks, channels=cfg.channels, image_size=cfg.image_size,
+            mean=cfg.mean, std=cfg.std,
+        )
+    if inputs.suffix.lower() == ".npy":
+        values = np.load(inputs, mmap_mode="r")
+        empty = {t.name: _unlabelled(t, len(values)) for t in tasks}
+        return ArraySource("inputs", tasks, inputs, empty, mean=cfg.mean, std=cfg.std)
+    if not inputs.is_file():
+        raise DataError(f"{inputs}: no such manifest, folder or array")
+    is_index = array is not None
+    return Source.from_manifest(
+        "inputs", inputs, root, tasks, array=array,
+        channels=None if is_index else cfg.channels,
+        image_size=None if is_index else cfg.image_size,
+        mean=cfg.mean, std=cfg.std,
+    )
+
+
+def _unlabelled(task: Task, n: int) -> np.ndarray:
+    if isinstance(task, CategoricalTask):
+        return np.full(n, -1, dtype=np.int64)
+    return np.full((n, task.num_outputs), np.nan, dtype=np.float32)
+
+
+@torch.no_grad()
+def predict_frame(module: MultiTaskModule, source: Source, batch_size: int = 256) -> pd.DataFrame:
+    """Probabilities and decisions for every sample of ``source`` (see the module docstring)."""
+    module.eval()
+    device = next(module.parameters()).device
+    loader = build_eval_loader([source], batch_size=batch_size, tasks=module.tasks)
+    chunks: dict[str, list[torch.Tensor]] = {t.name: [] for t in module.tasks}
+    for batch in loader:
+        logits = module.model(batch.x.to(device))
+        for task in module.tasks:
+            z = logits[task.name].float()
+            p = torch.softmax(z, -1) if isinstance(task, CategoricalTask) else torch.sigmoid(z)
+            chunks[task.name].append(p.cpu())
+    probs = {name: torch.cat(parts) if parts else torch.empty(0) for name, parts in chunks.items()}
+    columns: dict[str, object] = {"id": list(source.ids)}
+    for task in module.tasks:
+        p = probs[task.name]
+        if isinstance(task, CategoricalTask):
+            columns[task.name] = [task.classes[i] for i in p.argmax(-1).tolist()]
+        else:
+            for j, label in enumerate(task.labels):
+                columns[f"{task.name}/{label}"] = (p[:, j] >= 0.5).int().tolist()
+    for task in module.tasks:
+        for j, name in enumerate(task.names):
+            columns[f"p:{task.name}/{name}"] = probs[task.name][:, j].numpy()
+    for edge in module.edges:
+        columns.update(zero_shot_columns(edge, probs))
+    return pd.DataFrame(columns)
+
+
+def zero_shot_columns(edge: Relatedness, probs: dict[str, torch.Tensor]) -> dict[str, object]:
+    """Scores of the source task's zero-shot classes through the inverse map of ``edge``."""
+    task = edge.source
+    if not task.zero_shot or edge.target.name not in probs:
+        return {}
+    q = edge.inverse_map(probs[edge.target.name].float())
+    out: dict[str, object] = {}
+    for j, name in enumerate(task.classes):
+        out[f"zs:{task.name}/{name}"] = q[:, j].numpy()
+    zero_shot = [task.index(c) for c in task.zero_shot]
+    best = q[:, zero_shot].argmax(-1).tolist()
+    out[f"zs:{task.name}"] = [task.zero_shot[i] for i in best]
+    return out
+
+
+def predict_to_csv(
+    checkpoint: Path, inputs: Path, output: Path, root: Path | None = None, array: Path | None = None
+) -> pd.DataFrame:
+    """Load ``checkpoint``, predict ``inputs``, write ``output`` (CSV or Parquet by suffix)."""
+    module = MultiTaskModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    source = input_source(module, inputs, root=root, array=array)
+    frame = predict_frame(module, source)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix.lower() == ".parquet":
+        frame.to_parquet(output, index=False)
+    else:
+        frame.to_csv(output, index=False)
+    return frame
