@@ -192,6 +192,7 @@ class TrainerConfig(_Strict):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     gradient_clip_val: float | None = None
     log_every_n_steps: int = Field(default=10, ge=1)
+    num_threads: int | None = Field(default=None, ge=1)
     progress_bar: bool = True
 
 

@@ -210,3 +210,12 @@ def test_eval_loader_is_sequential_per_source_and_shards_by_rank() -> None:
     assert list(sampler) == [list(range(16, 32)), [40, 41, 42, 43]]
     other = SourceBatchSampler([40, 4], 16, rank=0, world_size=2)
     assert len(other) == 2 and not {i for b in other for i in b} & {i for b in sampler for i in b}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batch_pins_and_moves_to_cuda() -> None:
+    tasks, (big, small) = make_sources()
+    batch = collate_samples(tasks)([big[0], small[0]]).pin_memory()
+    assert batch.x.is_pinned() and batch.labels["digit"].target.is_pinned()
+    moved = move_data_to_device(batch, torch.device("cuda"))
+    assert moved.x.is_cuda and moved.source.is_cuda and moved.labels["attr"].mask.is_cuda

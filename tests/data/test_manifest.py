@@ -28,7 +28,7 @@ def test_reads_names_indices_empty_and_partial_binary(tmp_path: Path, tasks: lis
         "c,x/c.png,test,,\n",
     )
     m = Manifest.read(path, tasks)
-    assert m.ids.tolist() == ["a", "b", "c"]  # type: ignore[union-attr]
+    assert m.ids.tolist() == ["a", "b", "c"]
     assert m.image is not None and m.image.tolist() == ["x/a.png", "x/b.png", "x/c.png"]
     assert m.split is not None and m.split.tolist() == ["train", "val", "test"]
     assert m.labels["digit"].dtype == np.int64
@@ -47,7 +47,7 @@ def test_task_without_any_column_is_unlabelled(tmp_path: Path, tasks: list[Task]
 
 def test_ids_default_to_image_or_index(tasks: list[Task]) -> None:
     m = Manifest.from_frame(pd.DataFrame({"index": [4, 2], "digit": [0, 1]}), tasks)
-    assert m.ids.tolist() == ["4", "2"]  # type: ignore[union-attr]
+    assert m.ids.tolist() == ["4", "2"]
     assert m.index is not None and m.index.dtype == np.int64 and m.index.tolist() == [4, 2]
 
 
@@ -93,7 +93,7 @@ def test_write_then_read_is_identical(tmp_path: Path, tasks: list[Task], suffix:
     back = read_manifest(path, tasks)
     for name in labels:
         np.testing.assert_array_equal(back.labels[name], original.labels[name])
-    assert back.ids.tolist() == ["1", "2", "3", "4"]  # type: ignore[union-attr]
+    assert back.ids.tolist() == ["1", "2", "3", "4"]
     assert back.split is not None and back.split.tolist() == ["train", "val", "test", "train"]
     assert back.image is not None and back.image.tolist() == ["a.png", "b.png", "c d.png", "e.png"]
 
@@ -254,3 +254,7 @@ def test_constructed_labels_are_validated(tasks: list[Task]) -> None:
     binary = BinarySetTask("attr", ["even", "big"])
     with pytest.raises(ManifestError, match="expected 0, 1 or NaN"):
         Manifest((binary,), {"attr": np.array([[0.5, 1.0]])}, image=np.array(["a"]))
+    with pytest.raises(ManifestError, match="duplicated id 'a'"):
+        Manifest(tuple(tasks), {}, image=np.array(["a", "a"]))
+    with pytest.raises(ManifestError, match="split 'dev'"):
+        Manifest(tuple(tasks), {}, index=np.array([0]), split=np.array(["dev"]))

@@ -73,6 +73,9 @@ def test_missing_files_are_counted_and_listed_up_front(
     lazy = Source.from_manifest("s", path, None, tasks, check_files=False)
     with pytest.raises(MissingFilesError, match=r"1\.png: image file not found"):
         lazy[1]
+    (path.parent / "img/0.png").unlink()  # the first image is opened to guess the channels
+    with pytest.raises(MissingFilesError, match=r"row 1 \(line 2\), column 'image'"):
+        Source.from_manifest("s", path, None, tasks, check_files=False)
 
 
 def test_corrupt_image_raises_or_is_skipped_and_counted(

@@ -180,6 +180,20 @@ def test_markdown_report_content(three_seed_results: StudyResults) -> None:
     assert "](metric_per_variant.png)" in md and "![Primary metric per variant]" in md
     assert "**any** drop" not in md  # no single-seed cell: no one-seed warning
     assert "Label regime per seed" in md
+    # the runner's format: summary line first, then the traceback
+    upsert_run(
+        r,
+        RunRecord(
+            variant="mtl+ca",
+            seed=2,
+            status="failed",
+            split="",
+            error="ValueError: bad\nTraceback (most recent call last):\n  ...\nValueError: bad",
+        ),
+    )
+    md = render_markdown(r)
+    assert "- mtl+ca seed 2: ValueError: bad\n" in md
+    assert "evaluated on split: test\n" in md
 
 
 def test_markdown_lists_missing_runs(make_results: Make) -> None:

@@ -395,8 +395,9 @@ def build_train_loader(
 
     ``batch_size`` is global (split across ranks). ``proportions``: per-source weights,
     as a list or a mapping from source name (default: equal shares). ``tasks``
-    default to the union of the sources' tasks. Augmentation runs in the workers
-    with torch's RNG, seeded per worker from a generator seeded with ``seed``.
+    default to the union of the sources' tasks. Augmentation uses torch's RNG: in
+    workers, seeded per worker from a generator seeded with ``seed``; with
+    ``num_workers=0``, the main process's global RNG.
     """
     _check_sources(sources)
     sampler = MultiSourceBatchSampler(

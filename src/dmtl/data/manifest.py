@@ -26,7 +26,6 @@ Rows are numbered from 1 (the first data row); for CSV files the line number
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import re
 from collections.abc import Mapping, Sequence
@@ -52,59 +51,74 @@ _INTEGER = re.compile(r"^[+-]?\d+$")
 _PREVIEW = 10
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
 class Manifest:
     """A validated manifest with its labels encoded.
 
     ``labels[task]`` is ``int64 (N,)`` with ``-1`` = not labelled (categorical) or
     ``float32 (N, K)`` with ``NaN`` = not observed (binary set); tasks missing from
-    the given ``labels`` are filled as unlabelled. ``ids`` default to the image
-    paths or the indices. ``origin`` names where the rows came from (a file
-    path, or e.g. ``"<DataFrame>"``) and ``rows`` their 1-based row numbers there,
-    so later errors (missing files, index out of range) can name them.
+    the given ``labels`` are filled as unlabelled. Exactly one of ``image``
+    (relative paths) and ``index`` (rows of an array file) is given. ``ids``
+    default to the image paths or the indices. ``origin`` names where the rows
+    came from (a file path, or e.g. ``"<DataFrame>"``) and ``rows`` their 1-based
+    row numbers there (default ``1..N``), so later errors (missing files, index
+    out of range) can name them; ``csv`` adds line numbers to those messages.
     ``root`` is the folder image paths are relative to (for a file: its folder).
     """
 
-    tasks: tuple[Task, ...]
-    labels: dict[str, np.ndarray]
-    image: np.ndarray | None = None
-    index: np.ndarray | None = None
-    ids: np.ndarray | None = None
-    split: np.ndarray | None = None
-    origin: str = "<DataFrame>"
-    root: Path | None = None
-    rows: np.ndarray | None = None
-    csv: bool = False
-
-    def __post_init__(self) -> None:
-        tasks = tuple(self.tasks)
-        check_unique_task_names(tasks)
-        object.__setattr__(self, "tasks", tasks)
-        if (self.image is None) == (self.index is None):
-            raise ManifestError(f"{self.origin}: give exactly one of 'image' and 'index'")
-        if self.image is not None:
-            keys = np.asarray(self.image, dtype=object)
-            object.__setattr__(self, "image", keys)
-        else:
-            keys = np.asarray(self.index, dtype=np.int64)
-            object.__setattr__(self, "index", keys)
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        labels: Mapping[str, np.ndarray],
+        *,
+        image: Sequence[str] | np.ndarray | None = None,
+        index: Sequence[int] | np.ndarray | None = None,
+        ids: Sequence[str] | np.ndarray | None = None,
+        split: Sequence[str] | np.ndarray | None = None,
+        origin: str = "<DataFrame>",
+        root: str | Path | None = None,
+        rows: Sequence[int] | np.ndarray | None = None,
+        csv: bool = False,
+    ) -> None:
+        self.tasks: tuple[Task, ...] = tuple(tasks)
+        check_unique_task_names(self.tasks)
+        self.origin = origin
+        self.csv = csv
+        if (image is None) == (index is None):
+            raise ManifestError(f"{origin}: give exactly one of 'image' and 'index'")
+        self.image: np.ndarray | None = None if image is None else np.asarray(image, dtype=object)
+        self.index: np.ndarray | None = None if index is None else np.asarray(index, np.int64)
+        keys = self.image if self.image is not None else self.index
+        assert keys is not None
         n = len(keys)
-        ids = keys.astype(str).astype(object) if self.ids is None else self.ids
-        object.__setattr__(self, "ids", np.asarray(ids, dtype=object))
-        if self.split is not None:
-            object.__setattr__(self, "split", np.asarray(self.split, dtype=object))
-        rows = np.arange(1, n + 1) if self.rows is None else self.rows
-        object.__setattr__(self, "rows", np.asarray(rows, dtype=np.int64))
-        if self.root is not None:
-            object.__setattr__(self, "root", Path(self.root))
-        for what in ("ids", "split", "rows"):
-            value = getattr(self, what)
+        self.ids: np.ndarray = np.asarray(keys.astype(str) if ids is None else ids, dtype=object)
+        self.split: np.ndarray | None = None if split is None else np.asarray(split, dtype=object)
+        self.rows: np.ndarray = np.asarray(
+            np.arange(1, n + 1) if rows is None else rows, dtype=np.int64
+        )
+        self.root: Path | None = None if root is None else Path(root)
+        for what, value in (("ids", self.ids), ("split", self.split), ("rows", self.rows)):
             if value is not None and len(value) != n:
-                raise ManifestError(f"{self.origin}: {what} has {len(value)} entries, expected {n}")
-        object.__setattr__(self, "labels", check_encoded(tasks, self.labels, n, self.origin))
+                raise ManifestError(f"{origin}: {what} has {len(value)} entries, expected {n}")
+        duplicated = pd.Series(self.ids).duplicated().to_numpy()
+        if duplicated.any():
+            raise ManifestError(f"{origin}: duplicated id {self.ids[duplicated][0]!r}")
+        if self.split is not None and not np.isin(self.split, SPLITS).all():
+            bad = self.split[~np.isin(self.split, SPLITS)][0]
+            raise ManifestError(f"{origin}: split {bad!r} is not one of {', '.join(SPLITS)}")
+        self.labels: dict[str, np.ndarray] = check_encoded(self.tasks, labels, n, origin)
 
     def __len__(self) -> int:
-        return len(self.ids)  # type: ignore[arg-type]
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"Manifest({self.origin!r}, {len(self)} rows, {self.kind})"
+
+    def with_root(self, root: str | Path) -> Manifest:
+        """The same rows with another root folder."""
+        return Manifest(
+            self.tasks, self.labels, image=self.image, index=self.index, ids=self.ids,
+            split=self.split, origin=self.origin, root=root, rows=self.rows, csv=self.csv,
+        )
 
     @property
     def kind(self) -> str:
@@ -117,7 +131,6 @@ class Manifest:
 
     def row_number(self, position: int) -> int:
         """1-based data row in :attr:`origin` of the row at 0-based ``position`` here."""
-        assert self.rows is not None
         return int(self.rows[position])
 
     def select(self, positions: np.ndarray | Sequence[int]) -> Manifest:
@@ -136,7 +149,7 @@ class Manifest:
             split=take(self.split),
             origin=self.origin,
             root=self.root,
-            rows=take(self.rows),
+            rows=self.rows[pos],
             csv=self.csv,
         )
 
@@ -207,7 +220,7 @@ def read_manifest(
     """A :class:`Manifest` from a file path, a DataFrame or a Manifest (returned as is)."""
     if isinstance(manifest, Manifest):
         if root is not None and manifest.root is None:
-            return dataclasses.replace(manifest, root=Path(root))
+            return manifest.with_root(root)
         return manifest
     if isinstance(manifest, pd.DataFrame):
         return Manifest.from_frame(manifest, tasks, root, require_labels=require_labels)

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -125,6 +125,9 @@ def _stats(value: float | Sequence[float] | None, what: str, name: str) -> Tenso
     if out.numel() == 0:
         raise DataError(f"source {name!r}: {what} is empty")
     return out
+
+
+_S = TypeVar("_S", bound="Source")
 
 
 class Source(Dataset[Sample]):
@@ -220,7 +223,7 @@ class Source(Dataset[Sample]):
 
     # ------------------------------------------------------------------ modified copies
 
-    def with_labels(self, new_labels: Mapping[str, np.ndarray]) -> Source:
+    def with_labels(self: _S, new_labels: Mapping[str, np.ndarray]) -> _S:
         """A copy whose labels for the tasks named in ``new_labels`` are replaced (validated).
 
         Tasks not named keep their labels; to hide a task, pass it all ``-1``/``NaN``.
@@ -233,13 +236,13 @@ class Source(Dataset[Sample]):
         out.labels = check_encoded(self.tasks, merged, len(self), f"source {self.name!r}")
         return out
 
-    def with_augment(self, augment: Augment | None) -> Source:
+    def with_augment(self: _S, augment: Augment | None) -> _S:
         """A copy with another train-time augmentation (``None``: off, e.g. for evaluation)."""
         out = copy.copy(self)
         out.augment = augment
         return out
 
-    def subset(self, rows: Sequence[int] | np.ndarray, name: str | None = None) -> Source:
+    def subset(self: _S, rows: Sequence[int] | np.ndarray, name: str | None = None) -> _S:
         """A copy restricted to the given 0-based rows (in that order)."""
         pos = np.asarray(rows, dtype=np.int64).reshape(-1)
         if len(pos) and (pos.min() < 0 or pos.max() >= len(self)):
@@ -254,7 +257,7 @@ class Source(Dataset[Sample]):
         out._take_inputs(pos)
         return out
 
-    def split(self, split_name: str) -> Source:
+    def split(self: _S, split_name: str) -> _S:
         """The rows whose ``split`` is ``split_name`` (possibly none)."""
         if split_name not in SPLITS:
             raise DataError(f"unknown split {split_name!r}; expected one of {', '.join(SPLITS)}")
@@ -303,7 +306,7 @@ class Source(Dataset[Sample]):
                 raise DataError(
                     f"{m.origin}: the manifest has an 'image' column, so no array is expected"
                 )
-            return ImageSource.from_manifest(
+            return _image_source(
                 name, m, channels=channels, image_size=image_size, mean=mean, std=std,
                 augment=augment, check_files=check_files, skip_corrupt=skip_corrupt,
             )
@@ -314,7 +317,7 @@ class Source(Dataset[Sample]):
             )
         if image_size is not None or channels is not None:
             raise DataError(f"{m.origin}: image_size/channels apply to image manifests only")
-        return ArraySource.from_manifest(name, m, array, mean=mean, std=std, augment=augment)
+        return _array_source(name, m, array, mean=mean, std=std, augment=augment)
 
 
 class ImageSource(Source):
@@ -365,53 +368,50 @@ class ImageSource(Source):
     def _take_inputs(self, rows: np.ndarray) -> None:
         self.paths = self.paths[rows]
 
-    @classmethod
-    def from_manifest(  # type: ignore[override]
-        cls,
-        name: str,
-        manifest: Manifest,
-        *,
-        channels: int | None = None,
-        image_size: int | tuple[int, int] | None = None,
-        mean: float | Sequence[float] | None = None,
-        std: float | Sequence[float] | None = None,
-        augment: Augment | None = None,
-        check_files: bool = True,
-        skip_corrupt: bool = False,
-    ) -> ImageSource:
-        """Build from an ``image`` manifest (see :meth:`Source.from_manifest`)."""
-        m = manifest
-        if m.image is None:
-            raise DataError(f"{m.origin}: not an image manifest (no 'image' column)")
-        if m.root is None:
-            raise DataError(
-                f"{m.origin}: give the root folder that the image paths are relative to"
-            )
-        paths = np.asarray([str(m.root / p) for p in m.image], dtype=object)
-        if check_files or skip_corrupt:
-            _check_exist(m, paths)
-        if channels is None:
-            channels = _guess_channels(paths[0], m.where(0, "image")) if len(paths) else 3
-        keep = np.arange(len(m))
-        skipped: list[str] = []
-        if skip_corrupt:
-            ok = _decodable(paths)
-            keep = np.flatnonzero(ok)
-            skipped = [str(p) for p in paths[~ok]]
-            if skipped:
-                warnings.warn(
-                    f"source {name!r}: skipped {len(skipped)} corrupt image(s) of {len(m)}, "
-                    f"e.g. {skipped[0]}",
-                    stacklevel=3,
-                )
-        m = m.select(keep) if skipped else m
-        source = cls(
-            name, m.tasks, paths[keep], m.labels, channels=channels, image_size=image_size,
-            ids=m.ids, splits=m.split, mean=mean, std=std, augment=augment,
+
+def _image_source(
+    name: str,
+    m: Manifest,
+    *,
+    channels: int | None,
+    image_size: int | tuple[int, int] | None,
+    mean: float | Sequence[float] | None,
+    std: float | Sequence[float] | None,
+    augment: Augment | None,
+    check_files: bool,
+    skip_corrupt: bool,
+) -> ImageSource:
+    """An :class:`ImageSource` from an ``image`` manifest (see :meth:`Source.from_manifest`)."""
+    assert m.image is not None
+    if m.root is None:
+        raise DataError(
+            f"{m.origin}: give the root folder that the image paths are relative to"
         )
-        source.skipped_corrupt = len(skipped)
-        source.skipped_paths = skipped
-        return source
+    paths = np.asarray([str(m.root / p) for p in m.image], dtype=object)
+    if check_files or skip_corrupt:
+        _check_exist(m, paths)
+    if channels is None:
+        channels = _guess_channels(paths[0], m.where(0, "image")) if len(paths) else 3
+    keep = np.arange(len(m))
+    skipped: list[str] = []
+    if skip_corrupt:
+        ok = _decodable(paths)
+        keep = np.flatnonzero(ok)
+        skipped = [str(p) for p in paths[~ok]]
+        if skipped:
+            warnings.warn(
+                f"source {name!r}: skipped {len(skipped)} corrupt image(s) of {len(m)}, "
+                f"e.g. {skipped[0]}",
+                stacklevel=3,
+            )
+    m = m.select(keep) if skipped else m
+    source = ImageSource(
+        name, m.tasks, paths[keep], m.labels, channels=channels, image_size=image_size,
+        ids=m.ids, splits=m.split, mean=mean, std=std, augment=augment,
+    )
+    source.skipped_corrupt = len(skipped)
+    source.skipped_paths = skipped
+    return source
 
 
 def decode_image(path: str | Path, channels: int, size: tuple[int, int] | None) -> Tensor:
@@ -447,6 +447,8 @@ def _guess_channels(path: str, where: str) -> int:
     try:
         with Image.open(path) as img:
             return 1 if img.mode in _GREY_MODES else 3
+    except FileNotFoundError:
+        raise MissingFilesError(f"{where}: image file not found: {path}") from None
     except Exception as error:
         raise CorruptImageError(f"{where}: cannot open {path} ({type(error).__name__})") from None
 
@@ -547,40 +549,37 @@ class ArraySource(Source):
             state["_array"] = None  # re-opened (memory-mapped) on first use
         return state
 
-    @classmethod
-    def from_manifest(  # type: ignore[override]
-        cls,
-        name: str,
-        manifest: Manifest,
-        array: np.ndarray | str | Path,
-        *,
-        mean: float | Sequence[float] | None = None,
-        std: float | Sequence[float] | None = None,
-        augment: Augment | None = None,
-    ) -> ArraySource:
-        """Build from an ``index`` manifest; a relative array path is taken under its root."""
-        m = manifest
-        if m.index is None:
-            raise DataError(f"{m.origin}: not an index manifest (no 'index' column)")
-        if isinstance(array, (str, Path)):
-            path = Path(array)
-            if not path.is_absolute() and m.root is not None:
-                path = m.root / path
-            array = path
-            rows = len(_load_npy(path))
-        else:
-            rows = len(array)
-        bad = np.flatnonzero(m.index >= rows)
-        if len(bad):
-            more = f" ({len(bad) - 1} more)" if len(bad) > 1 else ""
-            raise ManifestError(
-                f"{m.where(int(bad[0]), 'index')}: index {int(m.index[bad[0]])} is outside the "
-                f"array's {rows} rows (expected 0..{rows - 1}){more}"
-            )
-        return cls(
-            name, m.tasks, array, m.labels, index=m.index, ids=m.ids, splits=m.split,
-            mean=mean, std=std, augment=augment,
+
+def _array_source(
+    name: str,
+    m: Manifest,
+    array: np.ndarray | str | Path,
+    *,
+    mean: float | Sequence[float] | None,
+    std: float | Sequence[float] | None,
+    augment: Augment | None,
+) -> ArraySource:
+    """An :class:`ArraySource` from an ``index`` manifest; a relative array path is under root."""
+    assert m.index is not None
+    if isinstance(array, (str, Path)):
+        path = Path(array)
+        if not path.is_absolute() and m.root is not None:
+            path = m.root / path
+        array = path
+        rows = len(_load_npy(path))
+    else:
+        rows = len(array)
+    bad = np.flatnonzero(m.index >= rows)
+    if len(bad):
+        more = f" ({len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ManifestError(
+            f"{m.where(int(bad[0]), 'index')}: index {int(m.index[bad[0]])} is outside the "
+            f"array's {rows} rows (expected 0..{rows - 1}){more}"
         )
+    return ArraySource(
+        name, m.tasks, array, m.labels, index=m.index, ids=m.ids, splits=m.split,
+        mean=mean, std=std, augment=augment,
+    )
 
 
 def _load_npy(path: Path) -> np.ndarray:

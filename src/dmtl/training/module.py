@@ -4,8 +4,9 @@ Everything needed to rebuild the module (config, task specs, relatedness tables,
 input shape) is saved as hyper-parameters, so ``MultiTaskModule.load_from_checkpoint``
 works from the checkpoint alone.
 
-Logged names: ``train/loss``, ``train/<term>`` (``sup/<task>``, ``ca/<a>-><b>``,
-``dm/<a>-><b>``), per step and per epoch; ``val/<task>/<metric>`` and
+Logged names: ``train/loss_step`` and ``train/<term>_step`` (``sup/<task>``, ``ca/<a>-><b>``,
+``dm/<a>-><b>``) every ``trainer.log_every_n_steps`` steps, and their epoch means
+``train/loss_epoch``, ``train/<term>_epoch``; ``val/<task>/<metric>`` and
 ``test/<task>/<metric>`` per epoch.
 """
 
@@ -134,12 +135,28 @@ class MultiTaskModule(pl.LightningModule):
                     f"(batch {batch_idx}, sources: {', '.join(sources)}); "
                     "lower the learning rate or check the inputs of these sources"
                 )
-        size = batch.x.shape[0]
-        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=size, sync_dist=True)
-        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()},
-                      on_step=True, on_epoch=True, batch_size=size, sync_dist=True)
+        self._accumulate({"loss": loss, **terms})
+        if self.global_step % self.config.trainer.log_every_n_steps == 0:
+            self.log_dict({f"train/{k}_step": v.detach() for k, v in {"loss": loss, **terms}.items()},
+                          on_step=True, on_epoch=False, batch_size=batch.x.shape[0])
         return loss
+
+    def _accumulate(self, terms: dict[str, Tensor]) -> None:
+        """Running sums of every term over the epoch (logged once, at the epoch's end)."""
+        sums = self._epoch_sums
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + value.detach()
+        self._epoch_steps += 1
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_sums: dict[str, Tensor | float] = {}
+        self._epoch_steps = 0
+
+    def on_train_epoch_end(self) -> None:
+        if self._epoch_steps:
+            means = {f"train/{k}_epoch": torch.as_tensor(v / self._epoch_steps, device=self.device)
+                     for k, v in self._epoch_sums.items()}
+            self.log_dict(means, on_step=False, on_epoch=True, sync_dist=True)
 
     def _source_name(self, index: int) -> str:
         return self.source_names[index] if 0 <= index < len(self.source_names) else str(index)

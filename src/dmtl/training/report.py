@@ -330,7 +330,7 @@ def _summary_lines(results: StudyResults) -> list[str]:
         f"{'classes' if i.kind == 'categorical' else 'labels'}; primary: {i.primary_metric})"
         for t, i in results.tasks.items()
     )
-    splits = sorted({r.split for r in results.runs}) or ["-"]
+    splits = sorted({r.split for r in results.runs if r.status == "done" and r.split}) or ["-"]
     hw = results.hardware
     hardware = ", ".join(
         x
@@ -440,8 +440,7 @@ def render_markdown(results: StudyResults, plots: Mapping[str, str] | None = Non
     if not failed:
         out.append("none")
     for r in failed:
-        err = (r.error or "no error recorded").strip().splitlines()
-        first = err[-1] if err else "no error recorded"  # a traceback's last line names the error
+        first = _error_line(r.error)
         if len(first) > 300:
             first = first[:297] + "..."
         where = f" (`{r.run_dir}`)" if r.run_dir else ""
@@ -462,6 +461,14 @@ def render_markdown(results: StudyResults, plots: Mapping[str, str] | None = Non
     if results.regime:
         out += [*_details("Label regime per seed", results.regime), ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _error_line(error: str | None) -> str:
+    """One line naming an error: its first line, or a bare traceback's last (``Type: message``)."""
+    lines = [line.strip() for line in (error or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return "no error recorded"
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
 
 def _key_label(key: tuple[str, int, str | None]) -> str:

@@ -91,6 +91,8 @@ def run_training(
     config: Config = experiment.config
     run_dir = prepare_run_dir(Path(run_dir), resume=resume, overwrite=overwrite)
     pl.seed_everything(experiment.seed, workers=True, verbose=False)
+    if config.trainer.num_threads is not None:
+        torch.set_num_threads(config.trainer.num_threads)
     if config.trainer.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     loader = train_loader(experiment, steps_per_epoch)

@@ -98,7 +98,7 @@ def run_study(
         experiment = build_experiment(config, seed, loaded)
         if results is None:
             results = _new_results(config, experiment, seed_list, command)
-        results.seeds = seed_list
+        results.seeds = sorted(set(results.seeds) | set(seed_list))
         results.regime[str(seed)] = experiment.records
         steps_per_epoch = config.trainer.steps_per_epoch or len(train_loader(experiment))
         for variant in config.study.variants:

@@ -246,7 +246,7 @@ def read_affwild2(
         binary.append(binary_block("au", au_columns, rows[au_columns].to_numpy(np.float32)))
     manifest = build_manifest(
         ids.to_numpy(dtype=object),
-        (prefix + ids).to_numpy(dtype=object),
+        (prefix + ids + ".jpg").to_numpy(dtype=object),
         split=rows["split"].to_numpy(dtype=object),
         categorical=categorical,
         binary=binary,

@@ -172,7 +172,7 @@ def read_ut_zappos(
             rare = counts[counts < min_count].index
             dropped["rare_attribute_values"] += len(rare)
             dummies = dummies.drop(columns=rare)
-            block = dummies.to_numpy(np.float32)
+            block = dummies.to_numpy(np.float32, copy=True)
             block[field.isna().to_numpy()] = np.nan
             blocks.append(block)
             label_names.extend(f"{column}.{value}" for value in dummies.columns)
