@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import hypothesis.strategies as st
@@ -37,7 +38,9 @@ BINARY_SAMPLES = [
 
 
 def close(actual: torch.Tensor, expected: list, tol: float = 1e-6) -> None:
-    torch.testing.assert_close(actual, torch.tensor(expected, dtype=actual.dtype), rtol=tol, atol=tol)
+    torch.testing.assert_close(
+        actual, torch.tensor(expected, dtype=actual.dtype), rtol=tol, atol=tol
+    )
 
 
 def _estimate(task_a, task_b, samples, alpha):  # type: ignore[no-untyped-def]
@@ -64,7 +67,9 @@ def test_binary_counts_alpha_one(task_a: CategoricalTask, task_b: BinarySetTask)
     assert edge.source is task_a and edge.target is task_b and edge.table.dtype == torch.float32
     close(edge.table, [[0.625, 1.75 / 3], [0.25, 2.75 / 3], [0.5, 0.75]])
     # alpha = 2: x, u: (2 + 1) / (3 + 2) = 0.6
-    assert float(_estimate(task_a, task_b, BINARY_SAMPLES, 2.0).compute().table[0, 0]) == pytest.approx(0.6)
+    assert float(
+        _estimate(task_a, task_b, BINARY_SAMPLES, 2.0).compute().table[0, 0]
+    ) == pytest.approx(0.6)
 
 
 def test_categorical_counts(task_a: CategoricalTask, task_c: CategoricalTask) -> None:
@@ -84,12 +89,18 @@ def test_categorical_counts(task_a: CategoricalTask, task_c: CategoricalTask) ->
     table = est.compute().table
     close(table, [[0.625, 0.375], [0.25, 0.75], [0.5, 0.5]])
     close(table.sum(1), [1.0, 1.0, 1.0])
-    close(_estimate(task_a, task_c, samples, 0.0).compute().table, [[2 / 3, 1 / 3], [0.0, 1.0], [0.5, 0.5]])
+    close(
+        _estimate(task_a, task_c, samples, 0.0).compute().table,
+        [[2 / 3, 1 / 3], [0.0, 1.0], [0.5, 0.5]],
+    )
 
 
 def test_no_co_annotated_sample(task_a: CategoricalTask, task_b: BinarySetTask) -> None:
     est = _estimate(task_a, task_b, [{"a": "x"}, {"b": [1, 0]}], 1.0)
-    with pytest.raises(RelatednessError, match=r"edge a->b: no sample labelled for both tasks observes \['u', 'v'\]"):
+    with pytest.raises(
+        RelatednessError,
+        match=r"edge a->b: no sample labelled for both tasks observes \['u', 'v'\]",
+    ):
         est.compute()
     # One label never co-observed is named alone.
     est = _estimate(task_a, task_b, [{"a": "x", "b": [1, None]}], 1.0)
@@ -97,7 +108,9 @@ def test_no_co_annotated_sample(task_a: CategoricalTask, task_b: BinarySetTask) 
         est.compute()
     # A batch without one of the tasks at all is ignored.
     est = RelatednessEstimator(task_a, task_b)
-    est.update(PartialLabels([task_a, task_b], {"a": TaskLabels(torch.tensor([0]), torch.tensor([True]))}))
+    est.update(
+        PartialLabels([task_a, task_b], {"a": TaskLabels(torch.tensor([0]), torch.tensor([True]))})
+    )
     assert est.num_samples == 0
     with pytest.raises(RelatednessError, match="no sample labelled for both tasks"):
         est.marginal()
@@ -115,7 +128,9 @@ def test_nan_fillers_do_not_poison_counts(task_a: CategoricalTask, task_b: Binar
         [task_a, task_b],
         {
             "a": TaskLabels(torch.tensor([0, 0]), torch.tensor([True, True])),
-            "b": TaskLabels(torch.tensor([[1.0, NAN], [0.0, 1.0]]), torch.tensor([[True, False], [True, True]])),
+            "b": TaskLabels(
+                torch.tensor([[1.0, NAN], [0.0, 1.0]]), torch.tensor([[True, False], [True, True]])
+            ),
         },
     )
     est = RelatednessEstimator(task_a, task_b, alpha=0.0)
@@ -166,7 +181,7 @@ def test_estimate_equals_counting_by_hand_and_ignores_batching(samples, cuts, al
     whole.update(collate_labels([a, b], samples))
     batched = RelatednessEstimator(a, b, alpha)
     bounds = sorted({0, len(samples), *(c for c in cuts if c <= len(samples))})
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         batched.update(collate_labels([a, b], samples[lo:hi]))
     assert torch.equal(whole.joint, batched.joint)
     assert torch.equal(whole.observed, batched.observed)
@@ -179,7 +194,9 @@ def test_estimate_equals_counting_by_hand_and_ignores_batching(samples, cuts, al
     first.merge(second)
     assert torch.equal(first.joint, whole.joint) and torch.equal(first.observed, whole.observed)
 
-    co_observed = [j for j in (0, 1) if any("a" in s and "b" in s and s["b"][j] is not None for s in samples)]
+    co_observed = [
+        j for j in (0, 1) if any("a" in s and "b" in s and s["b"][j] is not None for s in samples)
+    ]
     if len(co_observed) < 2:
         with pytest.raises(RelatednessError, match="no sample labelled for both tasks"):
             batched.compute()
@@ -192,7 +209,9 @@ def test_estimate_equals_counting_by_hand_and_ignores_batching(samples, cuts, al
 # ---- from predictions ---------------------------------------------------------------------------
 
 
-def test_from_predictions_alpha_zero_is_the_formula(task_a: CategoricalTask, task_b: BinarySetTask) -> None:
+def test_from_predictions_alpha_zero_is_the_formula(
+    task_a: CategoricalTask, task_b: BinarySetTask
+) -> None:
     g = torch.Generator().manual_seed(0)
     p_a = torch.softmax(torch.randn(50, 3, generator=g, dtype=F64), -1)
     p_b = torch.sigmoid(torch.randn(50, 2, generator=g, dtype=F64))
@@ -220,10 +239,13 @@ def test_from_predictions_smoothing_by_hand(task_a: CategoricalTask, task_b: Bin
     close(est.compute().table, [[0.56, 0.48], [0.4, 0.8 / 1.5], [0.5, 0.5]])
 
 
-def test_from_predictions_categorical_rows_sum_to_one(task_a: CategoricalTask, task_c: CategoricalTask) -> None:
+def test_from_predictions_categorical_rows_sum_to_one(
+    task_a: CategoricalTask, task_c: CategoricalTask
+) -> None:
     g = torch.Generator().manual_seed(1)
     est = RelatednessEstimator(task_a, task_c, alpha=0.7)
     est.update_from_predictions(
-        torch.softmax(torch.randn(20, 3, generator=g), -1), torch.softmax(torch.randn(20, 2, generator=g), -1)
+        torch.softmax(torch.randn(20, 3, generator=g), -1),
+        torch.softmax(torch.randn(20, 2, generator=g), -1),
     )
     close(est.compute().table.sum(1), [1.0, 1.0, 1.0])

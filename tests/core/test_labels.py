@@ -36,7 +36,12 @@ def test_collate_mixed_samples(task_a: CategoricalTask, task_b: BinarySetTask) -
     assert batch["a"].target.tolist() == [2, 1, 0, 0]
     assert batch["a"].mask.tolist() == [True, True, False, False]
     assert batch["b"].target.tolist() == [[0, 0], [0, 1], [0, 0], [0, 0]]
-    assert batch["b"].mask.tolist() == [[False, False], [False, True], [True, False], [False, False]]
+    assert batch["b"].mask.tolist() == [
+        [False, False],
+        [False, True],
+        [True, False],
+        [False, False],
+    ]
     assert batch["b"].labelled_samples.tolist() == [False, True, True, False]
     assert batch["a"].labelled_samples.tolist() == [True, True, False, False]
     assert "2/4 labelled" in repr(batch)
@@ -122,15 +127,21 @@ def test_binary_value_out_of_range(task_b: BinarySetTask) -> None:
     with pytest.raises(LabelError, match=r"task 'b', row 1, label 'v': value 2.0 outside \[0, 1\]"):
         PartialLabels(
             [task_b],
-            {"b": TaskLabels(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.ones(2, 2, dtype=torch.bool))},
+            {
+                "b": TaskLabels(
+                    torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.ones(2, 2, dtype=torch.bool)
+                )
+            },
         )
     with pytest.raises(LabelError, match=r"label 'u': value -1.0 outside"):
         PartialLabels(
-            [task_b], {"b": TaskLabels(torch.tensor([[-1.0, 0.0]]), torch.ones(1, 2, dtype=torch.bool))}
+            [task_b],
+            {"b": TaskLabels(torch.tensor([[-1.0, 0.0]]), torch.ones(1, 2, dtype=torch.bool))},
         )
     with pytest.raises(LabelError, match=r"label 'u': value nan outside"):
         PartialLabels(
-            [task_b], {"b": TaskLabels(torch.tensor([[NAN, 0.0]]), torch.ones(1, 2, dtype=torch.bool))}
+            [task_b],
+            {"b": TaskLabels(torch.tensor([[NAN, 0.0]]), torch.ones(1, 2, dtype=torch.bool))},
         )
     with pytest.raises(LabelError, match=r"task 'b', label 'v': expected 0 or 1, got 2"):
         encode_sample([task_b], {"b": {"v": 2}})
@@ -141,25 +152,44 @@ def test_binary_value_out_of_range(task_b: BinarySetTask) -> None:
 
 
 def test_mask_and_target_shapes_must_match(task_a: CategoricalTask, task_b: BinarySetTask) -> None:
-    with pytest.raises(LabelError, match=r"task 'a': target shape \(3,\) does not match mask shape \(2,\)"):
-        PartialLabels([task_a], {"a": TaskLabels(torch.zeros(3, dtype=torch.long), torch.ones(2, dtype=torch.bool))})
+    with pytest.raises(
+        LabelError, match=r"task 'a': target shape \(3,\) does not match mask shape \(2,\)"
+    ):
+        PartialLabels(
+            [task_a],
+            {"a": TaskLabels(torch.zeros(3, dtype=torch.long), torch.ones(2, dtype=torch.bool))},
+        )
     with pytest.raises(
         LabelError, match=r"task 'b': target shape \(2, 2\) does not match mask shape \(2, 1\)"
     ):
-        PartialLabels([task_b], {"b": TaskLabels(torch.zeros(2, 2), torch.ones(2, 1, dtype=torch.bool))})
+        PartialLabels(
+            [task_b], {"b": TaskLabels(torch.zeros(2, 2), torch.ones(2, 1, dtype=torch.bool))}
+        )
 
 
 def test_other_label_errors(task_a: CategoricalTask, task_b: BinarySetTask) -> None:
     with pytest.raises(LabelError, match=r"task 'a': mask must be bool, got torch.int64"):
-        PartialLabels([task_a], {"a": TaskLabels(torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long))})
+        PartialLabels(
+            [task_a],
+            {"a": TaskLabels(torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long))},
+        )
     with pytest.raises(LabelError, match=r"task 'a': class indices must be integers"):
         PartialLabels([task_a], {"a": TaskLabels(torch.zeros(2), torch.ones(2, dtype=torch.bool))})
     with pytest.raises(LabelError, match=r"task 'a': categorical targets must have shape \(N,\)"):
         PartialLabels(
-            [task_a], {"a": TaskLabels(torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.bool))}
+            [task_a],
+            {
+                "a": TaskLabels(
+                    torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.bool)
+                )
+            },
         )
-    with pytest.raises(LabelError, match=r"task 'b': binary-set targets must have shape \(N, 2\), got \(2, 3\)"):
-        PartialLabels([task_b], {"b": TaskLabels(torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.bool))})
+    with pytest.raises(
+        LabelError, match=r"task 'b': binary-set targets must have shape \(N, 2\), got \(2, 3\)"
+    ):
+        PartialLabels(
+            [task_b], {"b": TaskLabels(torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.bool))}
+        )
     with pytest.raises(LabelError, match=r"labels given for unknown tasks: q"):
         PartialLabels([task_a], {"q": TaskLabels(torch.zeros(1), torch.ones(1, dtype=torch.bool))})
     with pytest.raises(LabelError, match=r"tasks disagree on the batch size: \[1, 2\]"):

@@ -42,7 +42,7 @@ LN = math.log
 LN3 = math.log(3.0)
 R_BINARY = ((0.9, 0.1), (0.5, 0.5), (0.2, 0.8))  # as in conftest
 T_CATEGORICAL = ((0.8, 0.2), (0.3, 0.7), (0.5, 0.5))
-FAST = settings(max_examples=60, deadline=None, database=None)
+FAST = settings(max_examples=30, deadline=None, database=None)
 
 
 def bce(q: float, p: float) -> float:
@@ -64,9 +64,21 @@ def approx(value: torch.Tensor, expected: float, tol: float = 1e-6) -> None:
     assert float(value) == pytest.approx(expected, rel=tol, abs=tol)
 
 
-def tasks_and_edges() -> tuple[CategoricalTask, BinarySetTask, CategoricalTask, Relatedness, Relatedness]:
-    a, b, c = CategoricalTask("a", ["x", "y", "z"]), BinarySetTask("b", ["u", "v"]), CategoricalTask("c", ["d0", "d1"])
-    return a, b, c, Relatedness(a, b, torch.tensor(R_BINARY)), Relatedness(a, c, torch.tensor(T_CATEGORICAL))
+def tasks_and_edges() -> tuple[
+    CategoricalTask, BinarySetTask, CategoricalTask, Relatedness, Relatedness
+]:
+    a, b, c = (
+        CategoricalTask("a", ["x", "y", "z"]),
+        BinarySetTask("b", ["u", "v"]),
+        CategoricalTask("c", ["d0", "d1"]),
+    )
+    return (
+        a,
+        b,
+        c,
+        Relatedness(a, b, torch.tensor(R_BINARY)),
+        Relatedness(a, c, torch.tensor(T_CATEGORICAL)),
+    )
 
 
 # ---- supervised ---------------------------------------------------------------------------------
@@ -92,7 +104,11 @@ def test_masked_binary_cross_entropy_by_hand() -> None:
     pos_weight = torch.tensor([2.0, 3.0], dtype=F64)
     approx(masked_binary_cross_entropy(logits, target, mask, pos_weight), 7 * LN(2) / 3, 1e-12)
     # soft targets and no mask: BCE(0.25, 0.5) = ln 2 for all four entries
-    approx(masked_binary_cross_entropy(logits[:1, :1].expand(2, 2), torch.full((2, 2), 0.25)), LN(2), 1e-12)
+    approx(
+        masked_binary_cross_entropy(logits[:1, :1].expand(2, 2), torch.full((2, 2), 0.25)),
+        LN(2),
+        1e-12,
+    )
 
 
 def test_soft_cross_entropy_by_hand() -> None:
@@ -101,7 +117,9 @@ def test_soft_cross_entropy_by_hand() -> None:
     # row 0: -(0.5 ln 0.25 + 0.5 ln 0.5) = 1.5 ln 2;  row 1: -ln(1/3) = ln 3
     approx(soft_cross_entropy(logits, target), (1.5 * LN(2) + LN3) / 2, 1e-12)
     # weights [3, 1]: (3 * 1.5 ln 2 + ln 3) / 4
-    approx(soft_cross_entropy(logits, target, torch.tensor([3.0, 1.0])), (4.5 * LN(2) + LN3) / 4, 1e-12)
+    approx(
+        soft_cross_entropy(logits, target, torch.tensor([3.0, 1.0])), (4.5 * LN(2) + LN3) / 4, 1e-12
+    )
 
 
 def test_hard_targets() -> None:
@@ -143,10 +161,14 @@ def test_dm_binary_inverse_by_hand(edge_ab: Relatedness) -> None:
     lik = [0.09 ** (1 / 3), 0.25 ** (1 / 3), 0.16 ** (1 / 3)]
     q = [v / sum(lik) for v in lik]
     approx(distribution_matching_losses(edge_ab, logits, forward=False)["b->a"], ce(q, P_A))
-    # a prior [0.2, 0.3, 0.5] with tau = 1: [0.2*0.09, 0.3*0.25, 0.5*0.16] = [0.018, 0.075, 0.08] / 0.173
+    # a prior [0.2, 0.3, 0.5] with tau = 1:
+    #   [0.2*0.09, 0.3*0.25, 0.5*0.16] = [0.018, 0.075, 0.08], total 0.173
     prior = torch.tensor([0.2, 0.3, 0.5])
     q = [0.018 / 0.173, 0.075 / 0.173, 0.08 / 0.173]
-    approx(distribution_matching_losses(edge_ab, logits, prior, tau=1.0, forward=False)["b->a"], ce(q, P_A))
+    approx(
+        distribution_matching_losses(edge_ab, logits, prior, tau=1.0, forward=False)["b->a"],
+        ce(q, P_A),
+    )
 
 
 def test_dm_categorical_inverse_by_hand(edge_ac: Relatedness) -> None:
@@ -173,7 +195,9 @@ def test_dm_forward_never_negative_when_float32_rounding_pushes_the_target_above
 def test_dm_weight_restricts_samples(edge_ab: Relatedness) -> None:
     logits = {"a": rows(P_A, 2), "b": torch.tensor([[LN3, -LN3], [0.0, 0.0]], dtype=F64)}
     # only row 0 counts: same as the one-row case above
-    out = distribution_matching_losses(edge_ab, logits, inverse=False, weight=torch.tensor([1.0, 0.0]))
+    out = distribution_matching_losses(
+        edge_ab, logits, inverse=False, weight=torch.tensor([1.0, 0.0])
+    )
     approx(out["a->b"], (bce(0.64, 0.75) + bce(0.36, 0.25)) / 2)
 
 
@@ -203,8 +227,11 @@ def test_co_annotation_soft_binary_by_hand(edge_ab: Relatedness, task_a, task_b)
     s2 = ce([0.81 / 1.1, 0.25 / 1.1, 0.04 / 1.1], P_A)
     s3 = ce([0.1 / 1.4, 0.5 / 1.4, 0.8 / 1.4], P_A)
     approx(out["b->a"], (s2 + s3) / 2)
-    # with a prior [0.2, 0.3, 0.5]: s2 ∝ [0.162, 0.075, 0.02] (/ 0.257), s3 ∝ [0.02, 0.15, 0.4] (/ 0.57)
-    out = co_annotation_losses(edge_ab, _binary_logits(), labels, "soft", prior=torch.tensor([0.2, 0.3, 0.5]))
+    # with a prior [0.2, 0.3, 0.5]:
+    #   s2 ∝ [0.162, 0.075, 0.02] (/ 0.257), s3 ∝ [0.02, 0.15, 0.4] (/ 0.57)
+    out = co_annotation_losses(
+        edge_ab, _binary_logits(), labels, "soft", prior=torch.tensor([0.2, 0.3, 0.5])
+    )
     s2 = ce([0.162 / 0.257, 0.075 / 0.257, 0.02 / 0.257], P_A)
     s3 = ce([0.02 / 0.57, 0.15 / 0.57, 0.4 / 0.57], P_A)
     approx(out["b->a"], (s2 + s3) / 2)
@@ -250,15 +277,22 @@ def test_co_annotation_categorical_by_hand(edge_ac: Relatedness, task_a, task_c)
     assert float(out["a->c"]) == 0.0 and float(out["c->a"]) == 0.0
 
 
-def test_co_annotation_when_a_task_is_absent_from_the_batch(edge_ab: Relatedness, task_a, task_b) -> None:  # type: ignore[no-untyped-def]
+def test_co_annotation_when_a_task_is_absent_from_the_batch(
+    edge_ab: Relatedness, task_a, task_b
+) -> None:  # type: ignore[no-untyped-def]
     """Regression: a batch from a source labelled for A only still co-annotates B (and back)."""
-    only_a = PartialLabels([task_a, task_b], {"a": TaskLabels(torch.tensor([0, 2]), torch.tensor([True, False]))})
+    only_a = PartialLabels(
+        [task_a, task_b], {"a": TaskLabels(torch.tensor([0, 2]), torch.tensor([True, False]))}
+    )
     logits = {"a": rows(P_A, 2), "b": torch.tensor([[LN3, -LN3]] * 2, dtype=F64)}
     out = co_annotation_losses(edge_ab, logits, only_a)
     # row 0 (class x): B's targets [0.9, 0.1] vs [0.75, 0.25]; row 1 is unlabelled
     approx(out["a->b"], (bce(0.9, 0.75) + bce(0.1, 0.25)) / 2)
     assert float(out["b->a"]) == 0.0
-    only_b = PartialLabels([task_a, task_b], {"b": TaskLabels(torch.tensor([[1.0, 0.0]] * 2), torch.ones(2, 2, dtype=torch.bool))})
+    only_b = PartialLabels(
+        [task_a, task_b],
+        {"b": TaskLabels(torch.tensor([[1.0, 0.0]] * 2), torch.ones(2, 2, dtype=torch.bool))},
+    )
     out = co_annotation_losses(edge_ab, logits, only_b)
     approx(out["b->a"], ce([0.81 / 1.1, 0.25 / 1.1, 0.04 / 1.1], P_A))
     assert float(out["a->b"]) == 0.0
@@ -269,7 +303,10 @@ def test_co_annotation_ignores_nan_fillers(edge_ab: Relatedness, task_a, task_b)
         [task_a, task_b],
         {
             "a": TaskLabels(torch.tensor([-1, 0]), torch.tensor([False, True])),
-            "b": TaskLabels(torch.tensor([[1.0, math.nan], [math.nan, math.nan]]), torch.tensor([[True, False], [False, False]])),
+            "b": TaskLabels(
+                torch.tensor([[1.0, math.nan], [math.nan, math.nan]]),
+                torch.tensor([[True, False], [False, False]]),
+            ),
         },
     )
     logits = {"a": rows(P_A, 2), "b": torch.tensor([[LN3, -LN3]] * 2, dtype=F64)}
@@ -283,13 +320,17 @@ def test_co_annotation_ignores_nan_fillers(edge_ab: Relatedness, task_a, task_b)
 
 
 def _randn(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, dtype=F64, generator=torch.Generator().manual_seed(seed)).requires_grad_()
+    return torch.randn(
+        *shape, dtype=F64, generator=torch.Generator().manual_seed(seed)
+    ).requires_grad_()
 
 
 def test_gradcheck_soft_cross_entropy() -> None:
     target = torch.softmax(_randn(4, 3, seed=1), -1).detach().requires_grad_()
     weight = torch.tensor([1.0, 0.0, 2.0, 0.5], dtype=F64)
-    assert torch.autograd.gradcheck(lambda z, q: soft_cross_entropy(z, q, weight), (_randn(4, 3, seed=0), target))
+    assert torch.autograd.gradcheck(
+        lambda z, q: soft_cross_entropy(z, q, weight), (_randn(4, 3, seed=0), target)
+    )
 
 
 def test_gradcheck_masked_losses() -> None:
@@ -300,23 +341,31 @@ def test_gradcheck_masked_losses() -> None:
         lambda z: masked_binary_cross_entropy(z, target, mask, pos_weight), (_randn(3, 2, seed=2),)
     )
     labels = TaskLabels(torch.tensor([2, 0, 1]), torch.tensor([True, False, True]))
-    assert torch.autograd.gradcheck(lambda z: masked_cross_entropy(z, labels), (_randn(3, 3, seed=3),))
+    assert torch.autograd.gradcheck(
+        lambda z: masked_cross_entropy(z, labels), (_randn(3, 3, seed=3),)
+    )
 
 
 @pytest.mark.parametrize("target", ["b", "c"])
-def test_gradcheck_dm_without_stop_gradient(target: str, edge_ab: Relatedness, edge_ac: Relatedness) -> None:
+def test_gradcheck_dm_without_stop_gradient(
+    target: str, edge_ab: Relatedness, edge_ac: Relatedness
+) -> None:
     edge = edge_ab if target == "b" else edge_ac
     prior = torch.tensor([0.2, 0.3, 0.5])
 
     def f(z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
-        out = distribution_matching_losses(edge, {"a": z_a, target: z_b}, prior, stop_gradient=False)
+        out = distribution_matching_losses(
+            edge, {"a": z_a, target: z_b}, prior, stop_gradient=False
+        )
         return out[f"a->{target}"] + 2 * out[f"{target}->a"]
 
     assert torch.autograd.gradcheck(f, (_randn(4, 3, seed=4), _randn(4, 2, seed=5)))
 
 
 @pytest.mark.parametrize("target", ["b", "c"])
-def test_gradcheck_dm_with_stop_gradient(target: str, edge_ab: Relatedness, edge_ac: Relatedness) -> None:
+def test_gradcheck_dm_with_stop_gradient(
+    target: str, edge_ab: Relatedness, edge_ac: Relatedness
+) -> None:
     """With the target detached, each term is a function of the student's logits alone.
 
     The gradient of the combined loss w.r.t. both logits must equal, for each head, the
@@ -326,10 +375,14 @@ def test_gradcheck_dm_with_stop_gradient(target: str, edge_ab: Relatedness, edge
     z_a, z_b = _randn(4, 3, seed=6), _randn(4, 2, seed=7)
 
     def student_b(zb: torch.Tensor) -> torch.Tensor:  # A teaches B
-        return distribution_matching_losses(edge, {"a": z_a.detach(), target: zb}, inverse=False)[f"a->{target}"]
+        return distribution_matching_losses(edge, {"a": z_a.detach(), target: zb}, inverse=False)[
+            f"a->{target}"
+        ]
 
     def student_a(za: torch.Tensor) -> torch.Tensor:  # B teaches A
-        return distribution_matching_losses(edge, {"a": za, target: z_b.detach()}, forward=False)[f"{target}->a"]
+        return distribution_matching_losses(edge, {"a": za, target: z_b.detach()}, forward=False)[
+            f"{target}->a"
+        ]
 
     assert torch.autograd.gradcheck(student_b, (z_b,))
     assert torch.autograd.gradcheck(student_a, (z_a,))
@@ -340,16 +393,22 @@ def test_gradcheck_dm_with_stop_gradient(target: str, edge_ab: Relatedness, edge
 
 
 @pytest.mark.parametrize("mode", ["soft", "hard"])
-def test_gradcheck_co_annotation(mode: str, edge_ab: Relatedness, edge_ac: Relatedness, task_a, task_b, task_c) -> None:  # type: ignore[no-untyped-def]
+def test_gradcheck_co_annotation(
+    mode: str, edge_ab: Relatedness, edge_ac: Relatedness, task_a, task_b, task_c
+) -> None:  # type: ignore[no-untyped-def]
     labels_b = collate_labels([task_a, task_b], BINARY_BATCH)
-    labels_c = collate_labels([task_a, task_c], [{"a": "x"}, {"c": "d1"}, {"a": "y", "c": "d0"}, {}, {"c": 0}, {"a": 2}])
+    labels_c = collate_labels(
+        [task_a, task_c], [{"a": "x"}, {"c": "d1"}, {"a": "y", "c": "d0"}, {}, {"c": 0}, {"a": 2}]
+    )
     for edge, labels, t in ((edge_ab, labels_b, "b"), (edge_ac, labels_c, "c")):
 
         def f(z_a: torch.Tensor, z_t: torch.Tensor, edge=edge, labels=labels, t=t) -> torch.Tensor:  # type: ignore[no-untyped-def]
             out = co_annotation_losses(edge, {"a": z_a, t: z_t}, labels, mode, hard_threshold=0.3)
             return out[f"a->{t}"] + 3 * out[f"{t}->a"]
 
-        assert torch.autograd.gradcheck(f, (_randn(6, 3, seed=8), _randn(6, 2, seed=9)), fast_mode=True)
+        assert torch.autograd.gradcheck(
+            f, (_randn(6, 3, seed=8), _randn(6, 2, seed=9)), fast_mode=True
+        )
 
 
 # ---- stop-gradient ------------------------------------------------------------------------------
@@ -360,18 +419,26 @@ def test_stop_gradient(target: str, edge_ab: Relatedness, edge_ac: Relatedness) 
     edge = edge_ab if target == "b" else edge_ac
     for stop in (True, False):
         z_a, z_t = _randn(5, 3, seed=10), _randn(5, 2, seed=11)
-        forward = distribution_matching_losses(edge, {"a": z_a, target: z_t}, stop_gradient=stop, inverse=False)
+        forward = distribution_matching_losses(
+            edge, {"a": z_a, target: z_t}, stop_gradient=stop, inverse=False
+        )
         g_teacher, g_student = torch.autograd.grad(
             forward[f"a->{target}"], (z_a, z_t), allow_unused=True, materialize_grads=True
         )
         assert float(g_student.abs().sum()) > 0
-        assert (float(g_teacher.abs().sum()) == 0.0) is stop  # A->B: A's logits untouched iff stopped
-        inverse = distribution_matching_losses(edge, {"a": z_a, target: z_t}, stop_gradient=stop, forward=False)
+        assert (
+            float(g_teacher.abs().sum()) == 0.0
+        ) is stop  # A->B: A's logits untouched iff stopped
+        inverse = distribution_matching_losses(
+            edge, {"a": z_a, target: z_t}, stop_gradient=stop, forward=False
+        )
         g_student, g_teacher = torch.autograd.grad(
             inverse[f"{target}->a"], (z_a, z_t), allow_unused=True, materialize_grads=True
         )
         assert float(g_student.abs().sum()) > 0
-        assert (float(g_teacher.abs().sum()) == 0.0) is stop  # B->A: B's logits untouched iff stopped
+        assert (
+            float(g_teacher.abs().sum()) == 0.0
+        ) is stop  # B->A: B's logits untouched iff stopped
 
 
 # ---- nothing to act on: exact zeros, zero gradients ---------------------------------------------
@@ -402,7 +469,9 @@ def _all_losses(n: int) -> list[tuple[str, str, Loss]]:
         (
             "CA a-b",
             "ab",
-            lambda za, zb, zc: sum(co_annotation_losses(edge_ab, {"a": za, "b": zb}, labels).values()),
+            lambda za, zb, zc: sum(
+                co_annotation_losses(edge_ab, {"a": za, "b": zb}, labels).values()
+            ),
         ),
         (
             "CA a-c hard",
@@ -415,7 +484,9 @@ def _all_losses(n: int) -> list[tuple[str, str, Loss]]:
             "CA, no labels at all",
             "ab",
             lambda za, zb, zc: sum(
-                co_annotation_losses(edge_ab, {"a": za, "b": zb}, PartialLabels([a, b], {})).values()
+                co_annotation_losses(
+                    edge_ab, {"a": za, "b": zb}, PartialLabels([a, b], {})
+                ).values()
             ),
         ),
         (
@@ -442,7 +513,7 @@ def _all_losses(n: int) -> list[tuple[str, str, Loss]]:
 @pytest.mark.parametrize("n", [0, 4])
 @pytest.mark.parametrize("index", range(8))
 def test_nothing_to_act_on_gives_exact_zero_and_zero_gradients(n: int, index: int) -> None:
-    """All-masked (n = 4) or empty (n = 0) batches: loss exactly 0, gradients zero (not None/NaN)."""
+    """All-masked (n = 4) or empty (n = 0) batches: loss exactly 0, zero (not None/NaN) grads."""
     name, used, loss_fn = _all_losses(n)[index]
     z = {"a": _randn(n, 3, seed=12), "b": _randn(n, 2, seed=13), "c": _randn(n, 2, seed=14)}
     if n:
@@ -463,20 +534,39 @@ def test_nothing_to_act_on_gives_exact_zero_and_zero_gradients(n: int, index: in
 
 def _logits(dtype: np.dtype, shape: tuple[int, int]) -> st.SearchStrategy:
     width = 32 if dtype == np.float32 else 64
-    return arrays(dtype, shape, elements=st.sampled_from([-1e4, 1e4, 0.0]) | st.floats(-1e4, 1e4, width=width))
+    return arrays(
+        dtype, shape, elements=st.sampled_from([-1e4, 1e4, 0.0]) | st.floats(-1e4, 1e4, width=width)
+    )
 
 
 @st.composite
 def _batch(draw: st.DrawFn) -> tuple:
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     n = 4
-    za, zb, zc = draw(_logits(dtype, (n, 3))), draw(_logits(dtype, (n, 2))), draw(_logits(dtype, (n, 2)))
+    za, zb, zc = (
+        draw(_logits(dtype, (n, 3))),
+        draw(_logits(dtype, (n, 2))),
+        draw(_logits(dtype, (n, 2))),
+    )
     a_lab = draw(st.lists(st.sampled_from([None, "x", "y", "z"]), min_size=n, max_size=n))
-    b_lab = draw(st.lists(st.lists(st.sampled_from([None, 0, 1]), min_size=2, max_size=2), min_size=n, max_size=n))
+    b_lab = draw(
+        st.lists(
+            st.lists(st.sampled_from([None, 0, 1]), min_size=2, max_size=2), min_size=n, max_size=n
+        )
+    )
     c_lab = draw(st.lists(st.sampled_from([None, "d0", "d1"]), min_size=n, max_size=n))
     soft = draw(arrays(np.float64, (n, 3), elements=st.floats(0, 1)))
     pos_weight = draw(arrays(np.float64, (2,), elements=st.floats(0.1, 100)))
-    return torch.from_numpy(za), torch.from_numpy(zb), torch.from_numpy(zc), a_lab, b_lab, c_lab, soft, pos_weight
+    return (
+        torch.from_numpy(za),
+        torch.from_numpy(zb),
+        torch.from_numpy(zc),
+        a_lab,
+        b_lab,
+        c_lab,
+        soft,
+        pos_weight,
+    )
 
 
 @FAST
@@ -497,7 +587,9 @@ def test_every_loss_finite_and_non_negative_for_extreme_logits(batch, stop, mode
         "masked BCE": masked_binary_cross_entropy(
             zb, labels["b"].target, labels["b"].mask, torch.from_numpy(pos_weight).to(dtype)
         ),
-        "soft CE": soft_cross_entropy(za, torch.from_numpy(soft / soft.sum(1, keepdims=True).clip(1e-9)).to(dtype)),
+        "soft CE": soft_cross_entropy(
+            za, torch.from_numpy(soft / soft.sum(1, keepdims=True).clip(1e-9)).to(dtype)
+        ),
     }
     for edge in (edge_ab, edge_ac):
         for k, v in co_annotation_losses(edge, logits, labels, mode).items():
@@ -535,10 +627,14 @@ def test_dm_forward_is_minimal_at_the_mapped_distribution(za, table, delta, cate
     best = q.log() if categorical else torch.logit(q)
 
     def loss(z_t: torch.Tensor) -> float:
-        return float(distribution_matching_losses(edge, {"a": z_a, "t": z_t}, inverse=False)["a->t"])
+        return float(
+            distribution_matching_losses(edge, {"a": z_a, "t": z_t}, inverse=False)["a->t"]
+        )
 
     assert loss(best) <= loss(best + torch.from_numpy(delta)) + 1e-12
     # and the gradient vanishes there
     z = best.clone().requires_grad_()
-    (g,) = torch.autograd.grad(distribution_matching_losses(edge, {"a": z_a, "t": z}, inverse=False)["a->t"], z)
+    (g,) = torch.autograd.grad(
+        distribution_matching_losses(edge, {"a": z_a, "t": z}, inverse=False)["a->t"], z
+    )
     assert float(g.abs().max()) < 1e-9

@@ -81,7 +81,8 @@ def test_term_names(tasks, labels, edge_ab, edge_ac) -> None:  # type: ignore[no
 def test_total_is_the_weighted_sum_of_the_terms(tasks, labels, edge_ab, edge_ac, dm_scale) -> None:  # type: ignore[no-untyped-def]
     objective = full_objective(tasks, edge_ab, edge_ac)
     total, terms = objective(make_logits(), labels, dm_scale=dm_scale)
-    # L = sum_t w_t L_t + lambda_ca sum L_CA + lambda_dm * dm_scale * sum L_DM, w = {a: 2, b: 0.5, c: 1}
+    # L = sum_t w_t L_t + lambda_ca sum L_CA + lambda_dm * dm_scale * sum L_DM,
+    # with w = {a: 2, b: 0.5, c: 1}, lambda_ca = 0.3, lambda_dm = 0.7
     weights = {"sup/a": 2.0, "sup/b": 0.5, "sup/c": 1.0}
     expected = sum(
         v * (weights[k] if k.startswith("sup/") else 0.3 if k.startswith("ca/") else 0.7 * dm_scale)
@@ -148,13 +149,16 @@ def test_default_objective_is_plain_mtl(tasks, labels, edge_ab, edge_ac) -> None
 
 def test_hard_co_annotation(tasks, labels, edge_ab, edge_ac) -> None:  # type: ignore[no-untyped-def]
     logits = make_logits()
-    _, terms = full_objective(tasks, edge_ab, edge_ac, co_annotation="hard", hard_threshold=0.4)(logits, labels)
+    _, terms = full_objective(tasks, edge_ab, edge_ac, co_annotation="hard", hard_threshold=0.4)(
+        logits, labels
+    )
     expected = co_annotation_losses(edge_ac, logits, labels, "hard", PRIOR, 0.1, 1.5, 0.4)
     torch.testing.assert_close(terms["ca/c->a"], expected["c->a"])
 
 
 def test_double_moves_tables_priors_and_weights(tasks, labels, edge_ab, edge_ac) -> None:  # type: ignore[no-untyped-def]
-    objective = full_objective(tasks, edge_ab, edge_ac)
+    # gradient through the DM targets too, so that the total is a proper function to gradcheck
+    objective = full_objective(tasks, edge_ab, edge_ac, stop_gradient=False)
     logits32 = make_logits()
     total32, _ = objective(logits32, labels)
     assert objective.double() is objective
@@ -163,7 +167,9 @@ def test_double_moves_tables_priors_and_weights(tasks, labels, edge_ab, edge_ac)
     assert objective.pos_weight("b").dtype == torch.float64
     logits64 = {k: v.detach().double().requires_grad_() for k, v in logits32.items()}
     total64, terms64 = objective(logits64, labels)
-    assert total64.dtype == torch.float64 and all(v.dtype == torch.float64 for v in terms64.values())
+    assert total64.dtype == torch.float64 and all(
+        v.dtype == torch.float64 for v in terms64.values()
+    )
     assert total64.item() == pytest.approx(total32.item(), rel=1e-5)
     names = list(logits64)
 
@@ -192,9 +198,13 @@ def test_nothing_labelled_gives_exact_zero(tasks, edge_ab, edge_ac) -> None:  # 
 
 
 def test_labels_missing_a_task(tasks, edge_ab, edge_ac) -> None:  # type: ignore[no-untyped-def]
-    labels = PartialLabels(tasks, {"a": TaskLabels(torch.tensor([0, 1]), torch.tensor([True, True]))})
+    labels = PartialLabels(
+        tasks, {"a": TaskLabels(torch.tensor([0, 1]), torch.tensor([True, True]))}
+    )
     logits = make_logits(2)
-    total, terms = full_objective(tasks, edge_ab, edge_ac, distribution_matching=False)(logits, labels)
+    total, terms = full_objective(tasks, edge_ab, edge_ac, distribution_matching=False)(
+        logits, labels
+    )
     assert terms["sup/b"].item() == 0.0 and terms["sup/c"].item() == 0.0
     assert terms["ca/a->b"].item() > 0 and terms["ca/a->c"].item() > 0  # A's labels teach B and C
     total.backward()
@@ -213,7 +223,11 @@ def test_task_names_with_dots(edge_ab) -> None:  # type: ignore[no-untyped-def]
     a, b = CategoricalTask("expr.affectnet", ["x", "y", "z"]), BinarySetTask("au.disfa", ["u", "v"])
     edge = Relatedness(a, b, edge_ab.table)
     objective = Objective(
-        [a, b], [edge], priors={a.name: PRIOR}, pos_weights={b.name: POS_WEIGHT}, distribution_matching=True
+        [a, b],
+        [edge],
+        priors={a.name: PRIOR},
+        pos_weights={b.name: POS_WEIGHT},
+        distribution_matching=True,
     )
     torch.testing.assert_close(objective.prior(a.name), PRIOR)
     logits = {a.name: torch.zeros(1, 3), b.name: torch.zeros(1, 2)}
@@ -227,25 +241,73 @@ def test_task_names_with_dots(edge_ab) -> None:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"priors": {"a": torch.tensor([0.5, 0.5])}}, RelatednessError, r"priors\['a'\]: expected shape \(3,\), got \(2,\)"),
-        ({"priors": {"a": torch.tensor([0.0, 0.5, 0.5])}}, RelatednessError, r"priors\['a'\]: every class needs a positive prior"),
-        ({"priors": {"a": torch.tensor([-0.5, 1.0, 0.5])}}, RelatednessError, r"every class needs a positive prior"),
-        ({"priors": {"a": torch.tensor([0.2, 0.2, 0.2])}}, RelatednessError, r"priors\['a'\]: must sum to 1, sums to 0.600000"),
-        ({"priors": {"b": torch.tensor([0.5, 0.5])}}, ValueError, r"priors: 'b' is not a categorical task"),
-        ({"priors": {"q": torch.tensor([0.5, 0.5])}}, ValueError, r"priors: 'q' is not a categorical task"),
-        ({"pos_weights": {"a": torch.ones(3)}}, ValueError, r"pos_weights: 'a' is not a binary-set task"),
-        ({"pos_weights": {"q": torch.ones(2)}}, ValueError, r"pos_weights: 'q' is not a binary-set task"),
-        ({"pos_weights": {"b": torch.ones(3)}}, ValueError, r"pos_weights\['b'\]: expected shape \(2,\), got \(3,\)"),
+        (
+            {"priors": {"a": torch.tensor([0.5, 0.5])}},
+            RelatednessError,
+            r"priors\['a'\]: expected shape \(3,\), got \(2,\)",
+        ),
+        (
+            {"priors": {"a": torch.tensor([0.0, 0.5, 0.5])}},
+            RelatednessError,
+            r"priors\['a'\]: every class needs a positive prior",
+        ),
+        (
+            {"priors": {"a": torch.tensor([-0.5, 1.0, 0.5])}},
+            RelatednessError,
+            r"every class needs a positive prior",
+        ),
+        (
+            {"priors": {"a": torch.tensor([0.2, 0.2, 0.2])}},
+            RelatednessError,
+            r"priors\['a'\]: must sum to 1, sums to 0.600000",
+        ),
+        (
+            {"priors": {"b": torch.tensor([0.5, 0.5])}},
+            ValueError,
+            r"priors: 'b' is not a categorical task",
+        ),
+        (
+            {"priors": {"q": torch.tensor([0.5, 0.5])}},
+            ValueError,
+            r"priors: 'q' is not a categorical task",
+        ),
+        (
+            {"pos_weights": {"a": torch.ones(3)}},
+            ValueError,
+            r"pos_weights: 'a' is not a binary-set task",
+        ),
+        (
+            {"pos_weights": {"q": torch.ones(2)}},
+            ValueError,
+            r"pos_weights: 'q' is not a binary-set task",
+        ),
+        (
+            {"pos_weights": {"b": torch.ones(3)}},
+            ValueError,
+            r"pos_weights\['b'\]: expected shape \(2,\), got \(3,\)",
+        ),
         ({"task_weights": {"q": 1.0, "a": 2.0}}, ValueError, r"task_weights name unknown tasks: q"),
-        ({"co_annotation": "sometimes"}, ValueError, r"co_annotation must be 'off', 'soft' or 'hard', got 'sometimes'"),
+        (
+            {"co_annotation": "sometimes"},
+            ValueError,
+            r"co_annotation must be 'off', 'soft' or 'hard', got 'sometimes'",
+        ),
         ({"lambda_ca": -1.0}, ValueError, r"lambda_ca must be >= 0, got -1.0"),
         ({"lambda_dm": -0.1}, ValueError, r"lambda_dm must be >= 0, got -0.1"),
         ({"ca_eps": 0.0}, RelatednessError, r"co-annotation: eps must lie in \(0, 0.5\), got 0.0"),
         ({"ca_eps": 0.5}, RelatednessError, r"co-annotation: eps must lie in \(0, 0.5\), got 0.5"),
-        ({"ca_tau": 0.0}, RelatednessError, r"co-annotation: tau must be a positive finite number, got 0.0"),
+        (
+            {"ca_tau": 0.0},
+            RelatednessError,
+            r"co-annotation: tau must be a positive finite number, got 0.0",
+        ),
         ({"dm_eps": -0.05}, RelatednessError, r"distribution matching: eps must lie in \(0, 0.5\)"),
         ({"dm_eps": 0.6}, RelatednessError, r"distribution matching: eps must lie in \(0, 0.5\)"),
-        ({"dm_tau": -3.0}, RelatednessError, r"distribution matching: tau must be a positive finite number"),
+        (
+            {"dm_tau": -3.0},
+            RelatednessError,
+            r"distribution matching: tau must be a positive finite number",
+        ),
     ],
 )
 def test_validation(tasks, edge_ab, edge_ac, kwargs, error, message) -> None:  # type: ignore[no-untyped-def]
@@ -254,10 +316,25 @@ def test_validation(tasks, edge_ab, edge_ac, kwargs, error, message) -> None:  #
 
 
 def test_edges_must_link_the_objective_tasks(task_a, task_b, task_c, edge_ab) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(RelatednessError, match=r"edge a->b: task 'b' is not one of the objective's tasks"):
+    with pytest.raises(
+        RelatednessError, match=r"edge a->b: task 'b' is not one of the objective's tasks"
+    ):
         Objective([task_a, task_c], [edge_ab])
     other_b = BinarySetTask("b", ["u", "w"])
-    with pytest.raises(RelatednessError, match=r"task 'b' is not one of the objective's tasks \(or has different"):
+    with pytest.raises(
+        RelatednessError, match=r"task 'b' is not one of the objective's tasks \(or has different"
+    ):
         Objective([task_a, other_b], [edge_ab])
     with pytest.raises(ValueError, match="two tasks are named 'a'"):
         Objective([task_a, CategoricalTask("a", ["p", "q"])])
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_stop_gradient_option_reaches_the_dm_terms(tasks, labels, edge_ab, edge_ac, stop) -> None:  # type: ignore[no-untyped-def]
+    objective = full_objective(tasks, edge_ab, edge_ac, stop_gradient=stop)
+    logits = make_logits()
+    _, terms = objective(logits, labels)
+    (g_a,) = torch.autograd.grad(
+        terms["dm/a->b"], logits["a"], allow_unused=True, materialize_grads=True
+    )
+    assert (g_a.abs().sum().item() == 0.0) is stop

@@ -172,7 +172,9 @@ def test_inverse_categorical_map_by_hand(edge_ac: Relatedness) -> None:
     close(edge_ac.inverse_log_posterior(p).exp(), expected, 1e-6)
     # with the prior above and hard evidence d0: [2/3, 1/8, 5/24]
     prior = torch.tensor([0.5, 0.25, 0.25])
-    close(edge_ac.inverse_map(torch.tensor([[1.0, 0.0]]), prior=prior), [[2 / 3, 1 / 8, 5 / 24]], 1e-6)
+    close(
+        edge_ac.inverse_map(torch.tensor([[1.0, 0.0]]), prior=prior), [[2 / 3, 1 / 8, 5 / 24]], 1e-6
+    )
 
 
 def test_inverse_categorical_unreachable_class(task_a: CategoricalTask) -> None:
@@ -182,7 +184,11 @@ def test_inverse_categorical_unreachable_class(task_a: CategoricalTask) -> None:
     edge = Relatedness(task_a, c3, table)
     close(categorical_posterior(table)[2], [1 / 3, 1 / 3, 1 / 3])
     prior = torch.tensor([0.2, 0.3, 0.5], dtype=F64)
-    close(edge.inverse_map(torch.tensor([[0.0, 0.0, 1.0]], dtype=F64), prior=prior), [[0.2, 0.3, 0.5]], 1e-6)
+    close(
+        edge.inverse_map(torch.tensor([[0.0, 0.0, 1.0]], dtype=F64), prior=prior),
+        [[0.2, 0.3, 0.5]],
+        1e-6,
+    )
     # Mixed evidence: 0.5 * P[d0] + 0.5 * prior (uniform): 0.5*[0.5, 0.1875, 0.3125] + 0.5/3
     q = edge.inverse_map(torch.tensor([[0.5, 0.0, 0.5]], dtype=F64))
     close(q, [[0.25 + 1 / 6, 0.09375 + 1 / 6, 0.15625 + 1 / 6]], 1e-6)
@@ -199,14 +205,16 @@ def _simplex(n: int, k: int, seed: int) -> torch.Tensor:
 
 def test_gradcheck_forward_map() -> None:
     p = _simplex(4, 3, 0).requires_grad_()
-    table = (0.1 + 0.8 * torch.rand(3, 2, dtype=F64, generator=torch.Generator().manual_seed(1)))
+    table = 0.1 + 0.8 * torch.rand(3, 2, dtype=F64, generator=torch.Generator().manual_seed(1))
     assert torch.autograd.gradcheck(forward_map, (p, table.requires_grad_()))
 
 
 def test_gradcheck_inverse_binary_log_posterior() -> None:
     g = torch.Generator().manual_seed(2)
     s = torch.rand(5, 2, dtype=F64, generator=g).requires_grad_()
-    observed = torch.tensor([[True, True], [True, False], [False, True], [False, False], [True, True]])
+    observed = torch.tensor(
+        [[True, True], [True, False], [False, True], [False, False], [True, True]]
+    )
     log_prior = torch.tensor([0.2, 0.3, 0.5], dtype=F64).log()
 
     def f(evidence: torch.Tensor) -> torch.Tensor:
@@ -258,7 +266,9 @@ def test_inverse_binary_rows_sum_to_one(evidence, observed, table, prior, eps, t
 def test_inverse_categorical_rows_sum_to_one(weights, columns, prior) -> None:  # type: ignore[no-untyped-def]
     # Rows of T normalised to 1 (a zero row becomes uniform); columns may be all zero.
     table = torch.as_tensor(columns)
-    table = torch.where(table.sum(1, keepdim=True) > 0, table / table.sum(1, keepdim=True).clamp_min(1e-300), 1 / 3)
+    table = torch.where(
+        table.sum(1, keepdim=True) > 0, table / table.sum(1, keepdim=True).clamp_min(1e-300), 1 / 3
+    )
     p = torch.as_tensor(weights) + 1e-3
     p = p / p.sum(-1, keepdim=True)
     q = inverse_categorical_map(p, table, torch.as_tensor(prior / prior.sum()))
@@ -269,7 +279,9 @@ def test_inverse_categorical_rows_sum_to_one(weights, columns, prior) -> None:  
 @FAST
 @given(
     logits=arrays("float32", (6, 3), elements=st.floats(-30, 30, width=32)),
-    table=arrays("float32", (3, 4), elements=st.sampled_from([0.0, 1.0]) | st.floats(0, 1, width=32)),
+    table=arrays(
+        "float32", (3, 4), elements=st.sampled_from([0.0, 1.0]) | st.floats(0, 1, width=32)
+    ),
     dtype=st.sampled_from([torch.float32, torch.float64]),
 )
 def test_forward_map_maps_simplex_into_unit_interval(logits, table, dtype) -> None:  # type: ignore[no-untyped-def]
@@ -282,7 +294,9 @@ def test_forward_map_maps_simplex_into_unit_interval(logits, table, dtype) -> No
 # ---- validation ---------------------------------------------------------------------------------
 
 
-def test_table_of_wrong_shape(task_a: CategoricalTask, task_b: BinarySetTask, task_c: CategoricalTask) -> None:
+def test_table_of_wrong_shape(
+    task_a: CategoricalTask, task_b: BinarySetTask, task_c: CategoricalTask
+) -> None:
     with pytest.raises(
         RelatednessError,
         match=r"edge a->b: table shape \(2, 2\) does not match the tasks; expected \(3, 2\) "
@@ -296,7 +310,9 @@ def test_table_of_wrong_shape(task_a: CategoricalTask, task_b: BinarySetTask, ta
 def test_table_values_out_of_range_and_nan(task_a: CategoricalTask, task_b: BinarySetTask) -> None:
     bad = torch.tensor(R_BINARY)
     bad[1, 1] = 1.5
-    with pytest.raises(RelatednessError, match=r"edge a->b: value 1.5 at row 'y', column 'v' is outside \[0, 1\]"):
+    with pytest.raises(
+        RelatednessError, match=r"edge a->b: value 1.5 at row 'y', column 'v' is outside \[0, 1\]"
+    ):
         Relatedness(task_a, task_b, bad)
     bad[1, 1] = -0.25
     with pytest.raises(RelatednessError, match=r"value -0.25 at row 'y', column 'v' is outside"):
@@ -311,7 +327,8 @@ def test_categorical_rows_must_sum_to_one(task_a: CategoricalTask, task_c: Categ
     bad[2] = torch.tensor([0.5, 0.4])
     with pytest.raises(
         RelatednessError,
-        match=r"edge a->c: row 'z' sums to 0.900000; rows must sum to 1 when the target is categorical",
+        match=r"edge a->c: row 'z' sums to 0.900000; "
+        r"rows must sum to 1 when the target is categorical",
     ):
         Relatedness(task_a, task_c, bad)
     # within the tolerance is fine
@@ -321,7 +338,10 @@ def test_categorical_rows_must_sum_to_one(task_a: CategoricalTask, task_c: Categ
 
 
 def test_edge_endpoints(task_a: CategoricalTask, task_b: BinarySetTask) -> None:
-    with pytest.raises(RelatednessError, match=r"edge 'b' -> 'a': the source of a relatedness edge must be a categorical task"):
+    with pytest.raises(
+        RelatednessError,
+        match=r"edge 'b' -> 'a': the source of a relatedness edge must be a categorical task",
+    ):
         Relatedness(task_b, task_a, torch.zeros(2, 3))  # type: ignore[arg-type]
     with pytest.raises(RelatednessError, match=r"edge 'a' -> 'a': links a task to itself"):
         Relatedness(task_a, task_a, torch.eye(3))
@@ -337,7 +357,9 @@ def test_bad_eps(eps: float) -> None:
 
 @pytest.mark.parametrize("tau", [0.0, -1.0, math.inf, math.nan])
 def test_bad_tau(tau: float, edge_ab: Relatedness) -> None:
-    with pytest.raises(RelatednessError, match=r"inverse map: tau must be a positive finite number, got"):
+    with pytest.raises(
+        RelatednessError, match=r"inverse map: tau must be a positive finite number, got"
+    ):
         edge_ab.inverse_map(torch.zeros(1, 2), tau=tau)
     with pytest.raises(RelatednessError, match=r"^where: tau must be a positive finite number"):
         check_eps_tau(0.05, tau, "where")
@@ -348,7 +370,9 @@ def test_check_prior() -> None:
     assert ok.shape == (3,)
     with pytest.raises(RelatednessError, match=r"prior: expected shape \(3,\), got \(2,\)"):
         check_prior(torch.tensor([0.5, 0.5]), 3)
-    with pytest.raises(RelatednessError, match="prior: every class needs a positive prior probability"):
+    with pytest.raises(
+        RelatednessError, match="prior: every class needs a positive prior probability"
+    ):
         check_prior(torch.tensor([0.0, 0.5, 0.5]), 3)
     with pytest.raises(RelatednessError, match="every class needs a positive prior probability"):
         check_prior(torch.tensor([math.nan, 0.5, 0.5]), 3)
@@ -373,7 +397,9 @@ def test_restrict_target_binary(edge_ab: Relatedness, task_b: BinarySetTask) -> 
     close(sub.table, [[0.1], [0.5], [0.8]], 0)
     swapped = edge_ab.restrict_target(BinarySetTask("b_vu", ["v", "u"]))
     close(swapped.table, [[0.1, 0.9], [0.5, 0.5], [0.8, 0.2]], 0)
-    with pytest.raises(RelatednessError, match=r"edge a->b: cannot restrict to 'b2'; unknown labels: w, q"):
+    with pytest.raises(
+        RelatednessError, match=r"edge a->b: cannot restrict to 'b2'; unknown labels: w, q"
+    ):
         edge_ab.restrict_target(BinarySetTask("b2", ["u", "w", "q"]))
 
 
@@ -398,7 +424,10 @@ def test_csv_round_trip(tmp_path: Path, edge_ab: Relatedness, edge_ac: Relatedne
         assert back.name == edge.name
         assert torch.equal(back.table, edge.table)
     assert (tmp_path / "b.csv").read_text().splitlines() == [
-        "a,u,v", "x,0.9,0.1", "y,0.5,0.5", "z,0.2,0.8"
+        "a,u,v",
+        "x,0.9,0.1",
+        "y,0.5,0.5",
+        "z,0.2,0.8",
     ]
     # random values survive to float32 precision
     g = torch.Generator().manual_seed(0)
@@ -408,7 +437,9 @@ def test_csv_round_trip(tmp_path: Path, edge_ab: Relatedness, edge_ac: Relatedne
     torch.testing.assert_close(back.table, edge.table, rtol=1e-5, atol=1e-6)
 
 
-def test_csv_in_another_order(tmp_path: Path, task_a: CategoricalTask, task_b: BinarySetTask) -> None:
+def test_csv_in_another_order(
+    tmp_path: Path, task_a: CategoricalTask, task_b: BinarySetTask
+) -> None:
     path = tmp_path / "t.csv"
     # columns v, u; rows z, x, y; spaces around names; a blank line
     path.write_text("expression , v , u\n\nz , 0.8, 0.2\nx,0.1,0.9\ny,0.5,0.5\n")
@@ -426,11 +457,18 @@ def _bad_csv(tmp_path: Path, text: str) -> Path:
     ("text", "message"),
     [
         # unknown + missing column
-        ("a,u,w\nx,1,0\ny,1,0\nz,1,0\n", r"columns must be exactly the names of task 'b'; unknown names \['w'\]; missing names \['v'\]"),
+        (
+            "a,u,w\nx,1,0\ny,1,0\nz,1,0\n",
+            r"columns must be exactly the names of task 'b'; "
+            r"unknown names \['w'\]; missing names \['v'\]",
+        ),
         # duplicated column
         ("a,u,v,u\nx,1,0,1\ny,1,0,1\nz,1,0,1\n", r"columns .*duplicated names \['u'\]"),
         # missing row
-        ("a,u,v\nx,1,0\nz,1,0\n", r"rows must be exactly the names of task 'a'; missing names \['y'\]"),
+        (
+            "a,u,v\nx,1,0\nz,1,0\n",
+            r"rows must be exactly the names of task 'a'; missing names \['y'\]",
+        ),
         # unknown row
         ("a,u,v\nx,1,0\ny,1,0\nz,1,0\nw,1,0\nq,0,0\n", r"rows .*unknown names \['w', 'q'\]"),
         # duplicated row
@@ -438,20 +476,36 @@ def _bad_csv(tmp_path: Path, text: str) -> Path:
         # wrong field count
         ("a,u,v\nx,1,0\ny,1\nz,1,0\n", r"bad.csv, line 3: expected 3 fields, got 2"),
         # non-numeric cell: file, line (blank lines counted), column
-        ("a,u,v\n\nx,0.9,0.1\ny,0.5,abc\nz,0.2,0.8\n", r"bad.csv, line 4, column 'v': expected a probability, got 'abc'"),
-        ("a,u,v\nx,0.9,\ny,0.5,0.5\nz,0.2,0.8\n", r"bad.csv, line 2, column 'v': expected a probability, got ''"),
+        (
+            "a,u,v\n\nx,0.9,0.1\ny,0.5,abc\nz,0.2,0.8\n",
+            r"bad.csv, line 4, column 'v': expected a probability, got 'abc'",
+        ),
+        (
+            "a,u,v\nx,0.9,\ny,0.5,0.5\nz,0.2,0.8\n",
+            r"bad.csv, line 2, column 'v': expected a probability, got ''",
+        ),
         # values the table rejects, with the file named
-        ("a,u,v\nx,0.9,0.1\ny,1.5,0.5\nz,0.2,0.8\n", r"bad.csv: edge a->b: value 1.5 at row 'y', column 'u' is outside \[0, 1\]"),
-        ("a,u,v\nx,0.9,0.1\ny,nan,0.5\nz,0.2,0.8\n", r"bad.csv: edge a->b: NaN at row 'y', column 'u'"),
+        (
+            "a,u,v\nx,0.9,0.1\ny,1.5,0.5\nz,0.2,0.8\n",
+            r"bad.csv: edge a->b: value 1.5 at row 'y', column 'u' is outside \[0, 1\]",
+        ),
+        (
+            "a,u,v\nx,0.9,0.1\ny,nan,0.5\nz,0.2,0.8\n",
+            r"bad.csv: edge a->b: NaN at row 'y', column 'u'",
+        ),
         ("\n\n", r"bad.csv: empty relatedness table"),
     ],
 )
-def test_bad_csv(tmp_path: Path, task_a: CategoricalTask, task_b: BinarySetTask, text: str, message: str) -> None:
+def test_bad_csv(
+    tmp_path: Path, task_a: CategoricalTask, task_b: BinarySetTask, text: str, message: str
+) -> None:
     with pytest.raises(RelatednessError, match=message):
         Relatedness.from_csv(_bad_csv(tmp_path, text), task_a, task_b)
 
 
-def test_csv_categorical_rows_and_missing_file(tmp_path: Path, task_a: CategoricalTask, task_c: CategoricalTask) -> None:
+def test_csv_categorical_rows_and_missing_file(
+    tmp_path: Path, task_a: CategoricalTask, task_c: CategoricalTask
+) -> None:
     path = _bad_csv(tmp_path, "a,d0,d1\nx,0.8,0.2\ny,0.3,0.3\nz,0.5,0.5\n")
     with pytest.raises(RelatednessError, match=r"bad.csv: edge a->c: row 'y' sums to 0.600000"):
         Relatedness.from_csv(path, task_a, task_c)

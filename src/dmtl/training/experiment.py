@@ -32,6 +32,7 @@ from dmtl.core.labels import MISSING_CLASS, PartialLabels
 from dmtl.core.relatedness import Relatedness, RelatednessError, frequency_prior
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.builtin import load_builtin
+from dmtl.data.manifest import unlabelled
 from dmtl.data.regimes import RegimeSpec, apply_regime
 from dmtl.data.sources import ArraySource, Augment, Source
 
@@ -206,14 +207,9 @@ def with_tasks(source: Source, tasks: Sequence[Task]) -> Source:
     """A copy of ``source`` over ``tasks``: tasks it lacks are unlabelled, tasks not listed dropped."""
     out = copy.copy(source)
     out.tasks = tuple(tasks)
-    out.labels = {t.name: source.labels.get(t.name, _unlabelled(t, len(source))) for t in tasks}
+    out.labels = {t.name: source.labels.get(t.name, unlabelled(t, len(source))) for t in tasks}
     return out
 
-
-def _unlabelled(task: Task, n: int) -> np.ndarray:
-    if isinstance(task, CategoricalTask):
-        return np.full(n, MISSING_CLASS, dtype=np.int64)
-    return np.full((n, task.num_outputs), np.nan, dtype=np.float32)
 
 
 def _merge_tasks(config: Config, loaded: Sequence[LoadedSource]) -> list[Task]:

@@ -25,6 +25,7 @@ from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import CategoricalTask, Task
 from dmtl.data.batching import build_eval_loader
 from dmtl.data.errors import DataError
+from dmtl.data.manifest import unlabelled
 from dmtl.data.sources import ArraySource, Source
 from dmtl.training.module import MultiTaskModule
 
@@ -47,11 +48,11 @@ def input_source(
         manifest = pd.DataFrame({"image": [str(p.relative_to(inputs)) for p in files]})
         return Source.from_manifest(
             "inputs", manifest, inputs, tasks, channels=cfg.channels, image_size=cfg.image_size,
-            mean=cfg.mean, std=cfg.std,
+            mean=cfg.mean, std=cfg.std, require_labels=False,
         )
     if inputs.suffix.lower() == ".npy":
         values = np.load(inputs, mmap_mode="r")
-        empty = {t.name: _unlabelled(t, len(values)) for t in tasks}
+        empty = {t.name: unlabelled(t, len(values)) for t in tasks}
         return ArraySource("inputs", tasks, inputs, empty, mean=cfg.mean, std=cfg.std)
     if not inputs.is_file():
         raise DataError(f"{inputs}: no such manifest, folder or array")
@@ -60,14 +61,9 @@ def input_source(
         "inputs", inputs, root, tasks, array=array,
         channels=None if is_index else cfg.channels,
         image_size=None if is_index else cfg.image_size,
-        mean=cfg.mean, std=cfg.std,
+        mean=cfg.mean, std=cfg.std, require_labels=False,
     )
 
-
-def _unlabelled(task: Task, n: int) -> np.ndarray:
-    if isinstance(task, CategoricalTask):
-        return np.full(n, -1, dtype=np.int64)
-    return np.full((n, task.num_outputs), np.nan, dtype=np.float32)
 
 
 @torch.no_grad()

@@ -21,11 +21,24 @@ def test_codes_map_to_dmtl_names_and_unusable_codes_are_counted() -> None:
     m = result.manifest
     assert list(m.columns) == ["id", "image", "split", "expression"]
     assert m["expression"].tolist() == [
-        "happiness", "neutral", "sadness", "surprise", "fear", "disgust", "anger",  # training
-        "anger", "neutral",  # validation (header-less file)
+        "happiness",
+        "neutral",
+        "sadness",
+        "surprise",
+        "fear",
+        "disgust",
+        "anger",  # training
+        "anger",
+        "neutral",  # validation (header-less file)
     ]
     assert m["split"].tolist() == ["train"] * 7 + ["val"] * 2
-    assert result.dropped == {"none": 1, "uncertain": 2, "no_face": 2, "contempt": 2, "duplicate": 0}
+    assert result.dropped == {
+        "none": 1,
+        "uncertain": 2,
+        "no_face": 2,
+        "contempt": 2,
+        "duplicate": 0,
+    }
     assert row(result, HAPPY)["image"] == f"Manually_Annotated_Images/{HAPPY}"
     check_manifest(result)
 
@@ -58,7 +71,9 @@ def test_unknown_code_names_file_line_and_value(copy_fixture: CopyFixture) -> No
     path = root / LISTS / "training.csv"
     line = path.read_text().splitlines()[3]
     edit_line(path, 4, line.rsplit(",", 3)[0] + ",11,0.1,0.2")
-    with pytest.raises(DatasetLayoutError, match=r"training\.csv, line 4: unknown expression code: 11"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"training\.csv, line 4: unknown expression code: 11"
+    ):
         read_dataset("affectnet", root)
 
 

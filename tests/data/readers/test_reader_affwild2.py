@@ -34,7 +34,16 @@ def test_frames_of_both_tasks_are_joined() -> None:
         "video2/00003",
     ]
     expressions = [None if not isinstance(e, str) else e for e in m["expression"]]
-    assert expressions == [None, "neutral", "neutral", None, "happiness", "surprise", "sadness", "anger"]
+    assert expressions == [
+        None,
+        "neutral",
+        "neutral",
+        None,
+        "happiness",
+        "surprise",
+        "sadness",
+        "anger",
+    ]
     assert m["split"].tolist() == ["train"] * 6 + ["val"] * 2
     # co-annotated: expression and AUs on the same frame
     assert on(result, "video1/00004", "au") == ["AU6", "AU12", "AU25"]
@@ -67,7 +76,9 @@ def test_single_task() -> None:
 def test_older_abaw_layout_with_seven_classes(tmp_path: Path) -> None:
     folder = tmp_path / "annotations" / "EXPR_Set" / "Training_Set"
     folder.mkdir(parents=True)
-    (folder / "vid.txt").write_text("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise\n6\n-1\n2\n")
+    (folder / "vid.txt").write_text(
+        "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise\n6\n-1\n2\n"
+    )
     result = read_dataset("affwild2", tmp_path, tasks=["expression"])
     assert result.manifest["expression"].tolist() == ["surprise", "disgust"]
     assert result.manifest["id"].tolist() == ["vid/00001", "vid/00003"]
@@ -87,7 +98,12 @@ def test_conflicting_sets_give_the_held_out_split(copy_fixture: CopyFixture) -> 
 @pytest.mark.parametrize(
     ("file", "line", "text", "match"),
     [
-        (f"{EXPR}/Train_Set/video1.txt", 3, "8", r"video1\.txt, line 3: unknown expression label: 8"),
+        (
+            f"{EXPR}/Train_Set/video1.txt",
+            3,
+            "8",
+            r"video1\.txt, line 3: unknown expression label: 8",
+        ),
         (f"{EXPR}/Train_Set/video1.txt", 1, "Neutral,Contempt", r"line 1: unknown expression name"),
         (f"{EXPR}/Train_Set/video1.txt", 3, "", r"video1\.txt, line 3: truncated"),
         (f"{AU}/Train_Set/video1.txt", 4, "1,0,2,0,0,0,0,0,0,0,1,0", r"line 4: AU values must be"),

@@ -35,12 +35,12 @@ def test_every_reader_is_registered() -> None:
 
 
 def test_unknown_reader_lists_the_known_ones() -> None:
-    with pytest.raises(ReaderError, match="unknown dataset reader 'celebA'.*celeba, cub"):
+    with pytest.raises(ReaderError, match=r"unknown dataset reader 'celebA'.*celeba, cub"):
         get_reader("celebA")
 
 
 def test_unknown_option_lists_the_options(tmp_path: Path) -> None:
-    with pytest.raises(ReaderError, match="no option 'contemp'.*contempt"):
+    with pytest.raises(ReaderError, match=r"no option 'contemp'.*contempt"):
         read_dataset("affectnet", tmp_path, contemp=True)
 
 

@@ -49,7 +49,9 @@ def test_unknown_value_names_file_line_and_value(copy_fixture: CopyFixture) -> N
     fields = path.read_text().splitlines()[2].split(",")
     fields[12] = "5"  # AU12
     edit_line(path, 3, ",".join(fields))
-    with pytest.raises(DatasetLayoutError, match=r"M002_T8\.csv, line 3: AU occurrence must be 0, 1 or 9: 5"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"M002_T8\.csv, line 3: AU occurrence must be 0, 1 or 9: 5"
+    ):
         read_dataset("bp4d", root)
 
 

@@ -14,11 +14,91 @@ ROOT = FIXTURES / "celeba"
 ATTR = "Anno/list_attr_celeba.txt"
 # The fixture's attribute rows (as in the file, -1/1).
 ROWS = {
-    "000001.jpg": [-1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1, 1, -1, -1, -1, -1, -1, -1, 1, 1,
-                   -1, 1, -1, -1, 1, -1, -1, 1, -1, -1, -1, 1, 1, -1, 1, -1, 1, -1, -1, 1],
-    "000003.jpg": [1, 1, 1, 1, 1, 1, -1, -1, -1, -1, 1, 1, 1, 1, 1, -1, -1, 1, -1, 1,
-                   -1, 1, 1, -1, -1, 1, 1, 1, 1, 1, -1, -1, 1, 1, -1, -1, 1, 1, 1, 1],
-}  # fmt: skip
+    "000001.jpg": [
+        -1,
+        1,
+        1,
+        -1,
+        -1,
+        -1,
+        -1,
+        -1,
+        -1,
+        -1,
+        -1,
+        1,
+        -1,
+        -1,
+        -1,
+        -1,
+        -1,
+        -1,
+        1,
+        1,
+        -1,
+        1,
+        -1,
+        -1,
+        1,
+        -1,
+        -1,
+        1,
+        -1,
+        -1,
+        -1,
+        1,
+        1,
+        -1,
+        1,
+        -1,
+        1,
+        -1,
+        -1,
+        1,
+    ],
+    "000003.jpg": [
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+        -1,
+        -1,
+        -1,
+        -1,
+        1,
+        1,
+        1,
+        1,
+        1,
+        -1,
+        -1,
+        1,
+        -1,
+        1,
+        -1,
+        1,
+        1,
+        -1,
+        -1,
+        1,
+        1,
+        1,
+        1,
+        1,
+        -1,
+        -1,
+        1,
+        1,
+        -1,
+        -1,
+        1,
+        1,
+        1,
+        1,
+    ],
+}
 
 
 def test_identities_attributes_and_partition() -> None:
@@ -72,7 +152,9 @@ def test_images_missing_from_a_list(copy_fixture: CopyFixture) -> None:
         (7, None, r"line 1: count line says 5 images but 4 rows follow"),
     ],
 )
-def test_bad_attribute_file(copy_fixture: CopyFixture, line: int, text: str | None, match: str) -> None:
+def test_bad_attribute_file(
+    copy_fixture: CopyFixture, line: int, text: str | None, match: str
+) -> None:
     root = copy_fixture("celeba")
     edit_line(root / ATTR, line, text)
     with pytest.raises(DatasetLayoutError, match=r"list_attr_celeba\.txt, " + match):
@@ -82,7 +164,9 @@ def test_bad_attribute_file(copy_fixture: CopyFixture, line: int, text: str | No
 def test_bad_partition_and_identity(copy_fixture: CopyFixture) -> None:
     root = copy_fixture("celeba")
     edit_line(root / "Eval/list_eval_partition.txt", 2, "000002.jpg 3")
-    with pytest.raises(DatasetLayoutError, match=r"list_eval_partition\.txt, line 2: unknown partition"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"list_eval_partition\.txt, line 2: unknown partition"
+    ):
         read_dataset("celeba", root)
     edit_line(root / "Eval/list_eval_partition.txt", 2, "000002.jpg 0")
     edit_line(root / "Anno/identity_CelebA.txt", 4, "000004.jpg")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dmtl.data.readers import DatasetLayoutError, ReaderError, read_dataset
+from dmtl.data.readers import DatasetLayoutError, ReaderError, ReaderResult, read_dataset
 
 from .conftest import FIXTURES, CopyFixture, check_manifest, edit_line, labels, row
 
@@ -19,14 +19,18 @@ IMG1 = "001.Black_footed_Albatross/Black_Footed_Albatross_0046_18.jpg"
 IMG5 = "003.Sooty_Albatross/Sooty_Albatross_0001_796366.jpg"
 
 
-def names(result) -> list[str]:  # type: ignore[no-untyped-def]
-    return result.manifest["id"].tolist()  # type: ignore[no-any-return]
+def names(result: ReaderResult) -> list[str]:
+    return [str(i) for i in result.manifest["id"]]
 
 
 def test_species_attributes_split_and_knowledge() -> None:
     result = read_dataset("cub", ROOT)
     species, attributes = result.tasks
-    assert species.names == ("001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross")
+    assert species.names == (
+        "001.Black_footed_Albatross",
+        "002.Laysan_Albatross",
+        "003.Sooty_Albatross",
+    )
     assert attributes.names == (
         "has_bill_shape::curved_(up_or_down)",
         "has_bill_shape::dagger",
@@ -42,19 +46,29 @@ def test_species_attributes_split_and_knowledge() -> None:
         assert labels(result, name, "attributes") == values
     # image 5, attribute 1 has two conflicting lines: missing
     assert result.dropped == {"conflicting_votes": 1}
-    assert any("2 line(s) of image_attribute_labels.txt have extra fields" in n for n in result.notes)
+    assert any(
+        "2 line(s) of image_attribute_labels.txt have extra fields" in n for n in result.notes
+    )
     (edge,) = result.knowledge
     assert (edge.source.name, edge.target.name) == ("species", "attributes")
     torch.testing.assert_close(
         edge.table,
-        torch.tensor([[0.0, 1.0, 0.125, 0.875], [0.5, 0.25, 0.0, 1.0], [1 / 30, 29 / 30, 0.4, 0.6]]),
+        torch.tensor(
+            [[0.0, 1.0, 0.125, 0.875], [0.5, 0.25, 0.0, 1.0], [1 / 30, 29 / 30, 0.4, 0.6]]
+        ),
     )
     check_manifest(result)
 
 
 def test_low_certainty_labels_become_missing() -> None:
     result = read_dataset("cub", ROOT / BASE, min_certainty=3)  # root = the CUB_200_2011 folder
-    expected = [[0, 1, None, 1], [1, 0, None, None], [0, 1, 1, 0], [None, 0, 1, 0], [None, None, 1, 0]]
+    expected = [
+        [0, 1, None, 1],
+        [1, 0, None, None],
+        [0, 1, 1, 0],
+        [None, 0, 1, 0],
+        [None, None, 1, 0],
+    ]
     for name, values in zip(names(result), expected, strict=True):
         assert labels(result, name, "attributes") == values
     assert result.dropped == {"low_certainty": 5, "conflicting_votes": 1}
@@ -72,7 +86,9 @@ def test_attribute_names_inside_attributes_folder(tmp_path: Path) -> None:
 
 def test_missing_attribute_names(tmp_path: Path) -> None:
     shutil.copytree(ROOT / BASE, tmp_path / BASE)
-    with pytest.raises(DatasetLayoutError, match=r"attributes/attributes\.txt: CUB-200-2011 attribute names"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"attributes/attributes\.txt: CUB-200-2011 attribute names"
+    ):
         read_dataset("cub", tmp_path)
 
 
@@ -96,13 +112,17 @@ def test_bad_attribute_lines(copy_fixture: CopyFixture, line: int, text: str, ma
 def test_bad_lists(copy_fixture: CopyFixture) -> None:
     root = copy_fixture("cub")
     edit_line(root / BASE / "train_test_split.txt", 3, "3 2")
-    with pytest.raises(DatasetLayoutError, match=r"train_test_split\.txt, line 3: unknown is_training"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"train_test_split\.txt, line 3: unknown is_training"
+    ):
         read_dataset("cub", root)
     edit_line(root / BASE / "train_test_split.txt", 3, None)
     with pytest.raises(DatasetLayoutError, match=r"train_test_split\.txt: image has no line: 3"):
         read_dataset("cub", root)
     edit_line(root / BASE / "image_class_labels.txt", 2, "2 4")
-    with pytest.raises(DatasetLayoutError, match=r"image_class_labels\.txt, line 2: unknown class id: 4"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"image_class_labels\.txt, line 2: unknown class id: 4"
+    ):
         read_dataset("cub", root)
 
 
@@ -110,7 +130,9 @@ def test_bad_class_knowledge(copy_fixture: CopyFixture) -> None:
     root = copy_fixture("cub")
     path = root / BASE / "attributes/class_attribute_labels_continuous.txt"
     edit_line(path, 2, "50 25 0 140")
-    with pytest.raises(DatasetLayoutError, match=r"continuous\.txt, line 2: percentages must be between"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"continuous\.txt, line 2: percentages must be between"
+    ):
         read_dataset("cub", root)
     edit_line(path, 2, None)
     with pytest.raises(DatasetLayoutError, match=r"expected 3 rows \(one per class\), found 2"):

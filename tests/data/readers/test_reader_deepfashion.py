@@ -20,7 +20,14 @@ def test_categories_attributes_and_partition() -> None:
     category, attributes = result.tasks
     assert category.names == ("Anorak", "Blazer", "Blouse", "Capris", "Dress", "Cape")
     # names with spaces; the duplicated 'knit' is told apart by its type
-    assert attributes.names == ("a-line", "abstract print", "floral", "floral print", "knit#2", "knit#5")
+    assert attributes.names == (
+        "a-line",
+        "abstract print",
+        "floral",
+        "floral print",
+        "knit#2",
+        "knit#5",
+    )
     m = result.manifest
     assert m["category"].tolist() == ["Blouse", "Blouse", "Anorak", "Capris", "Dress"]
     assert m["split"].tolist() == ["train", "train", "val", "test", "train"]
@@ -51,16 +58,53 @@ def test_options(copy_fixture: CopyFixture) -> None:
 @pytest.mark.parametrize(
     ("file", "line", "text", "match"),
     [
-        ("Anno/list_category_img.txt", 4, f"{BLOUSE2}   7", r"list_category_img\.txt, line 4: unknown category label: 7"),
-        ("Anno/list_category_img.txt", 7, None, r"list_category_img\.txt, line 1: count line says 5 rows but 4"),
-        ("Anno/list_category_img.txt", 2, None, r"list_category_img\.txt, line 2: expected a header line"),
-        ("Anno/list_attr_img.txt", 3, f"{BLOUSE} -1 -1 -1 -1 -1  2", r"list_attr_img\.txt, line 3: attribute labels must be -1, 0 or 1: 2"),
-        ("Anno/list_attr_img.txt", 6, f"{CAPRIS} -1  1  0", r"list_attr_img\.txt, line 6: truncated"),
-        ("Anno/list_attr_cloth.txt", 4, "abstract print", r"list_attr_cloth\.txt, line 4: expected '<attribute name> <attribute type>'"),
-        ("Eval/list_eval_partition.txt", 5, f"{'img/Striped_Textured_Anorak/img_00000010.jpg'} dev", r"list_eval_partition\.txt, line 5: unknown evaluation status"),
+        (
+            "Anno/list_category_img.txt",
+            4,
+            f"{BLOUSE2}   7",
+            r"list_category_img\.txt, line 4: unknown category label: 7",
+        ),
+        (
+            "Anno/list_category_img.txt",
+            7,
+            None,
+            r"list_category_img\.txt, line 1: count line says 5 rows but 4",
+        ),
+        (
+            "Anno/list_category_img.txt",
+            2,
+            None,
+            r"list_category_img\.txt, line 2: expected a header line",
+        ),
+        (
+            "Anno/list_attr_img.txt",
+            3,
+            f"{BLOUSE} -1 -1 -1 -1 -1  2",
+            r"list_attr_img\.txt, line 3: attribute labels must be -1, 0 or 1: 2",
+        ),
+        (
+            "Anno/list_attr_img.txt",
+            6,
+            f"{CAPRIS} -1  1  0",
+            r"list_attr_img\.txt, line 6: truncated",
+        ),
+        (
+            "Anno/list_attr_cloth.txt",
+            4,
+            "abstract print",
+            r"list_attr_cloth\.txt, line 4: expected '<attribute name> <attribute type>'",
+        ),
+        (
+            "Eval/list_eval_partition.txt",
+            5,
+            f"{'img/Striped_Textured_Anorak/img_00000010.jpg'} dev",
+            r"list_eval_partition\.txt, line 5: unknown evaluation status",
+        ),
     ],
-)  # fmt: skip
-def test_bad_files(copy_fixture: CopyFixture, file: str, line: int, text: str | None, match: str) -> None:
+)
+def test_bad_files(
+    copy_fixture: CopyFixture, file: str, line: int, text: str | None, match: str
+) -> None:
     root = copy_fixture("deepfashion")
     edit_line(root / file, line, text)
     with pytest.raises(DatasetLayoutError, match=match):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dmtl.data.readers import DatasetLayoutError, ReaderError, read_dataset
@@ -78,6 +80,6 @@ def test_missing_au_file(copy_fixture: CopyFixture) -> None:
         read_dataset("disfa", root)
 
 
-def test_missing_label_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_label_folder(tmp_path: Path) -> None:
     with pytest.raises(DatasetLayoutError, match=r"ActionUnit_Labels: DISFA"):
         read_dataset("disfa", tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -42,7 +43,7 @@ def test_original_images_and_val_split() -> None:
     assert set(result.manifest["split"]) == {"train", "val"}
 
 
-def test_basic_subfolder_is_found(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_basic_subfolder_is_found(tmp_path: Path) -> None:
     shutil.copytree(ROOT, tmp_path / "basic")
     result = read_dataset("rafdb", tmp_path)
     assert row(result, "test_0001.jpg")["image"] == "basic/Image/aligned/test_0001_aligned.jpg"
@@ -58,7 +59,10 @@ def test_bad_option() -> None:
     [
         ("train_00003.jpg 8", r"line 3: unknown RAF-DB expression label: 8"),
         ("train_00003.jpg", r"line 3: truncated"),
-        ("val_0003.jpg 1", r"line 3: image name must start with 'train_' or 'test_': 'val_0003.jpg'"),
+        (
+            "val_0003.jpg 1",
+            r"line 3: image name must start with 'train_' or 'test_': 'val_0003.jpg'",
+        ),
         ("train_00003.jpg 1 2", r"line 3: too many fields"),
     ],
 )
@@ -69,6 +73,6 @@ def test_bad_lines(copy_fixture: CopyFixture, line: str, match: str) -> None:
         read_dataset("rafdb", root)
 
 
-def test_missing_list(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_list(tmp_path: Path) -> None:
     with pytest.raises(DatasetLayoutError, match=r"EmoLabel/list_patition_label\.txt: RAF-DB"):
         read_dataset("rafdb", tmp_path)

@@ -38,29 +38,53 @@ def test_category_attributes_and_image_paths() -> None:
     category, attributes = result.tasks
     assert category.names == ("Boots", "Sandals", "Shoes")
     assert attributes.names == (
-        "HeelHeight.Flat", "HeelHeight.High heel",
+        "HeelHeight.Flat",
+        "HeelHeight.High heel",
         "Insole.Padded",
-        "Closure.Buckle", "Closure.Hook and Loop", "Closure.Lace up", "Closure.Zipper",
-        "Gender.Men", "Gender.Women",
-        "Material.Leather", "Material.Rubber", "Material.Synthetic",
-        "ToeStyle.Capped Toe", "ToeStyle.Open Toe", "ToeStyle.Pointed Toe", "ToeStyle.Round Toe",
-    )  # fmt: skip
+        "Closure.Buckle",
+        "Closure.Hook and Loop",
+        "Closure.Lace up",
+        "Closure.Zipper",
+        "Gender.Men",
+        "Gender.Women",
+        "Material.Leather",
+        "Material.Rubber",
+        "Material.Synthetic",
+        "ToeStyle.Capped Toe",
+        "ToeStyle.Open Toe",
+        "ToeStyle.Pointed Toe",
+        "ToeStyle.Round Toe",
+    )
     m = result.manifest
     assert m["id"].tolist() == ["7716996-288224", "100627-72", "8046634-3", "7984474-1"]
     assert m["category"].tolist() == ["Shoes", "Shoes", "Boots", "Sandals"]
     assert "split" not in m.columns
-    assert row(result, "100627-72")["image"] == "ut-zap50k-images/Shoes/Oxfords/Bostonian/100627.72.jpg"
+    assert (
+        row(result, "100627-72")["image"]
+        == "ut-zap50k-images/Shoes/Oxfords/Bostonian/100627.72.jpg"
+    )
     # a folder name ending with '.' is stored as %2E
-    assert row(result, "7984474-1")["image"] == "ut-zap50k-images/Sandals/Flat/Jambu Jr%2E/7984474.1.jpg"
+    assert (
+        row(result, "7984474-1")["image"]
+        == "ut-zap50k-images/Sandals/Flat/Jambu Jr%2E/7984474.1.jpg"
+    )
     first = labels(result, "7716996-288224", "attributes")
     assert first[:2] == [None, None]  # empty HeelHeight: unknown, not absent
     assert on(result, "7716996-288224", "attributes") == [
-        "Insole.Padded", "Closure.Lace up", "Gender.Men", "Material.Rubber", "Material.Synthetic",
+        "Insole.Padded",
+        "Closure.Lace up",
+        "Gender.Men",
+        "Material.Rubber",
+        "Material.Synthetic",
         "ToeStyle.Round Toe",
-    ]  # fmt: skip
+    ]
     assert on(result, "100627-72", "attributes") == [
-        "Closure.Lace up", "Gender.Men", "Material.Leather", "ToeStyle.Capped Toe", "ToeStyle.Round Toe",
-    ]  # fmt: skip
+        "Closure.Lace up",
+        "Gender.Men",
+        "Material.Leather",
+        "ToeStyle.Capped Toe",
+        "ToeStyle.Round Toe",
+    ]
     assert labels(result, "7984474-1", "attributes")[9:12] == [None, None, None]  # no Material
     assert result.dropped == {"rare_attribute_values": 0}
     check_manifest(result)
@@ -68,15 +92,26 @@ def test_category_attributes_and_image_paths() -> None:
 
 def test_subcategory_min_count_and_no_escaping() -> None:
     result = read_dataset(
-        "ut_zappos", ROOT, category_level="subcategory", min_count=2, escape_trailing_dots=False,
+        "ut_zappos",
+        ROOT,
+        category_level="subcategory",
+        min_count=2,
+        escape_trailing_dots=False,
         attribute_columns=["Closure", "Gender", "Material", "ToeStyle", "HeelHeight"],
-    )  # fmt: skip
+    )
     assert result.task("category").names == (
-        "Boots:Ankle", "Sandals:Flat", "Shoes:Oxfords", "Shoes:Sneakers and Athletic Shoes",
-    )  # fmt: skip
+        "Boots:Ankle",
+        "Sandals:Flat",
+        "Shoes:Oxfords",
+        "Shoes:Sneakers and Athletic Shoes",
+    )
     assert result.task("attributes").names == (
-        "Closure.Lace up", "Gender.Men", "Gender.Women", "Material.Leather", "ToeStyle.Round Toe",
-    )  # fmt: skip
+        "Closure.Lace up",
+        "Gender.Men",
+        "Gender.Women",
+        "Material.Leather",
+        "ToeStyle.Round Toe",
+    )
     assert result.dropped == {"rare_attribute_values": 10}
     assert row(result, "7984474-1")["image"].endswith("Jambu Jr./7984474.1.jpg")
     check_manifest(result)
@@ -107,7 +142,9 @@ def test_bad_metadata(copy_fixture: CopyFixture) -> None:
     with pytest.raises(DatasetLayoutError, match=r"meta-data\.csv, line 3: empty Category"):
         read_dataset("ut_zappos", root)
     edit_line(meta, 1, "CID,Category,SubCategory")
-    with pytest.raises(DatasetLayoutError, match=r"meta-data\.csv, line 1: header lacks HeelHeight"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"meta-data\.csv, line 1: header lacks HeelHeight"
+    ):
         read_dataset("ut_zappos", root)
 
 

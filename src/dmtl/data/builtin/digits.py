@@ -1,6 +1,6 @@
 """scikit-learn digits: 1,797 8x8 handwritten digits with three tasks (bundled, no download).
 
-Inputs: float32 ``(1797, 1, 8, 8)``, pixel / 16, in [0, 1].
+Inputs: float32 ``(1797, 1, 8, 8)``, pixel / 16 rounded to the 8-bit grid (``round(255 k/16)/255``), in [0, 1].
 
 Tasks
 -----
@@ -153,7 +153,9 @@ def load_digits(num_test: int = NUM_TEST, split_seed: int = SPLIT_SEED) -> Built
         name="digits",
         description="scikit-learn 8x8 handwritten digits; tasks digit, shape, ink",
         tasks=[DIGIT, SHAPE, INK],
-        inputs=images[:, None].astype(np.float32),
+        # Stored on the 8-bit grid (round(k * 255/16) / 255), so that an export to PNG and
+        # back gives bit-identical tensors; the change is below half a grey level.
+        inputs=(np.rint(images * 255.0) / 255.0)[:, None].astype(np.float32),
         labels={
             "digit": digits,
             "shape": per_class_labels(digits, SHAPE_TABLE),

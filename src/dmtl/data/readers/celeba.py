@@ -117,7 +117,7 @@ def read_celeba(
         bad = identity.first_bad(frame["file"].duplicated().to_numpy())
         if bad is not None:
             raise identity.error(bad, "image listed twice", frame["file"].iloc[bad])
-        known = frame["file"].isin(rows.index)
+        known = rows.index.get_indexer(pd.Index(frame["file"])) >= 0
         dropped["not_in_partition"] += int((~known).sum())
         numbers = np.sort(frame["identity"].unique())
         task_list.append(CategoricalTask("identity", [str(n) for n in numbers]))
@@ -134,7 +134,7 @@ def read_celeba(
             raise DatasetLayoutError(
                 path, "image listed twice", value=frame["file"][bad_rows].iloc[0]
             )
-        known = frame["file"].isin(rows.index)
+        known = rows.index.get_indexer(pd.Index(frame["file"])) >= 0
         dropped["not_in_partition"] += int((~known).sum())
         values = (frame[names].to_numpy(np.float32) + 1.0) / 2.0
         aligned = pd.DataFrame(values, index=frame["file"].to_numpy()).reindex(rows.index)
