@@ -1,4 +1,4 @@
-"""The ``dmtl`` command: train, evaluate, predict, study, demo, plus relatedness/datasets/config groups."""
+"""The ``dmtl`` command: train, evaluate, predict, study, demo; relatedness/datasets/config."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -26,7 +26,7 @@ app = typer.Typer(
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
 Overrides = Annotated[
-    Optional[list[str]],  # noqa: UP045 - typer needs Optional here
+    list[str] | None,
     typer.Option("--set", "-s", help="Override a config key: key.sub=value (repeatable)."),
 ]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an existing output folder.")]
@@ -44,23 +44,31 @@ def _command_line() -> str:
 def train(
     config: ConfigArg,
     set_: Overrides = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: output.dir).")] = None,  # noqa: UP045
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder (default: output.dir).")
+    ] = None,
     resume: Resume = False,
     overwrite: Overwrite = False,
 ) -> None:
-    """Train one model as the config says; write checkpoints, logs and metrics to the output folder."""
+    """Train one model as the config says; checkpoints, logs and metrics go to the output folder."""
     from dmtl.cli.render import metrics_table
     from dmtl.config import load_config
     from dmtl.training.experiment import build_experiment
     from dmtl.training.run import run_training
-    from dmtl.training.trainer import prepare_run_dir
+    from dmtl.training.trainer import launch_rank, prepare_run_dir
 
     cfg = load_config(config, set_ or [])
     run_dir = out or cfg.output.dir
-    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    first = launch_rank() == 0  # under DDP, every rank runs this command
+    if first:
+        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     experiment = build_experiment(cfg)
     with quiet_lightning():
-        result = run_training(experiment, run_dir, resume=True, progress_bar=cfg.trainer.progress_bar)
+        result = run_training(
+            experiment, run_dir, resume=True, progress_bar=cfg.trainer.progress_bar
+        )
+    if not first:
+        return
     console.print(metrics_table(result.metrics, f"{cfg.name}: {result.split} metrics"))
     console.print(
         f"{result.steps} steps in {result.wall_s:.1f} s; outputs in [bold]{run_dir}[/] "
@@ -84,7 +92,9 @@ def _resolve_checkpoint(path: Path) -> Path:
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
     split: Annotated[str, typer.Option(help="test or val.")] = "test",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the metrics as JSON.")] = None,  # noqa: UP045
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the metrics as JSON.")
+    ] = None,
 ) -> None:
     """Evaluate a trained model on the test (or validation) split of its config's data."""
     import lightning.pytorch as pl
@@ -103,23 +113,38 @@ def evaluate(
     if loader is None:
         raise FileNotFoundError(f"the config of {ckpt} has no {split} split")
     with quiet_lightning():
-        trainer = pl.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,
-                             enable_model_summary=False)
+        trainer = pl.Trainer(
+            accelerator="auto",
+            devices=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
         trainer.test(module, dataloaders=loader, verbose=False)
     metrics = dict(module.last_test_metrics)
     console.print(metrics_table(metrics, f"{ckpt}: {split} metrics"))
     if output is not None:
-        output.write_text(json.dumps({"checkpoint": str(ckpt), "split": split, "metrics": metrics}, indent=2))
+        output.write_text(
+            json.dumps({"checkpoint": str(ckpt), "split": split, "metrics": metrics}, indent=2)
+        )
 
 
 @app.command()
 @handle_errors
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file or run folder.")],
-    inputs: Annotated[Path, typer.Argument(help="A manifest (CSV/Parquet), a folder of images, or a .npy array.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Predictions CSV.")] = Path("predictions.csv"),
-    root: Annotated[Optional[Path], typer.Option(help="Root of a manifest's image paths (default: its folder).")] = None,  # noqa: UP045
-    array: Annotated[Optional[Path], typer.Option(help="The .npy array an 'index' manifest points into.")] = None,  # noqa: UP045
+    inputs: Annotated[
+        Path, typer.Argument(help="A manifest (CSV/Parquet), a folder of images, or a .npy array.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Predictions CSV.")] = Path(
+        "predictions.csv"
+    ),
+    root: Annotated[
+        Path | None, typer.Option(help="Root of a manifest's image paths (default: its folder).")
+    ] = None,
+    array: Annotated[
+        Path | None, typer.Option(help="The .npy array an 'index' manifest points into.")
+    ] = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Per-task probabilities and decisions, in the manifest's column naming."""
@@ -137,9 +162,13 @@ def predict(
 @handle_errors
 def study(
     config: ConfigArg,
-    seeds: Annotated[Optional[int], typer.Option(help="Number of seeds (default: study.seeds).")] = None,  # noqa: UP045
+    seeds: Annotated[
+        int | None, typer.Option(help="Number of seeds (default: study.seeds).")
+    ] = None,
     set_: Overrides = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Study folder (default: output.dir).")] = None,  # noqa: UP045
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Study folder (default: output.dir).")
+    ] = None,
     resume: Resume = False,
     overwrite: Overwrite = False,
 ) -> None:
@@ -151,6 +180,8 @@ def study(
 
 
 def _run_study(cfg: object, out: Path, seeds: int | None, resume: bool, overwrite: bool) -> None:
+    from rich.markup import escape
+
     from dmtl.config import Config
     from dmtl.training.report import rich_table
     from dmtl.training.study import run_study
@@ -160,12 +191,19 @@ def _run_study(cfg: object, out: Path, seeds: int | None, resume: bool, overwrit
     with quiet_lightning(), console.status("starting") as status:
 
         def progress(message: str) -> None:
-            status.update(f"{message}  ({time.perf_counter() - start:.0f} s)")
+            status.update(f"{escape(message)}  ({time.perf_counter() - start:.0f} s)")
             if message.startswith("FAILED"):
-                console.print(f"[red]{message}[/]")
+                console.print(f"[red]{escape(message)}[/]")
 
-        results = run_study(cfg, out, seeds, resume=resume, overwrite=overwrite,
-                            progress=progress, command=_command_line())
+        results = run_study(
+            cfg,
+            out,
+            seeds,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            command=_command_line(),
+        )
     console.print(rich_table(results))
     console.print(
         f"study done in {time.perf_counter() - start:.0f} s: [bold]{out / 'report.md'}[/], "
@@ -177,7 +215,10 @@ def _run_study(cfg: object, out: Path, seeds: int | None, resume: bool, overwrit
 @handle_errors
 def demo(
     seeds: Annotated[int, typer.Option(help="Number of seeds.")] = 3,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Study folder (default: runs/demo-<time>).")] = None,  # noqa: UP045
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Study folder (default: runs/demo-<time>)."),
+    ] = None,
     set_: Overrides = None,
 ) -> None:
     """The study on built-in digits with 3% of the digit labels (a few minutes on a CPU)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.syntax import Syntax
@@ -18,7 +18,7 @@ config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
 def show(
     config: Annotated[Path, typer.Argument(help="YAML config file.")],
     set_: Annotated[
-        Optional[list[str]],  # noqa: UP045
+        list[str] | None,
         typer.Option("--set", "-s", help="Override a config key: key.sub=value."),
     ] = None,
 ) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import pandas as pd
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from dmtl.cli.errors import console, handle_errors
@@ -42,25 +43,46 @@ def _show_sources(sources: list, title: str) -> None:  # type: ignore[type-arg]
     from dmtl.data.inspect import class_balance, label_counts, task_overlap
 
     counts = pd.concat([label_counts(s) for s in sources], ignore_index=True)
-    per_task = (
-        counts.groupby(["source", "task", "kind"], sort=False)
-        .agg(labelled=("labelled", "max"), entries=("labelled", "sum"))
-        .reset_index()
-    )
-    console.print(frame_table(per_task, title=f"{title}: samples labelled per task"))
+    console.print(frame_table(_per_task(sources), title=f"{title}: samples labelled per task"))
     binary = counts[counts["kind"] == "binary_set"]
     if len(binary):
-        console.print(frame_table(binary.drop(columns=["kind"]), title="binary-set labels: observed and positive"))
+        console.print(
+            frame_table(
+                binary.drop(columns=["kind"]), title="binary-set labels: observed and positive"
+            )
+        )
     overlap = task_overlap(sources)
     total = overlap[overlap["source"] == "total"]
     matrix = total.pivot(index="task_a", columns="task_b", values="both").fillna(0).astype(int)
-    console.print(frame_table(matrix.reset_index(), title="overlap: samples labelled for both tasks"))
+    console.print(
+        frame_table(matrix.reset_index(), title="overlap: samples labelled for both tasks")
+    )
     for source in sources:
         for task in source.tasks:
             if task.kind == "categorical":
                 frame = class_balance(source, task.name)
                 if frame["count"].sum() > 0:
-                    console.print(frame_table(frame, title=f"{source.name}: class balance of {task.name}"))
+                    console.print(
+                        frame_table(frame, title=f"{source.name}: class balance of {task.name}")
+                    )
+
+
+def _per_task(sources: list) -> pd.DataFrame:  # type: ignore[type-arg]
+    """Samples per source labelled for each task (any of its labels, for a binary set)."""
+    from dmtl.data.inspect import labelled_mask
+
+    rows = [
+        {
+            "source": s.name,
+            "task": t.name,
+            "kind": t.kind,
+            "samples": len(s),
+            "labelled": int(labelled_mask(t, s.labels[t.name]).sum()),
+        }
+        for s in sources
+        for t in s.tasks
+    ]
+    return pd.DataFrame(rows)
 
 
 @datasets_app.command("show")
@@ -68,10 +90,10 @@ def _show_sources(sources: list, title: str) -> None:  # type: ignore[type-arg]
 def show(
     target: Annotated[str, typer.Argument(help="A built-in dataset name or a YAML config.")],
     set_: Annotated[
-        Optional[list[str]],  # noqa: UP045
+        list[str] | None,
         typer.Option("--set", "-s", help="Override a config key (with a config)."),
     ] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the regime (with a config).")] = None,  # noqa: UP045
+    seed: Annotated[int | None, typer.Option(help="Seed of the regime (with a config).")] = None,
 ) -> None:
     """Per source: labelled samples per task and label, overlap between tasks, class balance.
 
@@ -83,14 +105,18 @@ def show(
     names = [info.name for info in list_builtin()]
     if target in names:
         dataset = load_builtin(target)
-        source = ArraySource(target, dataset.tasks, dataset.inputs, dataset.labels, splits=dataset.split)
+        source = ArraySource(
+            target, dataset.tasks, dataset.inputs, dataset.labels, splits=dataset.split
+        )
         _show_sources([source], target)
         if dataset.knowledge:
             console.print("domain-knowledge edges: " + ", ".join(e.name for e in dataset.knowledge))
         return
     path = Path(target)
     if not path.is_file():
-        raise FileNotFoundError(f"{target}: neither a built-in dataset ({', '.join(names)}) nor a config file")
+        raise FileNotFoundError(
+            f"{target}: neither a built-in dataset ({', '.join(names)}) nor a config file"
+        )
     from dmtl.config import load_config
     from dmtl.training.experiment import build_experiment
 
@@ -103,7 +129,11 @@ def show(
             {"task": t, "before": c["before"], "after": c["after"], "hidden": c["hidden"]}
             for t, c in regime["tasks"].items()
         ]
-        console.print(frame_table(pd.DataFrame(rows), title=f"{name}: regime {regime['regime']} {regime['params']}"))
+        console.print(
+            frame_table(
+                pd.DataFrame(rows), title=f"{name}: regime {regime['regime']} {regime['params']}"
+            )
+        )
     for edge in experiment.edges:
         console.print(f"edge {edge.name}: table {tuple(edge.table.shape)}")
 
@@ -113,9 +143,11 @@ def show(
 def export(
     name: Annotated[str, typer.Argument(help="Built-in dataset name.")],
     out_dir: Annotated[Path, typer.Argument(help="Output folder (images/ + manifest.csv).")],
-    split: Annotated[Optional[str], typer.Option(help="Only this split (train/test).")] = None,  # noqa: UP045
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N samples.")] = None,  # noqa: UP045
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export.")] = False,
+    split: Annotated[str | None, typer.Option(help="Only this split (train/test).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N samples.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing export.")
+    ] = False,
 ) -> None:
     """Write a built-in dataset as PNG images plus a manifest, exactly like user data."""
     import numpy as np
@@ -139,7 +171,7 @@ def export(
 def check(
     config: Annotated[Path, typer.Argument(help="YAML config whose sources to check.")],
     set_: Annotated[
-        Optional[list[str]],  # noqa: UP045
+        list[str] | None,
         typer.Option("--set", "-s", help="Override a config key."),
     ] = None,
 ) -> None:
@@ -156,15 +188,18 @@ def check(
     cfg = load_config(config, set_ or [])
     problems = 0
     counts: list[pd.DataFrame] = []
+    sources = []
     for i, source_cfg in enumerate(cfg.sources):
         one = cfg.model_copy(update={"sources": [source_cfg]})
         try:
             loaded = load_sources(one)[0]
         except user_error_types() as error:
             problems += 1
-            console.print(f"[red]sources.{i} ({source_cfg.name}): {error}[/]")
+            console.print(f"[red]sources.{i} ({escape(source_cfg.name)}): {escape(str(error))}[/]")
             continue
-        console.print(f"[green]sources.{i} ({source_cfg.name}): {len(loaded.source)} samples readable[/]")
+        console.print(
+            f"[green]sources.{i} ({source_cfg.name}): {len(loaded.source)} samples readable[/]"
+        )
         for reason, count in (loaded.notes.get("dropped") or {}).items():
             console.print(f"  dropped {reason}: {count}")
         for note in loaded.notes.get("notes") or []:
@@ -172,10 +207,10 @@ def check(
         if loaded.source.skipped_corrupt:
             console.print(f"  [yellow]corrupt images skipped: {loaded.source.skipped_corrupt}[/]")
         counts.append(label_counts(loaded.source))
+        sources.append(loaded.source)
     if counts:
         frame = pd.concat(counts, ignore_index=True)
-        per_task = frame.groupby(["source", "task"], sort=False)["labelled"].max().reset_index()
-        console.print(frame_table(per_task, title="samples labelled per task"))
+        console.print(frame_table(_per_task(sources), title="samples labelled per task"))
         binary = frame[frame["kind"] == "binary_set"]
         if len(binary):
             observed = binary.assign(observed=binary["labelled"] > 0).pivot_table(

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,9 +35,20 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from dmtl.training.trainer import RunDirError
 
     return (
-        ConfigError, DataError, DatasetLayoutError, ExperimentError, RelatednessError,
-        LabelError, TaskSpecError, RunDirError, BackboneError, MissingDependencyError,
-        NonFiniteLossError, ResultsError, ReaderError, FileNotFoundError,
+        ConfigError,
+        DataError,
+        DatasetLayoutError,
+        ExperimentError,
+        RelatednessError,
+        LabelError,
+        TaskSpecError,
+        RunDirError,
+        BackboneError,
+        MissingDependencyError,
+        NonFiniteLossError,
+        ResultsError,
+        ReaderError,
+        FileNotFoundError,
     )
 
 
@@ -50,7 +62,8 @@ def handle_errors(function: F) -> F:
         except user_error_types() as error:
             if os.environ.get("DMTL_DEBUG"):
                 raise
-            err_console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+            # The message is text, not markup: "dmtl[vision]" or "digits[train]" must survive.
+            err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -72,6 +85,8 @@ def quiet_lightning() -> Iterator[None]:
             ".*The number of training batches.*",
             ".*Checkpoint directory.*exists and is not empty.*",
             ".*`training_step` returned `None`.*",
+            # Task metrics are torchmetrics objects, already synchronised across ranks.
+            ".*when logging on epoch level in distributed setting.*",
         ):
             warnings.filterwarnings("ignore", message=pattern)
         try:

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from dmtl.cli.errors import console, handle_errors
 
-relatedness_app = typer.Typer(help="Estimate and inspect task-relatedness tables.", no_args_is_help=True)
+relatedness_app = typer.Typer(
+    help="Estimate and inspect task-relatedness tables.", no_args_is_help=True
+)
 
 
 @relatedness_app.command("estimate")
 @handle_errors
 def estimate(
     config: Annotated[Path, typer.Argument(help="YAML config file.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="CSV file (one edge) or folder (several).")],
-    source: Annotated[Optional[str], typer.Option(help="Source task (categorical).")] = None,  # noqa: UP045
-    target: Annotated[Optional[str], typer.Option(help="Target task.")] = None,  # noqa: UP045
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="CSV file (one edge) or folder (several).")
+    ],
+    source: Annotated[str | None, typer.Option(help="Source task (categorical).")] = None,
+    target: Annotated[str | None, typer.Option(help="Target task.")] = None,
     alpha: Annotated[float, typer.Option(help="Smoothing towards the marginal.")] = 1.0,
     set_: Annotated[
-        Optional[list[str]],  # noqa: UP045
+        list[str] | None,
         typer.Option("--set", "-s", help="Override a config key: key.sub=value."),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files.")] = False,
@@ -64,7 +68,9 @@ def estimate(
 @handle_errors
 def show(
     table: Annotated[Path, typer.Argument(help="Relatedness CSV (rows: source classes).")],
-    image: Annotated[Optional[Path], typer.Option("--image", "-o", help="Heatmap PNG (default: beside the CSV).")] = None,  # noqa: UP045
+    image: Annotated[
+        Path | None, typer.Option("--image", "-o", help="Heatmap PNG (default: beside the CSV).")
+    ] = None,
     max_columns: Annotated[int, typer.Option(help="Columns shown in the terminal.")] = 20,
 ) -> None:
     """Print a relatedness table and draw it as a heatmap PNG."""
@@ -87,6 +93,11 @@ def show(
     if frame.shape[1] > max_columns:
         console.print(f"({frame.shape[1] - max_columns} more columns in the file)")
     path = image or table.with_suffix(".png")
-    plot_relatedness(values, [str(r) for r in frame.index], [str(c) for c in frame.columns], path,
-                     title=table.stem)
+    plot_relatedness(
+        values,
+        [str(r) for r in frame.index],
+        [str(c) for c in frame.columns],
+        path,
+        title=table.stem,
+    )
     console.print(f"heatmap written to [bold]{path}[/]")

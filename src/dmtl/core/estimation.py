@@ -46,7 +46,9 @@ class RelatednessEstimator:
         if not isinstance(source, CategoricalTask):
             raise RelatednessError(f"edge {source.name}->{target.name}: source must be categorical")
         if alpha < 0:
-            raise RelatednessError(f"edge {source.name}->{target.name}: alpha must be >= 0, got {alpha}")
+            raise RelatednessError(
+                f"edge {source.name}->{target.name}: alpha must be >= 0, got {alpha}"
+            )
         self.source, self.target, self.alpha = source, target, float(alpha)
         shape = (source.num_classes, target.num_outputs)
         self.joint = torch.zeros(shape, dtype=torch.float64)  # n_cj (or n_cd)
@@ -67,7 +69,9 @@ class RelatednessEstimator:
             return
         one_hot_a = torch.nn.functional.one_hot(a.target[both], self.source.num_classes).double()
         if isinstance(self.target, CategoricalTask):
-            one_hot_b = torch.nn.functional.one_hot(b.target[both], self.target.num_classes).double()
+            one_hot_b = torch.nn.functional.one_hot(
+                b.target[both], self.target.num_classes
+            ).double()
             self.joint += one_hot_a.T @ one_hot_b
             self.observed += one_hot_a.sum(0)[:, None].expand_as(self.joint)
         else:
@@ -77,7 +81,7 @@ class RelatednessEstimator:
         self.num_samples += float(both.sum())
 
     def update_from_predictions(self, p_source: Tensor, p_target: Tensor) -> None:
-        """Add soft counts from predicted distributions ``p_A`` ``(N, C)`` and ``p_B`` ``(N, K)``."""
+        """Add soft counts from predictions ``p_A`` ``(N, C)`` and ``p_B`` ``(N, K)``."""
         p_source, p_target = p_source.detach().double().cpu(), p_target.detach().double().cpu()
         self.joint += p_source.T @ p_target
         self.observed += p_source.sum(0)[:, None].expand_as(self.joint)

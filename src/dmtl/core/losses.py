@@ -1,4 +1,4 @@
-r"""Losses: masked supervised, co-annotation (from labels) and distribution matching (from predictions).
+r"""Losses: masked supervised, co-annotation (labels) and distribution matching (predictions).
 
 All losses take logits (never probabilities) and are numerically stable for
 logits up to ``±1e4``. Every average is over what is observed; a loss with
@@ -51,7 +51,8 @@ def masked_cross_entropy(logits: Tensor, labels: TaskLabels) -> Tensor:
     """``sum_i m_i CE(z_i, y_i) / sum_i m_i`` over the labelled samples of a categorical task.
 
     >>> from dmtl.core.labels import TaskLabels
-    >>> masked_cross_entropy(torch.zeros(2, 4), TaskLabels(torch.tensor([1, 0]), torch.tensor([True, False])))
+    >>> labels = TaskLabels(torch.tensor([1, 0]), torch.tensor([True, False]))
+    >>> masked_cross_entropy(torch.zeros(2, 4), labels)
     tensor(1.3863)
     """
     # Masked-out targets may hold any filler (e.g. -1): never read them.
@@ -89,7 +90,7 @@ def hard_binary_targets(soft: Tensor, threshold: float = 0.5) -> Tensor:
 
 
 def hard_categorical_targets(soft: Tensor, threshold: float = 0.5) -> tuple[Tensor, Tensor]:
-    """Hard co-annotation for categorical targets: one-hot arg-max, kept where its probability ``>= threshold``.
+    """Hard categorical co-annotation: one-hot arg-max, kept where its probability ``>= threshold``.
 
     Returns the one-hot targets and a ``(N,)`` mask of the rows kept.
     """

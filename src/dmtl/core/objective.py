@@ -93,7 +93,9 @@ class Objective(nn.Module):
                         "(or has different classes/labels)"
                     )
         if co_annotation not in ("off", "soft", "hard"):
-            raise ValueError(f"co_annotation must be 'off', 'soft' or 'hard', got {co_annotation!r}")
+            raise ValueError(
+                f"co_annotation must be 'off', 'soft' or 'hard', got {co_annotation!r}"
+            )
         check_eps_tau(ca_eps, ca_tau, "co-annotation")
         check_eps_tau(dm_eps, dm_tau, "distribution matching")
         for name, value in (("lambda_ca", lambda_ca), ("lambda_dm", lambda_dm)):
@@ -129,9 +131,7 @@ class Objective(nn.Module):
             task = by_name.get(name)
             if not isinstance(task, CategoricalTask):
                 raise ValueError(f"priors: {name!r} is not a categorical task")
-            self._priors[name] = check_prior(
-                prior, task.num_classes, f"priors[{name!r}]"
-            ).float()
+            self._priors[name] = check_prior(prior, task.num_classes, f"priors[{name!r}]").float()
 
     def prior(self, task: str) -> Tensor | None:
         """The class prior of a categorical task, or ``None`` (uniform)."""
@@ -178,15 +178,27 @@ class Objective(nn.Module):
             prior = self.prior(edge.source.name)
             if self.co_annotation != "off" and self.lambda_ca > 0:
                 for name, loss in co_annotation_losses(
-                    edge, logits, labels, self.co_annotation, prior,
-                    self.ca_eps, self.ca_tau, self.hard_threshold,
+                    edge,
+                    logits,
+                    labels,
+                    self.co_annotation,
+                    prior,
+                    self.ca_eps,
+                    self.ca_tau,
+                    self.hard_threshold,
                 ).items():
                     terms[f"ca/{name}"] = loss
                     total = total + self.lambda_ca * loss
             if self.distribution_matching and self.lambda_dm > 0:
                 for name, loss in distribution_matching_losses(
-                    edge, logits, prior, self.dm_eps, self.dm_tau, self.stop_gradient,
-                    self.dm_forward, self.dm_inverse,
+                    edge,
+                    logits,
+                    prior,
+                    self.dm_eps,
+                    self.dm_tau,
+                    self.stop_gradient,
+                    self.dm_forward,
+                    self.dm_inverse,
                 ).items():
                     terms[f"dm/{name}"] = loss
                     total = total + self.lambda_dm * dm_scale * loss
@@ -195,7 +207,8 @@ class Objective(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"tasks={[t.name for t in self.tasks]}, edges={[e.name for e in self.edges]}, "
-            f"co_annotation={self.co_annotation!r}, distribution_matching={self.distribution_matching}, "
+            f"co_annotation={self.co_annotation!r}, "
+            f"distribution_matching={self.distribution_matching}, "
             f"stop_gradient={self.stop_gradient}"
         )
 

@@ -61,7 +61,9 @@ def check_prior(prior: Tensor, num_classes: int, where: str = "prior") -> Tensor
     """Validate a class prior: shape ``(C,)``, positive, summing to 1."""
     prior = torch.as_tensor(prior, dtype=torch.float64 if prior.dtype == torch.float64 else None)
     if prior.shape != (num_classes,):
-        raise RelatednessError(f"{where}: expected shape ({num_classes},), got {tuple(prior.shape)}")
+        raise RelatednessError(
+            f"{where}: expected shape ({num_classes},), got {tuple(prior.shape)}"
+        )
     if bool(torch.isnan(prior).any()) or bool((prior <= 0).any()):
         raise RelatednessError(f"{where}: every class needs a positive prior probability")
     if abs(float(prior.sum()) - 1.0) > ROW_SUM_TOLERANCE:
@@ -123,7 +125,7 @@ def categorical_posterior(table: Tensor, prior: Tensor | None = None) -> Tensor:
 
 
 def inverse_categorical_map(p_target: Tensor, table: Tensor, prior: Tensor | None = None) -> Tensor:
-    """``q_A(c|x) = sum_d p_B(d|x) P[d, c]`` (see :func:`categorical_posterior`); ``(N, C_B) -> (N, C_A)``."""
+    """``q_A(c|x) = sum_d p_B(d|x) P[d, c]`` (:func:`categorical_posterior`); ``(N, C_A)``."""
     return p_target @ categorical_posterior(table.to(p_target.dtype), prior)
 
 
@@ -137,7 +139,9 @@ class Relatedness:
                 "the source of a relatedness edge must be a categorical task"
             )
         if source.name == target.name:
-            raise RelatednessError(f"edge {source.name!r} -> {target.name!r}: links a task to itself")
+            raise RelatednessError(
+                f"edge {source.name!r} -> {target.name!r}: links a task to itself"
+            )
         self.source = source
         self.target = target
         self.table = self._validated(torch.as_tensor(table, dtype=torch.float32))
@@ -196,10 +200,12 @@ class Relatedness:
         eps: float = 0.05,
         tau: float = 1.0,
     ) -> Tensor:
-        """``log q_A(c|x)`` from B's evidence: label values/probabilities (binary) or ``p_B`` (categorical)."""
+        """``log q_A(c|x)`` from B's evidence: labels or probabilities (binary), ``p_B`` (categorical)."""
         table = self.table.to(evidence.device)
         if self.target_is_categorical:
-            q = inverse_categorical_map(evidence, table, None if prior is None else prior.to(evidence.device))
+            q = inverse_categorical_map(
+                evidence, table, None if prior is None else prior.to(evidence.device)
+            )
             return q.clamp_min(torch.finfo(q.dtype).tiny).log()
         log_prior = None if prior is None else prior.to(evidence.device, evidence.dtype).log()
         return inverse_binary_log_posterior(evidence, table, observed, log_prior, eps, tau)
@@ -274,7 +280,8 @@ class Relatedness:
                     value = float(cell)
                 except ValueError:
                     raise RelatednessError(
-                        f"{path}, line {line}, column {name!r}: expected a probability, got {cell!r}"
+                        f"{path}, line {line}, column {name!r}: "
+                        f"expected a probability, got {cell!r}"
                     ) from None
                 values[i, target.index(name)] = value
         try:

@@ -32,7 +32,9 @@ def _check_names(task: str, what: str, names: Sequence[str], minimum: int) -> tu
         raise TaskSpecError(f"task {task!r}: expected at least {minimum} {what}, got {len(names)}")
     for i, name in enumerate(names):
         if not isinstance(name, str) or not name.strip():
-            raise TaskSpecError(f"task {task!r}: {what} #{i} must be a non-empty string, got {name!r}")
+            raise TaskSpecError(
+                f"task {task!r}: {what} #{i} must be a non-empty string, got {name!r}"
+            )
     duplicated = sorted(n for n, count in Counter(names).items() if count > 1)
     if duplicated:
         raise TaskSpecError(f"task {task!r}: duplicated {what}: {', '.join(duplicated)}")
@@ -85,9 +87,7 @@ class CategoricalTask(Task):
 
     kind: TaskKind = field(init=False, default="categorical")
 
-    def __init__(
-        self, name: str, classes: Iterable[str], zero_shot: Iterable[str] = ()
-    ) -> None:
+    def __init__(self, name: str, classes: Iterable[str], zero_shot: Iterable[str] = ()) -> None:
         if not isinstance(name, str) or not name.strip():
             raise TaskSpecError(f"a task name must be a non-empty string, got {name!r}")
         if "/" in name:

@@ -127,7 +127,8 @@ class MultiTaskModule(pl.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         logits = self.model(batch.x)
         loss, terms = self.objective(logits, batch.labels, dm_scale=self.dm_scale())
-        for name, value in {"loss": loss, **terms}.items():
+        # The terms before their total, so that the message names the term that broke.
+        for name, value in {**terms, "loss": loss}.items():
             if not bool(torch.isfinite(value.detach())):
                 sources = sorted({self._source_name(int(s)) for s in batch.source.tolist()})
                 raise NonFiniteLossError(

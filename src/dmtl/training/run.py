@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from dmtl.config import Config, dump_config
 from dmtl.data.batching import build_eval_loader, build_train_loader
 from dmtl.training.experiment import Experiment
 from dmtl.training.module import MultiTaskModule, edge_to_dict, task_to_dict
-from dmtl.training.trainer import build_trainer, last_checkpoint, prepare_run_dir
+from dmtl.training.trainer import build_trainer, last_checkpoint, launch_rank, prepare_run_dir
 
 
 @dataclass
@@ -45,7 +46,19 @@ def make_module(experiment: Experiment, steps_per_epoch: int) -> MultiTaskModule
     )
 
 
-def train_loader(experiment: Experiment, steps_per_epoch: int | None = None) -> DataLoader:
+def train_loader(
+    experiment: Experiment,
+    steps_per_epoch: int | None = None,
+    *,
+    rank: int | None = None,
+    world_size: int | None = None,
+) -> DataLoader:
+    """The training loader; ``batch_size`` is global, each rank gets its slice of every batch.
+
+    Pass ``rank``/``world_size`` (the Trainer's) when the loader is built before the
+    process group exists, as :func:`run_training` does; otherwise they come from
+    ``torch.distributed`` when initialised, else 0/1.
+    """
     cfg = experiment.config.trainer
     return build_train_loader(
         experiment.train,
@@ -54,15 +67,36 @@ def train_loader(experiment: Experiment, steps_per_epoch: int | None = None) -> 
         seed=experiment.seed,
         num_workers=cfg.num_workers,
         num_batches=steps_per_epoch or cfg.steps_per_epoch,
+        rank=rank,
+        world_size=world_size,
     )
 
 
-def eval_loader(experiment: Experiment, split: str) -> DataLoader | None:
+def eval_loader(
+    experiment: Experiment,
+    split: str,
+    *,
+    rank: int | None = None,
+    world_size: int | None = None,
+) -> DataLoader | None:
+    """Evaluation batches of a split (``val``/``test``), dealt round-robin across ranks.
+
+    With several ranks the batch size is lowered, if needed, so that every rank gets at
+    least one batch (Lightning refuses an empty loader on any rank).
+    """
     sources = experiment.val if split == "val" else experiment.test
     if not sources:
         return None
     cfg = experiment.config.trainer
-    return build_eval_loader(sources, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)
+    batch_size = cfg.eval_batch_size
+    world = world_size or 1
+    if world > 1:
+        largest = max(len(s) for s in sources)
+        batch_size = max(1, min(batch_size, math.ceil(largest / world)))
+    return build_eval_loader(
+        sources, batch_size=batch_size, num_workers=cfg.num_workers,
+        rank=rank, world_size=world_size,
+    )
 
 
 def write_run_files(experiment: Experiment, run_dir: Path) -> None:
@@ -89,20 +123,30 @@ def run_training(
 ) -> RunResult:
     """Train on ``experiment``, evaluate on its test split (else validation), write the outputs."""
     config: Config = experiment.config
-    run_dir = prepare_run_dir(Path(run_dir), resume=resume, overwrite=overwrite)
+    # Under DDP every rank runs this function; only the first one prepares and writes the
+    # folder (another rank would find it non-empty, or delete it, as it is being written).
+    if launch_rank() == 0:
+        run_dir = prepare_run_dir(Path(run_dir), resume=resume, overwrite=overwrite)
+    else:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(experiment.seed, workers=True, verbose=False)
     if config.trainer.num_threads is not None:
         torch.set_num_threads(config.trainer.num_threads)
     if config.trainer.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    loader = train_loader(experiment, steps_per_epoch)
-    module = make_module(experiment, steps_per_epoch=len(loader))
-    write_run_files(experiment, run_dir)
-    val_loader = eval_loader(experiment, "val")
+    # The Trainer first: it knows this process's rank and the world size before the process
+    # group exists, and the samplers must shard each global batch with them.
     trainer = build_trainer(
-        config, run_dir, has_validation=val_loader is not None,
+        config, run_dir, has_validation=bool(experiment.val),
         extra_callbacks=callbacks, enable_progress_bar=progress_bar, quiet=quiet,
     )
+    ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}
+    loader = train_loader(experiment, steps_per_epoch, **ranks)
+    module = make_module(experiment, steps_per_epoch=len(loader))
+    if trainer.global_rank == 0:
+        write_run_files(experiment, run_dir)
+    val_loader = eval_loader(experiment, "val", **ranks)
     ckpt = last_checkpoint(run_dir) if resume else None
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader, val_dataloaders=val_loader, ckpt_path=ckpt)
@@ -141,7 +185,7 @@ def evaluate_module(
     checkpoint: Path | None = None,
 ) -> dict[str, float | None]:
     """Metrics of ``module`` (or of ``checkpoint``) on a split, as a flat dict."""
-    loader = eval_loader(experiment, split)
+    loader = eval_loader(experiment, split, rank=trainer.global_rank, world_size=trainer.world_size)
     if loader is None:
         return {}
     if checkpoint is not None and checkpoint.is_file():

@@ -13,6 +13,7 @@ Outputs of a run folder::
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,19 @@ from dmtl.config import Config
 
 class RunDirError(ValueError):
     """The output folder exists and neither resuming nor overwriting was asked for."""
+
+
+def launch_rank() -> int:
+    """This process's global rank as its launcher set it (torchrun, SLURM, Lightning), else 0.
+
+    Known before any process group exists: the variables Lightning itself reads
+    (``RANK``, ``LOCAL_RANK``, ``SLURM_PROCID``, ``JSM_NAMESPACE_RANK``), first one set.
+    """
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        value = os.environ.get(key)
+        if value is not None and value.strip().isdigit():
+            return int(value)
+    return 0
 
 
 def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False) -> Path:

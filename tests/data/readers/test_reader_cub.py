@@ -78,9 +78,19 @@ def test_low_certainty_labels_become_missing() -> None:
 def test_attribute_names_inside_attributes_folder(tmp_path: Path) -> None:
     shutil.copytree(ROOT / BASE, tmp_path / BASE)
     shutil.copy(ROOT / "attributes.txt", tmp_path / BASE / "attributes" / "attributes.txt")
-    result = read_dataset("cub", tmp_path / BASE, attributes=False, knowledge=False)
+    result = read_dataset("cub", tmp_path / BASE, attributes=False)
+    assert [t.name for t in result.tasks] == ["species"]
+    assert len(result.knowledge) == 1
+    check_manifest(result)
+
+
+def test_species_only_needs_no_attribute_files(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / BASE, tmp_path / BASE)
+    shutil.rmtree(tmp_path / BASE / "attributes")
+    result = read_dataset("cub", tmp_path, attributes=False, knowledge=False)
     assert [t.name for t in result.tasks] == ["species"]
     assert result.knowledge == []
+    assert list(result.manifest.columns) == ["id", "image", "split", "species"]
     check_manifest(result)
 
 

@@ -141,6 +141,9 @@ def test_bad_metadata(copy_fixture: CopyFixture) -> None:
     edit_line(meta, 3, "100627-72,,Oxfords,,,Lace up,Men,Leather,Capped Toe")
     with pytest.raises(DatasetLayoutError, match=r"meta-data\.csv, line 3: empty Category"):
         read_dataset("ut_zappos", root)
+    edit_line(meta, 3, "100627-72,Shoes,Oxfords,,,Lace up")
+    with pytest.raises(DatasetLayoutError, match=r"meta-data\.csv, line 3: truncated"):
+        read_dataset("ut_zappos", root)
     edit_line(meta, 1, "CID,Category,SubCategory")
     with pytest.raises(
         DatasetLayoutError, match=r"meta-data\.csv, line 1: header lacks HeelHeight"

@@ -41,7 +41,7 @@ EXPRESSIONS: tuple[str, ...] = (
     "sadness",
     "surprise",
 )
-"""dmtl's 7 basic expressions, in the order of ``docs`` / method section 7."""
+"""dmtl's 7 basic expressions, in the order of ``method.md`` section 7."""
 
 CONTEMPT = "contempt"
 
@@ -446,6 +446,28 @@ def read_table(
     return table
 
 
+def check_field_counts(path: Path, skiprows: int, expected: int, sep: str = ",") -> None:
+    """Error at the first data line whose number of fields is not ``expected``.
+
+    For delimited files whose fields may legitimately be empty: the fast parser
+    cannot tell an empty trailing field from a missing one.
+    """
+    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        for number, fields in enumerate(csv.reader(handle, delimiter=sep), start=1):
+            if number <= skiprows or not fields or not any(f.strip() for f in fields):
+                continue
+            if len(fields) != expected:
+                kind = (
+                    "truncated or malformed line" if len(fields) < expected else "too many fields"
+                )
+                raise DatasetLayoutError(
+                    path,
+                    f"{kind}: expected {expected} fields, found {len(fields)}",
+                    line=number,
+                    value=sep.join(fields),
+                )
+
+
 def parse_name_list(
     path: Path, skiprows: int, what: str, *, with_type: bool = True
 ) -> list[tuple[str, int]]:
@@ -603,6 +625,7 @@ __all__ = [
     "binary_block",
     "build_manifest",
     "check_choice",
+    "check_field_counts",
     "drop_unlabelled",
     "expression_task",
     "find_dir",

@@ -55,8 +55,6 @@ def _read_attributes(path: Path) -> tuple[list[str], pd.DataFrame]:
         raise DatasetLayoutError(path, "expected the attribute names", line=2)
     if len(set(names)) != len(names):
         raise DatasetLayoutError(path, "duplicated attribute name in header", line=2)
-    if names[0] in ("image_id", "Image", "image_name", "file"):
-        names = names[1:]  # a CSV-style header naming the file column too
     table = read_table(path, ["file", *names], skiprows=2, ints=names, compact=np.int8)
     frame = table.frame
     values = frame[names].to_numpy()

@@ -143,10 +143,14 @@ def read_cub(
             split_table.path, "image has no line", value=int(image_index[unsplit[0]])
         )
     tasks: list[Task] = [species_task]
-    binary = []
+    binary: list[pd.DataFrame] = []
     dropped: dict[str, int] = {}
     notes: list[str] = []
     result_knowledge: list[Relatedness] = []
+    if not (attributes or knowledge):
+        return ReaderResult(
+            _manifest(images, prefix, split, species, []), tasks, root, dropped, notes
+        )
     names = _attribute_names(base)
     attr_task = BinarySetTask("attributes", names["name"].astype(str).tolist())
     attr_index = pd.Index(names["id"])
@@ -198,14 +202,21 @@ def read_cub(
             )
         else:
             notes.append(f"{path.relative_to(root).as_posix()} not found: no knowledge table")
-    manifest = build_manifest(
-        images.frame["name"].astype(str).to_numpy(dtype=object),
-        (prefix + "images/" + images.frame["name"].astype(str)).to_numpy(dtype=object),
+    manifest = _manifest(images, prefix, split, species, binary)
+    return ReaderResult(manifest, tasks, root, dropped, notes, result_knowledge)
+
+
+def _manifest(
+    images: Table, prefix: str, split: np.ndarray, species: np.ndarray, binary: list[pd.DataFrame]
+) -> pd.DataFrame:
+    names = images.frame["name"].astype(str)
+    return build_manifest(
+        names.to_numpy(dtype=object),
+        (prefix + "images/" + names).to_numpy(dtype=object),
         split=split,
         categorical={"species": species},
         binary=binary,
     )
-    return ReaderResult(manifest, tasks, root, dropped, notes, result_knowledge)
 
 
 def _read_class_attributes(path: Path, num_classes: int, num_attributes: int) -> np.ndarray:

@@ -30,6 +30,7 @@ from dmtl.data.readers.base import (
     binary_block,
     build_manifest,
     check_choice,
+    check_field_counts,
     find_file,
     head_lines,
     read_table,
@@ -123,6 +124,7 @@ def read_ut_zappos(
     missing = [c for c in META_COLUMNS if c not in header]
     if missing:
         raise DatasetLayoutError(meta_path, f"header lacks {', '.join(missing)}", line=1)
+    check_field_counts(meta_path, 1, len(header))
     table = read_table(meta_path, header, sep=",", skiprows=1, required=1)
     meta = table.frame
     mat_path = find_file(meta_path.parent, ["image-path.mat"], "UT-Zappos50K image path list")
