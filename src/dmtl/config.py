@@ -202,11 +202,13 @@ class OutputConfig(_Strict):
     checkpoint: Literal["last", "best"] = "last"
 
 
+Variant = Literal["single_task", "mtl", "mtl+ca", "mtl+dm", "mtl+ca+dm"]
+ALL_VARIANTS: tuple[Variant, ...] = ("single_task", "mtl", "mtl+ca", "mtl+dm", "mtl+ca+dm")
+
+
 class StudyConfig(_Strict):
     seeds: int = Field(default=3, ge=1)
-    variants: list[Literal["single_task", "mtl", "mtl+ca", "mtl+dm", "mtl+ca+dm"]] = Field(
-        default_factory=lambda: ["single_task", "mtl", "mtl+ca", "mtl+dm", "mtl+ca+dm"]
-    )
+    variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS))
     co_annotation: Literal["soft", "hard"] = "soft"
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from dmtl.cli.errors import console, handle_errors
 from dmtl.cli.render import frame_table
+from dmtl.data.sources import Source
 
 datasets_app = typer.Typer(help="List, inspect, export and check datasets.", no_args_is_help=True)
 
@@ -39,7 +40,7 @@ def list_datasets() -> None:
     console.print(readers)
 
 
-def _show_sources(sources: list, title: str) -> None:  # type: ignore[type-arg]
+def _show_sources(sources: list[Source], title: str) -> None:
     from dmtl.data.inspect import class_balance, label_counts, task_overlap
 
     counts = pd.concat([label_counts(s) for s in sources], ignore_index=True)
@@ -67,7 +68,7 @@ def _show_sources(sources: list, title: str) -> None:  # type: ignore[type-arg]
                     )
 
 
-def _per_task(sources: list) -> pd.DataFrame:  # type: ignore[type-arg]
+def _per_task(sources: list[Source]) -> pd.DataFrame:
     """Samples per source labelled for each task (any of its labels, for a binary set)."""
     from dmtl.data.inspect import labelled_mask
 
@@ -188,7 +189,7 @@ def check(
     cfg = load_config(config, set_ or [])
     problems = 0
     counts: list[pd.DataFrame] = []
-    sources = []
+    sources: list[Source] = []
     for i, source_cfg in enumerate(cfg.sources):
         one = cfg.model_copy(update={"sources": [source_cfg]})
         try:

@@ -200,7 +200,7 @@ class Relatedness:
         eps: float = 0.05,
         tau: float = 1.0,
     ) -> Tensor:
-        """``log q_A(c|x)`` from B's evidence: labels or probabilities (binary), ``p_B`` (categorical)."""
+        """``log q_A(c|x)`` from B's evidence: labels or p_B,j (binary), ``p_B`` (categorical)."""
         table = self.table.to(evidence.device)
         if self.target_is_categorical:
             q = inverse_categorical_map(

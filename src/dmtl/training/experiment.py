@@ -373,6 +373,8 @@ def build_edges(
             elif spec.kind == "affect":
                 from dmtl.knowledge.affect import expression_au_relatedness
 
+                if not isinstance(target, BinarySetTask):
+                    raise ExperimentError(f"{where}.target: kind 'affect' needs a binary-set AU task")
                 edge = expression_au_relatedness(expression=source, au_task=target)
             elif spec.kind == "table":
                 assert spec.path is not None

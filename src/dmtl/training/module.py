@@ -115,7 +115,7 @@ class MultiTaskModule(pl.LightningModule):
         self.test_metrics = MultiTaskMetrics(self.tasks)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        return self.model(x)  # type: ignore[no-any-return]
+        return self.model(x)
 
     def dm_scale(self) -> float:
         """Linear warm-up of ``lambda_dm`` over ``method.dm_warmup_epochs`` epochs."""
@@ -132,7 +132,7 @@ class MultiTaskModule(pl.LightningModule):
             if not bool(torch.isfinite(value.detach())):
                 sources = sorted({self._source_name(int(s)) for s in batch.source.tolist()})
                 raise NonFiniteLossError(
-                    f"loss term {name!r} is {float(value)} at step {self.global_step} "
+                    f"loss term {name!r} is {float(value.detach())} at step {self.global_step} "
                     f"(batch {batch_idx}, sources: {', '.join(sources)}); "
                     "lower the learning rate or check the inputs of these sources"
                 )

@@ -86,7 +86,7 @@ def predict_frame(module: MultiTaskModule, source: Source, batch_size: int = 256
         if isinstance(task, CategoricalTask):
             columns[task.name] = [task.classes[i] for i in p.argmax(-1).tolist()]
         else:
-            for j, label in enumerate(task.labels):
+            for j, label in enumerate(task.names):
                 columns[f"{task.name}/{label}"] = (p[:, j] >= 0.5).int().tolist()
     for task in module.tasks:
         for j, name in enumerate(task.names):
