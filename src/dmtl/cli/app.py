@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from dmtl.cli.errors import console, handle_errors, quiet_lightning
+from dmtl.cli.options import ConfigArg, Overrides, Overwrite, Resume
 
 app = typer.Typer(
     name="dmtl",
@@ -24,15 +25,6 @@ app = typer.Typer(
     add_completion=False,
 )
 
-ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
-Overrides = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Override a config key: key.sub=value (repeatable)."),
-]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue an existing output folder.")]
-Overwrite = Annotated[
-    bool, typer.Option("--overwrite", help="Delete an existing output folder and start again.")
-]
 
 
 def _command_line() -> str:

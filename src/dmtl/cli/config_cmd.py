@@ -9,6 +9,7 @@ import typer
 from rich.syntax import Syntax
 
 from dmtl.cli.errors import console, handle_errors
+from dmtl.cli.options import Overrides
 
 config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
 
@@ -17,10 +18,7 @@ config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
 @handle_errors
 def show(
     config: Annotated[Path, typer.Argument(help="YAML config file.")],
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", "-s", help="Override a config key: key.sub=value."),
-    ] = None,
+    set_: Overrides = None,
 ) -> None:
     """Validate a config and print it resolved (defaults filled in, paths made absolute)."""
     from dmtl.config import dump_config, load_config

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dmtl.cli.errors import console, handle_errors
+from dmtl.cli.options import Overrides
 from dmtl.cli.render import frame_table
 from dmtl.data.sources import Source
 
@@ -90,10 +91,7 @@ def _per_task(sources: list[Source]) -> pd.DataFrame:
 @handle_errors
 def show(
     target: Annotated[str, typer.Argument(help="A built-in dataset name or a YAML config.")],
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", "-s", help="Override a config key (with a config)."),
-    ] = None,
+    set_: Overrides = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the regime (with a config).")] = None,
 ) -> None:
     """Per source: labelled samples per task and label, overlap between tasks, class balance.
@@ -171,10 +169,7 @@ def export(
 @handle_errors
 def check(
     config: Annotated[Path, typer.Argument(help="YAML config whose sources to check.")],
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", "-s", help="Override a config key."),
-    ] = None,
+    set_: Overrides = None,
 ) -> None:
     """Check every source's data folder against its reader or manifest before any training.
 

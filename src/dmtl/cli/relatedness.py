@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dmtl.cli.errors import console, handle_errors
+from dmtl.cli.options import Overrides
 
 relatedness_app = typer.Typer(
     help="Estimate and inspect task-relatedness tables.", no_args_is_help=True
@@ -24,10 +25,7 @@ def estimate(
     source: Annotated[str | None, typer.Option(help="Source task (categorical).")] = None,
     target: Annotated[str | None, typer.Option(help="Target task.")] = None,
     alpha: Annotated[float, typer.Option(help="Smoothing towards the marginal.")] = 1.0,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", "-s", help="Override a config key: key.sub=value."),
-    ] = None,
+    set_: Overrides = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files.")] = False,
 ) -> None:
     """Estimate R from the training samples labelled for both tasks (after the regime).

@@ -38,7 +38,7 @@ from dmtl.training.results import (
     upsert_run,
 )
 from dmtl.training.run import run_training, train_loader
-from dmtl.training.trainer import RunDirError
+from dmtl.training.trainer import prepare_run_dir
 
 VARIANT_METHODS: dict[str, dict[str, Any]] = {
     "mtl": {"co_annotation": "off", "distribution_matching": False},
@@ -80,17 +80,7 @@ def run_study(
     results_path = out_dir / "results.json"
     n_seeds = seeds or config.study.seeds
     seed_list = [config.trainer.seed + i for i in range(n_seeds)]
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if overwrite:
-            import shutil
-
-            shutil.rmtree(out_dir)
-        elif not resume:
-            raise RunDirError(
-                f"study folder {out_dir} already exists and is not empty; pass --resume to "
-                "continue it or --overwrite to replace it"
-            )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
     (out_dir / "config.yaml").write_text(dump_config(config))
     loaded = load_sources(config)
     results: StudyResults | None = load_results(results_path) if results_path.is_file() else None

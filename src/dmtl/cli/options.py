@@ -1,0 +1,19 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
+
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config key: key.sub=value (repeatable)."),
+]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an existing output folder.")]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace existing outputs (they are deleted).")
+]
