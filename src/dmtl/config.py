@@ -312,6 +312,11 @@ def check_consistency(config: Config) -> list[tuple[str, str]]:
             problems.append(
                 (f"sources.{i}.manifest", "a manifest source needs the tasks declared under 'tasks'")
             )
+    # With manifest sources only, the declared tasks are all the tasks there are, so edges
+    # and weights can be checked here; built-in datasets and readers bring their own tasks
+    # (checked when the experiment is built).
+    all_declared = all(s.manifest is not None for s in config.sources)
+    declared = {t.name: t for t in config.tasks}
     seen_edges: set[tuple[str, str]] = set()
     for i, edge in enumerate(config.relatedness):
         if edge.source == edge.target:
@@ -321,14 +326,21 @@ def check_consistency(config: Config) -> list[tuple[str, str]]:
         seen_edges.add((edge.source, edge.target))
         if edge.path is not None and not Path(edge.path).is_file():
             problems.append((f"relatedness.{i}.path", f"file not found: {edge.path}"))
-        declared = {t.name: t for t in config.tasks}
+        if all_declared:
+            for end in ("source", "target"):
+                name = getattr(edge, end)
+                if name not in declared:
+                    problems.append(
+                        (f"relatedness.{i}.{end}",
+                         f"no task {name!r}; declared tasks: {', '.join(declared) or 'none'}")
+                    )
         src = declared.get(edge.source)
         if src is not None and src.type != "categorical":
             problems.append(
                 (f"relatedness.{i}.source", f"task {edge.source!r} must be categorical to be a source")
             )
     for name in config.method.task_weights:
-        if config.tasks and name not in task_names:
+        if all_declared and name not in task_names:
             problems.append((f"method.task_weights.{name}", "no such task"))
     return problems
 

@@ -82,6 +82,7 @@ def show(
         raise FileNotFoundError(f"{table}: no such file")
     try:
         frame = pd.read_csv(table, index_col=0)
+        frame.index = frame.index.astype(str)  # class names, even where they look like numbers
         values = frame.to_numpy(dtype=float)
     except (ValueError, pd.errors.ParserError) as error:
         raise RelatednessError(f"{table}: not a relatedness table ({error})") from None

@@ -1,0 +1,415 @@
+"""Quality: the ``dmtl study`` ablation on digits and Fashion-MNIST regimes, over seeds.
+
+Every study goes through :func:`dmtl.training.study.run_study` with
+:func:`dmtl.config.load_config` and dotted overrides, exactly what
+``dmtl study CONFIG --seeds N -s key=value ... -o DIR --overwrite`` does; the
+equivalent command is recorded with each study. A study's output folder
+(checkpoints, ``results.json``, ``report.md``, plots) goes under
+``runs/benchmarks/quality/<name>`` (git-ignored); the summary used by the docs goes to
+``benchmarks/results/quality.json``.
+
+Settings (``--device cpu``, the default, sized for about 40 minutes on 2 cores):
+
+- digits (scikit-learn, 8x8): the ``configs/digits-scarce.yaml`` set-up (MLP, 30 epochs)
+  with scarce 1 %, 3 %, 10 % of the digit labels (other tasks on the rest), disjoint, and
+  overlap 5 % with ``digit -> ink`` estimated from the co-annotated 5 %; plus two
+  one-setting comparisons at 3 %: gradient through the DM target
+  (``method.stop_gradient=false``) and hard co-annotation (``study.co_annotation=hard``).
+- Fashion-MNIST (``configs/fashion-*.yaml``): on CPU a random 12,000 of the 70,000 images
+  (``sources.0.max_samples``; train and test rows alike), an MLP backbone and 5 epochs;
+  disjoint, scarce 1 % of category labels, imbalance 1:20, overlap 2 % (``category ->
+  pixel`` estimated), and a single-task-only ``full`` study (100 % of the labels) for the
+  gap-closing target. ``--device cuda`` (benchmarks/gpu.sh) keeps the configs' small_cnn
+  and the full data instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    FASHION_DIR,
+    QUICK_DIR,
+    REPO,
+    RESULTS_DIR,
+    command_line,
+    hardware,
+    now,
+    write_result,
+)
+
+MTL_VARIANTS = ("mtl", "mtl+ca", "mtl+dm", "mtl+ca+dm")
+METHOD_VARIANTS = ("mtl+ca", "mtl+dm", "mtl+ca+dm")
+STUDY_ROOT = REPO / "runs" / "benchmarks" / "quality"
+
+
+@dataclass
+class StudySpec:
+    """One study: a config file, overrides, and what it is for in the docs."""
+
+    name: str
+    dataset: str
+    title: str
+    config: str
+    overrides: list[str] = field(default_factory=list)
+    kind: str = "regime"  # "regime" (a full ablation), "comparison" (one switch), "reference"
+    compare_to: str | None = None
+    switch: str | None = None
+
+
+@dataclass
+class Settings:
+    """Sizes of the run (``--quick``: 1 seed, 1 epoch, tiny)."""
+
+    seeds: int = 5
+    digits_epochs: int | None = None  # None: the config's (30)
+    fashion_epochs: int | None = 5
+    fashion_max_samples: int | None = 12000
+    fashion_backbone: str | None = "mlp"
+    steps_per_epoch: int | None = None
+    threads: int = 1
+    device: str = "cpu"
+    only: list[str] | None = None
+
+
+DIGITS_CONFIG = "configs/digits-scarce.yaml"
+
+
+def plan(settings: Settings, quick: bool = False) -> list[StudySpec]:
+    """The studies to run, in the order of the docs."""
+    digits_common: list[str] = ["trainer.progress_bar=false"]
+    if settings.digits_epochs is not None:
+        digits_common.append(f"trainer.max_epochs={settings.digits_epochs}")
+    scarce = "sources.0.regime.params.fraction={}"
+    studies = [
+        StudySpec("digits-scarce-1", "digits", "Digits, scarce: 1 % of digit labels",
+                  DIGITS_CONFIG, [scarce.format(0.01)]),
+        StudySpec("digits-scarce-3", "digits", "Digits, scarce: 3 % of digit labels",
+                  DIGITS_CONFIG, []),
+        StudySpec("digits-scarce-10", "digits", "Digits, scarce: 10 % of digit labels",
+                  DIGITS_CONFIG, [scarce.format(0.1)]),
+        StudySpec("digits-disjoint", "digits", "Digits, disjoint (one task per sample)",
+                  DIGITS_CONFIG, ["sources.0.regime={name: disjoint, params: {}}"]),
+        StudySpec(
+            "digits-overlap-5", "digits",
+            "Digits, overlap 5 % (digit -> shape knowledge, digit -> ink estimated)",
+            DIGITS_CONFIG,
+            [
+                "sources.0.regime={name: overlap, params: {fraction: 0.05}}",
+                "relatedness=[{source: digit, target: shape, kind: knowledge}, "
+                "{source: digit, target: ink, kind: estimate, alpha: 1.0}]",
+            ],
+        ),
+        StudySpec(
+            "digits-scarce-3-gradient", "digits",
+            "Digits 3 %: gradient through the DM target (method.stop_gradient=false)",
+            DIGITS_CONFIG, ["method.stop_gradient=false", "study.variants=[mtl+dm, mtl+ca+dm]"],
+            kind="comparison", compare_to="digits-scarce-3", switch="stop-gradient",
+        ),
+        StudySpec(
+            "digits-scarce-3-hard", "digits",
+            "Digits 3 %: hard co-annotation (study.co_annotation=hard)",
+            DIGITS_CONFIG, ["study.co_annotation=hard", "study.variants=[mtl+ca, mtl+ca+dm]"],
+            kind="comparison", compare_to="digits-scarce-3", switch="co-annotation",
+        ),
+    ]
+    for spec in studies:
+        spec.overrides = digits_common + spec.overrides
+    fashion_common = ["trainer.progress_bar=false"]
+    if settings.fashion_max_samples is not None:
+        fashion_common.append(f"sources.0.max_samples={settings.fashion_max_samples}")
+    if settings.fashion_backbone == "mlp":
+        fashion_common += ["backbone.name=mlp", "backbone.options={hidden: [256, 128]}"]
+    if settings.fashion_epochs is not None:
+        fashion_common.append(f"trainer.max_epochs={settings.fashion_epochs}")
+    fashion = [
+        StudySpec("fashion-disjoint", "fashion", "Fashion-MNIST, disjoint: category | group | "
+                  "attributes + pixel", "configs/fashion-disjoint.yaml"),
+        StudySpec("fashion-scarce-1", "fashion", "Fashion-MNIST, scarce: 1 % of category labels",
+                  "configs/fashion-scarce.yaml"),
+        StudySpec("fashion-imbalance", "fashion", "Fashion-MNIST, imbalance 1:20 "
+                  "(category : the rest)", "configs/fashion-imbalance.yaml"),
+        StudySpec("fashion-overlap-2", "fashion", "Fashion-MNIST, overlap 2 % (category -> pixel "
+                  "estimated)", "configs/fashion-overlap.yaml"),
+        StudySpec("fashion-full", "fashion", "Fashion-MNIST, 100 % of the labels, single-task "
+                  "only (reference for the 1 % gap)", "configs/fashion-scarce.yaml",
+                  ["sources.0.regime={name: full, params: {}}", "study.variants=[single_task]"],
+                  kind="reference"),
+    ]
+    for spec in fashion:
+        spec.overrides = fashion_common + spec.overrides
+    specs = studies + fashion
+    extra: list[str] = [f"trainer.num_threads={settings.threads}"] if settings.threads else []
+    if settings.device == "cuda":
+        extra += ["trainer.accelerator=gpu", "trainer.devices=1"]
+    elif settings.device == "cpu":
+        extra += ["trainer.accelerator=cpu"]
+    if settings.steps_per_epoch is not None:
+        extra.append(f"trainer.steps_per_epoch={settings.steps_per_epoch}")
+    for spec in specs:
+        spec.overrides = spec.overrides + extra
+    if not fashion_available():
+        specs = [s for s in specs if s.dataset != "fashion"]
+    if settings.only:
+        specs = [s for s in specs if s.name in settings.only]
+    if quick and not settings.only:
+        specs = [s for s in specs if s.name == "digits-scarce-3"]
+    return specs
+
+
+def fashion_available() -> bool:
+    return FASHION_DIR.is_dir() and any(FASHION_DIR.iterdir())
+
+
+def study_command(spec: StudySpec, seeds: int, out_dir: Path) -> str:
+    """The ``dmtl study`` command line equivalent to what :func:`run_one` does."""
+    parts = ["dmtl", "study", spec.config, "--seeds", str(seeds)]
+    for item in spec.overrides:
+        parts += ["-s", item]
+    parts += ["-o", _rel(out_dir), "--overwrite"]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def run_one(spec: StudySpec, seeds: int, out_dir: Path, threads: int) -> dict[str, Any]:
+    """Run one study (in this process) and summarise it."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import torch
+
+    from dmtl.config import load_config
+    from dmtl.training.study import run_study
+
+    torch.set_num_threads(max(1, threads))
+    config = load_config(REPO / spec.config, spec.overrides)
+    command = study_command(spec, seeds, out_dir)
+    start = time.perf_counter()
+    prefix = f"[{spec.name}]"
+
+    def say(message: str) -> None:
+        print(f"{prefix} {message}", flush=True)
+
+    say(f"start: {command}")
+    results = run_study(config, out_dir, seeds, overwrite=True, progress=say, command=command)
+    wall = time.perf_counter() - start
+    say(f"done in {wall:.0f} s")
+    return summarise(spec, results, command, out_dir, wall)
+
+
+def summarise(
+    spec: StudySpec, results: Any, command: str, out_dir: Path, wall: float
+) -> dict[str, Any]:
+    """The study's table as data: mean, std, n and values per variant and task, verdicts."""
+    from dmtl.training.report import best_variants, cell, negative_transfer, verdict_text
+
+    primaries = results.primary_metrics()
+    variants: dict[str, dict[str, Any]] = {}
+    for variant in results.variants:
+        per_task: dict[str, Any] = {}
+        for task, metric in primaries.items():
+            c = cell(results, variant, metric)
+            per_task[task] = {"mean": c.mean, "std": c.std, "n": c.n, "values": list(c.values)}
+        variants[variant] = per_task
+    verdicts = negative_transfer(results)
+    steps = sorted({r.steps for r in results.runs if r.status == "done" and r.steps})
+    return {
+        **asdict(spec),
+        "command": command,
+        "out_dir": _rel(out_dir),
+        "report": _rel(out_dir / "report.md"),
+        "seeds": list(results.seeds),
+        "wall_s": round(wall, 1),
+        "tasks": {t: m.split("/", 1)[1] for t, m in primaries.items()},
+        "variants": variants,
+        "verdicts": {v: verdict_text(per) for v, per in verdicts.items()},
+        "negative": {v: [t for t, x in per.items() if x.negative] for v, per in verdicts.items()},
+        "gains": {
+            v: {t: x.gain for t, x in per.items()} for v, per in verdicts.items()
+        },
+        "best": best_variants(results),
+        "steps_per_run": steps,
+        "failed": [r.label() + f": {r.error}" for r in results.runs if r.status == "failed"],
+        "regime": results.regime.get(str(results.seeds[0]), {}),
+    }
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def _mean(study: dict[str, Any], variant: str, task: str) -> float | None:
+    entry = study.get("variants", {}).get(variant, {}).get(task)
+    return None if entry is None else entry.get("mean")
+
+
+def best_variant(study: dict[str, Any]) -> str | None:
+    """The multi-task variant with the largest mean gain over single-task, averaged over tasks."""
+    gains = study.get("gains", {})
+    scored = {}
+    for variant, per_task in gains.items():
+        values = [g for g in per_task.values() if g is not None]
+        if values:
+            scored[variant] = sum(values) / len(values)
+    return max(scored, key=lambda v: scored[v]) if scored else None
+
+
+def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue, with the measured figure and whether it is reached."""
+    studies = {s["name"]: s for s in document.get("studies", [])}
+    out: list[dict[str, Any]] = []
+    d3 = studies.get("digits-scarce-3")
+    if d3 is not None:
+        single = _mean(d3, "single_task", "digit")
+        method = {v: _mean(d3, v, "digit") for v in METHOD_VARIANTS}
+        method = {v: m for v, m in method.items() if m is not None}
+        top = max(method, key=lambda v: method[v]) if method else None
+        value = method.get(top) if top else None
+        out.append({
+            "target": "digits 3 %: digit accuracy >= 0.95 with DM or CA (single-task ~0.80)",
+            "measured": (f"{top}: {value:.3f}; single-task: {single:.3f}"
+                         if value is not None and single is not None else "n/a"),
+            "reached": value is not None and value >= 0.95,
+        })
+    regimes = [s for s in studies.values() if s.get("kind") == "regime"]
+    if regimes:
+        hurt = []
+        details = []
+        for s in regimes:
+            best = best_variant(s)
+            if best is None:
+                continue
+            tasks = s["negative"].get(best, [])
+            details.append(f"{s['name']}: {best} ({'hurts ' + ', '.join(tasks) if tasks else 'ok'})")
+            if tasks:
+                hurt.append(s["name"])
+        out.append({
+            "target": "no negative transfer for the best variant in any regime",
+            "measured": "; ".join(details),
+            "reached": not hurt and bool(details),
+        })
+    f1, full = studies.get("fashion-scarce-1"), studies.get("fashion-full")
+    if f1 is not None and full is not None:
+        low = _mean(f1, "single_task", "category")
+        high = _mean(full, "single_task", "category")
+        method = {v: _mean(f1, v, "category") for v in MTL_VARIANTS}
+        method = {v: m for v, m in method.items() if m is not None}
+        top = max(method, key=lambda v: method[v]) if method else None
+        if top is not None and low is not None and high is not None and high != low:
+            closed = (method[top] - low) / (high - low)
+            measured = (f"single-task 1 %: {low:.3f}, 100 %: {high:.3f}, {top}: "
+                        f"{method[top]:.3f}; gap closed {closed:.0%}")
+        else:
+            closed, measured = None, "n/a"
+        out.append({
+            "target": "Fashion-MNIST 1 %: best variant closes >= half the gap between "
+                      "single-task at 1 % and at 100 % (category accuracy)",
+            "measured": measured,
+            "gap_closed": closed,
+            "reached": closed is not None and closed >= 0.5,
+        })
+    return out
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run(
+    settings: Settings,
+    results_dir: Path,
+    command: str,
+    quick: bool = False,
+    jobs: int = 1,
+    study_root: Path | None = None,
+) -> Path:
+    """Run the planned studies (``jobs`` at a time, each in its own process); write quality.json."""
+    specs = plan(settings, quick)
+    root = study_root or (QUICK_DIR / "studies" if quick else STUDY_ROOT)
+    started, start = now(), time.perf_counter()
+    summaries: dict[str, dict[str, Any]] = {}
+    if jobs <= 1:
+        for spec in specs:
+            summaries[spec.name] = run_one(spec, settings.seeds, root / spec.name,
+                                           settings.threads)
+    else:
+        # Longest first (Fashion-MNIST), so the two workers finish together.
+        order = sorted(specs, key=lambda s: (s.dataset != "fashion", s.kind != "regime"))
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            futures = {
+                pool.submit(run_one, spec, settings.seeds, root / spec.name, settings.threads):
+                spec.name
+                for spec in order
+            }
+            for future in as_completed(futures):
+                summaries[futures[future]] = future.result()
+    document: dict[str, Any] = {
+        "started": started,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "jobs": jobs,
+        "settings": asdict(settings),
+        "fashion_available": fashion_available(),
+        "studies": [summaries[s.name] for s in specs],
+        "hardware": hardware("cuda" if settings.device == "cuda" else None),
+    }
+    document["targets"] = targets(document)
+    return write_result(results_dir, "quality", document, command, quick)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per study (default 5)")
+    parser.add_argument("--jobs", type=int, default=1, help="studies run at once (processes)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per study")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--only", nargs="+", help="run only these studies (by name)")
+    parser.add_argument("--fashion-epochs", type=int, default=None)
+    parser.add_argument("--fashion-max-samples", type=int, default=None,
+                        help="0: all images (default 12000 on CPU, all on CUDA)")
+
+
+def settings_from(args: argparse.Namespace, quick: bool) -> Settings:
+    if args.device == "cuda":
+        settings = Settings(seeds=2, fashion_epochs=None, fashion_max_samples=None,
+                            fashion_backbone=None, device="cuda")
+    else:
+        settings = Settings()
+    if quick:
+        settings.seeds, settings.digits_epochs, settings.fashion_epochs = 1, 1, 1
+        settings.fashion_max_samples, settings.steps_per_epoch = 2000, 5
+    if args.seeds is not None:
+        settings.seeds = args.seeds
+    if args.fashion_epochs is not None:
+        settings.fashion_epochs = args.fashion_epochs
+    if args.fashion_max_samples is not None:
+        settings.fashion_max_samples = args.fashion_max_samples or None
+    settings.threads = args.threads
+    settings.only = args.only
+    return settings
+
+
+def main(argv: Sequence[str] | None = None, results_dir: Path | None = None) -> Path:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks quality")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--results", type=Path, default=None)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    out = args.results or results_dir or (QUICK_DIR if args.quick else RESULTS_DIR)
+    return run(settings_from(args, args.quick), out, command_line("quality", argv),
+               quick=args.quick, jobs=args.jobs)
+
+
+if __name__ == "__main__":
+    main()
