@@ -27,23 +27,12 @@ import numpy as np
 import pandas as pd
 
 from dmtl.core.relatedness import Relatedness
-from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
+from dmtl.core.tasks import CategoricalTask, Task
+from dmtl.knowledge.affect import CONTEMPT, EXPRESSIONS, au_task, expression_task
 
 WHITESPACE = r"\s+"
 """Separator of the space-aligned annotation files (runs of spaces or tabs)."""
 
-EXPRESSIONS: tuple[str, ...] = (
-    "neutral",
-    "anger",
-    "disgust",
-    "fear",
-    "happiness",
-    "sadness",
-    "surprise",
-)
-"""dmtl's 7 basic expressions, in the order of ``method.md`` section 7."""
-
-CONTEMPT = "contempt"
 
 _UNSET: Any = object()
 
@@ -489,13 +478,8 @@ def parse_name_list(
 # ---- building manifests ------------------------------------------------------------------------
 
 
-def expression_task(contempt: bool = False) -> CategoricalTask:
-    """The ``expression`` task: 7 basic expressions (+ contempt)."""
-    return CategoricalTask("expression", (*EXPRESSIONS, CONTEMPT) if contempt else EXPRESSIONS)
-
-
 def au_name(number: int) -> str:
-    """``AU<n>`` (no zero padding)."""
+    """``AU<n>`` (no zero padding); unlike ``au_label``, any number (files code non-FACS ones)."""
     return f"AU{int(number)}"
 
 
@@ -505,9 +489,6 @@ def au_number(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def au_task(numbers: Sequence[int]) -> BinarySetTask:
-    """The ``au`` task with labels ``AU<n>`` in the given order."""
-    return BinarySetTask("au", [au_name(n) for n in numbers])
 
 
 def unique_names(names: Sequence[str], kinds: Sequence[int] | None = None) -> tuple[list[str], int]:

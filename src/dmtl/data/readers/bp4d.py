@@ -37,8 +37,8 @@ from dmtl.data.readers.base import (
     subject_splits,
 )
 from dmtl.data.readers.disfa import check_template
+from dmtl.knowledge.affect import BP4D_AUS
 
-BP4D_AUS: tuple[int, ...] = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
 NOT_CODED = 9
 DEFAULT_TEMPLATE = "Sequences(2D+3D)/{subject}/{task}/{frame:04d}.jpg"
 """Assumed place of the 2D frames (see docs/datasets.md, Unverified details)."""

@@ -36,8 +36,8 @@ from dmtl.data.readers.base import (
     register_reader,
     subject_splits,
 )
+from dmtl.knowledge.affect import DISFA_AUS
 
-DISFA_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
 DEFAULT_TEMPLATE = "frames/{subject}/{frame:05d}.jpg"
 """dmtl's default place for extracted frames (not part of the official release)."""
 
