@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,12 +131,14 @@ def test_single_task_keeps_exactly_that_tasks_labels(scarce: Experiment) -> None
     assert len(scarce.tasks) == 3 and len(scarce.edges) == 1
 
 
-def test_single_task_without_labels_is_an_error(tiny_data: Callable[..., dict[str, Any]]) -> None:
-    data = tiny_data()
-    data["sources"][0]["regime"] = {"name": "disjoint", "params": {"groups": [["digit", "shape"]]}}
-    with pytest.raises(ExperimentError):
-        # every task with labels must be in a group: the regime itself refuses
-        build_experiment(validate_config(data))
+def test_single_task_without_labels_is_an_error(scarce: Experiment) -> None:
+    digit_only = dataclasses.replace(
+        scarce,
+        train=[s for s in scarce.train if s.name == "digits[digit]"],
+        train_weights=[0.5],
+    )
+    with pytest.raises(ExperimentError, match="no training sample is labelled for task 'shape'"):
+        digit_only.single_task("shape")
 
 
 def test_unknown_regime_parameter_names_the_source(

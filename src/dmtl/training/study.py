@@ -102,8 +102,23 @@ def run_study(
                          steps_per_epoch, say)
     assert results is not None
     save_results(results, results_path)
-    write_report(results, out_dir)
+    write_report(results, out_dir, extra_plots=_relatedness_plots(experiment, out_dir))
     return results
+
+
+def _relatedness_plots(experiment: Experiment, out_dir: Path) -> dict[str, Path]:
+    """A heatmap of every edge's table (of the last seed: estimated tables vary with it)."""
+    from dmtl.training.plots import plot_relatedness
+
+    plots: dict[str, Path] = {}
+    for edge in experiment.edges:
+        path = out_dir / f"relatedness_{edge.source.name}__{edge.target.name}.png"
+        plot_relatedness(
+            edge.table.cpu().numpy(), list(edge.source.names), list(edge.target.names), path,
+            title=f"p({edge.target.name} | {edge.source.name}) (seed {experiment.seed})",
+        )
+        plots[f"Relatedness {edge.name}"] = path
+    return plots
 
 
 def _with_config(experiment: Experiment, config: Config) -> Experiment:
