@@ -73,7 +73,7 @@ def now() -> str:
 def write_result(
     results_dir: Path, name: str, payload: dict[str, Any], command: str, quick: bool
 ) -> Path:
-    """Write ``<results_dir>/<name>.json`` with the command, date and hardware around ``payload``."""
+    """Write ``<results_dir>/<name>.json``: ``payload`` plus the command, date and hardware."""
     results_dir.mkdir(parents=True, exist_ok=True)
     document = {
         "schema": SCHEMA,

@@ -293,7 +293,8 @@ def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
             if best is None:
                 continue
             tasks = s["negative"].get(best, [])
-            details.append(f"{s['name']}: {best} ({'hurts ' + ', '.join(tasks) if tasks else 'ok'})")
+            verdict = "hurts " + ", ".join(tasks) if tasks else "no negative transfer"
+            details.append(f"{s['name']}: {best} ({verdict})")
             if tasks:
                 hurt.append(s["name"])
         out.append({

@@ -1,1 +1,47 @@
-"""dmtl.data."""
+"""dmtl.data: manifests, sources, multi-source batches, label-hiding regimes, datasets.
+
+- :mod:`~dmtl.data.manifest`: the manifest format (``docs/manifest.md``), read and validated;
+- :mod:`~dmtl.data.sources`: ``Source`` datasets over images on disk or arrays;
+- :mod:`~dmtl.data.batching`: every source in every batch, DDP-aware;
+- :mod:`~dmtl.data.regimes`: disjoint, scarce, imbalance and overlap label hiding;
+- :mod:`~dmtl.data.builtin`: digits and Fashion-MNIST with their tasks and tables;
+- :mod:`~dmtl.data.readers`: the paper's datasets in their official layouts;
+- :mod:`~dmtl.data.inspect` and :mod:`~dmtl.data.export`: label tables, PNG export.
+"""
+
+from dmtl.data.batching import (
+    Batch,
+    MultiSourceBatchSampler,
+    build_eval_loader,
+    build_train_loader,
+    collate_samples,
+)
+from dmtl.data.builtin import BuiltinDataset, list_builtin, load_builtin
+from dmtl.data.errors import DataError, ManifestError
+from dmtl.data.manifest import Manifest, read_manifest, write_manifest
+from dmtl.data.regimes import RegimeRecord, RegimeSpec, apply_regime
+from dmtl.data.sources import ArraySource, Augment, ImageSource, Sample, Source
+
+__all__ = [
+    "ArraySource",
+    "Augment",
+    "Batch",
+    "BuiltinDataset",
+    "DataError",
+    "ImageSource",
+    "Manifest",
+    "ManifestError",
+    "MultiSourceBatchSampler",
+    "RegimeRecord",
+    "RegimeSpec",
+    "Sample",
+    "Source",
+    "apply_regime",
+    "build_eval_loader",
+    "build_train_loader",
+    "collate_samples",
+    "list_builtin",
+    "load_builtin",
+    "read_manifest",
+    "write_manifest",
+]
