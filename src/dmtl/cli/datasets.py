@@ -55,7 +55,17 @@ def _show_sources(sources: list[Source], title: str) -> None:
         )
     overlap = task_overlap(sources)
     total = overlap[overlap["source"] == "total"]
-    matrix = total.pivot(index="task_a", columns="task_b", values="both").fillna(0).astype(int)
+    mirrored = total.rename(columns={"task_a": "task_b", "task_b": "task_a"})
+    order = list(dict.fromkeys(total["task_a"]))
+    matrix = (
+        pd.concat([total, mirrored])
+        .drop_duplicates(["task_a", "task_b"])
+        .pivot(index="task_a", columns="task_b", values="both")
+        .reindex(index=order, columns=order)
+        .fillna(0)
+        .astype(int)
+    )
+    matrix.index.name = "task"
     console.print(
         frame_table(matrix.reset_index(), title="overlap: samples labelled for both tasks")
     )
