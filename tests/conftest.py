@@ -45,6 +45,15 @@ TINY: dict[str, Any] = {
 WriteConfig = Callable[..., Path]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> None:
+    """One intra-op thread per test process: the suite runs as ``pytest -n 2`` on 2 cores,
+    the models are tiny, and oversubscribed threads made the same run 10x slower here."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def tiny_config_data(**sections: Any) -> dict[str, Any]:
     """A deep copy of :data:`TINY`; each keyword replaces or (for dicts) updates a section."""
     data = copy.deepcopy(TINY)
@@ -81,7 +90,7 @@ def tiny_config_file(write_config: WriteConfig) -> Path:
     return write_config()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_data() -> Callable[..., dict[str, Any]]:
     """:func:`tiny_config_data`, for tests that build a config mapping in Python."""
     return tiny_config_data

@@ -113,6 +113,10 @@ class MultiTaskModule(pl.LightningModule):
         )
         self.val_metrics = MultiTaskMetrics(self.tasks)
         self.test_metrics = MultiTaskMetrics(self.tasks)
+        # Epoch sums start here too: a run resumed mid-epoch (from interrupted.ckpt) does not
+        # call on_train_epoch_start for the epoch it resumes.
+        self._epoch_sums: dict[str, Tensor | float] = {}
+        self._epoch_steps = 0
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.model(x)
@@ -150,7 +154,7 @@ class MultiTaskModule(pl.LightningModule):
         self._epoch_steps += 1
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_sums: dict[str, Tensor | float] = {}
+        self._epoch_sums = {}
         self._epoch_steps = 0
 
     def on_train_epoch_end(self) -> None:

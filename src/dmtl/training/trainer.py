@@ -58,12 +58,19 @@ def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint to resume from: ``last.ckpt``, else ``interrupted.ckpt``, if present."""
-    for name in ("last.ckpt", "interrupted.ckpt"):
-        path = Path(run_dir) / "checkpoints" / name
-        if path.is_file():
-            return path
-    return None
+    """The checkpoint to resume from: the newer of ``last.ckpt`` and ``interrupted.ckpt``.
+
+    After Ctrl-C both exist, and ``interrupted.ckpt`` (mid-epoch) is the later state; once
+    the resumed run has saved ``last.ckpt`` again, that one is. Ties go to ``last.ckpt``.
+    """
+    found = [
+        path
+        for path in (Path(run_dir) / "checkpoints" / n for n in ("last.ckpt", "interrupted.ckpt"))
+        if path.is_file()
+    ]
+    if not found:
+        return None
+    return max(found, key=lambda path: path.stat().st_mtime_ns)  # first of equals: last.ckpt
 
 
 class SaveOnInterrupt(Callback):

@@ -1,0 +1,225 @@
+"""The study runner: variants x seeds, resumable, failures recorded, results and report written.
+
+Most tests replace ``run_training`` by a fake that records what it was asked to train
+(instant); one test trains for real.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dmtl.config import Config, validate_config
+from dmtl.training.experiment import Experiment
+from dmtl.training.results import VARIANTS, load_results
+from dmtl.training.run import RunResult
+from dmtl.training.study import run_study, variant_config
+from dmtl.training.trainer import RunDirError
+
+
+@dataclass
+class Call:
+    variant_method: tuple[str, bool]
+    tasks: list[str]
+    edges: list[str]
+    seed: int
+    steps_per_epoch: int | None
+    run_dir: Path
+
+
+@dataclass
+class FakeTraining:
+    """Stands for ``run_training``: records each call, returns metrics, can fail on demand."""
+
+    calls: list[Call] = field(default_factory=list)
+    fail: Callable[[Call], BaseException | None] = lambda call: None
+
+    def __call__(self, experiment: Experiment, run_dir: Path, **kwargs: Any) -> RunResult:
+        method = experiment.config.method
+        call = Call(
+            (method.co_annotation, method.distribution_matching),
+            [t.name for t in experiment.tasks],
+            [e.name for e in experiment.edges],
+            experiment.seed,
+            kwargs.get("steps_per_epoch"),
+            Path(run_dir),
+        )
+        self.calls.append(call)
+        error = self.fail(call)
+        if error is not None:
+            raise error
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        metrics: dict[str, float | None] = {}
+        for task in call.tasks:
+            primary = "accuracy" if task == "digit" else "f1_mean"
+            metrics[f"{task}/{primary}"] = 0.5 + 0.01 * len(self.calls)
+        return RunResult(Path(run_dir), metrics, "test", 5, 0.1, None)
+
+
+@pytest.fixture
+def config(tiny_data: Callable[..., dict[str, Any]]) -> Config:
+    return validate_config(tiny_data())
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeTraining:
+    training = FakeTraining()
+    monkeypatch.setattr("dmtl.training.study.run_training", training)
+    return training
+
+
+def test_variant_configs_switch_the_method(config: Config) -> None:
+    methods = {
+        v: (variant_config(config, v).method.co_annotation,
+            variant_config(config, v).method.distribution_matching)
+        for v in VARIANTS if v != "single_task"
+    }
+    assert methods == {
+        "mtl": ("off", False),
+        "mtl+ca": ("soft", False),
+        "mtl+dm": ("off", True),
+        "mtl+ca+dm": ("soft", True),
+    }
+    hard = config.model_copy(
+        update={"study": config.study.model_copy(update={"co_annotation": "hard"})}
+    )
+    assert variant_config(hard, "mtl+ca").method.co_annotation == "hard"
+    assert config.method.co_annotation == "off"  # the original is not changed
+    # everything else is kept
+    assert variant_config(config, "mtl+dm").trainer == config.trainer
+
+
+def test_study_trains_every_variant_for_every_seed(
+    config: Config, fake: FakeTraining, tmp_path: Path
+) -> None:
+    messages: list[str] = []
+    results = run_study(config, tmp_path / "study", seeds=2, progress=messages.append,
+                        command="dmtl study tiny.yaml --seeds 2")
+    assert len(fake.calls) == 2 * 7
+    for seed in (0, 1):
+        calls = [c for c in fake.calls if c.seed == seed]
+        single = calls[:3]
+        assert [c.tasks for c in single] == [["digit"], ["shape"], ["ink"]]
+        assert all(c.edges == [] for c in single)
+        assert [c.variant_method for c in calls[3:]] == [
+            ("off", False), ("soft", False), ("off", True), ("soft", True)
+        ]
+        assert all(c.tasks == ["digit", "shape", "ink"] for c in calls[3:])
+        assert all(c.edges == ["digit->shape"] for c in calls[3:])
+    # the same number of steps for every run: the multi-task epoch length
+    assert {c.steps_per_epoch for c in fake.calls} == {5}
+    dirs = sorted(str(c.run_dir.relative_to(tmp_path / "study")) for c in fake.calls if c.seed == 0)
+    assert dirs == sorted(
+        ["runs/seed0/single_task-digit", "runs/seed0/single_task-shape",
+         "runs/seed0/single_task-ink", "runs/seed0/mtl", "runs/seed0/mtl+ca",
+         "runs/seed0/mtl+dm", "runs/seed0/mtl+ca+dm"]
+    )
+    assert results.seeds == [0, 1]
+    assert results.command == "dmtl study tiny.yaml --seeds 2"
+    assert set(results.regime) == {"0", "1"}
+    saved = load_results(tmp_path / "study" / "results.json")
+    assert saved == results
+    assert len(saved.runs) == 14 and all(r.status == "done" for r in saved.runs)
+    assert (tmp_path / "study" / "report.md").is_file()
+    assert (tmp_path / "study" / "config.yaml").is_file()
+    assert (tmp_path / "study" / "relatedness_digit__shape.png").is_file()
+    assert "train single_task[digit] seed 0" in messages
+
+
+def test_resume_runs_only_what_is_missing(
+    config: Config, fake: FakeTraining, tmp_path: Path
+) -> None:
+    out = tmp_path / "study"
+    run_study(config, out, seeds=1)
+    assert len(fake.calls) == 7
+    messages: list[str] = []
+    run_study(config, out, seeds=1, resume=True, progress=messages.append)
+    assert len(fake.calls) == 7  # nothing new
+    assert messages.count("skip mtl seed 0 (done)") == 1
+    # more seeds on resume: only the new seed trains, the results keep both
+    results = run_study(config, out, seeds=2, resume=True)
+    assert len(fake.calls) == 14 and {c.seed for c in fake.calls[7:]} == {1}
+    assert results.seeds == [0, 1] and len(results.runs) == 14
+
+
+def test_existing_study_folder_is_refused(config: Config, fake: FakeTraining,
+                                          tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    run_study(config, out, seeds=1)
+    with pytest.raises(RunDirError, match="--resume"):
+        run_study(config, out, seeds=1)
+    results = run_study(config, out, seeds=1, overwrite=True)
+    assert len(fake.calls) == 14 and len(results.runs) == 7
+
+
+def test_a_failed_run_is_recorded_and_retried_on_resume(
+    config: Config, fake: FakeTraining, tmp_path: Path
+) -> None:
+    out = tmp_path / "study"
+    fake.fail = lambda call: (
+        RuntimeError("boom in mtl+dm") if call.variant_method == ("off", True) else None
+    )
+    messages: list[str] = []
+    results = run_study(config, out, seeds=1, progress=messages.append)
+    assert len(fake.calls) == 7  # the study went on after the failure
+    failed = [r for r in results.runs if r.status == "failed"]
+    assert [r.variant for r in failed] == ["mtl+dm"]
+    assert failed[0].error is not None and failed[0].error.startswith("RuntimeError: boom")
+    assert any(m.startswith("FAILED mtl+dm seed 0: RuntimeError: boom") for m in messages)
+    assert "boom in mtl+dm" in (out / "report.md").read_text()
+    fake.fail = lambda call: None
+    again = run_study(config, out, seeds=1, resume=True)
+    assert len(fake.calls) == 8  # only the failed run again
+    assert all(r.status == "done" for r in again.runs) and len(again.runs) == 7
+
+
+def test_interrupt_saves_the_finished_runs_and_stops(
+    config: Config, fake: FakeTraining, tmp_path: Path
+) -> None:
+    out = tmp_path / "study"
+    fake.fail = lambda call: KeyboardInterrupt() if call.variant_method == ("soft", False) else None
+    with pytest.raises(KeyboardInterrupt):
+        run_study(config, out, seeds=1)
+    saved = load_results(out / "results.json")
+    assert [(r.variant, r.task) for r in saved.runs] == [
+        ("single_task", "digit"), ("single_task", "shape"), ("single_task", "ink"), ("mtl", None)
+    ]
+    fake.fail = lambda call: None
+    results = run_study(config, out, seeds=1, resume=True)
+    assert len(fake.calls) == 5 + 3  # the interrupted run and the two after it
+    assert len(results.runs) == 7
+
+
+def test_variants_can_be_chosen(tiny_data: Callable[..., dict[str, Any]], fake: FakeTraining,
+                                tmp_path: Path) -> None:
+    config = validate_config(tiny_data(study={"seeds": 1, "variants": ["mtl", "mtl+dm"]}))
+    results = run_study(config, tmp_path / "s")
+    assert [c.variant_method for c in fake.calls] == [("off", False), ("off", True)]
+    assert [r.variant for r in results.runs] == ["mtl", "mtl+dm"]
+
+
+def test_a_real_study_of_two_variants(tiny_data: Callable[..., dict[str, Any]],
+                                      tmp_path: Path) -> None:
+    config = validate_config(
+        tiny_data(study={"seeds": 1, "variants": ["single_task", "mtl+ca+dm"]},
+                  trainer={"steps_per_epoch": 3})
+    )
+    out = tmp_path / "study"
+    results = run_study(config, out)
+    assert [(r.variant, r.task, r.status, r.steps) for r in results.runs] == [
+        ("single_task", "digit", "done", 3),
+        ("single_task", "shape", "done", 3),
+        ("single_task", "ink", "done", 3),
+        ("mtl+ca+dm", None, "done", 3),
+    ]
+    ca_dm = results.runs[-1]
+    assert {"digit/accuracy", "shape/f1_mean", "ink/f1_mean"} <= set(ca_dm.metrics)
+    assert (out / ca_dm.run_dir / "checkpoints" / "last.ckpt").is_file()  # type: ignore[operator]
+    logs = (out / ca_dm.run_dir / "logs" / "metrics.csv").read_text()  # type: ignore[operator]
+    assert "train/ca/digit->shape_step" in logs and "train/dm/digit->shape_step" in logs
+    report = (out / "report.md").read_text()
+    assert "| mtl+ca+dm |" in report and "negative transfer" in report
