@@ -32,7 +32,7 @@ class _Strict(BaseModel):
 
 
 class TaskConfig(_Strict):
-    """A task declared in the config (needed for manifests; builtin datasets and readers bring their own)."""
+    """A task declared in the config (manifests need them; built-ins and readers bring theirs)."""
 
     name: str
     type: Literal["categorical", "binary_set"]
@@ -77,7 +77,7 @@ class InputConfig(_Strict):
 
 
 class SourceConfig(_Strict):
-    """One source: a built-in dataset, a manifest (+ root / array), or a reader over a dataset folder."""
+    """One source: a built-in dataset, a manifest (+ root / array), or a reader over a folder."""
 
     name: str
     builtin: str | None = None
@@ -131,7 +131,7 @@ class EdgeConfig(_Strict):
 
 
 class BackboneConfig(_Strict):
-    """``name``: ``mlp``, ``small_cnn``, ``timm:<name>``, ``torchvision:<name>`` or ``pkg.module:function``."""
+    """``name``: ``mlp``, ``small_cnn``, ``timm:<m>``, ``torchvision:<m>``, ``pkg.mod:function``."""
 
     name: str = "mlp"
     pretrained: bool = False
@@ -310,7 +310,10 @@ def check_consistency(config: Config) -> list[tuple[str, str]]:
             problems.append((f"sources.{i}.root", f"folder not found: {source.root}"))
         if source.manifest is not None and not config.tasks:
             problems.append(
-                (f"sources.{i}.manifest", "a manifest source needs the tasks declared under 'tasks'")
+                (
+                    f"sources.{i}.manifest",
+                    "a manifest source needs the tasks declared under 'tasks'",
+                )
             )
     # With manifest sources only, the declared tasks are all the tasks there are, so edges
     # and weights can be checked here; built-in datasets and readers bring their own tasks
@@ -331,13 +334,18 @@ def check_consistency(config: Config) -> list[tuple[str, str]]:
                 name = getattr(edge, end)
                 if name not in declared:
                     problems.append(
-                        (f"relatedness.{i}.{end}",
-                         f"no task {name!r}; declared tasks: {', '.join(declared) or 'none'}")
+                        (
+                            f"relatedness.{i}.{end}",
+                            f"no task {name!r}; declared tasks: {', '.join(declared) or 'none'}",
+                        )
                     )
         src = declared.get(edge.source)
         if src is not None and src.type != "categorical":
             problems.append(
-                (f"relatedness.{i}.source", f"task {edge.source!r} must be categorical to be a source")
+                (
+                    f"relatedness.{i}.source",
+                    f"task {edge.source!r} must be categorical to be a source",
+                )
             )
     for name in config.method.task_weights:
         if all_declared and name not in task_names:

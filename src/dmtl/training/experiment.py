@@ -81,7 +81,9 @@ class Experiment:
         merged = {
             t.name: np.concatenate([s.labels[t.name] for s in self.train]) for t in self.tasks
         }
-        return PartialLabels.from_encoded(self.tasks, {k: torch.from_numpy(v) for k, v in merged.items()})
+        return PartialLabels.from_encoded(
+            self.tasks, {k: torch.from_numpy(v) for k, v in merged.items()}
+        )
 
     def priors(self) -> dict[str, list[float]]:
         """Class priors of the edges' source tasks (``method.prior``)."""
@@ -110,7 +112,7 @@ class Experiment:
         return out
 
     def single_task(self, task_name: str) -> Experiment:
-        """The same data restricted to one task's labels, with no edge (the single-task baseline)."""
+        """The data restricted to one task's labels, with no edge (the single-task baseline)."""
         task = self.task_map[task_name]
         train, weights = [], []
         for source, weight in zip(self.train, self.train_weights, strict=True):
@@ -148,8 +150,14 @@ def _load_source(index: int, cfg: SourceConfig, declared: dict[str, Task]) -> Lo
         except (ValueError, FileNotFoundError, OSError) as error:
             raise ExperimentError(f"{where}.builtin: {error}") from None
         source: Source = ArraySource(
-            cfg.name, dataset.tasks, dataset.inputs, dataset.labels, splits=dataset.split,
-            mean=cfg.input.mean, std=cfg.input.std, augment=_augment(cfg),
+            cfg.name,
+            dataset.tasks,
+            dataset.inputs,
+            dataset.labels,
+            splits=dataset.split,
+            mean=cfg.input.mean,
+            std=cfg.input.std,
+            augment=_augment(cfg),
         )
         return LoadedSource(cfg, source, _split_column(source), list(dataset.knowledge))
     if cfg.reader is not None:
@@ -204,12 +212,11 @@ def _split_column(source: Source) -> np.ndarray:
 
 
 def with_tasks(source: Source, tasks: Sequence[Task]) -> Source:
-    """A copy of ``source`` over ``tasks``: tasks it lacks are unlabelled, tasks not listed dropped."""
+    """A copy of ``source`` over ``tasks``: tasks it lacks unlabelled, tasks not listed dropped."""
     out = copy.copy(source)
     out.tasks = tuple(tasks)
     out.labels = {t.name: source.labels.get(t.name, unlabelled(t, len(source))) for t in tasks}
     return out
-
 
 
 def _merge_tasks(config: Config, loaded: Sequence[LoadedSource]) -> list[Task]:
@@ -286,7 +293,9 @@ def build_experiment(
             test_rows = np.flatnonzero(split == cfg.test_split)
             if len(test_rows):
                 test.append(
-                    source.subset(test_rows, name=f"{cfg.name}[{cfg.test_split}]").with_augment(None)
+                    source.subset(test_rows, name=f"{cfg.name}[{cfg.test_split}]").with_augment(
+                        None
+                    )
                 )
         if cfg.val_split is not None:
             val_rows = np.flatnonzero(split == cfg.val_split)
@@ -374,7 +383,9 @@ def build_edges(
                 from dmtl.knowledge.affect import expression_au_relatedness
 
                 if not isinstance(target, BinarySetTask):
-                    raise ExperimentError(f"{where}.target: kind 'affect' needs a binary-set AU task")
+                    raise ExperimentError(
+                        f"{where}.target: kind 'affect' needs a binary-set AU task"
+                    )
                 edge = expression_au_relatedness(expression=source, au_task=target)
             elif spec.kind == "table":
                 assert spec.path is not None

@@ -1,4 +1,4 @@
-"""The LightningModule: a multi-task model trained with the core :class:`~dmtl.core.objective.Objective`.
+"""The LightningModule: a multi-task model trained with :class:`~dmtl.core.objective.Objective`.
 
 Everything needed to rebuild the module (config, task specs, relatedness tables,
 input shape) is saved as hyper-parameters, so ``MultiTaskModule.load_from_checkpoint``
@@ -35,8 +35,12 @@ class NonFiniteLossError(RuntimeError):
 
 def task_to_dict(task: Task) -> dict[str, Any]:
     if isinstance(task, CategoricalTask):
-        return {"name": task.name, "type": "categorical", "classes": list(task.classes),
-                "zero_shot": list(task.zero_shot)}
+        return {
+            "name": task.name,
+            "type": "categorical",
+            "classes": list(task.classes),
+            "zero_shot": list(task.zero_shot),
+        }
     return {"name": task.name, "type": "binary_set", "labels": list(task.names)}
 
 
@@ -142,8 +146,12 @@ class MultiTaskModule(pl.LightningModule):
                 )
         self._accumulate({"loss": loss, **terms})
         if self.global_step % self.config.trainer.log_every_n_steps == 0:
-            self.log_dict({f"train/{k}_step": v.detach() for k, v in {"loss": loss, **terms}.items()},
-                          on_step=True, on_epoch=False, batch_size=batch.x.shape[0])
+            self.log_dict(
+                {f"train/{k}_step": v.detach() for k, v in {"loss": loss, **terms}.items()},
+                on_step=True,
+                on_epoch=False,
+                batch_size=batch.x.shape[0],
+            )
         return loss
 
     def _accumulate(self, terms: dict[str, Tensor]) -> None:
@@ -159,8 +167,10 @@ class MultiTaskModule(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         if self._epoch_steps:
-            means = {f"train/{k}_epoch": torch.as_tensor(v / self._epoch_steps, device=self.device)
-                     for k, v in self._epoch_sums.items()}
+            means = {
+                f"train/{k}_epoch": torch.as_tensor(v / self._epoch_steps, device=self.device)
+                for k, v in self._epoch_sums.items()
+            }
             self.log_dict(means, on_step=False, on_epoch=True, sync_dist=True)
 
     def _source_name(self, index: int) -> str:
@@ -169,8 +179,13 @@ class MultiTaskModule(pl.LightningModule):
     def _evaluate(self, batch: Batch, metrics: MultiTaskMetrics, stage: str) -> None:
         logits = self.model(batch.x)
         loss, _ = self.objective(logits, batch.labels)
-        self.log(f"{stage}/loss", loss.detach(), on_epoch=True, batch_size=batch.x.shape[0],
-                 sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            loss.detach(),
+            on_epoch=True,
+            batch_size=batch.x.shape[0],
+            sync_dist=True,
+        )
         metrics.update(logits, batch.labels)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -201,8 +216,9 @@ class MultiTaskModule(pl.LightningModule):
         params = self.parameters()
         optimizer: torch.optim.Optimizer
         if optim.name == "sgd":
-            optimizer = torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum,
-                                        weight_decay=optim.weight_decay)
+            optimizer = torch.optim.SGD(
+                params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
+            )
         elif optim.name == "adam":
             optimizer = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
         else:
@@ -213,7 +229,10 @@ class MultiTaskModule(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     @property
     def task_map(self) -> dict[str, Task]:

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from dmtl.core.relatedness import Relatedness
-from dmtl.core.tasks import CategoricalTask, Task
+from dmtl.core.tasks import CategoricalTask
 from dmtl.data.batching import build_eval_loader
 from dmtl.data.errors import DataError
 from dmtl.data.manifest import unlabelled
@@ -44,11 +44,20 @@ def input_source(
     if inputs.is_dir():
         files = sorted(p for p in inputs.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise DataError(f"{inputs}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            raise DataError(
+                f"{inputs}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder"
+            )
         manifest = pd.DataFrame({"image": [str(p.relative_to(inputs)) for p in files]})
         return Source.from_manifest(
-            "inputs", manifest, inputs, tasks, channels=cfg.channels, image_size=cfg.image_size,
-            mean=cfg.mean, std=cfg.std, require_labels=False,
+            "inputs",
+            manifest,
+            inputs,
+            tasks,
+            channels=cfg.channels,
+            image_size=cfg.image_size,
+            mean=cfg.mean,
+            std=cfg.std,
+            require_labels=False,
         )
     if inputs.suffix.lower() == ".npy":
         values = np.load(inputs, mmap_mode="r")
@@ -58,12 +67,17 @@ def input_source(
         raise DataError(f"{inputs}: no such manifest, folder or array")
     is_index = array is not None
     return Source.from_manifest(
-        "inputs", inputs, root, tasks, array=array,
+        "inputs",
+        inputs,
+        root,
+        tasks,
+        array=array,
         channels=None if is_index else cfg.channels,
         image_size=None if is_index else cfg.image_size,
-        mean=cfg.mean, std=cfg.std, require_labels=False,
+        mean=cfg.mean,
+        std=cfg.std,
+        require_labels=False,
     )
-
 
 
 @torch.no_grad()
@@ -112,10 +126,16 @@ def zero_shot_columns(edge: Relatedness, probs: dict[str, torch.Tensor]) -> dict
 
 
 def predict_to_csv(
-    checkpoint: Path, inputs: Path, output: Path, root: Path | None = None, array: Path | None = None
+    checkpoint: Path,
+    inputs: Path,
+    output: Path,
+    root: Path | None = None,
+    array: Path | None = None,
 ) -> pd.DataFrame:
     """Load ``checkpoint``, predict ``inputs``, write ``output`` (CSV or Parquet by suffix)."""
-    module = MultiTaskModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    module = MultiTaskModule.load_from_checkpoint(
+        checkpoint, map_location="cpu", weights_only=False
+    )
     source = input_source(module, inputs, root=root, array=array)
     frame = predict_frame(module, source)
     output.parent.mkdir(parents=True, exist_ok=True)

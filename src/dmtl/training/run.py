@@ -94,8 +94,11 @@ def eval_loader(
         largest = max(len(s) for s in sources)
         batch_size = max(1, min(batch_size, math.ceil(largest / world)))
     return build_eval_loader(
-        sources, batch_size=batch_size, num_workers=cfg.num_workers,
-        rank=rank, world_size=world_size,
+        sources,
+        batch_size=batch_size,
+        num_workers=cfg.num_workers,
+        rank=rank,
+        world_size=world_size,
     )
 
 
@@ -138,8 +141,12 @@ def run_training(
     # The Trainer first: it knows this process's rank and the world size before the process
     # group exists, and the samplers must shard each global batch with them.
     trainer = build_trainer(
-        config, run_dir, has_validation=bool(experiment.val),
-        extra_callbacks=callbacks, enable_progress_bar=progress_bar, quiet=quiet,
+        config,
+        run_dir,
+        has_validation=bool(experiment.val),
+        extra_callbacks=callbacks,
+        enable_progress_bar=progress_bar,
+        quiet=quiet,
     )
     ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}
     loader = train_loader(experiment, steps_per_epoch, **ranks)

@@ -94,12 +94,30 @@ def run_study(
         for variant in config.study.variants:
             if variant == "single_task":
                 for task in experiment.tasks:
-                    _one_run(results, results_path, out_dir, experiment.single_task(task.name),
-                             variant, seed, task.name, steps_per_epoch, say)
+                    _one_run(
+                        results,
+                        results_path,
+                        out_dir,
+                        experiment.single_task(task.name),
+                        variant,
+                        seed,
+                        task.name,
+                        steps_per_epoch,
+                        say,
+                    )
             else:
                 varied = _with_config(experiment, variant_config(config, variant))
-                _one_run(results, results_path, out_dir, varied, variant, seed, None,
-                         steps_per_epoch, say)
+                _one_run(
+                    results,
+                    results_path,
+                    out_dir,
+                    varied,
+                    variant,
+                    seed,
+                    None,
+                    steps_per_epoch,
+                    say,
+                )
     assert results is not None
     save_results(results, results_path)
     write_report(results, out_dir, extra_plots=_relatedness_plots(experiment, out_dir))
@@ -114,7 +132,10 @@ def _relatedness_plots(experiment: Experiment, out_dir: Path) -> dict[str, Path]
     for edge in experiment.edges:
         path = out_dir / f"relatedness_{edge.source.name}__{edge.target.name}.png"
         plot_relatedness(
-            edge.table.cpu().numpy(), list(edge.source.names), list(edge.target.names), path,
+            edge.table.cpu().numpy(),
+            list(edge.source.names),
+            list(edge.target.names),
+            path,
             title=f"p({edge.target.name} | {edge.source.name}) (seed {experiment.seed})",
         )
         plots[f"Relatedness {edge.name}"] = path
@@ -161,21 +182,38 @@ def _one_run(
     say(f"train {label}")
     try:
         result = run_training(
-            experiment, run_dir, overwrite=True, steps_per_epoch=steps_per_epoch,
-            quiet=True, progress_bar=False,
+            experiment,
+            run_dir,
+            overwrite=True,
+            steps_per_epoch=steps_per_epoch,
+            quiet=True,
+            progress_bar=False,
         )
         record = RunRecord(
-            variant=variant, seed=seed, task=task, status="done", metrics=result.metrics,
-            split=result.split, wall_s=round(time.perf_counter() - start, 3), steps=result.steps,
-            run_dir=str(run_dir.relative_to(out_dir)), error=None,
+            variant=variant,
+            seed=seed,
+            task=task,
+            status="done",
+            metrics=result.metrics,
+            split=result.split,
+            wall_s=round(time.perf_counter() - start, 3),
+            steps=result.steps,
+            run_dir=str(run_dir.relative_to(out_dir)),
+            error=None,
         )
     except (KeyboardInterrupt, SystemExit):
         save_results(results, results_path)
         raise
     except Exception as error:  # a failed run is recorded, and the study goes on
         record = RunRecord(
-            variant=variant, seed=seed, task=task, status="failed", metrics={}, split="",
-            wall_s=round(time.perf_counter() - start, 3), steps=0,
+            variant=variant,
+            seed=seed,
+            task=task,
+            status="failed",
+            metrics={},
+            split="",
+            wall_s=round(time.perf_counter() - start, 3),
+            steps=0,
             run_dir=str(run_dir.relative_to(out_dir)),
             error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}",
         )

@@ -102,7 +102,7 @@ def build_trainer(
     enable_progress_bar: bool | None = None,
     quiet: bool = False,
 ) -> pl.Trainer:
-    """A Lightning ``Trainer`` logging to ``run_dir`` with last/best checkpoints and Ctrl-C safety."""
+    """A Lightning ``Trainer`` logging to ``run_dir``; last/best checkpoints, Ctrl-C safety."""
     cfg = config.trainer
     loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="logs")]
     if config.output.tensorboard:

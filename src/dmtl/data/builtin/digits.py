@@ -1,6 +1,7 @@
 """scikit-learn digits: 1,797 8x8 handwritten digits with three tasks (bundled, no download).
 
-Inputs: float32 ``(1797, 1, 8, 8)``, pixel / 16 rounded to the 8-bit grid (``round(255 k/16)/255``), in [0, 1].
+Inputs: float32 ``(1797, 1, 8, 8)``, pixel / 16 rounded to the 8-bit grid
+(``round(255 k/16)/255``), in [0, 1].
 
 Tasks
 -----
