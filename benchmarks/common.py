@@ -25,6 +25,22 @@ SCHEMA = 1
 """Version of the result-file layout (``benchmarks/results/<name>.json``)."""
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+"""Where ``dataset-fashion-mnist`` installs the idx files; ``DMTL_FASHION_DIR`` overrides it."""
+
+
+def fashion_dir() -> Path:
+    return Path(os.environ.get("DMTL_FASHION_DIR") or FASHION_DIR)
+
+
+def fashion_available() -> bool:
+    folder = fashion_dir()
+    return folder.is_dir() and any(folder.glob("*idx*"))
+
+
+def fashion_overrides() -> list[str]:
+    """``sources.0.options.root=...`` when the files are not in the default folder."""
+    folder = fashion_dir()
+    return [] if folder == FASHION_DIR else [f"sources.0.options.root={folder.resolve()}"]
 
 
 def cpu_model() -> str:

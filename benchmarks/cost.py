@@ -13,9 +13,17 @@ same process; each ratio is taken pair by pair within a repeat (``full / mtl`` o
 uses the two medians of repeat i) and the median of those ratios is reported, so that load
 from other processes affects numerator and denominator alike.
 
-Memory: one subprocess per (case, variant). On CPU: ``resource.getrusage`` max RSS after
-model + batch + optimiser are built, and again after three steps; the delta is the extra
-peak of the steps (gradients, optimiser state, activations). On CUDA:
+Threads: on CPU one torch thread by default (``--threads``). On the shared 2-core machine
+these figures come from, two threads made a step's time jump by up to 30x from one
+repeat to the next (OpenMP workers waiting on a core another process holds: 40 ms, then
+1,300 ms, for the same step), which no pairing can undo; one thread only time-shares.
+With one thread the backbone's share of a step is larger than with many, so the ratios
+lean slightly in the method's favour; the GPU script measures the other extreme.
+
+Memory: one subprocess per (case, variant). On CPU (Linux): the peak RSS is reset
+(``/proc/self/clear_refs``) once model, batch and optimiser are built, three steps run,
+and the delta is ``VmHWM - VmRSS before`` (gradients, AdamW state, activations, allocator
+caching); without ``clear_refs``, ``getrusage`` max RSS before and after. On CUDA:
 ``torch.cuda.max_memory_allocated`` over the steps, minus what was allocated before.
 
 End-to-end: one epoch of ``dmtl train`` (``dmtl.training.run.run_training``, Lightning) against
@@ -287,6 +295,26 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def _status_mib(field: str) -> float | None:
+    """``VmRSS`` / ``VmHWM`` of this process from ``/proc/self/status``, MiB (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return float(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (``VmHWM``): ``echo 5 > /proc/self/clear_refs``."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def memory_child(case_name: str, variant: str, device_name: str, quick: bool,
                  steps: int = 3) -> dict[str, Any]:
     """Run in a fresh process: peak memory of ``steps`` training steps of one variant."""
@@ -296,19 +324,27 @@ def memory_child(case_name: str, variant: str, device_name: str, quick: bool,
     step = make_step(case, variant)
     if device.type == "cuda":
         torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
+        allocated = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         for _ in range(steps):
             step()
         torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-        return {"method": "torch.cuda.max_memory_allocated", "before_mib": before / 2**20,
-                "peak_mib": peak / 2**20, "delta_mib": (peak - before) / 2**20}
+        top = torch.cuda.max_memory_allocated()
+        return {"method": "torch.cuda.max_memory_allocated", "before_mib": allocated / 2**20,
+                "peak_mib": top / 2**20, "delta_mib": (top - allocated) / 2**20}
+    rss = _status_mib("VmRSS")
+    if rss is not None and _reset_peak_rss():
+        # The peak of the steps alone: import and set-up peaks are forgotten.
+        for _ in range(steps):
+            step()
+        hwm = _status_mib("VmHWM") or rss
+        return {"method": "peak RSS (VmHWM after clear_refs) in a subprocess",
+                "before_mib": rss, "peak_mib": hwm, "delta_mib": hwm - rss}
     before = _rss_mib()
     for _ in range(steps):
         step()
     peak = _rss_mib()
-    return {"method": "getrusage max RSS (subprocess)", "before_mib": before,
+    return {"method": "getrusage max RSS in a subprocess", "before_mib": before,
             "peak_mib": peak, "delta_mib": peak - before}
 
 
@@ -330,7 +366,7 @@ def measure_memory(case_name: str, variant: str, device: str, threads: int,
 
 def e2e_config(device: str, quick: bool) -> tuple[str, list[str]]:
     """The config of the end-to-end comparison: Fashion-MNIST if present, else digits."""
-    from benchmarks.quality import fashion_available
+    from benchmarks.common import fashion_available, fashion_overrides
 
     common = ["trainer.max_epochs=1", "trainer.progress_bar=false",
               "method.co_annotation=soft", "method.distribution_matching=true",
@@ -339,11 +375,11 @@ def e2e_config(device: str, quick: bool) -> tuple[str, list[str]]:
         return "configs/digits-scarce.yaml", [*common, "trainer.steps_per_epoch=5"]
     if fashion_available():
         extra = [] if device == "cuda" else ["sources.0.max_samples=12000"]
-        return "configs/fashion-disjoint.yaml", [*common, *extra]
+        return "configs/fashion-disjoint.yaml", [*common, *extra, *fashion_overrides()]
     return "configs/digits-scarce.yaml", common
 
 
-def hand_loop(experiment: Any, steps: int, device: torch.device) -> dict[str, float]:
+def hand_loop(experiment: Any, steps: int, device: torch.device) -> dict[str, Any]:
     """A minimal PyTorch loop (no Lightning) training the same model on the same data."""
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -517,7 +553,8 @@ def main(argv: Sequence[str] | None = None, results_dir: Path | None = None) -> 
     parser.add_argument("--results", type=Path, default=None)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: the usable cores)")
+                        help="torch threads (default: 1 on CPU, see the module docstring; "
+                        "the usable cores on CUDA)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--min-run-time", type=float, default=None,
                         help="seconds per blocked_autorange measurement")
@@ -530,10 +567,11 @@ def main(argv: Sequence[str] | None = None, results_dir: Path | None = None) -> 
     args = parser.parse_args(argv)
     from benchmarks.common import usable_cores
 
-    threads = args.threads or usable_cores()
+    threads = args.threads or (usable_cores() if args.device.startswith("cuda") else 1)
     if args.memory_child:
         torch.set_num_threads(threads)
-        print(json.dumps(memory_child(*args.memory_child, args.device, args.quick)))
+        case_name, variant = args.memory_child
+        print(json.dumps(memory_child(case_name, variant, args.device, args.quick)))
         return None
     out = args.results or results_dir or (QUICK_DIR if args.quick else RESULTS_DIR)
     return run(out, command_line("cost", argv), quick=args.quick, device_name=args.device,

@@ -38,11 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    FASHION_DIR,
     QUICK_DIR,
     REPO,
     RESULTS_DIR,
     command_line,
+    fashion_available,
+    fashion_overrides,
     hardware,
     now,
     write_result,
@@ -78,6 +79,7 @@ class Settings:
     fashion_backbone: str | None = "mlp"
     steps_per_epoch: int | None = None
     threads: int = 1
+    num_workers: int = 0
     device: str = "cpu"
     only: list[str] | None = None
 
@@ -125,7 +127,7 @@ def plan(settings: Settings, quick: bool = False) -> list[StudySpec]:
     ]
     for spec in studies:
         spec.overrides = digits_common + spec.overrides
-    fashion_common = ["trainer.progress_bar=false"]
+    fashion_common = ["trainer.progress_bar=false", *fashion_overrides()]
     if settings.fashion_max_samples is not None:
         fashion_common.append(f"sources.0.max_samples={settings.fashion_max_samples}")
     if settings.fashion_backbone == "mlp":
@@ -156,6 +158,8 @@ def plan(settings: Settings, quick: bool = False) -> list[StudySpec]:
         extra += ["trainer.accelerator=cpu"]
     if settings.steps_per_epoch is not None:
         extra.append(f"trainer.steps_per_epoch={settings.steps_per_epoch}")
+    if settings.num_workers:
+        extra.append(f"trainer.num_workers={settings.num_workers}")
     for spec in specs:
         spec.overrides = spec.overrides + extra
     if not fashion_available():
@@ -165,10 +169,6 @@ def plan(settings: Settings, quick: bool = False) -> list[StudySpec]:
     if quick and not settings.only:
         specs = [s for s in specs if s.name == "digits-scarce-3"]
     return specs
-
-
-def fashion_available() -> bool:
-    return FASHION_DIR.is_dir() and any(FASHION_DIR.iterdir())
 
 
 def study_command(spec: StudySpec, seeds: int, out_dir: Path) -> str:
@@ -274,8 +274,8 @@ def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
     d3 = studies.get("digits-scarce-3")
     if d3 is not None:
         single = _mean(d3, "single_task", "digit")
-        method = {v: _mean(d3, v, "digit") for v in METHOD_VARIANTS}
-        method = {v: m for v, m in method.items() if m is not None}
+        found = {v: _mean(d3, v, "digit") for v in METHOD_VARIANTS}
+        method = {v: m for v, m in found.items() if m is not None}
         top = max(method, key=lambda v: method[v]) if method else None
         value = method.get(top) if top else None
         out.append({
@@ -306,8 +306,8 @@ def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
     if f1 is not None and full is not None:
         low = _mean(f1, "single_task", "category")
         high = _mean(full, "single_task", "category")
-        method = {v: _mean(f1, v, "category") for v in MTL_VARIANTS}
-        method = {v: m for v, m in method.items() if m is not None}
+        found = {v: _mean(f1, v, "category") for v in MTL_VARIANTS}
+        method = {v: m for v, m in found.items() if m is not None}
         top = max(method, key=lambda v: method[v]) if method else None
         if top is not None and low is not None and high is not None and high != low:
             closed = (method[top] - low) / (high - low)
@@ -356,17 +356,29 @@ def run(
             }
             for future in as_completed(futures):
                 summaries[futures[future]] = future.result()
+    studies: list[dict[str, Any]] = [summaries[s.name] for s in specs]
+    name = "quality" if settings.device == "cpu" else "gpu-quality"
+    previous = results_dir / f"{name}.json"
+    if settings.only and previous.is_file():
+        # Re-running some studies: keep the others' figures (each carries its own command).
+        import json
+
+        kept = [s for s in json.loads(previous.read_text()).get("studies", [])
+                if s["name"] not in summaries]
+        studies = kept + studies
+        rank = [spec.name for spec in plan(Settings())]
+        studies.sort(key=lambda s: rank.index(s["name"]) if s["name"] in rank else 99)
     document: dict[str, Any] = {
         "started": started,
         "wall_s": round(time.perf_counter() - start, 1),
         "jobs": jobs,
         "settings": asdict(settings),
         "fashion_available": fashion_available(),
-        "studies": [summaries[s.name] for s in specs],
+        "studies": studies,
         "hardware": hardware("cuda" if settings.device == "cuda" else None),
     }
     document["targets"] = targets(document)
-    return write_result(results_dir, "quality", document, command, quick)
+    return write_result(results_dir, name, document, command, quick)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -376,6 +388,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--only", nargs="+", help="run only these studies (by name)")
     parser.add_argument("--fashion-epochs", type=int, default=None)
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     parser.add_argument("--fashion-max-samples", type=int, default=None,
                         help="0: all images (default 12000 on CPU, all on CUDA)")
 
@@ -396,6 +409,7 @@ def settings_from(args: argparse.Namespace, quick: bool) -> Settings:
     if args.fashion_max_samples is not None:
         settings.fashion_max_samples = args.fashion_max_samples or None
     settings.threads = args.threads
+    settings.num_workers = args.num_workers
     settings.only = args.only
     return settings
 

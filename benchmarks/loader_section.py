@@ -1,0 +1,41 @@
+"""Loader section: runs ``benchmarks/loader.py`` (its own CLI) and keeps its result as JSON.
+
+``loader.py`` (manifest + PNG path with 0/1/2 workers vs the in-memory array path, and a
+tiny CNN's train step for scale) is called through its ``main(argv)``; its result goes
+into ``benchmarks/results/loader.json`` under ``"loader"``, with the equivalent command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.common import QUICK_DIR, RESULTS_DIR, command_line, write_result
+
+
+def loader_argv(quick: bool) -> list[str]:
+    if quick:
+        return ["--synthetic", "300", "--seconds", "0.2", "--workers", "0", "--device", "cpu"]
+    return ["--synthetic", "10000", "--seconds", "3", "--workers", "0", "1", "2",
+            "--device", "auto"]
+
+
+def main(argv: Sequence[str] | None = None, results_dir: Path | None = None) -> Path:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks loader")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--results", type=Path, default=None)
+    args, extra = parser.parse_known_args(argv)
+    from benchmarks import loader
+
+    inner = loader_argv(args.quick) + extra
+    result = loader.main(inner)
+    out = args.results or results_dir or (QUICK_DIR if args.quick else RESULTS_DIR)
+    payload = {"loader": result, "loader_command": "python benchmarks/loader.py " + " ".join(inner)}
+    return write_result(out, "loader", payload, command_line("loader", argv), args.quick)
+
+
+if __name__ == "__main__":
+    main()
