@@ -124,6 +124,12 @@ def plan(settings: Settings, quick: bool = False) -> list[StudySpec]:
             DIGITS_CONFIG, ["study.co_annotation=hard", "study.variants=[mtl+ca, mtl+ca+dm]"],
             kind="comparison", compare_to="digits-scarce-3", switch="co-annotation",
         ),
+        StudySpec(
+            "digits-scarce-3-60ep", "digits",
+            "Digits 3 %: twice the training budget (trainer.max_epochs=60, every variant)",
+            DIGITS_CONFIG, ["trainer.max_epochs=60"],
+            kind="comparison", compare_to="digits-scarce-3", switch="budget",
+        ),
     ]
     for spec in studies:
         spec.overrides = digits_common + spec.overrides

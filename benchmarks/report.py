@@ -138,7 +138,8 @@ def _comparison(studies: dict[str, dict[str, Any]], study: dict[str, Any]) -> li
         return []
     switch = study.get("switch")
     names = {"stop-gradient": ("stop-gradient (default)", "gradient through the target"),
-             "co-annotation": ("soft co-annotation (default)", "hard co-annotation")}
+             "co-annotation": ("soft co-annotation (default)", "hard co-annotation"),
+             "budget": ("30 epochs (default)", "60 epochs")}
     left, right = names.get(switch or "", ("default", "changed"))
     rows = []
     for variant in study["variants"]:

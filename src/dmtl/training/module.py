@@ -28,6 +28,9 @@ from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.batching import Batch
 
+NOT_OBJECTIVE_ARGUMENTS = {"dm_warmup_epochs", "prior", "pos_weight"}
+"""Keys of ``method`` handled by the training loop and the experiment, not by the objective."""
+
 
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or infinite; names the term, the step and the batch's sources."""
@@ -99,21 +102,10 @@ class MultiTaskModule(pl.LightningModule):
         self.objective = Objective(
             self.tasks,
             self.edges,
-            task_weights=method.task_weights,
             pos_weights={k: torch.tensor(v) for k, v in (pos_weights or {}).items()},
-            co_annotation=method.co_annotation,
-            lambda_ca=method.lambda_ca,
-            ca_eps=method.ca_eps,
-            ca_tau=method.ca_tau,
-            hard_threshold=method.hard_threshold,
-            distribution_matching=method.distribution_matching,
-            dm_forward=method.dm_forward,
-            dm_inverse=method.dm_inverse,
-            lambda_dm=method.lambda_dm,
-            dm_eps=method.dm_eps,
-            dm_tau=method.dm_tau,
-            stop_gradient=method.stop_gradient,
             priors={k: torch.tensor(v) for k, v in (priors or {}).items()},
+            # The method section's names are the objective's keyword arguments.
+            **method.model_dump(exclude=NOT_OBJECTIVE_ARGUMENTS),
         )
         self.val_metrics = MultiTaskMetrics(self.tasks)
         self.test_metrics = MultiTaskMetrics(self.tasks)

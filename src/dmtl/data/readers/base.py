@@ -582,6 +582,23 @@ def subject_splits(
     return split
 
 
+def au_frames_manifest(
+    rows: pd.DataFrame,
+    ids: pd.Series,
+    images: Sequence[str],
+    au_columns: Sequence[str],
+    val_subjects: Sequence[str],
+    test_subjects: Sequence[str],
+) -> pd.DataFrame:
+    """Manifest of per-frame AU codes (DISFA, BP4D): the ``au`` task, split by ``subject``."""
+    return build_manifest(
+        ids.to_numpy(dtype=object),
+        images,
+        split=subject_splits(rows["subject"], list(val_subjects), list(test_subjects)),
+        binary=[binary_block("au", au_columns, rows[list(au_columns)].to_numpy(np.float32))],
+    )
+
+
 def check_choice(option: str, value: Any, choices: Collection[Any]) -> None:
     """Reject an option value outside ``choices``."""
     if value not in choices:

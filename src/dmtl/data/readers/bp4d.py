@@ -26,15 +26,13 @@ from dmtl.data.readers.base import (
     DatasetLayoutError,
     ReaderError,
     ReaderResult,
+    au_frames_manifest,
     au_name,
     au_task,
-    binary_block,
-    build_manifest,
     find_dir,
     head_lines,
     read_table,
     register_reader,
-    subject_splits,
 )
 from dmtl.data.readers.disfa import check_template
 from dmtl.knowledge.affect import BP4D_AUS
@@ -126,12 +124,7 @@ def read_bp4d(
         image_template.format(subject=s, task=t, frame=int(f))
         for s, t, f in zip(rows["subject"], rows["task"], rows["frame"], strict=True)
     ]
-    manifest = build_manifest(
-        ids.to_numpy(dtype=object),
-        images,
-        split=subject_splits(rows["subject"], list(val_subjects), list(test_subjects)),
-        binary=[binary_block("au", columns, rows[columns].to_numpy(np.float32))],
-    )
+    manifest = au_frames_manifest(rows, ids, images, columns, val_subjects, test_subjects)
     notes = [
         f"{len(files)} subject/task file(s) from {folder.relative_to(root).as_posix()}",
         f"image paths follow {image_template!r}",

@@ -27,14 +27,12 @@ from dmtl.data.readers.base import (
     DatasetLayoutError,
     ReaderError,
     ReaderResult,
+    au_frames_manifest,
     au_name,
     au_task,
-    binary_block,
-    build_manifest,
     find_dir,
     read_table,
     register_reader,
-    subject_splits,
 )
 from dmtl.knowledge.affect import DISFA_AUS
 
@@ -128,12 +126,7 @@ def read_disfa(
         image_template.format(subject=s, frame=int(f), index=int(f) - 1)
         for s, f in zip(rows["subject"], rows["frame"], strict=True)
     ]
-    manifest = build_manifest(
-        ids.to_numpy(dtype=object),
-        images,
-        split=subject_splits(rows["subject"], list(val_subjects), list(test_subjects)),
-        binary=[binary_block("au", au_columns, rows[au_columns].to_numpy(np.float32))],
-    )
+    manifest = au_frames_manifest(rows, ids, images, au_columns, val_subjects, test_subjects)
     notes = [
         f"{len(subjects)} subject(s); occurrence = intensity >= {threshold}",
         f"image paths follow {image_template!r}",
