@@ -150,7 +150,20 @@ def _comparison(studies: dict[str, dict[str, Any]], study: dict[str, Any]) -> li
             delta = (b["mean"] - a["mean"]) if a and b and a.get("mean") is not None \
                 and b.get("mean") is not None else None
             rows.append([variant, task, _pm(a), _pm(b), _num(delta, "+.3f"), _pm(single)])
-    return _table(["variant", "task", left, right, "difference", "single-task"], rows)
+    table = _table(["variant", "task", left, right, "difference", "single-task"], rows)
+    return [*table, "", *_COMPARISON_NOTES.get(switch or "", [])]
+
+
+_COMPARISON_NOTES: dict[str, list[str]] = {
+    "budget": [
+        "What this comparison tests: every variant trains for the same number of steps, but a "
+        "multi-task model gives each task only its stratum's share of every batch, so at equal "
+        "steps it has seen fewer samples of a task than that task's single-task model. If the "
+        "single-task rows barely move at twice the budget while the multi-task rows gain, part "
+        "of the negative transfer at the default budget is under-training of the multi-task "
+        "model, not interference between the tasks.",
+    ],
+}
 
 
 def _negative_transfer_notes(doc: dict[str, Any]) -> list[str]:
