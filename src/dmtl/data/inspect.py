@@ -15,14 +15,8 @@ import pandas as pd
 from dmtl.core.labels import MISSING_CLASS
 from dmtl.core.tasks import CategoricalTask, Task
 from dmtl.data.errors import DataError
+from dmtl.data.manifest import labelled_mask
 from dmtl.data.sources import Source
-
-
-def labelled_mask(task: Task, values: np.ndarray) -> np.ndarray:
-    """Boolean ``(N,)``: samples labelled for ``task`` (encoded ``values``)."""
-    if isinstance(task, CategoricalTask):
-        return np.asarray(values != MISSING_CLASS)
-    return np.asarray(~np.isnan(values).all(axis=1))
 
 
 def label_counts(source: Source) -> pd.DataFrame:

@@ -298,6 +298,13 @@ def check_encoded(
     return out
 
 
+def labelled_mask(task: Task, values: np.ndarray) -> np.ndarray:
+    """Boolean ``(N,)``: samples labelled for ``task`` (a class, or at least one label observed)."""
+    if isinstance(task, CategoricalTask):
+        return np.asarray(values != MISSING_CLASS)
+    return np.asarray(~np.isnan(values).all(axis=1))
+
+
 def unlabelled(task: Task, n: int) -> np.ndarray:
     """Encoded labels of ``n`` samples with nothing observed for ``task``."""
     if isinstance(task, CategoricalTask):

@@ -65,6 +65,7 @@ import numpy as np
 
 from dmtl.core.labels import MISSING_CLASS
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
+from dmtl.data.manifest import labelled_mask
 
 EncodedLabels = dict[str, np.ndarray]
 
@@ -130,11 +131,6 @@ def _observed(task: Task, values: np.ndarray) -> np.ndarray:
     if isinstance(task, CategoricalTask):
         return np.asarray(values != MISSING_CLASS, dtype=bool)
     return np.asarray(~np.isnan(values), dtype=bool)
-
-
-def _labelled_rows(task: Task, values: np.ndarray) -> np.ndarray:
-    obs = _observed(task, values)
-    return obs if obs.ndim == 1 else np.asarray(obs.any(axis=1), dtype=bool)
 
 
 def _hash(indices: np.ndarray) -> str:
@@ -229,7 +225,7 @@ def _check_proportions(
 
 def _active(labels: EncodedLabels, tasks: dict[str, Task], rows: np.ndarray) -> list[str]:
     """Tasks with at least one label among ``rows``."""
-    return [n for n, v in labels.items() if bool(_labelled_rows(tasks[n], v[rows]).any())]
+    return [n for n, v in labels.items() if bool(labelled_mask(tasks[n], v[rows]).any())]
 
 
 def _split_blocks(
@@ -383,7 +379,7 @@ def _plan_scarce(
     values = labels[task]
     in_scope = np.zeros(len(values), dtype=bool)
     in_scope[rows] = True
-    labelled = np.flatnonzero(_labelled_rows(spec, values) & in_scope)
+    labelled = np.flatnonzero(labelled_mask(spec, values) & in_scope)
     if isinstance(spec, CategoricalTask):
         classes = values[labelled]
         present = np.unique(classes)
@@ -550,8 +546,8 @@ def apply_regime(
             out[drop] = np.nan
         new[name] = out
         obs_before, obs_after = _observed(task, values), _observed(task, out)
-        rows_before = _labelled_rows(task, values)
-        rows_after = _labelled_rows(task, out)
+        rows_before = labelled_mask(task, values)
+        rows_after = labelled_mask(task, out)
         counts[name] = TaskCount(
             before=int(rows_before.sum()),
             after=int(rows_after.sum()),

@@ -28,11 +28,11 @@ import torch
 
 from dmtl.config import Config, EdgeConfig, SourceConfig
 from dmtl.core.estimation import RelatednessEstimator
-from dmtl.core.labels import MISSING_CLASS, PartialLabels
+from dmtl.core.labels import PartialLabels
 from dmtl.core.relatedness import Relatedness, RelatednessError, frequency_prior
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.builtin import load_builtin
-from dmtl.data.manifest import unlabelled
+from dmtl.data.manifest import labelled_mask, unlabelled
 from dmtl.data.regimes import RegimeSpec, apply_regime
 from dmtl.data.sources import ArraySource, Augment, Source
 
@@ -116,7 +116,7 @@ class Experiment:
         task = self.task_map[task_name]
         train, weights = [], []
         for source, weight in zip(self.train, self.train_weights, strict=True):
-            keep = _labelled_rows(task, source.labels[task.name])
+            keep = labelled_mask(task, source.labels[task.name])
             if keep.any():
                 train.append(with_tasks(source.subset(np.flatnonzero(keep)), [task]))
                 weights.append(weight)
@@ -131,12 +131,6 @@ class Experiment:
             test=[with_tasks(s, [task]) for s in self.test],
             edges=[],
         )
-
-
-def _labelled_rows(task: Task, values: np.ndarray) -> np.ndarray:
-    if isinstance(task, CategoricalTask):
-        return np.asarray(values != MISSING_CLASS)
-    return np.asarray(~np.isnan(values).all(axis=1))
 
 
 # ---- loading -------------------------------------------------------------------------------------
@@ -339,7 +333,7 @@ def build_experiment(
 
 
 def _group_by_pattern(source: Source, tasks: Sequence[Task]) -> list[tuple[str, np.ndarray]]:
-    labelled = np.stack([_labelled_rows(t, source.labels[t.name]) for t in tasks], axis=1)
+    labelled = np.stack([labelled_mask(t, source.labels[t.name]) for t in tasks], axis=1)
     patterns: dict[tuple[bool, ...], list[int]] = {}
     for row, pattern in enumerate(map(tuple, labelled.tolist())):
         if any(pattern):
