@@ -14,7 +14,6 @@ from pathlib import Path
 
 from benchmarks.common import QUICK_DIR, RESULTS_DIR, command_line, write_result
 
-
 FASHION_PNG = Path("runs/benchmarks/fashion-mnist-png")
 """10,000 Fashion-MNIST test images exported as PNG + manifest (made once, reused)."""
 
