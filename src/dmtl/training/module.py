@@ -127,15 +127,7 @@ class MultiTaskModule(pl.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         logits = self.model(batch.x)
         loss, terms = self.objective(logits, batch.labels, dm_scale=self.dm_scale())
-        # The terms before their total, so that the message names the term that broke.
-        for name, value in {**terms, "loss": loss}.items():
-            if not bool(torch.isfinite(value.detach())):
-                sources = sorted({self._source_name(int(s)) for s in batch.source.tolist()})
-                raise NonFiniteLossError(
-                    f"loss term {name!r} is {float(value.detach())} at step {self.global_step} "
-                    f"(batch {batch_idx}, sources: {', '.join(sources)}); "
-                    "lower the learning rate or check the inputs of these sources"
-                )
+        self._check_finite({**terms, "loss": loss}, batch, batch_idx)
         self._accumulate({"loss": loss, **terms})
         if self.global_step % self.config.trainer.log_every_n_steps == 0:
             self.log_dict(
@@ -145,6 +137,22 @@ class MultiTaskModule(pl.LightningModule):
                 batch_size=batch.x.shape[0],
             )
         return loss
+
+    def _check_finite(self, terms: dict[str, Tensor], batch: Batch, batch_idx: int) -> None:
+        """Stop on a NaN/inf term, naming it (terms before their total), the step and sources.
+
+        One device-to-host synchronisation per step: all terms are checked at once.
+        """
+        values = torch.stack([v.detach().float() for v in terms.values()])
+        if bool(torch.isfinite(values).all()):
+            return
+        name, value = next((k, v) for k, v in terms.items() if not bool(torch.isfinite(v)))
+        sources = sorted({self._source_name(int(s)) for s in batch.source.tolist()})
+        raise NonFiniteLossError(
+            f"loss term {name!r} is {float(value.detach())} at step {self.global_step} "
+            f"(batch {batch_idx}, sources: {', '.join(sources)}); "
+            "lower the learning rate or check the inputs of these sources"
+        )
 
     def _accumulate(self, terms: dict[str, Tensor]) -> None:
         """Running sums of every term over the epoch (logged once, at the epoch's end)."""
