@@ -35,5 +35,11 @@ def metrics_table(metrics: Mapping[str, float | None], title: str) -> Table:
     for name, value in metrics.items():
         if name.count("/") > 1:
             continue
-        table.add_row(name, "n/a" if value is None else f"{value:.4f}")
+        if value is None:
+            text = "n/a"
+        elif name.endswith("num_labelled"):
+            text = str(int(value))
+        else:
+            text = f"{value:.4f}"
+        table.add_row(name, text)
     return table
