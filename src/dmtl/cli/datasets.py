@@ -189,22 +189,22 @@ def check(
     from dmtl.cli.errors import user_error_types
     from dmtl.config import load_config
     from dmtl.data.inspect import label_counts
-    from dmtl.training.experiment import load_sources
+    from dmtl.training.experiment import declared_tasks, load_source
 
     cfg = load_config(config, set_ or [])
     problems = 0
     counts: list[pd.DataFrame] = []
     sources: list[Source] = []
     for i, source_cfg in enumerate(cfg.sources):
-        one = cfg.model_copy(update={"sources": [source_cfg]})
         try:
-            loaded = load_sources(one)[0]
+            loaded = load_source(i, source_cfg, declared_tasks(cfg))
         except user_error_types() as error:
             problems += 1
-            console.print(f"[red]sources.{i} ({escape(source_cfg.name)}): {escape(str(error))}[/]")
+            # The error already names ``sources.<i>``.
+            console.print(f"[red]source {escape(source_cfg.name)!r}: {escape(str(error))}[/]")
             continue
         console.print(
-            f"[green]sources.{i} ({source_cfg.name}): {len(loaded.source)} samples readable[/]"
+            f"[green]sources.{i} ({escape(source_cfg.name)}): {len(loaded.source)} samples readable[/]"
         )
         for reason, count in (loaded.notes.get("dropped") or {}).items():
             console.print(f"  dropped {reason}: {count}")

@@ -136,7 +136,8 @@ class Experiment:
 # ---- loading -------------------------------------------------------------------------------------
 
 
-def _load_source(index: int, cfg: SourceConfig, declared: dict[str, Task]) -> LoadedSource:
+def load_source(index: int, cfg: SourceConfig, declared: dict[str, Task]) -> LoadedSource:
+    """Load ``sources.<index>`` of a config; errors name that path."""
     where = f"sources.{index}"
     if cfg.builtin is not None:
         try:
@@ -249,7 +250,7 @@ def declared_tasks(config: Config) -> dict[str, Task]:
 
 def load_sources(config: Config) -> list[LoadedSource]:
     declared = declared_tasks(config)
-    return [_load_source(i, cfg, declared) for i, cfg in enumerate(config.sources)]
+    return [load_source(i, cfg, declared) for i, cfg in enumerate(config.sources)]
 
 
 # ---- building ------------------------------------------------------------------------------------
