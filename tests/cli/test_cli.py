@@ -382,7 +382,7 @@ def test_datasets_export_then_check(
     result = cli("datasets", "check", write_config(broken, name="broken.yaml"), code=1)
     text = one_line(result.output)
     assert "sources.0 (png): 20 samples readable" in text
-    assert "sources.1 (bad[1]):" in text  # markup-like names are printed as they are
+    assert "source 'bad[1]': sources.1:" in text  # markup-like names are printed as they are
     assert "1 source(s) with problems" in text
 
 

@@ -204,7 +204,8 @@ def check(
             console.print(f"[red]source {escape(source_cfg.name)!r}: {escape(str(error))}[/]")
             continue
         console.print(
-            f"[green]sources.{i} ({escape(source_cfg.name)}): {len(loaded.source)} samples readable[/]"
+            f"[green]sources.{i} ({escape(source_cfg.name)}): "
+            f"{len(loaded.source)} samples readable[/]"
         )
         for reason, count in (loaded.notes.get("dropped") or {}).items():
             console.print(f"  dropped {reason}: {count}")
