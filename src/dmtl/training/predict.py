@@ -1,7 +1,7 @@
 """Predictions of a trained model, written in the manifest's column naming.
 
-Output columns: ``id``; the decisions, exactly as a manifest holds labels
-(``<task>`` = the arg-max class name, ``<task>/<label>`` = ``1[p >= 0.5]``), so a
+Output columns: ``id`` (and ``image``, the path read, for image inputs); the
+decisions, exactly as a manifest holds labels (``<task>`` = the arg-max class name, ``<task>/<label>`` = ``1[p >= 0.5]``), so a
 predictions file is itself a valid manifest; and the probabilities,
 ``p:<task>/<class>`` and ``p:<task>/<label>``.
 
@@ -26,7 +26,7 @@ from dmtl.core.tasks import CategoricalTask
 from dmtl.data.batching import build_eval_loader
 from dmtl.data.errors import DataError
 from dmtl.data.manifest import unlabelled
-from dmtl.data.sources import ArraySource, Source
+from dmtl.data.sources import ArraySource, ImageSource, Source
 from dmtl.training.module import MultiTaskModule
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -95,6 +95,8 @@ def predict_frame(module: MultiTaskModule, source: Source, batch_size: int = 256
             chunks[task.name].append(p.cpu())
     probs = {name: torch.cat(parts) if parts else torch.empty(0) for name, parts in chunks.items()}
     columns: dict[str, object] = {"id": list(source.ids)}
+    if isinstance(source, ImageSource):
+        columns["image"] = list(source.paths)
     for task in module.tasks:
         p = probs[task.name]
         if isinstance(task, CategoricalTask):
