@@ -2,8 +2,8 @@
 
 Output columns: ``id`` (and ``image``, the path read, for image inputs); the
 decisions, exactly as a manifest holds labels (``<task>`` = the arg-max class name,
-``<task>/<label>`` = ``1[p >= 0.5]``), so a predictions file is itself a valid manifest; and the probabilities,
-``p:<task>/<class>`` and ``p:<task>/<label>``.
+``<task>/<label>`` = ``1[p >= 0.5]``), so a predictions file is itself a valid
+manifest; and the probabilities, ``p:<task>/<class>`` and ``p:<task>/<label>``.
 
 Zero-shot classes of a categorical task (declared in the task, with no
 training images) are scored through the inverse map of every relatedness
