@@ -483,7 +483,8 @@ def rich_table(results: StudyResults) -> Table:
     table = Table(title=f"dmtl study: {results.study} (mean ± std over seeds)")
     table.add_column("variant", style="cyan", no_wrap=True)
     for t in primaries:
-        table.add_column(_task_header(results, t), justify="right")
+        header = f"{t}\n({results.tasks[t].primary_metric})"
+        table.add_column(header, justify="right")
     table.add_column("negative transfer")
     best = best_variants(results)
     for row in _table_rows(results, bold=False):
@@ -492,7 +493,10 @@ def rich_table(results: StudyResults) -> Table:
             variant = row[0].removesuffix(" (baseline)")
             cells.append(Text(text, style="bold green" if variant in best[t] else ""))
         verdict = row[-1]
-        cells.append(Text(verdict, style="red" if verdict.startswith("negative") else ""))
+        negative = verdict.startswith("negative")
+        # The column header already says it: keep the tasks and their gains.
+        short = verdict.removeprefix("negative transfer on: ")
+        cells.append(Text(short, style="red" if negative else ""))
         table.add_row(*cells)
     return table
 
