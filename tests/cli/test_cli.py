@@ -597,3 +597,17 @@ def test_timm_backbone_on_exported_png_images(
     out = tmp_path / "predictions.csv"
     cli("predict", tmp_path / "run", export / "images", "-o", out)
     _check_predictions(pd.read_csv(out), 60)
+
+
+def test_predict_ignores_label_columns_the_model_does_not_know(
+    cli: Invoke, trained_run: Path, exported_digits: Path, tmp_path: Path
+) -> None:
+    manifest = pd.read_csv(exported_digits)
+    manifest["other/thing"] = 1  # labels of a task this model never had
+    labelled = exported_digits.parent / "with_other_task.csv"
+    manifest.to_csv(labelled, index=False)
+    out = tmp_path / "predictions.csv"
+    cli("predict", trained_run, labelled, "-o", out)
+    frame = pd.read_csv(out)
+    _check_predictions(frame, len(manifest))
+    assert "other/thing" not in frame.columns

@@ -25,7 +25,7 @@ from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import CategoricalTask
 from dmtl.data.batching import build_eval_loader
 from dmtl.data.errors import DataError
-from dmtl.data.manifest import unlabelled
+from dmtl.data.manifest import RESERVED_COLUMNS, unlabelled
 from dmtl.data.sources import ArraySource, ImageSource, Source
 from dmtl.training.module import MultiTaskModule
 
@@ -68,8 +68,8 @@ def input_source(
     is_index = array is not None
     return Source.from_manifest(
         "inputs",
-        inputs,
-        root,
+        _input_columns(inputs),
+        root if root is not None else inputs.parent,
         tasks,
         array=array,
         channels=None if is_index else cfg.channels,
@@ -78,6 +78,19 @@ def input_source(
         std=cfg.std,
         require_labels=False,
     )
+
+
+def _input_columns(path: Path) -> pd.DataFrame:
+    """A manifest's ``id``/``image``/``index``/``split`` columns: labels are not needed to
+    predict, and may name tasks the model does not have."""
+    keep = set(RESERVED_COLUMNS)
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame = pd.read_parquet(path)
+            return frame[[c for c in frame.columns if c in keep]]
+        return pd.read_csv(path, usecols=lambda c: c in keep, dtype={"id": str})
+    except (ValueError, OSError) as error:
+        raise DataError(f"{path}: cannot read the manifest ({error})") from None
 
 
 @torch.no_grad()
