@@ -346,3 +346,15 @@ def test_ddp_compute_sums_counts_over_processes(tmp_path: Path) -> None:
     expected = binary_set_metrics(logits, labels, LABELS3)
     for rank in range(2):
         assert json.loads((tmp_path / f"{rank}.json").read_text()) == expected
+
+
+def test_per_output_threshold_keeps_per_class_values_of_small_tasks_only() -> None:
+    small = CategoricalTask("small", ["a", "b"])
+    large = CategoricalTask("large", [str(i) for i in range(5)])
+    metrics = MultiTaskMetrics([small, large], per_output=3)
+    labels = collate_labels([small, large], [{"small": 0, "large": 4}])
+    metrics.update({"small": torch.tensor([[2.0, 0.0]]), "large": torch.eye(5)[4:5]}, labels)
+    flat = metrics.compute_flat()
+    assert "small/f1/a" in flat and "small/f1_macro" in flat
+    assert not any(k.startswith("large/f1/") for k in flat)
+    assert flat["large/accuracy"] == 1.0 and "large/f1_macro" in flat

@@ -359,15 +359,23 @@ class MultiTaskMetrics(nn.Module):
         self,
         tasks: Sequence[Task],
         threshold: float = 0.5,
-        per_output: bool = True,
+        per_output: bool | int = True,
         zero_division: float | None = None,
         **metric_kwargs: Any,
     ) -> None:
         super().__init__()
         self.tasks: dict[str, Task] = check_unique_task_names(tasks)
+
+        def wanted(task: Task) -> bool:
+            # An int keeps per-class/per-label values only for tasks with at most that many
+            # outputs (10,177 per-identity F1 values are rarely worth logging).
+            if isinstance(per_output, bool):
+                return per_output
+            return task.num_outputs <= per_output
+
         # A ModuleList, not a ModuleDict: task names need not be valid attribute names.
         self.task_metrics = nn.ModuleList(
-            TaskMetrics(task, threshold, per_output, zero_division, **metric_kwargs)
+            TaskMetrics(task, threshold, wanted(task), zero_division, **metric_kwargs)
             for task in self.tasks.values()
         )
         self._position = {name: i for i, name in enumerate(self.tasks)}

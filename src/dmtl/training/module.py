@@ -28,6 +28,9 @@ from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.batching import Batch
 
+MAX_PER_OUTPUT_METRICS = 100
+"""Per-class / per-label metrics are logged for tasks with at most this many outputs."""
+
 NOT_OBJECTIVE_ARGUMENTS = {"dm_warmup_epochs", "prior", "pos_weight"}
 """Keys of ``method`` handled by the training loop and the experiment, not by the objective."""
 
@@ -107,8 +110,8 @@ class MultiTaskModule(pl.LightningModule):
             # The method section's names are the objective's keyword arguments.
             **method.model_dump(exclude=NOT_OBJECTIVE_ARGUMENTS),
         )
-        self.val_metrics = MultiTaskMetrics(self.tasks)
-        self.test_metrics = MultiTaskMetrics(self.tasks)
+        self.val_metrics = MultiTaskMetrics(self.tasks, per_output=MAX_PER_OUTPUT_METRICS)
+        self.test_metrics = MultiTaskMetrics(self.tasks, per_output=MAX_PER_OUTPUT_METRICS)
         # Epoch sums start here too: a run resumed mid-epoch (from interrupted.ckpt) does not
         # call on_train_epoch_start for the epoch it resumes.
         self._epoch_sums: dict[str, Tensor | float] = {}
