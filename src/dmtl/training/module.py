@@ -81,7 +81,9 @@ class MultiTaskModule(pl.LightningModule):
         steps_per_epoch: int = 1,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # In the checkpoint (so it rebuilds alone), not in the logs: tables can be large
+        # (10,177 x 40 for CelebA); the run folder has config.yaml and relatedness/*.csv.
+        self.save_hyperparameters(logger=False)
         self.config = Config.model_validate(config)
         self.tasks = [task_from_dict(t) for t in tasks]
         by_name = {t.name: t for t in self.tasks}
