@@ -6,7 +6,7 @@ import torch
 
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
-from dmtl.training.predict import zero_shot_columns
+from dmtl.training.predict import probability_columns, zero_shot_columns
 
 
 def _edge() -> Relatedness:
@@ -49,3 +49,14 @@ def test_no_zero_shot_columns_without_zero_shot_classes() -> None:
         CategoricalTask("expression", edge.source.classes), edge.target, edge.table
     )
     assert zero_shot_columns(plain, {"au": torch.full((1, 3), 0.5)}) == {}
+
+
+def test_many_classes_get_their_top_five_instead_of_one_column_each() -> None:
+    identity = CategoricalTask("identity", [f"id{i}" for i in range(300)])
+    p = torch.softmax(torch.arange(300.0).repeat(2, 1), dim=-1)
+    columns = probability_columns(identity, p)
+    assert list(columns) == [c for k in range(1, 6) for c in (f"identity@{k}", f"p:identity@{k}")]
+    assert columns["identity@1"] == ["id299", "id299"]
+    assert columns["identity@5"] == ["id295", "id295"]
+    small = CategoricalTask("digit", ["0", "1"])
+    assert list(probability_columns(small, torch.full((1, 2), 0.5))) == ["p:digit/0", "p:digit/1"]

@@ -3,7 +3,8 @@
 Output columns: ``id`` (and ``image``, the path read, for image inputs); the
 decisions, exactly as a manifest holds labels (``<task>`` = the arg-max class name,
 ``<task>/<label>`` = ``1[p >= 0.5]``), so a predictions file is itself a valid
-manifest; and the probabilities, ``p:<task>/<class>`` and ``p:<task>/<label>``.
+manifest; and the probabilities, ``p:<task>/<class>`` (for a task of more than 100
+classes, its top 5 instead: ``<task>@k`` and ``p:<task>@k``) and ``p:<task>/<label>``.
 
 Zero-shot classes of a categorical task (declared in the task, with no
 training images) are scored through the inverse map of every relatedness
@@ -22,12 +23,17 @@ import pandas as pd
 import torch
 
 from dmtl.core.relatedness import Relatedness
-from dmtl.core.tasks import CategoricalTask
+from dmtl.core.tasks import CategoricalTask, Task
 from dmtl.data.batching import build_eval_loader
 from dmtl.data.errors import DataError
 from dmtl.data.manifest import RESERVED_COLUMNS, unlabelled
 from dmtl.data.sources import ArraySource, ImageSource, Source
 from dmtl.training.module import MultiTaskModule
+
+MAX_PROBABILITY_COLUMNS = 100
+"""A categorical task with more classes gets its top-``TOP_K`` classes instead of one
+probability column per class (10,177 identities would be 10,177 columns)."""
+TOP_K = 5
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -118,11 +124,22 @@ def predict_frame(module: MultiTaskModule, source: Source, batch_size: int = 256
             for j, label in enumerate(task.names):
                 columns[f"{task.name}/{label}"] = (p[:, j] >= 0.5).int().tolist()
     for task in module.tasks:
-        for j, name in enumerate(task.names):
-            columns[f"p:{task.name}/{name}"] = probs[task.name][:, j].numpy()
+        columns.update(probability_columns(task, probs[task.name]))
     for edge in module.edges:
         columns.update(zero_shot_columns(edge, probs))
     return pd.DataFrame(columns)
+
+
+def probability_columns(task: Task, p: torch.Tensor) -> dict[str, object]:
+    """``p:<task>/<name>`` per class or label; the top ``TOP_K`` for very many classes."""
+    if isinstance(task, CategoricalTask) and task.num_classes > MAX_PROBABILITY_COLUMNS:
+        top = p.topk(min(TOP_K, task.num_classes), dim=-1)
+        columns: dict[str, object] = {}
+        for k in range(top.indices.shape[1]):
+            columns[f"{task.name}@{k + 1}"] = [task.classes[i] for i in top.indices[:, k].tolist()]
+            columns[f"p:{task.name}@{k + 1}"] = top.values[:, k].numpy()
+        return columns
+    return {f"p:{task.name}/{name}": p[:, j].numpy() for j, name in enumerate(task.names)}
 
 
 def zero_shot_columns(edge: Relatedness, probs: dict[str, torch.Tensor]) -> dict[str, object]:
