@@ -70,6 +70,7 @@ def show(
         Path | None, typer.Option("--image", "-o", help="Heatmap PNG (default: beside the CSV).")
     ] = None,
     max_columns: Annotated[int, typer.Option(help="Columns shown in the terminal.")] = 20,
+    max_rows: Annotated[int, typer.Option(help="Rows shown in the terminal.")] = 50,
 ) -> None:
     """Print a relatedness table and draw it as a heatmap PNG."""
     import pandas as pd
@@ -86,11 +87,19 @@ def show(
         values = frame.to_numpy(dtype=float)
     except (ValueError, pd.errors.ParserError) as error:
         raise RelatednessError(f"{table}: not a relatedness table ({error})") from None
-    shown = frame.iloc[:, :max_columns].reset_index()
+    shown = frame.iloc[:max_rows, :max_columns].reset_index()
     title = f"{table.name}: p({frame.index.name} class -> column)"
     console.print(frame_table(shown, title=title, digits=2))
-    if frame.shape[1] > max_columns:
-        console.print(f"({frame.shape[1] - max_columns} more columns in the file)")
+    hidden = [
+        f"{n - shown_n} more {what}"
+        for n, shown_n, what in (
+            (frame.shape[0], max_rows, "rows"),
+            (frame.shape[1], max_columns, "columns"),
+        )
+        if n > shown_n
+    ]
+    if hidden:
+        console.print(f"({', '.join(hidden)} in the file)")
     path = image or table.with_suffix(".png")
     plot_relatedness(
         values,
