@@ -334,16 +334,19 @@ def build_experiment(
 
 
 def _group_by_pattern(source: Source, tasks: Sequence[Task]) -> list[tuple[str, np.ndarray]]:
+    """Rows grouped by the set of tasks they are labelled for (largest group first).
+
+    Rows labelled for no task are left out.
+    """
     labelled = np.stack([labelled_mask(t, source.labels[t.name]) for t in tasks], axis=1)
-    patterns: dict[tuple[bool, ...], list[int]] = {}
-    for row, pattern in enumerate(map(tuple, labelled.tolist())):
-        if any(pattern):
-            patterns.setdefault(pattern, []).append(row)
-    out = []
-    for pattern, rows in sorted(patterns.items(), key=lambda kv: -len(kv[1])):
-        name = "+".join(t.name for t, on in zip(tasks, pattern, strict=True) if on)
-        out.append((name, np.asarray(rows)))
-    return out
+    patterns, inverse = np.unique(labelled, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    groups = []
+    for k, pattern in enumerate(patterns):
+        if pattern.any():
+            name = "+".join(t.name for t, on in zip(tasks, pattern.tolist(), strict=True) if on)
+            groups.append((name, np.flatnonzero(inverse == k)))
+    return sorted(groups, key=lambda group: (-len(group[1]), group[0]))
 
 
 def build_edges(
