@@ -611,3 +611,16 @@ def test_predict_ignores_label_columns_the_model_does_not_know(
     frame = pd.read_csv(out)
     _check_predictions(frame, len(manifest))
     assert "other/thing" not in frame.columns
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_trainer_lightning_cannot_set_up_is_one_clear_error(
+    cli: Invoke, tiny_config_file: Path, tmp_path: Path
+) -> None:
+    result = cli(
+        "train", tiny_config_file, "-o", tmp_path / "gpu", "-s", "trainer.accelerator=gpu", code=2
+    )
+    text = one_line(result.output)
+    assert text.startswith("error: trainer:")
+    assert "trainer.accelerator='gpu'" in text
+    assert "Traceback" not in result.output

@@ -32,7 +32,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from dmtl.training.experiment import ExperimentError
     from dmtl.training.module import NonFiniteLossError
     from dmtl.training.results import ResultsError
-    from dmtl.training.trainer import RunDirError
+    from dmtl.training.trainer import RunDirError, TrainerSetupError
 
     return (
         ConfigError,
@@ -43,6 +43,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         LabelError,
         TaskSpecError,
         RunDirError,
+        TrainerSetupError,
         BackboneError,
         MissingDependencyError,
         NonFiniteLossError,

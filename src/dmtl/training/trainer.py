@@ -19,10 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from dmtl.config import Config
+
+
+class TrainerSetupError(ValueError):
+    """Lightning cannot set up the trainer as configured (e.g. no GPU for accelerator=gpu)."""
 
 
 class RunDirError(ValueError):
@@ -159,4 +164,11 @@ def build_trainer(
     }
     if not has_validation:
         kwargs["limit_val_batches"] = 0
-    return pl.Trainer(**kwargs)
+    try:
+        return pl.Trainer(**kwargs)
+    except (MisconfigurationException, ValueError, RuntimeError) as error:
+        raise TrainerSetupError(
+            f"trainer: {error} (check trainer.accelerator={cfg.accelerator!r}, "
+            f"devices={cfg.devices!r}, num_nodes={cfg.num_nodes}, strategy={cfg.strategy!r}, "
+            f"precision={cfg.precision!r})"
+        ) from None
