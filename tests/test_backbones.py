@@ -217,3 +217,8 @@ def test_missing_optional_dependency_says_how_to_install(
     with pytest.raises(MissingDependencyError, match=r"pip install 'dmtl\[vision\]'") as info:
         create_backbone(name, 3, 32)
     assert isinstance(info.value, ImportError)
+
+
+def test_unknown_backbone_options_name_the_accepted_ones() -> None:
+    with pytest.raises(BackboneError, match=r"'small_cnn' has no option\(s\) hidden.*channels"):
+        create_backbone("small_cnn", in_channels=1, image_size=8, hidden=(32,))

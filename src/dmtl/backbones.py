@@ -34,6 +34,7 @@ are optional (``pip install 'dmtl[vision]'``) and imported only when used.
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -119,7 +120,9 @@ def create_backbone(
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise BackboneError(f"image_size must be a positive int or None, got {image_size!r}")
     if name in _REGISTRY:
-        module, dim = _REGISTRY[name](in_channels, image_size, pretrained, **kwargs)
+        factory = _REGISTRY[name]
+        _check_options(name, factory, kwargs)
+        module, dim = factory(in_channels, image_size, pretrained, **kwargs)
         return module, _checked_dim(name, dim)
     prefix, _, rest = name.partition(":")
     if prefix == "timm" and rest:
@@ -132,6 +135,20 @@ def create_backbone(
         f"unknown backbone {name!r}; known names: {', '.join(list_backbones())}, "
         "timm:<model>, torchvision:<model>, package.module:function"
     )
+
+
+def _check_options(name: str, factory: BackboneFactory, options: dict[str, Any]) -> None:
+    """Unknown options are an error that lists the accepted ones (not a deep TypeError)."""
+    parameters = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = [n for n in parameters if n not in ("in_channels", "image_size", "pretrained")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise BackboneError(
+            f"backbone {name!r} has no option(s) {', '.join(unknown)} "
+            f"(backbone.options); it accepts: {', '.join(accepted) or 'none'}"
+        )
 
 
 def _checked_dim(name: str, dim: object) -> int:
