@@ -624,3 +624,21 @@ def test_a_trainer_lightning_cannot_set_up_is_one_clear_error(
     assert text.startswith("error: trainer:")
     assert "trainer.accelerator='gpu'" in text
     assert "Traceback" not in result.output
+
+
+def test_predict_resizes_images_and_rejects_arrays_of_another_shape(
+    cli: Invoke, trained_run: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "large"
+    folder.mkdir()
+    for i in range(3):  # 28x28 images for a model trained on 8x8 digits: resized on reading
+        Image.fromarray(np.full((28, 28), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "p.csv"
+    cli("predict", trained_run, folder, "-o", out)
+    assert len(pd.read_csv(out)) == 3
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((2, 1, 28, 28), np.float32))
+    result = cli("predict", trained_run, wrong, "-o", tmp_path / "q.csv", code=2)
+    assert "the model was trained on inputs of shape (1, 8, 8)" in one_line(result.output)

@@ -43,10 +43,29 @@ def input_source(
 ) -> Source:
     """A source over the inputs to predict: a manifest, a folder of images or a ``.npy`` array.
 
-    Decoding (channels, size, normalisation) follows the first source of the model's config.
+    Normalisation follows the first source of the model's config; images are decoded to
+    the channels and size the model was trained on. The inputs' shape is checked against
+    the model's, so a mismatch is one clear error rather than a failure inside the network.
     """
+    source = _input_source(module, inputs, root, array)
+    trained = tuple(module.hparams["input_shape"])
+    if len(source) and tuple(source.input_shape) != trained:
+        raise DataError(
+            f"{inputs}: inputs of shape {tuple(source.input_shape)}, but the model was trained "
+            f"on inputs of shape {trained}"
+        )
+    return source
+
+
+def _input_source(
+    module: MultiTaskModule, inputs: Path, root: Path | None, array: Path | None
+) -> Source:
     cfg = module.config.sources[0].input
     tasks = module.tasks
+    trained = tuple(module.hparams["input_shape"])
+    channels, image_size = cfg.channels, cfg.image_size
+    if len(trained) == 3 and trained[0] in (1, 3) and trained[1] == trained[2]:
+        channels, image_size = trained[0], trained[1]
     if inputs.is_dir():
         files = sorted(p for p in inputs.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
@@ -59,8 +78,8 @@ def input_source(
             manifest,
             inputs,
             tasks,
-            channels=cfg.channels,
-            image_size=cfg.image_size,
+            channels=channels,
+            image_size=image_size,
             mean=cfg.mean,
             std=cfg.std,
             require_labels=False,
@@ -78,8 +97,8 @@ def input_source(
         root if root is not None else inputs.parent,
         tasks,
         array=array,
-        channels=None if is_index else cfg.channels,
-        image_size=None if is_index else cfg.image_size,
+        channels=None if is_index else channels,
+        image_size=None if is_index else image_size,
         mean=cfg.mean,
         std=cfg.std,
         require_labels=False,
