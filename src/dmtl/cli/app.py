@@ -87,9 +87,13 @@ def evaluate(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the metrics as JSON.")
     ] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Evaluate a trained model on the test (or validation) split of its config's data."""
     import lightning.pytorch as pl
+
+    if output is not None and output.exists() and not overwrite:
+        raise FileNotFoundError(f"{output} exists; pass --overwrite to replace it")
 
     from dmtl.cli.render import metrics_table
     from dmtl.training.experiment import build_experiment
