@@ -531,8 +531,8 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(
     )
     try:
         deadline = time.monotonic() + 120
-        # the logger writes hparams.yaml when fit starts; give it a few steps more
-        while not (run / "logs" / "hparams.yaml").exists():
+        # the logger writes metrics.csv once training has logged; give it a few steps more
+        while not (run / "logs" / "metrics.csv").exists():
             assert process.poll() is None, process.communicate()[0]
             assert time.monotonic() < deadline, "training did not start"
             time.sleep(0.1)
