@@ -103,8 +103,13 @@ def test_val_fraction_is_carved_from_the_training_rows(
     train_ids = [i for s in experiment.train for i in s.ids]
     assert len(train_ids) + len(val) == DIGITS_TRAIN
     assert not set(train_ids) & set(val.ids)
-    # carved after the regime: validation holds the same partial labels as training
-    assert (_labelled(val, "digit") ^ _labelled(val, "shape")).all()
+    # carved before the regime: validation keeps every label, like an official val split,
+    # and the regime's record counts exactly the rows trained on
+    assert (_labelled(val, "digit") & _labelled(val, "shape")).all()
+    record = experiment.records["digits"]["regime"]
+    assert record["num_samples"] == len(train_ids)
+    trained_digit = sum(int(_labelled(s, "digit").sum()) for s in experiment.train)
+    assert record["tasks"]["digit"]["after"] == trained_digit
     # the test split does not move, and without val_fraction there is no validation
     assert [len(s) for s in experiment.test] == [DIGITS_TEST]
     assert scarce.val == []
@@ -297,3 +302,23 @@ def test_priors_and_pos_weights_follow_the_method(tiny_data: Callable[..., dict[
     weights = experiment.pos_weights()
     assert set(weights) == {"shape", "ink"}
     assert all(w > 0 for w in weights["shape"])
+
+
+def test_a_pattern_covered_by_a_larger_one_joins_it_instead_of_its_own_stratum() -> None:
+    from dmtl.core.tasks import BinarySetTask, CategoricalTask
+    from dmtl.data.sources import ArraySource
+    from dmtl.training.experiment import _group_by_pattern
+
+    a, b = CategoricalTask("a", ["x", "y"]), BinarySetTask("b", ["u"])
+    n = 1000
+    inputs, b_all = np.zeros((n, 2), np.float32), np.ones((n, 1), np.float32)
+    # 5 rows lack a's label: they stay with their dataset (one stratum, not half of each batch)
+    a_mostly = np.zeros(n, np.int64)
+    a_mostly[:5] = -1
+    source = ArraySource("s", [a, b], inputs, {"a": a_mostly, "b": b_all})
+    assert [(k, len(v)) for k, v in _group_by_pattern(source, [a, b])] == [("a+b", 1000)]
+    # a scarce task on a few rows (labelled for both): not absorbed by the larger pattern
+    a_scarce = np.full(n, -1, np.int64)
+    a_scarce[:43] = 0
+    source = ArraySource("s", [a, b], inputs, {"a": a_scarce, "b": b_all})
+    assert [(k, len(v)) for k, v in _group_by_pattern(source, [a, b])] == [("b", 957), ("a+b", 43)]

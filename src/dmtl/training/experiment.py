@@ -4,13 +4,15 @@ Steps, for one seed:
 
 1. Load every source (built-in dataset, manifest, or dataset reader) and merge the tasks
    they declare with those of the config.
-2. Split each source into train / test (its own split column; ``test_split``) and carve
-   a seeded ``val_fraction`` of the training rows for validation.
-3. Apply the source's label-hiding regime to its training rows (recorded, never silent).
-4. Group the training rows by which tasks they are labelled for: each (source, group)
-   is one stratum of the multi-source sampler, so every batch sees every task.
-   A source's ``weight`` is shared equally among its groups. Rows labelled for no task
-   carry no supervision and are left out of training (counted in ``unlabelled``).
+2. Split each source into train / val / test (its own split column) and carve a seeded
+   ``val_fraction`` of the training rows for validation (with all their labels).
+3. Apply the source's label-hiding regime to the remaining training rows (recorded,
+   never silent).
+4. Group the training rows by which tasks they are labelled for (a pattern covered by a
+   larger one joins it, see :func:`_group_by_pattern`): each (source, group) is one
+   stratum of the multi-source sampler, so every batch sees every task. A source's
+   ``weight`` is shared equally among its groups. Rows labelled for no task carry no
+   supervision and are left out of training (counted in ``unlabelled``).
 5. Build the relatedness edges: domain knowledge, the built-in affect table, a CSV table,
    or an estimate from the co-annotated training rows.
 """
@@ -299,6 +301,16 @@ def build_experiment(
                     source.subset(val_rows, name=f"{cfg.name}[{cfg.val_split}]").with_augment(None)
                 )
         training = source.subset(train_rows)
+        if cfg.val_fraction > 0:
+            # Carved before the regime: validation keeps all its labels, like an official
+            # validation split, and the regime's record describes the rows trained on.
+            rng = np.random.default_rng([seed, index, 1])
+            order = rng.permutation(len(training))
+            n_val = max(1, round(cfg.val_fraction * len(training)))
+            val.append(
+                training.subset(np.sort(order[:n_val]), name=f"{cfg.name}[val]").with_augment(None)
+            )
+            training = training.subset(np.sort(order[n_val:]))
         try:
             hidden, record = apply_regime(
                 training.labels,
@@ -310,14 +322,6 @@ def build_experiment(
             raise ExperimentError(f"sources.{index}.regime: {error}") from None
         training = training.with_labels(hidden)
         source_record: dict[str, Any] = {"regime": record.to_dict(), **item.notes}
-        if cfg.val_fraction > 0:
-            rng = np.random.default_rng([seed, index, 1])
-            order = rng.permutation(len(training))
-            n_val = max(1, round(cfg.val_fraction * len(training)))
-            val.append(
-                training.subset(np.sort(order[:n_val]), name=f"{cfg.name}[val]").with_augment(None)
-            )
-            training = training.subset(np.sort(order[n_val:]))
         groups = _group_by_pattern(training, tasks)
         unlabelled = len(training) - sum(len(rows) for _, rows in groups)
         source_record["train_groups"] = {name: len(rows) for name, rows in groups}
@@ -334,19 +338,38 @@ def build_experiment(
 
 
 def _group_by_pattern(source: Source, tasks: Sequence[Task]) -> list[tuple[str, np.ndarray]]:
-    """Rows grouped by the set of tasks they are labelled for (largest group first).
+    """The sampler's strata of a source: rows grouped by the tasks they are labelled for.
 
-    Rows labelled for no task are left out.
+    A pattern whose tasks are all covered by another, larger pattern joins the largest
+    such pattern (e.g. a few rows missing one task's label stay with the rest of their
+    dataset instead of becoming a stratum of their own, and an overlap regime's
+    co-annotated rows are not over-sampled). What remains are the patterns that bring a
+    task combination no larger pattern covers: a dataset labelled for other tasks, or the
+    few rows of a scarce task. Rows labelled for no task are left out. Largest first.
     """
     labelled = np.stack([labelled_mask(t, source.labels[t.name]) for t in tasks], axis=1)
     patterns, inverse = np.unique(labelled, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
+    sizes = np.bincount(inverse, minlength=len(patterns))
+    order = sorted(range(len(patterns)), key=lambda k: (-sizes[k], k))
+    owner: dict[int, int] = {}
+    for k in order:
+        if not patterns[k].any():
+            continue
+        covering = [
+            j for j in order
+            if j != k and j in owner and owner[j] == j and sizes[j] > sizes[k]
+            and bool(np.all(patterns[j] >= patterns[k]))
+        ]
+        owner[k] = covering[0] if covering else k
     groups = []
-    for k, pattern in enumerate(patterns):
-        if pattern.any():
-            name = "+".join(t.name for t, on in zip(tasks, pattern.tolist(), strict=True) if on)
-            groups.append((name, np.flatnonzero(inverse == k)))
-    return sorted(groups, key=lambda group: (-len(group[1]), group[0]))
+    for k in order:
+        if owner.get(k) != k:
+            continue
+        members = [m for m, o in owner.items() if o == k]
+        name = "+".join(t.name for t, on in zip(tasks, patterns[k].tolist(), strict=True) if on)
+        groups.append((name, np.flatnonzero(np.isin(inverse, members))))
+    return groups
 
 
 def build_edges(
