@@ -209,3 +209,17 @@ def test_augmentation(tasks: list[Task], use_torchvision: bool) -> None:
     assert crop.with_augment(None)[1].x.shape == (1, 6, 6)
     with pytest.raises(DataError, match="augmentation needs image arrays"):
         ArraySource("f", tasks, np.zeros((2, 5), np.float32), {}, augment=Augment(hflip=True))
+
+
+def test_16_bit_grey_images_are_rescaled_not_clipped(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from dmtl.data.sources import decode_image
+
+    ramp = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4369)  # 0 .. 65535
+    path = tmp_path / "ramp16.png"
+    Image.fromarray(ramp).save(path)
+    x = decode_image(path, 1, None)
+    assert torch.allclose(x[0], torch.from_numpy(ramp.astype(np.float32) / 65535.0))
+    rgb = decode_image(path, 3, (8, 8))
+    assert rgb.shape == (3, 8, 8) and float(rgb.min()) >= 0.0 and float(rgb.max()) <= 1.0

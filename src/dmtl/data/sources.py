@@ -414,10 +414,21 @@ def _image_source(
     return source
 
 
+_WIDE_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0}
+"""Grey modes of more than 8 bits and the value that maps to 1.0 (Pillow's ``convert``
+would clip them to 255 instead of rescaling). 32-bit ``I`` images are read as 16-bit."""
+
+
 def decode_image(path: str | Path, channels: int, size: tuple[int, int] | None) -> Tensor:
-    """Decode an image file to a float tensor ``(channels, H, W)`` of ``uint8 / 255`` values."""
+    """Decode an image file to a float tensor ``(channels, H, W)`` with values in [0, 1].
+
+    8-bit images give ``value / 255``; 16-bit grey images ``value / 65535``; float (``F``)
+    images are taken as they are, clipped to [0, 1].
+    """
     try:
         with Image.open(path) as file:
+            if file.mode in _WIDE_MODES or file.mode == "F":
+                return _decode_wide(file, channels, size)
             img = file.convert("L" if channels == 1 else "RGB")
             if size is not None and img.size != (size[1], size[0]):
                 img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
@@ -431,6 +442,15 @@ def decode_image(path: str | Path, channels: int, size: tuple[int, int] | None) 
     x = torch.from_numpy(array)
     x = x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
     return x.float().div_(255.0)
+
+
+def _decode_wide(file: Image.Image, channels: int, size: tuple[int, int] | None) -> Tensor:
+    scale = _WIDE_MODES.get(file.mode, 1.0)
+    img = Image.fromarray(np.asarray(file, dtype=np.float32) / scale, mode="F")
+    if size is not None and img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    x = torch.from_numpy(np.array(img, dtype=np.float32)).clamp_(0.0, 1.0).unsqueeze(0)
+    return x.expand(channels, -1, -1).clone() if channels == 3 else x
 
 
 def _check_exist(m: Manifest, paths: np.ndarray) -> None:
