@@ -459,9 +459,15 @@ def test_existing_output_folder_is_refused_then_overwritten(
     assert text.startswith(f"error: output folder {run} already exists and is not empty")
     assert "--resume" in text and "--overwrite" in text
     assert (run / "old.txt").exists()
+    # --overwrite deletes only dmtl's own outputs: a folder with other files is refused
+    result = cli("train", tiny_config_file, "-o", run, "--overwrite", code=2)
+    assert "holds files dmtl did not write (old.txt)" in one_line(result.output)
+    assert (run / "old.txt").exists()
+    (run / "old.txt").unlink()
+    (run / "metrics.json").write_text("{}")  # an earlier run's output
     cli("train", tiny_config_file, "-o", run, "--overwrite")
-    assert not (run / "old.txt").exists()
     assert (run / "metrics.json").is_file()
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 5
     # --resume on a finished run: nothing left to train, the outputs are rewritten as they were
     before = json.loads((run / "metrics.json").read_text())
     cli("train", tiny_config_file, "-o", run, "--resume")

@@ -89,9 +89,25 @@ def test_existing_folder_is_refused_then_overwritten(
     with pytest.raises(RunDirError, match=refused):
         run_training(make_experiment(), run, quiet=True)
     assert (run / "keep.txt").read_text() == "precious"
+    # --overwrite never deletes files dmtl did not write, nor the current folder
+    with pytest.raises(RunDirError, match=r"holds files dmtl did not write \(keep.txt\)"):
+        run_training(make_experiment(), run, overwrite=True, quiet=True)
+    assert (run / "keep.txt").read_text() == "precious"
+    (run / "keep.txt").unlink()
+    (run / "report.md").write_text("an earlier result")
     run_training(make_experiment(), run, overwrite=True, quiet=True)
-    assert not (run / "keep.txt").exists()
+    assert not (run / "report.md").exists()
     assert (run / "metrics.json").is_file()
+
+
+def test_overwrite_refuses_the_current_folder(
+    make_experiment: MakeExperiment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "metrics.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunDirError, match="current folder or above it"):
+        run_training(make_experiment(), Path("."), overwrite=True, quiet=True)
+    assert (tmp_path / "metrics.json").exists()
 
 
 def test_prepare_run_dir(tmp_path: Path) -> None:

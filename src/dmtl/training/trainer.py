@@ -47,11 +47,43 @@ def launch_rank() -> int:
     return 0
 
 
+OUTPUT_NAMES = frozenset(
+    {"config.yaml", "checkpoints", "logs", "metrics.json", "regime.json", "relatedness",
+     "results.json", "report.md", "runs", "lightning_logs"}
+)
+"""What dmtl writes in a run or study folder (plus ``*.png`` plots and hidden temp files)."""
+
+
+def _foreign_entries(run_dir: Path) -> list[str]:
+    """Entries of ``run_dir`` that dmtl did not write."""
+    return sorted(
+        p.name for p in run_dir.iterdir()
+        if p.name not in OUTPUT_NAMES and p.suffix != ".png" and not p.name.startswith(".")
+    )
+
+
 def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False) -> Path:
-    """Refuse to reuse a non-empty output folder unless ``resume`` or ``overwrite`` is given."""
+    """Refuse to reuse a non-empty output folder unless ``resume`` or ``overwrite`` is given.
+
+    ``overwrite`` deletes only a folder that holds dmtl's outputs and nothing else, and never
+    the current folder or one above it.
+    """
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
         if overwrite:
+            resolved, here = run_dir.resolve(), Path.cwd().resolve()
+            if resolved == here or resolved in here.parents:
+                raise RunDirError(
+                    f"output folder {run_dir} is the current folder or above it; "
+                    "refusing to delete it (choose another output.dir)"
+                )
+            foreign = _foreign_entries(run_dir)
+            if foreign:
+                raise RunDirError(
+                    f"output folder {run_dir} holds files dmtl did not write "
+                    f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); "
+                    "refusing to delete it with --overwrite (choose another output.dir)"
+                )
             shutil.rmtree(run_dir)
         elif not resume:
             raise RunDirError(
