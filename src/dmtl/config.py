@@ -238,7 +238,12 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if "=" not in item:
             raise ConfigError([(item, "an override must look like key.sub=value")])
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as error:
+            problem = str(error).splitlines()[0]
+            message = f"the value {raw!r} is not valid YAML ({problem})"
+            raise ConfigError([(key.strip(), message)]) from None
         parts = key.strip().split(".")
         node: Any = data
         for i, part in enumerate(parts[:-1]):

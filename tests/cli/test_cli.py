@@ -648,3 +648,28 @@ def test_predict_resizes_images_and_rejects_arrays_of_another_shape(
     np.save(wrong, np.zeros((2, 1, 28, 28), np.float32))
     result = cli("predict", trained_run, wrong, "-o", tmp_path / "q.csv", code=2)
     assert "the model was trained on inputs of shape (1, 8, 8)" in one_line(result.output)
+
+
+def test_more_bad_input_is_one_clear_line(
+    cli: Invoke, tiny_config_file: Path, tmp_path: Path
+) -> None:
+    result = cli("config", "show", tiny_config_file, "-s", "trainer.max_epochs=[1", code=2)
+    assert "trainer.max_epochs: the value '[1' is not valid YAML" in one_line(result.output)
+    result = cli("predict", tiny_config_file, tmp_path, "-o", tmp_path / "p.csv", code=2)
+    assert "not a dmtl checkpoint" in one_line(result.output)
+    result = cli("datasets", "export", "nope", tmp_path / "out", code=2)
+    assert "unknown built-in dataset 'nope'" in one_line(result.output)
+    cli("study", tiny_config_file, "--seeds", "0", code=2)
+    assert "Traceback" not in result.output
+
+
+def test_relatedness_show_keeps_an_existing_png(cli: Invoke, tmp_path: Path) -> None:
+    table = tmp_path / "r.csv"
+    table.write_text("a,u,v\nx,0.1,0.9\ny,0.5,0.5\n")
+    png = tmp_path / "r.png"
+    png.write_bytes(b"mine")
+    result = cli("relatedness", "show", table, code=2)
+    assert "r.png exists; pass --overwrite" in one_line(result.output)
+    assert png.read_bytes() == b"mine"
+    cli("relatedness", "show", table, "--overwrite")
+    assert _is_png(png)

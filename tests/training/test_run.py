@@ -115,10 +115,10 @@ def test_prepare_run_dir(tmp_path: Path) -> None:
     empty.mkdir()
     assert prepare_run_dir(empty) == empty  # an empty folder is fine
     assert prepare_run_dir(tmp_path / "a" / "b").is_dir()
-    (empty / "x").write_text("")
+    (empty / "metrics.json").write_text("")
     with pytest.raises(RunDirError):
         prepare_run_dir(empty)
-    assert prepare_run_dir(empty, resume=True) == empty and (empty / "x").exists()
+    assert prepare_run_dir(empty, resume=True) == empty and (empty / "metrics.json").exists()
     prepare_run_dir(empty, overwrite=True)
     assert empty.is_dir() and not any(empty.iterdir())
 

@@ -97,13 +97,13 @@ def evaluate(
 
     from dmtl.cli.render import metrics_table
     from dmtl.training.experiment import build_experiment
-    from dmtl.training.module import MultiTaskModule
+    from dmtl.training.module import load_module
     from dmtl.training.run import eval_loader
 
     if split not in ("test", "val"):
         raise typer.BadParameter("split must be 'test' or 'val'", param_hint="--split")
     ckpt = _resolve_checkpoint(run)
-    module = MultiTaskModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+    module = load_module(ckpt)
     experiment = build_experiment(module.config)
     loader = eval_loader(experiment, split)
     if loader is None:
@@ -159,7 +159,7 @@ def predict(
 def study(
     config: ConfigArg,
     seeds: Annotated[
-        int | None, typer.Option(help="Number of seeds (default: study.seeds).")
+        int | None, typer.Option(help="Number of seeds (default: study.seeds).", min=1)
     ] = None,
     set_: Overrides = None,
     out: Annotated[
@@ -210,7 +210,7 @@ def _run_study(cfg: object, out: Path, seeds: int | None, resume: bool, overwrit
 @app.command()
 @handle_errors
 def demo(
-    seeds: Annotated[int, typer.Option(help="Number of seeds.")] = 3,
+    seeds: Annotated[int, typer.Option(help="Number of seeds.", min=1)] = 3,
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Study folder (default: runs/demo-<time>)."),

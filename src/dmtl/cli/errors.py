@@ -30,7 +30,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from dmtl.data.errors import DataError
     from dmtl.data.readers.base import DatasetLayoutError, ReaderError
     from dmtl.training.experiment import ExperimentError
-    from dmtl.training.module import NonFiniteLossError
+    from dmtl.training.module import CheckpointError, NonFiniteLossError
     from dmtl.training.results import ResultsError
     from dmtl.training.trainer import RunDirError, TrainerSetupError
 
@@ -44,6 +44,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         TaskSpecError,
         RunDirError,
         TrainerSetupError,
+        CheckpointError,
         BackboneError,
         MissingDependencyError,
         NonFiniteLossError,

@@ -71,6 +71,9 @@ def show(
     ] = None,
     max_columns: Annotated[int, typer.Option(help="Columns shown in the terminal.")] = 20,
     max_rows: Annotated[int, typer.Option(help="Rows shown in the terminal.")] = 50,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing PNG.")
+    ] = False,
 ) -> None:
     """Print a relatedness table and draw it as a heatmap PNG."""
     import pandas as pd
@@ -101,6 +104,8 @@ def show(
     if hidden:
         console.print(f"({', '.join(hidden)} in the file)")
     path = image or table.with_suffix(".png")
+    if path.exists() and not overwrite:
+        raise FileNotFoundError(f"{path} exists; pass --overwrite to replace it")
     plot_relatedness(
         values,
         [str(r) for r in frame.index],

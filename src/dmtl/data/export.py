@@ -53,7 +53,7 @@ def export_source(
     if suffix not in Image.registered_extensions():
         raise DataError(f"unknown image format {image_format!r}")
     if manifest_path.exists() and not overwrite:
-        raise DataError(f"{manifest_path} exists; pass overwrite=True to replace it")
+        raise DataError(f"{manifest_path} exists; pass overwrite=True (--overwrite) to replace it")
     if len(source) == 0:
         raise DataError(f"source {source.name!r} is empty: nothing to export")
     shape = source.input_shape

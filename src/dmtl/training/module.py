@@ -13,6 +13,8 @@ Logged names: ``train/loss_step`` and ``train/<term>_step`` (``sup/<task>``, ``c
 from __future__ import annotations
 
 import math
+import pickle
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -242,3 +244,17 @@ class MultiTaskModule(pl.LightningModule):
     @property
     def task_map(self) -> dict[str, Task]:
         return {t.name: t for t in self.tasks}
+
+
+class CheckpointError(ValueError):
+    """A file is not a dmtl checkpoint (or not a readable one)."""
+
+
+def load_module(path: str | Path) -> MultiTaskModule:
+    """A trained :class:`MultiTaskModule` from its checkpoint, on the CPU."""
+    try:
+        return MultiTaskModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as error:
+        raise CheckpointError(
+            f"{path}: not a dmtl checkpoint ({type(error).__name__}: {error})"
+        ) from None

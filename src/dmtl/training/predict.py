@@ -26,9 +26,9 @@ from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import CategoricalTask, Task
 from dmtl.data.batching import build_eval_loader
 from dmtl.data.errors import DataError
-from dmtl.data.manifest import RESERVED_COLUMNS, unlabelled
+from dmtl.data.manifest import RESERVED_COLUMNS, Manifest, unlabelled
 from dmtl.data.sources import ArraySource, ImageSource, Source
-from dmtl.training.module import MultiTaskModule
+from dmtl.training.module import MultiTaskModule, load_module
 
 MAX_PROBABILITY_COLUMNS = 100
 """A categorical task with more classes gets its top-``TOP_K`` classes instead of one
@@ -91,10 +91,14 @@ def _input_source(
     if not inputs.is_file():
         raise DataError(f"{inputs}: no such manifest, folder or array")
     is_index = array is not None
+    listed = Manifest.from_frame(
+        _input_columns(inputs), tasks, root if root is not None else inputs.parent,
+        origin=str(inputs), require_labels=False,
+    )
     return Source.from_manifest(
         "inputs",
-        _input_columns(inputs),
-        root if root is not None else inputs.parent,
+        listed,
+        None,
         tasks,
         array=array,
         channels=None if is_index else channels,
@@ -184,9 +188,7 @@ def predict_to_csv(
     array: Path | None = None,
 ) -> pd.DataFrame:
     """Load ``checkpoint``, predict ``inputs``, write ``output`` (CSV or Parquet by suffix)."""
-    module = MultiTaskModule.load_from_checkpoint(
-        checkpoint, map_location="cpu", weights_only=False
-    )
+    module = load_module(checkpoint)
     source = input_source(module, inputs, root=root, array=array)
     frame = predict_frame(module, source)
     output.parent.mkdir(parents=True, exist_ok=True)

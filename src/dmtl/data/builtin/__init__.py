@@ -24,6 +24,7 @@ import numpy as np
 
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import CategoricalTask, Task
+from dmtl.data.errors import DataError
 
 SPLITS = ("train", "test")
 
@@ -166,7 +167,7 @@ _INFO: dict[str, BuiltinInfo] = {
 def load_builtin(name: str, **kwargs: Any) -> BuiltinDataset:
     """Load a built-in dataset by name (see :data:`BUILTIN_DATASETS`)."""
     if name not in BUILTIN_DATASETS:
-        raise ValueError(
+        raise DataError(
             f"unknown built-in dataset {name!r}; expected one of: {', '.join(BUILTIN_DATASETS)}"
         )
     return BUILTIN_DATASETS[name](**kwargs)
