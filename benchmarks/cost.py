@@ -452,7 +452,7 @@ def hand_loop(experiment: Any, steps: int, device: torch.device) -> dict[str, An
 
 def end_to_end(device: torch.device, repeats: int, threads: int, quick: bool) -> dict[str, Any]:
     from dmtl.config import load_config
-    from dmtl.training.experiment import build_experiment
+    from dmtl.data.pipeline import build_experiment
     from dmtl.training.run import run_training, train_loader
 
     config_path, overrides = e2e_config(device.type, quick)

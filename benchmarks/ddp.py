@@ -69,7 +69,7 @@ def worker(config_path: str, overrides: list[str], out: Path, run_dir: Path) -> 
     import torch
 
     from dmtl.config import load_config
-    from dmtl.training.experiment import build_experiment
+    from dmtl.data.pipeline import build_experiment
     from dmtl.training.run import run_training
 
     torch.set_num_threads(1)

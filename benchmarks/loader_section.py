@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.common import QUICK_DIR, RESULTS_DIR, command_line, write_result
+from dmtl.errors import DataError
 
 FASHION_PNG = Path("runs/benchmarks/fashion-mnist-png")
 """10,000 Fashion-MNIST test images exported as PNG + manifest (made once, reused)."""
@@ -25,7 +26,6 @@ def fashion_png_dir() -> Path | None:
     import numpy as np
 
     from dmtl.data.builtin import load_builtin
-    from dmtl.data.errors import DataError
     from dmtl.data.export import export_source
     from dmtl.data.sources import ArraySource
 

@@ -1,6 +1,6 @@
 """Quality: the ``dmtl study`` ablation on digits and Fashion-MNIST regimes, over seeds.
 
-Every study goes through :func:`dmtl.training.study.run_study` with
+Every study goes through :func:`dmtl.study.study.run_study` with
 :func:`dmtl.config.load_config` and dotted overrides, exactly what
 ``dmtl study CONFIG --seeds N -s key=value ... -o DIR --overwrite`` does; the
 equivalent command is recorded with each study. A study's output folder
@@ -199,7 +199,7 @@ def run_one(spec: StudySpec, seeds: int, out_dir: Path, threads: int) -> dict[st
     import torch
 
     from dmtl.config import load_config
-    from dmtl.training.study import run_study
+    from dmtl.study.study import run_study
 
     torch.set_num_threads(max(1, threads))
     config = load_config(REPO / spec.config, spec.overrides)
@@ -221,7 +221,7 @@ def summarise(
     spec: StudySpec, results: Any, command: str, out_dir: Path, wall: float
 ) -> dict[str, Any]:
     """The study's table as data: mean, std, n and values per variant and task, verdicts."""
-    from dmtl.training.report import best_variants, cell, negative_transfer, verdict_text
+    from dmtl.study.report import best_variants, cell, negative_transfer, verdict_text
 
     primaries = results.primary_metrics()
     variants: dict[str, dict[str, Any]] = {}

@@ -241,7 +241,7 @@ def quality_section(doc: dict[str, Any] | None, out: Path, title: str = "Quality
     )
     lines += [
         f"{settings.get('seeds', '?')} seeds per study (seeds 0..{settings.get('seeds', 1) - 1}); "
-        f"every study runs through `dmtl.training.study.run_study` exactly as the `dmtl study` "
+        f"every study runs through `dmtl.study.study.run_study` exactly as the `dmtl study` "
         f"command shown with it; {doc.get('jobs', 1)} studies at a time, "
         f"{settings.get('threads', 1)} torch thread each; total wall time "
         f"{doc.get('wall_s', 0) / 60:.0f} min. Digits: `configs/digits-scarce.yaml` "

@@ -9,16 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from dmtl.backbones import (
-    BackboneError,
-    MissingDependencyError,
-    create_backbone,
-    list_backbones,
-    register_backbone,
-    unregister_backbone,
-)
+from dmtl.backbones import create_backbone, list_backbones, register_backbone, unregister_backbone
 from dmtl.core.model import MultiTaskModel
 from dmtl.core.tasks import CategoricalTask
+from dmtl.errors import MissingDependencyError, SpecError
 
 HAS_TIMM = importlib.util.find_spec("timm") is not None
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
@@ -98,12 +92,12 @@ def test_small_cnn_on_small_grey_images(image_size: int) -> None:
 def test_small_cnn_options() -> None:
     module, dim = create_backbone("small_cnn", 3, 1, channels=(8,), feature_dim=24, dropout=0.1)
     assert dim == 24 and module(torch.randn(2, 3, 1, 1)).shape == (2, 24)
-    with pytest.raises(BackboneError, match="image_size"):
+    with pytest.raises(SpecError, match="image_size"):
         create_backbone("small_cnn", 1, None)
 
 
 def test_builtins_have_no_pretrained_weights() -> None:
-    with pytest.raises(BackboneError, match="pretrained"):
+    with pytest.raises(SpecError, match="pretrained"):
         create_backbone("mlp", 1, 8, pretrained=True)
 
 
@@ -126,11 +120,11 @@ def test_register_backbone_and_duplicates() -> None:
     try:
         assert "test_identity" in list_backbones()
         assert create_backbone("test_identity", 5, None)[1] == 5
-        with pytest.raises(BackboneError, match="already registered"):
+        with pytest.raises(SpecError, match="already registered"):
             register_backbone("test_identity")(identity)
     finally:
         unregister_backbone("test_identity")
-    with pytest.raises(BackboneError, match="':'"):
+    with pytest.raises(SpecError, match="':'"):
         register_backbone("a:b")
 
 
@@ -167,7 +161,7 @@ def test_user_factory_dim_by_dummy_forward() -> None:
     ],
 )
 def test_bad_user_factory_is_named(name: str, message: str) -> None:
-    with pytest.raises(BackboneError, match=message) as info:
+    with pytest.raises(SpecError, match=message) as info:
         create_backbone(name, 1, 4)
     assert name in str(info.value)
 
@@ -182,7 +176,7 @@ def test_timm_resnet18() -> None:
     assert dim == 512
     module.eval()
     assert module(torch.randn(2, 1, 32, 32)).shape == (2, 512)
-    with pytest.raises(BackboneError, match="timm:not_a_model"):
+    with pytest.raises(SpecError, match="timm:not_a_model"):
         create_backbone("timm:not_a_model", 3, 32)
 
 
@@ -203,7 +197,7 @@ def test_torchvision_resnet18(in_channels: int) -> None:
 def test_torchvision_classifier_in_a_sequential() -> None:
     _, dim = create_backbone("torchvision:mobilenet_v3_small", in_channels=3, image_size=32)
     assert dim == 1024
-    with pytest.raises(BackboneError, match="list_models"):
+    with pytest.raises(SpecError, match="list_models"):
         create_backbone("torchvision:not_a_model", 3, 32)
 
 
@@ -220,5 +214,5 @@ def test_missing_optional_dependency_says_how_to_install(
 
 
 def test_unknown_backbone_options_name_the_accepted_ones() -> None:
-    with pytest.raises(BackboneError, match=r"'small_cnn' has no option\(s\) hidden.*channels"):
+    with pytest.raises(SpecError, match=r"'small_cnn' has no option\(s\) hidden.*channels"):
         create_backbone("small_cnn", in_channels=1, image_size=8, hidden=(32,))

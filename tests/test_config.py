@@ -9,14 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from dmtl.config import (
-    Config,
-    ConfigError,
-    apply_overrides,
-    dump_config,
-    load_config,
-    validate_config,
-)
+from dmtl.config import Config, apply_overrides, dump_config, load_config, validate_config
+from dmtl.errors import ConfigError
 
 
 def _paths(error: pytest.ExceptionInfo[ConfigError]) -> list[str]:
@@ -134,7 +128,7 @@ def test_every_schema_problem_is_reported_with_its_dotted_path(
         ]
     )
     text = str(error.value)
-    assert text.startswith(f"6 problem(s) in {path}:")
+    assert text.startswith(f"6 problems in {path}:")
     assert "  sources.0.colour: Extra inputs are not permitted" in text
     assert error.value.file == str(path)
 
@@ -280,5 +274,5 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
 
 def test_error_message_lists_every_problem_on_its_own_line() -> None:
     error = ConfigError([("a.b", "bad"), ("", "worse")], file="x.yaml")
-    assert str(error) == "2 problem(s) in x.yaml:\n  a.b: bad\n  <root>: worse"
+    assert str(error) == "2 problems in x.yaml:\n  a.b: bad\n  <root>: worse"
     assert isinstance(error, ValueError)

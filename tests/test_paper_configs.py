@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from dmtl.config import load_config
+from dmtl.data.pipeline import build_experiment
 from dmtl.data.readers import read_dataset
-from dmtl.training.experiment import build_experiment
 from dmtl.training.run import run_training
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "paper").glob("*.yaml"))

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from dmtl.core.model import infer_feature_dim
+from dmtl.errors import MissingDependencyError, SpecError
 
 BackboneFactory = Callable[..., tuple[nn.Module, int]]
 """``factory(in_channels, image_size, pretrained, **kwargs) -> (module, feature_dim)``."""
@@ -50,14 +51,6 @@ BackboneFactory = Callable[..., tuple[nn.Module, int]]
 VISION_EXTRA = "pip install 'dmtl[vision]'"
 
 _REGISTRY: dict[str, BackboneFactory] = {}
-
-
-class BackboneError(ValueError):
-    """A backbone name, factory or option is invalid."""
-
-
-class MissingDependencyError(ImportError):
-    """An optional dependency a backbone needs is not installed; the message says how to get it."""
 
 
 def register_backbone(
@@ -73,14 +66,14 @@ def register_backbone(
     >>> unregister_backbone("tiny_linear")
     """
     if not isinstance(name, str) or not name.strip() or ":" in name:
-        raise BackboneError(
+        raise SpecError(
             f"backbone name {name!r} must be a non-empty string without ':' "
             "(':' marks timm:, torchvision: and module:function names)"
         )
 
     def decorator(factory: BackboneFactory) -> BackboneFactory:
         if name in _REGISTRY and not overwrite:
-            raise BackboneError(f"backbone {name!r} is already registered (pass overwrite=True)")
+            raise SpecError(f"backbone {name!r} is already registered (pass overwrite=True)")
         _REGISTRY[name] = factory
         return factory
 
@@ -113,12 +106,12 @@ def create_backbone(
     >>> create_backbone("resnet", in_channels=3, image_size=32)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    dmtl.backbones.BackboneError: unknown backbone 'resnet'; known names: mlp, small_cnn, ...
+    dmtl.errors.SpecError: unknown backbone 'resnet'; known names: mlp, small_cnn, ...
     """
     if not isinstance(in_channels, int) or in_channels < 1:
-        raise BackboneError(f"in_channels must be a positive int, got {in_channels!r}")
+        raise SpecError(f"in_channels must be a positive int, got {in_channels!r}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
-        raise BackboneError(f"image_size must be a positive int or None, got {image_size!r}")
+        raise SpecError(f"image_size must be a positive int or None, got {image_size!r}")
     if name in _REGISTRY:
         factory = _REGISTRY[name]
         _check_options(name, factory, kwargs)
@@ -131,7 +124,7 @@ def create_backbone(
         return _create_torchvision(rest, in_channels, image_size, pretrained, **kwargs)
     if rest:
         return _create_from_factory(name, in_channels, image_size, pretrained, **kwargs)
-    raise BackboneError(
+    raise SpecError(
         f"unknown backbone {name!r}; known names: {', '.join(list_backbones())}, "
         "timm:<model>, torchvision:<model>, package.module:function"
     )
@@ -145,7 +138,7 @@ def _check_options(name: str, factory: BackboneFactory, options: dict[str, Any])
     accepted = [n for n in parameters if n not in ("in_channels", "image_size", "pretrained")]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise BackboneError(
+        raise SpecError(
             f"backbone {name!r} has no option(s) {', '.join(unknown)} "
             f"(backbone.options); it accepts: {', '.join(accepted) or 'none'}"
         )
@@ -153,7 +146,7 @@ def _check_options(name: str, factory: BackboneFactory, options: dict[str, Any])
 
 def _checked_dim(name: str, dim: object) -> int:
     if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-        raise BackboneError(
+        raise SpecError(
             f"backbone {name!r}: feature dimension must be a positive int, got {dim!r}"
         )
     return dim
@@ -161,7 +154,7 @@ def _checked_dim(name: str, dim: object) -> int:
 
 def _no_pretrained(name: str, pretrained: bool) -> None:
     if pretrained:
-        raise BackboneError(f"backbone {name!r} has no pretrained weights; use pretrained=False")
+        raise SpecError(f"backbone {name!r} has no pretrained weights; use pretrained=False")
 
 
 def _input_shape(in_channels: int, image_size: int | None) -> tuple[int, ...]:
@@ -188,11 +181,11 @@ def mlp(
     _no_pretrained("mlp", pretrained)
     widths = [int(w) for w in hidden]
     if not widths or min(widths) < 1:
-        raise BackboneError(
+        raise SpecError(
             f"mlp: hidden must be a non-empty sequence of positive ints, got {hidden!r}"
         )
     if not 0.0 <= dropout < 1.0:
-        raise BackboneError(f"mlp: dropout must lie in [0, 1), got {dropout}")
+        raise SpecError(f"mlp: dropout must lie in [0, 1), got {dropout}")
     width = input_dim or math.prod(_input_shape(in_channels, image_size))
     layers: list[nn.Module] = [nn.Flatten()]
     for out in widths:
@@ -216,12 +209,12 @@ def small_cnn(
     after each block but the last (ceil mode, so any size >= 1 works), global average pool."""
     _no_pretrained("small_cnn", pretrained)
     if image_size is None:
-        raise BackboneError("small_cnn needs images: give image_size")
+        raise SpecError("small_cnn needs images: give image_size")
     widths = [int(c) for c in channels] + [int(feature_dim)]
     if min(widths) < 1:
-        raise BackboneError(f"small_cnn: widths must be positive, got {widths}")
+        raise SpecError(f"small_cnn: widths must be positive, got {widths}")
     if not 0.0 <= dropout < 1.0:
-        raise BackboneError(f"small_cnn: dropout must lie in [0, 1), got {dropout}")
+        raise SpecError(f"small_cnn: dropout must lie in [0, 1), got {dropout}")
     layers: list[nn.Module] = []
     width = in_channels
     for i, out in enumerate(widths):
@@ -262,7 +255,7 @@ def _create_timm(
         )
     except RuntimeError as error:
         if "Unknown model" in str(error):
-            raise BackboneError(f"backbone 'timm:{model}': {error}") from error
+            raise SpecError(f"backbone 'timm:{model}': {error}") from error
         raise
     # timm >= 0.9.16 exposes the pooled width as head_hidden_size where it differs.
     dim = getattr(module, "head_hidden_size", None) or module.num_features
@@ -275,7 +268,7 @@ def _create_torchvision(
     torchvision = _import_optional("torchvision", f"torchvision:{model}")
     name = f"torchvision:{model}"
     if model not in torchvision.models.list_models():
-        raise BackboneError(
+        raise SpecError(
             f"backbone {name!r}: torchvision has no model {model!r}; "
             "see torchvision.models.list_models()"
         )
@@ -306,7 +299,7 @@ def _drop_classifier(module: nn.Module, name: str) -> None:
         if attribute == "classifier" and _replace_last(owner, nn.Conv2d):  # squeezenet
             return
     if not _replace_last(module, nn.Linear):
-        raise BackboneError(f"backbone {name!r}: found no final classifier layer to remove")
+        raise SpecError(f"backbone {name!r}: found no final classifier layer to remove")
 
 
 def _replace_last(owner: nn.Module, kind: type[nn.Module]) -> bool:
@@ -330,7 +323,7 @@ def _adapt_first_conv(module: nn.Module, in_channels: int, name: str) -> None:
         if isinstance(m, nn.Conv2d) and m.in_channels == 3
     ]
     if not found:
-        raise BackboneError(f"backbone {name!r}: found no 3-channel input convolution to adapt")
+        raise SpecError(f"backbone {name!r}: found no 3-channel input convolution to adapt")
     path, conv = found[0]
     new = nn.Conv2d(
         in_channels,
@@ -363,13 +356,13 @@ def _create_from_factory(
     try:
         python_module = importlib.import_module(module_path)
     except ImportError as error:
-        raise BackboneError(
+        raise SpecError(
             f"backbone {name!r}: cannot import module {module_path!r} ({error}); "
             f"known names: {', '.join(list_backbones())}, timm:<model>, torchvision:<model>"
         ) from error
     factory = getattr(python_module, function_name, None)
     if not callable(factory):
-        raise BackboneError(
+        raise SpecError(
             f"backbone {name!r}: module {module_path!r} has no callable {function_name!r}"
         )
     result = factory(
@@ -377,10 +370,10 @@ def _create_from_factory(
     )
     if isinstance(result, tuple):
         if len(result) != 2 or not isinstance(result[0], nn.Module):
-            raise BackboneError(f"backbone {name!r}: the factory must return (module, feature_dim)")
+            raise SpecError(f"backbone {name!r}: the factory must return (module, feature_dim)")
         return result[0], _checked_dim(name, result[1])
     if not isinstance(result, nn.Module):
-        raise BackboneError(
+        raise SpecError(
             f"backbone {name!r}: the factory returned {type(result).__name__}, "
             "expected an nn.Module or (module, feature_dim)"
         )
@@ -393,9 +386,9 @@ def _create_from_factory(
 
 __all__ = [
     "VISION_EXTRA",
-    "BackboneError",
     "BackboneFactory",
     "MissingDependencyError",
+    "SpecError",
     "create_backbone",
     "list_backbones",
     "register_backbone",

@@ -14,17 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-
-class ConfigError(ValueError):
-    """An invalid configuration; ``problems`` lists ``(dotted path, message)`` pairs."""
-
-    def __init__(self, problems: Sequence[tuple[str, str]], file: str | Path | None = None) -> None:
-        self.problems = list(problems)
-        self.file = str(file) if file is not None else None
-        where = f" in {self.file}" if self.file else ""
-        lines = [f"{len(self.problems)} problem(s){where}:"]
-        lines += [f"  {path or '<root>'}: {message}" for path, message in self.problems]
-        super().__init__("\n".join(lines))
+from dmtl.errors import ConfigError
 
 
 class _Strict(BaseModel):

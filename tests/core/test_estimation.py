@@ -12,8 +12,8 @@ from hypothesis import given, settings
 
 from dmtl.core.estimation import RelatednessEstimator
 from dmtl.core.labels import PartialLabels, TaskLabels, collate_labels
-from dmtl.core.relatedness import RelatednessError
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
+from dmtl.errors import SpecError
 
 F64 = torch.float64
 FAST = settings(max_examples=40, deadline=None, database=None)
@@ -98,13 +98,13 @@ def test_categorical_counts(task_a: CategoricalTask, task_c: CategoricalTask) ->
 def test_no_co_annotated_sample(task_a: CategoricalTask, task_b: BinarySetTask) -> None:
     est = _estimate(task_a, task_b, [{"a": "x"}, {"b": [1, 0]}], 1.0)
     with pytest.raises(
-        RelatednessError,
+        SpecError,
         match=r"edge a->b: no sample labelled for both tasks observes \['u', 'v'\]",
     ):
         est.compute()
     # One label never co-observed is named alone.
     est = _estimate(task_a, task_b, [{"a": "x", "b": [1, None]}], 1.0)
-    with pytest.raises(RelatednessError, match=r"observes \['v'\]; cannot estimate the table"):
+    with pytest.raises(SpecError, match=r"observes \['v'\]; cannot estimate the table"):
         est.compute()
     # A batch without one of the tasks at all is ignored.
     est = RelatednessEstimator(task_a, task_b)
@@ -112,14 +112,14 @@ def test_no_co_annotated_sample(task_a: CategoricalTask, task_b: BinarySetTask) 
         PartialLabels([task_a, task_b], {"a": TaskLabels(torch.tensor([0]), torch.tensor([True]))})
     )
     assert est.num_samples == 0
-    with pytest.raises(RelatednessError, match="no sample labelled for both tasks"):
+    with pytest.raises(SpecError, match="no sample labelled for both tasks"):
         est.marginal()
 
 
 def test_estimator_arguments(task_a: CategoricalTask, task_b: BinarySetTask) -> None:
-    with pytest.raises(RelatednessError, match=r"edge a->b: alpha must be >= 0, got -1"):
+    with pytest.raises(SpecError, match=r"edge a->b: alpha must be >= 0, got -1"):
         RelatednessEstimator(task_a, task_b, alpha=-1)
-    with pytest.raises(RelatednessError, match=r"edge b->a: source must be categorical"):
+    with pytest.raises(SpecError, match=r"edge b->a: source must be categorical"):
         RelatednessEstimator(task_b, task_a)  # type: ignore[arg-type]
 
 
@@ -198,7 +198,7 @@ def test_estimate_equals_counting_by_hand_and_ignores_batching(samples, cuts, al
         j for j in (0, 1) if any("a" in s and "b" in s and s["b"][j] is not None for s in samples)
     ]
     if len(co_observed) < 2:
-        with pytest.raises(RelatednessError, match="no sample labelled for both tasks"):
+        with pytest.raises(SpecError, match="no sample labelled for both tasks"):
             batched.compute()
         return
     expected = _count_by_hand(samples, alpha)

@@ -9,7 +9,6 @@ import torch
 
 from dmtl.core.labels import (
     MISSING_CLASS,
-    LabelError,
     PartialLabels,
     TaskLabels,
     collate_labels,
@@ -17,6 +16,7 @@ from dmtl.core.labels import (
     encode_sample,
 )
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
+from dmtl.errors import SpecError
 
 NAN = math.nan
 
@@ -111,20 +111,20 @@ def test_masked_fillers_are_normalised(task_a: CategoricalTask, task_b: BinarySe
 
 
 def test_categorical_index_out_of_range(task_a: CategoricalTask) -> None:
-    with pytest.raises(LabelError, match=r"task 'a', row 1: class index 3 out of range \[0, 2\]"):
+    with pytest.raises(SpecError, match=r"task 'a', row 1: class index 3 out of range \[0, 2\]"):
         PartialLabels([task_a], {"a": TaskLabels(torch.tensor([0, 3]), torch.tensor([True, True]))})
-    with pytest.raises(LabelError, match=r"task 'a', row 0: class index -2 out of range"):
+    with pytest.raises(SpecError, match=r"task 'a', row 0: class index -2 out of range"):
         PartialLabels([task_a], {"a": TaskLabels(torch.tensor([-2]), torch.tensor([True]))})
-    with pytest.raises(LabelError, match=r"task 'a': class index 5 out of range \[0, 2\]"):
+    with pytest.raises(SpecError, match=r"task 'a': class index 5 out of range \[0, 2\]"):
         encode_sample([task_a], {"a": 5})
-    with pytest.raises(LabelError, match=r"class index -3 out of range"):
+    with pytest.raises(SpecError, match=r"class index -3 out of range"):
         collate_labels([task_a], [{"a": -3}])
     with pytest.raises(KeyError, match=r"task 'a' has no class 'w'"):
         encode_sample([task_a], {"a": "w"})
 
 
 def test_binary_value_out_of_range(task_b: BinarySetTask) -> None:
-    with pytest.raises(LabelError, match=r"task 'b', row 1, label 'v': value 2.0 outside \[0, 1\]"):
+    with pytest.raises(SpecError, match=r"task 'b', row 1, label 'v': value 2.0 outside \[0, 1\]"):
         PartialLabels(
             [task_b],
             {
@@ -133,34 +133,34 @@ def test_binary_value_out_of_range(task_b: BinarySetTask) -> None:
                 )
             },
         )
-    with pytest.raises(LabelError, match=r"label 'u': value -1.0 outside"):
+    with pytest.raises(SpecError, match=r"label 'u': value -1.0 outside"):
         PartialLabels(
             [task_b],
             {"b": TaskLabels(torch.tensor([[-1.0, 0.0]]), torch.ones(1, 2, dtype=torch.bool))},
         )
-    with pytest.raises(LabelError, match=r"label 'u': value nan outside"):
+    with pytest.raises(SpecError, match=r"label 'u': value nan outside"):
         PartialLabels(
             [task_b],
             {"b": TaskLabels(torch.tensor([[NAN, 0.0]]), torch.ones(1, 2, dtype=torch.bool))},
         )
-    with pytest.raises(LabelError, match=r"task 'b', label 'v': expected 0 or 1, got 2"):
+    with pytest.raises(SpecError, match=r"task 'b', label 'v': expected 0 or 1, got 2"):
         encode_sample([task_b], {"b": {"v": 2}})
-    with pytest.raises(LabelError, match=r"task 'b', label 'u': expected 0 or 1, got 0.5"):
+    with pytest.raises(SpecError, match=r"task 'b', label 'u': expected 0 or 1, got 0.5"):
         collate_labels([task_b], [{"b": [0.5, 1]}])
-    with pytest.raises(LabelError, match=r"task 'b': expected 2 label values, got 3"):
+    with pytest.raises(SpecError, match=r"task 'b': expected 2 label values, got 3"):
         encode_sample([task_b], {"b": [0, 1, 1]})
 
 
 def test_mask_and_target_shapes_must_match(task_a: CategoricalTask, task_b: BinarySetTask) -> None:
     with pytest.raises(
-        LabelError, match=r"task 'a': target shape \(3,\) does not match mask shape \(2,\)"
+        SpecError, match=r"task 'a': target shape \(3,\) does not match mask shape \(2,\)"
     ):
         PartialLabels(
             [task_a],
             {"a": TaskLabels(torch.zeros(3, dtype=torch.long), torch.ones(2, dtype=torch.bool))},
         )
     with pytest.raises(
-        LabelError, match=r"task 'b': target shape \(2, 2\) does not match mask shape \(2, 1\)"
+        SpecError, match=r"task 'b': target shape \(2, 2\) does not match mask shape \(2, 1\)"
     ):
         PartialLabels(
             [task_b], {"b": TaskLabels(torch.zeros(2, 2), torch.ones(2, 1, dtype=torch.bool))}
@@ -168,14 +168,14 @@ def test_mask_and_target_shapes_must_match(task_a: CategoricalTask, task_b: Bina
 
 
 def test_other_label_errors(task_a: CategoricalTask, task_b: BinarySetTask) -> None:
-    with pytest.raises(LabelError, match=r"task 'a': mask must be bool, got torch.int64"):
+    with pytest.raises(SpecError, match=r"task 'a': mask must be bool, got torch.int64"):
         PartialLabels(
             [task_a],
             {"a": TaskLabels(torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long))},
         )
-    with pytest.raises(LabelError, match=r"task 'a': class indices must be integers"):
+    with pytest.raises(SpecError, match=r"task 'a': class indices must be integers"):
         PartialLabels([task_a], {"a": TaskLabels(torch.zeros(2), torch.ones(2, dtype=torch.bool))})
-    with pytest.raises(LabelError, match=r"task 'a': categorical targets must have shape \(N,\)"):
+    with pytest.raises(SpecError, match=r"task 'a': categorical targets must have shape \(N,\)"):
         PartialLabels(
             [task_a],
             {
@@ -185,14 +185,14 @@ def test_other_label_errors(task_a: CategoricalTask, task_b: BinarySetTask) -> N
             },
         )
     with pytest.raises(
-        LabelError, match=r"task 'b': binary-set targets must have shape \(N, 2\), got \(2, 3\)"
+        SpecError, match=r"task 'b': binary-set targets must have shape \(N, 2\), got \(2, 3\)"
     ):
         PartialLabels(
             [task_b], {"b": TaskLabels(torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.bool))}
         )
-    with pytest.raises(LabelError, match=r"labels given for unknown tasks: q"):
+    with pytest.raises(SpecError, match=r"labels given for unknown tasks: q"):
         PartialLabels([task_a], {"q": TaskLabels(torch.zeros(1), torch.ones(1, dtype=torch.bool))})
-    with pytest.raises(LabelError, match=r"tasks disagree on the batch size: \[1, 2\]"):
+    with pytest.raises(SpecError, match=r"tasks disagree on the batch size: \[1, 2\]"):
         PartialLabels(
             [task_a, task_b],
             {

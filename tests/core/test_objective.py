@@ -15,8 +15,9 @@ from dmtl.core.losses import (
     masked_cross_entropy,
 )
 from dmtl.core.objective import Objective, as_float
-from dmtl.core.relatedness import Relatedness, RelatednessError
+from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
+from dmtl.errors import SpecError
 
 SAMPLES = [
     {"a": "x"},
@@ -243,22 +244,22 @@ def test_task_names_with_dots(edge_ab) -> None:  # type: ignore[no-untyped-def]
     [
         (
             {"priors": {"a": torch.tensor([0.5, 0.5])}},
-            RelatednessError,
+            SpecError,
             r"priors\['a'\]: expected shape \(3,\), got \(2,\)",
         ),
         (
             {"priors": {"a": torch.tensor([0.0, 0.5, 0.5])}},
-            RelatednessError,
+            SpecError,
             r"priors\['a'\]: every class needs a positive prior",
         ),
         (
             {"priors": {"a": torch.tensor([-0.5, 1.0, 0.5])}},
-            RelatednessError,
+            SpecError,
             r"every class needs a positive prior",
         ),
         (
             {"priors": {"a": torch.tensor([0.2, 0.2, 0.2])}},
-            RelatednessError,
+            SpecError,
             r"priors\['a'\]: must sum to 1, sums to 0.600000",
         ),
         (
@@ -294,18 +295,18 @@ def test_task_names_with_dots(edge_ab) -> None:  # type: ignore[no-untyped-def]
         ),
         ({"lambda_ca": -1.0}, ValueError, r"lambda_ca must be >= 0, got -1.0"),
         ({"lambda_dm": -0.1}, ValueError, r"lambda_dm must be >= 0, got -0.1"),
-        ({"ca_eps": 0.0}, RelatednessError, r"co-annotation: eps must lie in \(0, 0.5\), got 0.0"),
-        ({"ca_eps": 0.5}, RelatednessError, r"co-annotation: eps must lie in \(0, 0.5\), got 0.5"),
+        ({"ca_eps": 0.0}, SpecError, r"co-annotation: eps must lie in \(0, 0.5\), got 0.0"),
+        ({"ca_eps": 0.5}, SpecError, r"co-annotation: eps must lie in \(0, 0.5\), got 0.5"),
         (
             {"ca_tau": 0.0},
-            RelatednessError,
+            SpecError,
             r"co-annotation: tau must be a positive finite number, got 0.0",
         ),
-        ({"dm_eps": -0.05}, RelatednessError, r"distribution matching: eps must lie in \(0, 0.5\)"),
-        ({"dm_eps": 0.6}, RelatednessError, r"distribution matching: eps must lie in \(0, 0.5\)"),
+        ({"dm_eps": -0.05}, SpecError, r"distribution matching: eps must lie in \(0, 0.5\)"),
+        ({"dm_eps": 0.6}, SpecError, r"distribution matching: eps must lie in \(0, 0.5\)"),
         (
             {"dm_tau": -3.0},
-            RelatednessError,
+            SpecError,
             r"distribution matching: tau must be a positive finite number",
         ),
     ],
@@ -317,12 +318,12 @@ def test_validation(tasks, edge_ab, edge_ac, kwargs, error, message) -> None:  #
 
 def test_edges_must_link_the_objective_tasks(task_a, task_b, task_c, edge_ab) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(
-        RelatednessError, match=r"edge a->b: task 'b' is not one of the objective's tasks"
+        SpecError, match=r"edge a->b: task 'b' is not one of the objective's tasks"
     ):
         Objective([task_a, task_c], [edge_ab])
     other_b = BinarySetTask("b", ["u", "w"])
     with pytest.raises(
-        RelatednessError, match=r"task 'b' is not one of the objective's tasks \(or has different"
+        SpecError, match=r"task 'b' is not one of the objective's tasks \(or has different"
     ):
         Objective([task_a, other_b], [edge_ab])
     with pytest.raises(ValueError, match="two tasks are named 'a'"):

@@ -21,7 +21,6 @@ from hypothesis.extra.numpy import arrays
 
 from dmtl.core.relatedness import (
     Relatedness,
-    RelatednessError,
     categorical_posterior,
     check_eps_tau,
     check_prior,
@@ -32,6 +31,7 @@ from dmtl.core.relatedness import (
     uniform_prior,
 )
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
+from dmtl.errors import SpecError
 
 F64 = torch.float64
 R_BINARY = ((0.9, 0.1), (0.5, 0.5), (0.2, 0.8))  # as in conftest
@@ -298,12 +298,12 @@ def test_table_of_wrong_shape(
     task_a: CategoricalTask, task_b: BinarySetTask, task_c: CategoricalTask
 ) -> None:
     with pytest.raises(
-        RelatednessError,
+        SpecError,
         match=r"edge a->b: table shape \(2, 2\) does not match the tasks; expected \(3, 2\) "
         r"\(a classes x b labels\)",
     ):
         Relatedness(task_a, task_b, torch.zeros(2, 2))
-    with pytest.raises(RelatednessError, match=r"expected \(3, 2\) \(a classes x c classes\)"):
+    with pytest.raises(SpecError, match=r"expected \(3, 2\) \(a classes x c classes\)"):
         Relatedness(task_a, task_c, torch.full((3, 3), 1 / 3))
 
 
@@ -311,14 +311,14 @@ def test_table_values_out_of_range_and_nan(task_a: CategoricalTask, task_b: Bina
     bad = torch.tensor(R_BINARY)
     bad[1, 1] = 1.5
     with pytest.raises(
-        RelatednessError, match=r"edge a->b: value 1.5 at row 'y', column 'v' is outside \[0, 1\]"
+        SpecError, match=r"edge a->b: value 1.5 at row 'y', column 'v' is outside \[0, 1\]"
     ):
         Relatedness(task_a, task_b, bad)
     bad[1, 1] = -0.25
-    with pytest.raises(RelatednessError, match=r"value -0.25 at row 'y', column 'v' is outside"):
+    with pytest.raises(SpecError, match=r"value -0.25 at row 'y', column 'v' is outside"):
         Relatedness(task_a, task_b, bad)
     bad[1, 1] = math.nan
-    with pytest.raises(RelatednessError, match=r"edge a->b: NaN at row 'y', column 'v'"):
+    with pytest.raises(SpecError, match=r"edge a->b: NaN at row 'y', column 'v'"):
         Relatedness(task_a, task_b, bad)
 
 
@@ -326,7 +326,7 @@ def test_categorical_rows_must_sum_to_one(task_a: CategoricalTask, task_c: Categ
     bad = torch.tensor(T_CATEGORICAL)
     bad[2] = torch.tensor([0.5, 0.4])
     with pytest.raises(
-        RelatednessError,
+        SpecError,
         match=r"edge a->c: row 'z' sums to 0.900000; "
         r"rows must sum to 1 when the target is categorical",
     ):
@@ -339,44 +339,44 @@ def test_categorical_rows_must_sum_to_one(task_a: CategoricalTask, task_c: Categ
 
 def test_edge_endpoints(task_a: CategoricalTask, task_b: BinarySetTask) -> None:
     with pytest.raises(
-        RelatednessError,
+        SpecError,
         match=r"edge 'b' -> 'a': the source of a relatedness edge must be a categorical task",
     ):
         Relatedness(task_b, task_a, torch.zeros(2, 3))  # type: ignore[arg-type]
-    with pytest.raises(RelatednessError, match=r"edge 'a' -> 'a': links a task to itself"):
+    with pytest.raises(SpecError, match=r"edge 'a' -> 'a': links a task to itself"):
         Relatedness(task_a, task_a, torch.eye(3))
 
 
 @pytest.mark.parametrize("eps", [0.0, -0.1, 0.5, 0.7, math.nan])
 def test_bad_eps(eps: float) -> None:
-    with pytest.raises(RelatednessError, match=r"inverse map: eps must lie in \(0, 0.5\), got"):
+    with pytest.raises(SpecError, match=r"inverse map: eps must lie in \(0, 0.5\), got"):
         inverse_binary_log_posterior(torch.zeros(1, 2), torch.full((3, 2), 0.5), eps=eps)
-    with pytest.raises(RelatednessError, match=r"^eps must lie in \(0, 0.5\)"):
+    with pytest.raises(SpecError, match=r"^eps must lie in \(0, 0.5\)"):
         check_eps_tau(eps, 1.0)
 
 
 @pytest.mark.parametrize("tau", [0.0, -1.0, math.inf, math.nan])
 def test_bad_tau(tau: float, edge_ab: Relatedness) -> None:
     with pytest.raises(
-        RelatednessError, match=r"inverse map: tau must be a positive finite number, got"
+        SpecError, match=r"inverse map: tau must be a positive finite number, got"
     ):
         edge_ab.inverse_map(torch.zeros(1, 2), tau=tau)
-    with pytest.raises(RelatednessError, match=r"^where: tau must be a positive finite number"):
+    with pytest.raises(SpecError, match=r"^where: tau must be a positive finite number"):
         check_eps_tau(0.05, tau, "where")
 
 
 def test_check_prior() -> None:
     ok = check_prior(torch.tensor([0.2, 0.3, 0.5]), 3)
     assert ok.shape == (3,)
-    with pytest.raises(RelatednessError, match=r"prior: expected shape \(3,\), got \(2,\)"):
+    with pytest.raises(SpecError, match=r"prior: expected shape \(3,\), got \(2,\)"):
         check_prior(torch.tensor([0.5, 0.5]), 3)
     with pytest.raises(
-        RelatednessError, match="prior: every class needs a positive prior probability"
+        SpecError, match="prior: every class needs a positive prior probability"
     ):
         check_prior(torch.tensor([0.0, 0.5, 0.5]), 3)
-    with pytest.raises(RelatednessError, match="every class needs a positive prior probability"):
+    with pytest.raises(SpecError, match="every class needs a positive prior probability"):
         check_prior(torch.tensor([math.nan, 0.5, 0.5]), 3)
-    with pytest.raises(RelatednessError, match=r"pi: must sum to 1, sums to 1.200000"):
+    with pytest.raises(SpecError, match=r"pi: must sum to 1, sums to 1.200000"):
         check_prior(torch.tensor([0.2, 0.5, 0.5]), 3, "pi")
 
 
@@ -398,7 +398,7 @@ def test_restrict_target_binary(edge_ab: Relatedness, task_b: BinarySetTask) -> 
     swapped = edge_ab.restrict_target(BinarySetTask("b_vu", ["v", "u"]))
     close(swapped.table, [[0.1, 0.9], [0.5, 0.5], [0.8, 0.2]], 0)
     with pytest.raises(
-        RelatednessError, match=r"edge a->b: cannot restrict to 'b2'; unknown labels: w, q"
+        SpecError, match=r"edge a->b: cannot restrict to 'b2'; unknown labels: w, q"
     ):
         edge_ab.restrict_target(BinarySetTask("b2", ["u", "w", "q"]))
 
@@ -409,7 +409,7 @@ def test_restrict_target_categorical_renormalises(task_a: CategoricalTask) -> No
     sub = Relatedness(task_a, c3, table).restrict_target(CategoricalTask("c2", ["d0", "d1"]))
     # rows [0.6, 0.2] / 0.8, [0.3, 0.3] / 0.6, [0.5, 0.5] / 1.0
     close(sub.table, [[0.75, 0.25], [0.5, 0.5], [0.5, 0.5]], 1e-6)
-    with pytest.raises(RelatednessError, match=r"unknown classes: d9"):
+    with pytest.raises(SpecError, match=r"unknown classes: d9"):
         Relatedness(task_a, c3, table).restrict_target(CategoricalTask("c2", ["d0", "d9"]))
 
 
@@ -499,7 +499,7 @@ def _bad_csv(tmp_path: Path, text: str) -> Path:
 def test_bad_csv(
     tmp_path: Path, task_a: CategoricalTask, task_b: BinarySetTask, text: str, message: str
 ) -> None:
-    with pytest.raises(RelatednessError, match=message):
+    with pytest.raises(SpecError, match=message):
         Relatedness.from_csv(_bad_csv(tmp_path, text), task_a, task_b)
 
 
@@ -507,7 +507,7 @@ def test_csv_categorical_rows_and_missing_file(
     tmp_path: Path, task_a: CategoricalTask, task_c: CategoricalTask
 ) -> None:
     path = _bad_csv(tmp_path, "a,d0,d1\nx,0.8,0.2\ny,0.3,0.3\nz,0.5,0.5\n")
-    with pytest.raises(RelatednessError, match=r"bad.csv: edge a->c: row 'y' sums to 0.600000"):
+    with pytest.raises(SpecError, match=r"bad.csv: edge a->c: row 'y' sums to 0.600000"):
         Relatedness.from_csv(path, task_a, task_c)
-    with pytest.raises(RelatednessError, match=r"nope.csv: relatedness table file not found"):
+    with pytest.raises(SpecError, match=r"nope.csv: relatedness table file not found"):
         Relatedness.from_csv(tmp_path / "nope.csv", task_a, task_c)

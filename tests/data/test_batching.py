@@ -21,8 +21,8 @@ from dmtl.data.batching import (
     build_train_loader,
     collate_samples,
 )
-from dmtl.data.errors import DataError
 from dmtl.data.sources import ArraySource, Sample
+from dmtl.errors import DataError
 
 
 def per_source(batch: list[int], sizes: list[int]) -> list[list[int]]:

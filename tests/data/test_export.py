@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from dmtl.core.tasks import Task
-from dmtl.data.errors import DataError
 from dmtl.data.export import export_source
 from dmtl.data.sources import ArraySource, ImageSource, Source
+from dmtl.errors import DataError
 
 
 def labels(n: int) -> dict[str, np.ndarray]:

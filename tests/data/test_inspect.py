@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from dmtl.core.tasks import CategoricalTask, Task
-from dmtl.data.errors import DataError
 from dmtl.data.inspect import class_balance, label_counts, task_overlap
 from dmtl.data.sources import ArraySource
+from dmtl.errors import DataError
 
 
 def source(tasks: list[Task]) -> ArraySource:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
-from dmtl.data.errors import DataError, ManifestError
 from dmtl.data.manifest import Manifest, read_manifest, write_manifest
+from dmtl.errors import DataError
 
 
 def write_csv(tmp_path: Path, text: str, name: str = "m.csv") -> Path:
@@ -108,10 +108,10 @@ def test_select_keeps_original_row_numbers(tmp_path: Path, tasks: list[Task]) ->
 # ----------------------------------------------------------------------------- errors
 
 
-def expect_error(tmp_path: Path, tasks: list[Task], text: str, *fragments: str) -> ManifestError:
+def expect_error(tmp_path: Path, tasks: list[Task], text: str, *fragments: str) -> DataError:
     """Read ``text`` as a CSV manifest; the error must mention the file and every fragment."""
     path = write_csv(tmp_path, text)
-    with pytest.raises(ManifestError) as info:
+    with pytest.raises(DataError) as info:
         Manifest.read(path, tasks)
     message = str(info.value)
     assert str(path) in message
@@ -235,26 +235,26 @@ def test_bad_index_split_and_empty_path(tmp_path: Path, tasks: list[Task]) -> No
 
 def test_dataframe_errors_name_origin_without_lines(tasks: list[Task]) -> None:
     frame = pd.DataFrame({"image": ["a", "b"], "digit": ["one", "eleven"]})
-    with pytest.raises(ManifestError, match=r"^affectnet\.csv, row 2, column 'digit': unknown"):
+    with pytest.raises(DataError, match=r"^affectnet\.csv, row 2, column 'digit': unknown"):
         Manifest.from_frame(frame, tasks, origin="affectnet.csv")
 
 
 def test_file_problems(tmp_path: Path, tasks: list[Task]) -> None:
-    with pytest.raises(ManifestError, match="not found"):
+    with pytest.raises(DataError, match="not found"):
         Manifest.read(tmp_path / "missing.csv", tasks)
     bad = tmp_path / "m.txt"
     bad.write_text("image,digit\na,0\n")
-    with pytest.raises(ManifestError, match="unknown manifest suffix"):
+    with pytest.raises(DataError, match="unknown manifest suffix"):
         Manifest.read(bad, tasks)
 
 
 def test_constructed_labels_are_validated(tasks: list[Task]) -> None:
-    with pytest.raises(ManifestError, match="class index 5 out of range"):
+    with pytest.raises(DataError, match="class index 5 out of range"):
         Manifest(tuple(tasks), {"digit": np.array([5])}, image=np.array(["a"]))
     binary = BinarySetTask("attr", ["even", "big"])
-    with pytest.raises(ManifestError, match="expected 0, 1 or NaN"):
+    with pytest.raises(DataError, match="expected 0, 1 or NaN"):
         Manifest((binary,), {"attr": np.array([[0.5, 1.0]])}, image=np.array(["a"]))
-    with pytest.raises(ManifestError, match="duplicated id 'a'"):
+    with pytest.raises(DataError, match="duplicated id 'a'"):
         Manifest(tuple(tasks), {}, image=np.array(["a", "a"]))
-    with pytest.raises(ManifestError, match="split 'dev'"):
+    with pytest.raises(DataError, match="split 'dev'"):
         Manifest(tuple(tasks), {}, index=np.array([0]), split=np.array(["dev"]))

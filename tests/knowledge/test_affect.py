@@ -7,8 +7,9 @@ from importlib import resources
 import pytest
 import torch
 
-from dmtl.core.relatedness import Relatedness, RelatednessError
+from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import CategoricalTask
+from dmtl.errors import SpecError
 from dmtl.knowledge.affect import (
     AU_NAMES,
     BP4D_AUS,
@@ -138,7 +139,7 @@ def test_given_tasks_choose_rows_and_columns() -> None:
 
 
 def test_contempt_needs_explicit_zero_row() -> None:
-    with pytest.raises(RelatednessError, match="contempt"):
+    with pytest.raises(SpecError, match="contempt"):
         expression_au_relatedness(expression=expression_task(contempt=True))
     edge = expression_au_relatedness(
         aus=DISFA_AUS, expression=expression_task(contempt=True), allow_unlisted_expressions=True
@@ -168,5 +169,5 @@ def test_au_labels_and_names() -> None:
 def test_non_au_label_in_given_task_is_rejected() -> None:
     from dmtl.core.tasks import BinarySetTask
 
-    with pytest.raises(RelatednessError, match="smile"):
+    with pytest.raises(SpecError, match="smile"):
         expression_au_relatedness(au_task=BinarySetTask("au", ["AU1", "smile"]))

@@ -29,7 +29,7 @@ import pytest
 import torch
 
 from dmtl.config import load_config
-from dmtl.training.experiment import build_experiment
+from dmtl.data.pipeline import build_experiment
 from dmtl.training.run import run_training
 
 pytestmark = [

@@ -13,10 +13,10 @@ from dmtl.config import validate_config
 from dmtl.core.objective import Objective
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
 from dmtl.data.batching import Batch
-from dmtl.training.experiment import Experiment, build_experiment
+from dmtl.data.pipeline import Experiment, build_experiment
+from dmtl.errors import NonFiniteLossError
 from dmtl.training.module import (
     MultiTaskModule,
-    NonFiniteLossError,
     edge_from_dict,
     edge_to_dict,
     task_from_dict,

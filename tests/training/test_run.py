@@ -18,14 +18,14 @@ import pytest
 import torch
 import yaml
 
-from dmtl.backbones import MissingDependencyError
 from dmtl.config import validate_config
 from dmtl.core.objective import Objective
 from dmtl.core.relatedness import Relatedness
-from dmtl.training.experiment import Experiment, build_experiment
-from dmtl.training.module import MultiTaskModule, NonFiniteLossError
+from dmtl.data.pipeline import Experiment, build_experiment
+from dmtl.errors import MissingDependencyError, NonFiniteLossError, OutputError
+from dmtl.training.module import MultiTaskModule
 from dmtl.training.run import eval_loader, run_training, train_loader
-from dmtl.training.trainer import RunDirError, last_checkpoint, launch_rank, prepare_run_dir
+from dmtl.training.trainer import last_checkpoint, launch_rank, prepare_run_dir
 
 MakeExperiment = Callable[..., Experiment]
 
@@ -86,11 +86,11 @@ def test_existing_folder_is_refused_then_overwritten(
     run.mkdir()
     (run / "keep.txt").write_text("precious")
     refused = r"already exists and is not empty.*--resume.*--overwrite"
-    with pytest.raises(RunDirError, match=refused):
+    with pytest.raises(OutputError, match=refused):
         run_training(make_experiment(), run, quiet=True)
     assert (run / "keep.txt").read_text() == "precious"
     # --overwrite never deletes files dmtl did not write, nor the current folder
-    with pytest.raises(RunDirError, match=r"holds files dmtl did not write \(keep.txt\)"):
+    with pytest.raises(OutputError, match=r"holds files dmtl did not write \(keep.txt\)"):
         run_training(make_experiment(), run, overwrite=True, quiet=True)
     assert (run / "keep.txt").read_text() == "precious"
     (run / "keep.txt").unlink()
@@ -105,7 +105,7 @@ def test_overwrite_refuses_the_current_folder(
 ) -> None:
     (tmp_path / "metrics.json").write_text("{}")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(RunDirError, match="current folder or above it"):
+    with pytest.raises(OutputError, match="current folder or above it"):
         run_training(make_experiment(), Path("."), overwrite=True, quiet=True)
     assert (tmp_path / "metrics.json").exists()
 
@@ -116,7 +116,7 @@ def test_prepare_run_dir(tmp_path: Path) -> None:
     assert prepare_run_dir(empty) == empty  # an empty folder is fine
     assert prepare_run_dir(tmp_path / "a" / "b").is_dir()
     (empty / "metrics.json").write_text("")
-    with pytest.raises(RunDirError):
+    with pytest.raises(OutputError):
         prepare_run_dir(empty)
     assert prepare_run_dir(empty, resume=True) == empty and (empty / "metrics.json").exists()
     prepare_run_dir(empty, overwrite=True)

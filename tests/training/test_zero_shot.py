@@ -6,7 +6,7 @@ import torch
 
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
-from dmtl.training.predict import probability_columns, zero_shot_columns
+from dmtl.inference.predict import probability_columns, zero_shot_columns
 
 
 def _edge() -> Relatedness:

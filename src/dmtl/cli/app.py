@@ -15,6 +15,7 @@ import typer
 
 from dmtl.cli.errors import console, handle_errors, quiet_lightning
 from dmtl.cli.options import ConfigArg, Overrides, Overwrite, Resume
+from dmtl.errors import ConfigError, DataError, OutputError
 
 app = typer.Typer(
     name="dmtl",
@@ -45,7 +46,7 @@ def train(
     """Train one model as the config says; checkpoints, logs and metrics go to the output folder."""
     from dmtl.cli.render import metrics_table
     from dmtl.config import load_config
-    from dmtl.training.experiment import build_experiment
+    from dmtl.data.pipeline import build_experiment
     from dmtl.training.run import run_training
     from dmtl.training.trainer import launch_rank, prepare_run_dir
 
@@ -73,9 +74,9 @@ def _resolve_checkpoint(path: Path) -> Path:
         for candidate in ("checkpoints/last.ckpt", "checkpoints/interrupted.ckpt"):
             if (path / candidate).is_file():
                 return path / candidate
-        raise FileNotFoundError(f"{path}: no checkpoints/last.ckpt in this run folder")
+        raise ConfigError(f"{path}: no checkpoints/last.ckpt in this run folder")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint or run folder")
+        raise ConfigError(f"{path}: no such checkpoint or run folder")
     return path
 
 
@@ -93,10 +94,10 @@ def evaluate(
     import lightning.pytorch as pl
 
     if output is not None and output.exists() and not overwrite:
-        raise FileNotFoundError(f"{output} exists; pass --overwrite to replace it")
+        raise OutputError(f"{output} exists; pass --overwrite to replace it")
 
     from dmtl.cli.render import metrics_table
-    from dmtl.training.experiment import build_experiment
+    from dmtl.data.pipeline import build_experiment
     from dmtl.training.module import load_module
     from dmtl.training.run import eval_loader
 
@@ -107,7 +108,7 @@ def evaluate(
     experiment = build_experiment(module.config)
     loader = eval_loader(experiment, split)
     if loader is None:
-        raise FileNotFoundError(f"the config of {ckpt} has no {split} split")
+        raise DataError(f"the config of {ckpt} has no {split} split")
     with quiet_lightning():
         trainer = pl.Trainer(
             accelerator="auto",
@@ -144,10 +145,10 @@ def predict(
     overwrite: Overwrite = False,
 ) -> None:
     """Per-task probabilities and decisions, in the manifest's column naming."""
-    from dmtl.training.predict import predict_to_csv
+    from dmtl.inference.predict import predict_to_csv
 
     if output.exists() and not overwrite:
-        raise FileNotFoundError(f"{output} exists; pass --overwrite to replace it")
+        raise OutputError(f"{output} exists; pass --overwrite to replace it")
     ckpt = _resolve_checkpoint(checkpoint)
     with quiet_lightning():
         frame = predict_to_csv(ckpt, inputs, output, root=root, array=array)
@@ -179,8 +180,8 @@ def _run_study(cfg: object, out: Path, seeds: int | None, resume: bool, overwrit
     from rich.markup import escape
 
     from dmtl.config import Config
-    from dmtl.training.report import rich_table
-    from dmtl.training.study import run_study
+    from dmtl.study.report import rich_table
+    from dmtl.study.study import run_study
 
     assert isinstance(cfg, Config)
     start = time.perf_counter()

@@ -14,6 +14,7 @@ from dmtl.cli.errors import console, handle_errors
 from dmtl.cli.options import Overrides
 from dmtl.cli.render import frame_table
 from dmtl.data.sources import Source
+from dmtl.errors import ConfigError, DmtlError
 
 datasets_app = typer.Typer(help="List, inspect, export and check datasets.", no_args_is_help=True)
 
@@ -123,11 +124,11 @@ def show(
         return
     path = Path(target)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise ConfigError(
             f"{target}: neither a built-in dataset ({', '.join(names)}) nor a config file"
         )
     from dmtl.config import load_config
-    from dmtl.training.experiment import build_experiment
+    from dmtl.data.pipeline import build_experiment
 
     cfg = load_config(path, set_ or [])
     experiment = build_experiment(cfg, seed)
@@ -186,10 +187,9 @@ def check(
     Reports counts per task, what the reader dropped (unknown codes), missing or corrupt
     files, and which binary labels (e.g. AUs) each source observes.
     """
-    from dmtl.cli.errors import user_error_types
     from dmtl.config import load_config
     from dmtl.data.inspect import label_counts
-    from dmtl.training.experiment import declared_tasks, load_source
+    from dmtl.data.pipeline import declared_tasks, load_source
 
     cfg = load_config(config, set_ or [])
     problems = 0
@@ -198,7 +198,7 @@ def check(
     for i, source_cfg in enumerate(cfg.sources):
         try:
             loaded = load_source(i, source_cfg, declared_tasks(cfg))
-        except user_error_types() as error:
+        except DmtlError as error:
             problems += 1
             # The error already names ``sources.<i>``.
             console.print(f"[red]source {escape(source_cfg.name)!r}: {escape(str(error))}[/]")

@@ -14,54 +14,24 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from dmtl.errors import (
+    DmtlError,
+)
+
 console = Console()
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def user_error_types() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean bad input (config, data, tables, folders), not a bug."""
-    from dmtl.backbones import BackboneError, MissingDependencyError
-    from dmtl.config import ConfigError
-    from dmtl.core.labels import LabelError
-    from dmtl.core.relatedness import RelatednessError
-    from dmtl.core.tasks import TaskSpecError
-    from dmtl.data.errors import DataError
-    from dmtl.data.readers.base import DatasetLayoutError, ReaderError
-    from dmtl.training.experiment import ExperimentError
-    from dmtl.training.module import CheckpointError, NonFiniteLossError
-    from dmtl.training.results import ResultsError
-    from dmtl.training.trainer import RunDirError, TrainerSetupError
-
-    return (
-        ConfigError,
-        DataError,
-        DatasetLayoutError,
-        ExperimentError,
-        RelatednessError,
-        LabelError,
-        TaskSpecError,
-        RunDirError,
-        TrainerSetupError,
-        CheckpointError,
-        BackboneError,
-        MissingDependencyError,
-        NonFiniteLossError,
-        ResultsError,
-        ReaderError,
-        FileNotFoundError,
-    )
-
-
 def handle_errors(function: F) -> F:
-    """Run a command; turn user errors into ``error: <message>`` and exit code 2."""
+    """Run a command; turn a :class:`~dmtl.errors.DmtlError` into ``error: <message>``, exit 2."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
-        except user_error_types() as error:
+        except DmtlError as error:
             if os.environ.get("DMTL_DEBUG"):
                 raise
             # The message is text, not markup: "dmtl[vision]" or "digits[train]" must survive.

@@ -9,6 +9,7 @@ import typer
 
 from dmtl.cli.errors import console, handle_errors
 from dmtl.cli.options import Overrides
+from dmtl.errors import ConfigError, OutputError, SpecError
 
 relatedness_app = typer.Typer(
     help="Estimate and inspect task-relatedness tables.", no_args_is_help=True
@@ -33,7 +34,8 @@ def estimate(
     With --source/--target, that edge; otherwise every edge of kind 'estimate' in the config.
     """
     from dmtl.config import EdgeConfig, load_config
-    from dmtl.training.experiment import build_edges, build_experiment, load_sources
+    from dmtl.data.pipeline import build_experiment, load_sources
+    from dmtl.knowledge.edges import build_edges
 
     cfg = load_config(config, set_ or [])
     loaded = load_sources(cfg)
@@ -48,7 +50,8 @@ def estimate(
             raise typer.BadParameter(
                 "the config lists no edge of kind 'estimate'; name one with --source and --target"
             )
-    edges = build_edges(cfg.model_copy(update={"relatedness": specs}), experiment, loaded)
+    offered = [edge for item in loaded for edge in item.knowledge]
+    edges = build_edges(specs, experiment.task_map, offered, experiment.train_labels)
     paths: list[Path] = []
     if len(edges) == 1 and output.suffix.lower() == ".csv":
         paths = [output]
@@ -57,7 +60,7 @@ def estimate(
         paths = [output / f"{e.source.name}__{e.target.name}.csv" for e in edges]
     for edge, path in zip(edges, paths, strict=True):
         if path.exists() and not overwrite:
-            raise FileNotFoundError(f"{path} exists; pass --overwrite to replace it")
+            raise OutputError(f"{path} exists; pass --overwrite to replace it")
         edge.to_csv(path)
         console.print(f"{edge.name}: {tuple(edge.table.shape)} table written to [bold]{path}[/]")
 
@@ -79,17 +82,16 @@ def show(
     import pandas as pd
 
     from dmtl.cli.render import frame_table
-    from dmtl.core.relatedness import RelatednessError
-    from dmtl.training.plots import plot_relatedness
+    from dmtl.study.plots import plot_relatedness
 
     if not table.is_file():
-        raise FileNotFoundError(f"{table}: no such file")
+        raise ConfigError(f"{table}: no such file")
     try:
         frame = pd.read_csv(table, index_col=0)
         frame.index = frame.index.astype(str)  # class names, even where they look like numbers
         values = frame.to_numpy(dtype=float)
     except (ValueError, pd.errors.ParserError) as error:
-        raise RelatednessError(f"{table}: not a relatedness table ({error})") from None
+        raise SpecError(f"{table}: not a relatedness table ({error})") from None
     shown = frame.iloc[:max_rows, :max_columns].reset_index()
     title = f"{table.name}: p({frame.index.name} class -> column)"
     console.print(frame_table(shown, title=title, digits=2))
@@ -105,7 +107,7 @@ def show(
         console.print(f"({', '.join(hidden)} in the file)")
     path = image or table.with_suffix(".png")
     if path.exists() and not overwrite:
-        raise FileNotFoundError(f"{path} exists; pass --overwrite to replace it")
+        raise OutputError(f"{path} exists; pass --overwrite to replace it")
     plot_relatedness(
         values,
         [str(r) for r in frame.index],

@@ -6,7 +6,6 @@ Pure PyTorch (plus torchmetrics): usable from any training loop.
 from dmtl.core.estimation import RelatednessEstimator
 from dmtl.core.labels import (
     MISSING_CLASS,
-    LabelError,
     PartialLabels,
     TaskLabels,
     collate_labels,
@@ -33,7 +32,6 @@ from dmtl.core.model import MultiTaskModel, predict_proba
 from dmtl.core.objective import Objective
 from dmtl.core.relatedness import (
     Relatedness,
-    RelatednessError,
     categorical_posterior,
     forward_map,
     frequency_prior,
@@ -41,24 +39,23 @@ from dmtl.core.relatedness import (
     inverse_categorical_map,
     uniform_prior,
 )
-from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task, TaskSpecError
+from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
+from dmtl.errors import SpecError
 
 __all__ = [
     "MISSING_CLASS",
     "BinarySetTask",
     "CategoricalTask",
-    "LabelError",
     "MultiTaskMetrics",
     "MultiTaskModel",
     "Objective",
     "PartialLabels",
     "Relatedness",
-    "RelatednessError",
     "RelatednessEstimator",
+    "SpecError",
     "Task",
     "TaskLabels",
     "TaskMetrics",
-    "TaskSpecError",
     "binary_set_metrics",
     "categorical_metrics",
     "categorical_posterior",

@@ -35,8 +35,9 @@ import torch
 from torch import Tensor
 
 from dmtl.core.labels import PartialLabels
-from dmtl.core.relatedness import Relatedness, RelatednessError
+from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import CategoricalTask, Task
+from dmtl.errors import SpecError
 
 
 class RelatednessEstimator:
@@ -44,9 +45,9 @@ class RelatednessEstimator:
 
     def __init__(self, source: CategoricalTask, target: Task, alpha: float = 1.0) -> None:
         if not isinstance(source, CategoricalTask):
-            raise RelatednessError(f"edge {source.name}->{target.name}: source must be categorical")
+            raise SpecError(f"edge {source.name}->{target.name}: source must be categorical")
         if alpha < 0:
-            raise RelatednessError(
+            raise SpecError(
                 f"edge {source.name}->{target.name}: alpha must be >= 0, got {alpha}"
             )
         self.source, self.target, self.alpha = source, target, float(alpha)
@@ -92,7 +93,7 @@ class RelatednessEstimator:
         total = self.observed.sum(0)
         if bool((total <= 0).any()):
             missing = [self.target.names[j] for j in torch.nonzero(total <= 0).flatten().tolist()]
-            raise RelatednessError(
+            raise SpecError(
                 f"edge {self.name}: no sample labelled for both tasks observes {missing}; "
                 "cannot estimate the table (use a domain-knowledge table, or an overlap regime)"
             )

@@ -32,13 +32,10 @@ import torch
 from torch import Tensor
 
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
+from dmtl.errors import SpecError
 
 MISSING_CLASS = -1
 """Encoded value of an unlabelled categorical entry."""
-
-
-class LabelError(ValueError):
-    """A label is out of range, of the wrong shape, or its mask does not match its target."""
 
 
 @dataclass(frozen=True)
@@ -64,13 +61,13 @@ class PartialLabels(Mapping[str, TaskLabels]):
         self._tasks = {t.name: t for t in tasks}
         unknown = sorted(set(labels) - set(self._tasks))
         if unknown:
-            raise LabelError(f"labels given for unknown tasks: {', '.join(unknown)}")
+            raise SpecError(f"labels given for unknown tasks: {', '.join(unknown)}")
         sizes: set[int] = set()
         for name, entry in labels.items():
             _validate(self._tasks[name], entry)
             sizes.add(entry.mask.shape[0])
         if len(sizes) > 1:
-            raise LabelError(f"tasks disagree on the batch size: {sorted(sizes)}")
+            raise SpecError(f"tasks disagree on the batch size: {sorted(sizes)}")
         # Masked-out entries get the neutral filler (class 0, value 0.), whatever was given
         # (e.g. -1 or NaN), so that no consumer can be poisoned by reading one.
         self._labels = {
@@ -141,32 +138,32 @@ class PartialLabels(Mapping[str, TaskLabels]):
 def _validate(task: Task, entry: TaskLabels) -> None:
     target, mask = entry.target, entry.mask
     if mask.dtype != torch.bool:
-        raise LabelError(f"task {task.name!r}: mask must be bool, got {mask.dtype}")
+        raise SpecError(f"task {task.name!r}: mask must be bool, got {mask.dtype}")
     if target.shape != mask.shape:
-        raise LabelError(
+        raise SpecError(
             f"task {task.name!r}: target shape {tuple(target.shape)} does not match "
             f"mask shape {tuple(mask.shape)}"
         )
     if isinstance(task, CategoricalTask):
         if target.dim() != 1:
-            raise LabelError(
+            raise SpecError(
                 f"task {task.name!r}: categorical targets must have shape (N,), "
                 f"got {tuple(target.shape)}"
             )
         if target.is_floating_point():
-            raise LabelError(f"task {task.name!r}: class indices must be integers")
+            raise SpecError(f"task {task.name!r}: class indices must be integers")
         observed = target[mask]
         bad = (observed < 0) | (observed >= task.num_classes)
         if bool(bad.any()):
             row = int(torch.nonzero(mask, as_tuple=True)[0][bad][0])
-            raise LabelError(
+            raise SpecError(
                 f"task {task.name!r}, row {row}: class index {int(target[row])} out of range "
                 f"[0, {task.num_classes - 1}]"
             )
     else:
         assert isinstance(task, BinarySetTask)
         if target.dim() != 2 or target.shape[1] != task.num_labels:
-            raise LabelError(
+            raise SpecError(
                 f"task {task.name!r}: binary-set targets must have shape (N, {task.num_labels}), "
                 f"got {tuple(target.shape)}"
             )
@@ -175,7 +172,7 @@ def _validate(task: Task, entry: TaskLabels) -> None:
         if bool(bad.any()):
             rows, cols = torch.nonzero(mask, as_tuple=True)
             row, col = int(rows[bad][0]), int(cols[bad][0])
-            raise LabelError(
+            raise SpecError(
                 f"task {task.name!r}, row {row}, label {task.labels[col]!r}: value "
                 f"{float(target[row, col])} outside [0, 1]"
             )
@@ -208,7 +205,7 @@ def _encode_class(task: CategoricalTask, value: Any) -> int:
     if index == MISSING_CLASS:
         return MISSING_CLASS
     if not 0 <= index < task.num_classes:
-        raise LabelError(
+        raise SpecError(
             f"task {task.name!r}: class index {index} out of range [0, {task.num_classes - 1}]"
         )
     return index
@@ -226,7 +223,7 @@ def _encode_binary(task: BinarySetTask, value: Any) -> Tensor:
         value = value.reshape(-1).tolist()
     values = list(value)
     if len(values) != task.num_labels:
-        raise LabelError(
+        raise SpecError(
             f"task {task.name!r}: expected {task.num_labels} label values, got {len(values)}"
         )
     for j, v in enumerate(values):
@@ -239,7 +236,7 @@ def _binary_value(task: BinarySetTask, label: str, value: Any) -> float:
         return math.nan
     v = float(value)
     if v not in (0.0, 1.0):
-        raise LabelError(f"task {task.name!r}, label {label!r}: expected 0 or 1, got {value!r}")
+        raise SpecError(f"task {task.name!r}, label {label!r}: expected 0 or 1, got {value!r}")
     return v
 
 

@@ -32,8 +32,9 @@ from dmtl.core.losses import (
     masked_binary_cross_entropy,
     masked_cross_entropy,
 )
-from dmtl.core.relatedness import Relatedness, RelatednessError, check_eps_tau, check_prior
+from dmtl.core.relatedness import Relatedness, check_eps_tau, check_prior
 from dmtl.core.tasks import CategoricalTask, Task, check_unique_task_names
+from dmtl.errors import SpecError
 
 
 class Objective(nn.Module):
@@ -88,7 +89,7 @@ class Objective(nn.Module):
         for edge in self.edges:
             for end in (edge.source, edge.target):
                 if by_name.get(end.name) != end:
-                    raise RelatednessError(
+                    raise SpecError(
                         f"edge {edge.name}: task {end.name!r} is not one of the objective's tasks "
                         "(or has different classes/labels)"
                     )

@@ -40,34 +40,31 @@ import torch
 from torch import Tensor
 
 from dmtl.core.tasks import CategoricalTask, Task
+from dmtl.errors import SpecError
 
 ROW_SUM_TOLERANCE = 1e-4
-
-
-class RelatednessError(ValueError):
-    """A relatedness table or its use is inconsistent with the tasks it links."""
 
 
 def check_eps_tau(eps: float, tau: float, where: str = "") -> None:
     """``eps`` must lie in (0, 0.5) and ``tau`` be > 0."""
     prefix = f"{where}: " if where else ""
     if not (isinstance(eps, (int, float)) and 0.0 < eps < 0.5):
-        raise RelatednessError(f"{prefix}eps must lie in (0, 0.5), got {eps!r}")
+        raise SpecError(f"{prefix}eps must lie in (0, 0.5), got {eps!r}")
     if not (isinstance(tau, (int, float)) and tau > 0.0 and math.isfinite(tau)):
-        raise RelatednessError(f"{prefix}tau must be a positive finite number, got {tau!r}")
+        raise SpecError(f"{prefix}tau must be a positive finite number, got {tau!r}")
 
 
 def check_prior(prior: Tensor, num_classes: int, where: str = "prior") -> Tensor:
     """Validate a class prior: shape ``(C,)``, positive, summing to 1."""
     prior = torch.as_tensor(prior, dtype=torch.float64 if prior.dtype == torch.float64 else None)
     if prior.shape != (num_classes,):
-        raise RelatednessError(
+        raise SpecError(
             f"{where}: expected shape ({num_classes},), got {tuple(prior.shape)}"
         )
     if bool(torch.isnan(prior).any()) or bool((prior <= 0).any()):
-        raise RelatednessError(f"{where}: every class needs a positive prior probability")
+        raise SpecError(f"{where}: every class needs a positive prior probability")
     if abs(float(prior.sum()) - 1.0) > ROW_SUM_TOLERANCE:
-        raise RelatednessError(f"{where}: must sum to 1, sums to {float(prior.sum()):.6f}")
+        raise SpecError(f"{where}: must sum to 1, sums to {float(prior.sum()):.6f}")
     return prior
 
 
@@ -134,12 +131,12 @@ class Relatedness:
 
     def __init__(self, source: CategoricalTask, target: Task, table: Tensor | Sequence) -> None:
         if not isinstance(source, CategoricalTask):
-            raise RelatednessError(
+            raise SpecError(
                 f"edge {getattr(source, 'name', source)!r} -> {getattr(target, 'name', target)!r}: "
                 "the source of a relatedness edge must be a categorical task"
             )
         if source.name == target.name:
-            raise RelatednessError(
+            raise SpecError(
                 f"edge {source.name!r} -> {target.name!r}: links a task to itself"
             )
         self.source = source
@@ -157,21 +154,21 @@ class Relatedness:
     def _validated(self, table: Tensor) -> Tensor:
         expected = (self.source.num_classes, self.target.num_outputs)
         if tuple(table.shape) != expected:
-            raise RelatednessError(
+            raise SpecError(
                 f"edge {self.name}: table shape {tuple(table.shape)} does not match the tasks; "
                 f"expected {expected} ({self.source.name} classes x {self.target.name} "
                 f"{'classes' if self.target_is_categorical else 'labels'})"
             )
         if bool(torch.isnan(table).any()):
             row, col = (int(i) for i in torch.nonzero(torch.isnan(table))[0])
-            raise RelatednessError(
+            raise SpecError(
                 f"edge {self.name}: NaN at row {self.source.names[row]!r}, "
                 f"column {self.target.names[col]!r}"
             )
         bad = (table < 0) | (table > 1)
         if bool(bad.any()):
             row, col = (int(i) for i in torch.nonzero(bad)[0])
-            raise RelatednessError(
+            raise SpecError(
                 f"edge {self.name}: value {float(table[row, col])} at row "
                 f"{self.source.names[row]!r}, column {self.target.names[col]!r} is outside [0, 1]"
             )
@@ -180,7 +177,7 @@ class Relatedness:
             off = (sums - 1.0).abs() > ROW_SUM_TOLERANCE
             if bool(off.any()):
                 row = int(torch.nonzero(off)[0])
-                raise RelatednessError(
+                raise SpecError(
                     f"edge {self.name}: row {self.source.names[row]!r} sums to "
                     f"{float(sums[row]):.6f}; rows must sum to 1 when the target is categorical"
                 )
@@ -232,7 +229,7 @@ class Relatedness:
         """The same edge onto a task with a subset of B's labels (e.g. one dataset's AU set)."""
         missing = [n for n in target.names if n not in self.target.names]
         if missing:
-            raise RelatednessError(
+            raise SpecError(
                 f"edge {self.name}: cannot restrict to {target.name!r}; unknown "
                 f"{'classes' if self.target_is_categorical else 'labels'}: {', '.join(missing)}"
             )
@@ -256,13 +253,13 @@ class Relatedness:
         """Read a table written by :meth:`to_csv` (or by hand); rows and columns matched by name."""
         path = Path(path)
         if not path.is_file():
-            raise RelatednessError(f"{path}: relatedness table file not found")
+            raise SpecError(f"{path}: relatedness table file not found")
         with path.open(newline="") as handle:
             reader = csv.reader(handle)
             # Keep the physical line number of each row (blank lines are skipped).
             numbered = [(reader.line_num, r) for r in reader if r and any(c.strip() for c in r)]
         if not numbered:
-            raise RelatednessError(f"{path}: empty relatedness table")
+            raise SpecError(f"{path}: empty relatedness table")
         rows = [r for _, r in numbered]
         header = [c.strip() for c in rows[0][1:]]
         _check_names_match(path, "columns", header, target.names, target.name)
@@ -271,7 +268,7 @@ class Relatedness:
         values = torch.zeros(source.num_classes, target.num_outputs)
         for line, row in numbered[1:]:
             if len(row) != len(header) + 1:
-                raise RelatednessError(
+                raise SpecError(
                     f"{path}, line {line}: expected {len(header) + 1} fields, got {len(row)}"
                 )
             i = source.index(row[0].strip())
@@ -279,15 +276,15 @@ class Relatedness:
                 try:
                     value = float(cell)
                 except ValueError:
-                    raise RelatednessError(
+                    raise SpecError(
                         f"{path}, line {line}, column {name!r}: "
                         f"expected a probability, got {cell!r}"
                     ) from None
                 values[i, target.index(name)] = value
         try:
             return cls(source, target, values)
-        except RelatednessError as error:
-            raise RelatednessError(f"{path}: {error}") from None
+        except SpecError as error:
+            raise SpecError(f"{path}: {error}") from None
 
     def __repr__(self) -> str:
         return f"Relatedness({self.name}, table {tuple(self.table.shape)})"
@@ -307,7 +304,7 @@ def _check_names_match(
     if duplicated:
         problems.append(f"duplicated names {duplicated}")
     if problems:
-        raise RelatednessError(
+        raise SpecError(
             f"{path}: {what} must be exactly the names of task {task!r}; " + "; ".join(problems)
         )
 
@@ -325,7 +322,7 @@ def frequency_prior(counts: Tensor, smoothing: float = 1.0) -> Tensor:
 
 __all__ = [
     "Relatedness",
-    "RelatednessError",
+    "SpecError",
     "categorical_posterior",
     "check_eps_tau",
     "check_prior",

@@ -19,25 +19,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dmtl.errors import SpecError
+
 TaskKind = Literal["categorical", "binary_set"]
-
-
-class TaskSpecError(ValueError):
-    """A task is specified inconsistently (empty or duplicated names, too few classes)."""
 
 
 def _check_names(task: str, what: str, names: Sequence[str], minimum: int) -> tuple[str, ...]:
     names = tuple(names)
     if len(names) < minimum:
-        raise TaskSpecError(f"task {task!r}: expected at least {minimum} {what}, got {len(names)}")
+        raise SpecError(f"task {task!r}: expected at least {minimum} {what}, got {len(names)}")
     for i, name in enumerate(names):
         if not isinstance(name, str) or not name.strip():
-            raise TaskSpecError(
+            raise SpecError(
                 f"task {task!r}: {what} #{i} must be a non-empty string, got {name!r}"
             )
     duplicated = sorted(n for n, count in Counter(names).items() if count > 1)
     if duplicated:
-        raise TaskSpecError(f"task {task!r}: duplicated {what}: {', '.join(duplicated)}")
+        raise SpecError(f"task {task!r}: duplicated {what}: {', '.join(duplicated)}")
     return names
 
 
@@ -89,15 +87,15 @@ class CategoricalTask(Task):
 
     def __init__(self, name: str, classes: Iterable[str], zero_shot: Iterable[str] = ()) -> None:
         if not isinstance(name, str) or not name.strip():
-            raise TaskSpecError(f"a task name must be a non-empty string, got {name!r}")
+            raise SpecError(f"a task name must be a non-empty string, got {name!r}")
         if "/" in name:
-            raise TaskSpecError(f"task {name!r}: a task name may not contain '/'")
+            raise SpecError(f"task {name!r}: a task name may not contain '/'")
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "names", _check_names(name, "classes", tuple(classes), 2))
         zs = tuple(zero_shot)
         unknown = [z for z in zs if z not in self.names]
         if unknown:
-            raise TaskSpecError(
+            raise SpecError(
                 f"task {name!r}: zero-shot classes {unknown} are not among its classes"
             )
         object.__setattr__(self, "zero_shot", zs)
@@ -126,9 +124,9 @@ class BinarySetTask(Task):
 
     def __init__(self, name: str, labels: Iterable[str]) -> None:
         if not isinstance(name, str) or not name.strip():
-            raise TaskSpecError(f"a task name must be a non-empty string, got {name!r}")
+            raise SpecError(f"a task name must be a non-empty string, got {name!r}")
         if "/" in name:
-            raise TaskSpecError(f"task {name!r}: a task name may not contain '/'")
+            raise SpecError(f"task {name!r}: a task name may not contain '/'")
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "names", _check_names(name, "labels", tuple(labels), 1))
         object.__setattr__(self, "kind", "binary_set")
@@ -152,6 +150,6 @@ def check_unique_task_names(tasks: Sequence[Task]) -> dict[str, Task]:
     by_name: dict[str, Task] = {}
     for task in tasks:
         if task.name in by_name:
-            raise TaskSpecError(f"two tasks are named {task.name!r}")
+            raise SpecError(f"two tasks are named {task.name!r}")
         by_name[task.name] = task
     return by_name

@@ -17,10 +17,10 @@ from dmtl.data.batching import (
     collate_samples,
 )
 from dmtl.data.builtin import BuiltinDataset, list_builtin, load_builtin
-from dmtl.data.errors import DataError, ManifestError
 from dmtl.data.manifest import Manifest, read_manifest, write_manifest
 from dmtl.data.regimes import RegimeRecord, RegimeSpec, apply_regime
 from dmtl.data.sources import ArraySource, Augment, ImageSource, Sample, Source
+from dmtl.errors import DataError
 
 __all__ = [
     "ArraySource",
@@ -30,7 +30,6 @@ __all__ = [
     "DataError",
     "ImageSource",
     "Manifest",
-    "ManifestError",
     "MultiSourceBatchSampler",
     "RegimeRecord",
     "RegimeSpec",

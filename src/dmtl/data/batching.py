@@ -33,8 +33,8 @@ from torch.utils.data import ConcatDataset, DataLoader, Sampler
 
 from dmtl.core.labels import MISSING_CLASS, PartialLabels, TaskLabels
 from dmtl.core.tasks import CategoricalTask, Task
-from dmtl.data.errors import DataError
 from dmtl.data.sources import Sample, Source
+from dmtl.errors import DataError
 
 
 @dataclass(frozen=True)

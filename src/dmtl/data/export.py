@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dmtl.data.errors import DataError
 from dmtl.data.manifest import Manifest, write_manifest
 from dmtl.data.sources import Source
+from dmtl.errors import DataError
 
 MANIFEST_NAME = "manifest.csv"
 IMAGE_DIR = "images"

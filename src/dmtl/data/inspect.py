@@ -14,9 +14,9 @@ import pandas as pd
 
 from dmtl.core.labels import MISSING_CLASS
 from dmtl.core.tasks import CategoricalTask, Task
-from dmtl.data.errors import DataError
 from dmtl.data.manifest import labelled_mask
 from dmtl.data.sources import Source
+from dmtl.errors import DataError
 
 
 def label_counts(source: Source) -> pd.DataFrame:

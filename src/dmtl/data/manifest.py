@@ -36,7 +36,7 @@ import pandas as pd
 
 from dmtl.core.labels import MISSING_CLASS
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task, check_unique_task_names
-from dmtl.data.errors import ManifestError
+from dmtl.errors import DataError
 
 RESERVED_COLUMNS = ("id", "image", "index", "split")
 """Columns that name no task."""
@@ -84,7 +84,7 @@ class Manifest:
         self.origin = origin
         self.csv = csv
         if (image is None) == (index is None):
-            raise ManifestError(f"{origin}: give exactly one of 'image' and 'index'")
+            raise DataError(f"{origin}: give exactly one of 'image' and 'index'")
         self.image: np.ndarray | None = None if image is None else np.asarray(image, dtype=object)
         self.index: np.ndarray | None = None if index is None else np.asarray(index, np.int64)
         keys = self.image if self.image is not None else self.index
@@ -98,13 +98,13 @@ class Manifest:
         self.root: Path | None = None if root is None else Path(root)
         for what, value in (("ids", self.ids), ("split", self.split), ("rows", self.rows)):
             if value is not None and len(value) != n:
-                raise ManifestError(f"{origin}: {what} has {len(value)} entries, expected {n}")
+                raise DataError(f"{origin}: {what} has {len(value)} entries, expected {n}")
         duplicated = pd.Series(self.ids).duplicated().to_numpy()
         if duplicated.any():
-            raise ManifestError(f"{origin}: duplicated id {self.ids[duplicated][0]!r}")
+            raise DataError(f"{origin}: duplicated id {self.ids[duplicated][0]!r}")
         if self.split is not None and not np.isin(self.split, SPLITS).all():
             bad = self.split[~np.isin(self.split, SPLITS)][0]
-            raise ManifestError(f"{origin}: split {bad!r} is not one of {', '.join(SPLITS)}")
+            raise DataError(f"{origin}: split {bad!r} is not one of {', '.join(SPLITS)}")
         self.labels: dict[str, np.ndarray] = check_encoded(self.tasks, labels, n, origin)
 
     def __len__(self) -> int:
@@ -238,7 +238,7 @@ def write_manifest(path: str | Path, manifest: Manifest) -> Path:
     elif suffix in PARQUET_SUFFIXES:
         frame.to_parquet(path, index=False)
     else:
-        raise ManifestError(
+        raise DataError(
             f"{path}: unknown manifest suffix {suffix!r}; expected .csv, .parquet or .pq"
         )
     return path
@@ -255,7 +255,7 @@ def check_encoded(
     by_name = {t.name: t for t in tasks}
     unknown = sorted(set(labels) - set(by_name))
     if unknown:
-        raise ManifestError(f"{where}: labels given for unknown tasks: {', '.join(unknown)}")
+        raise DataError(f"{where}: labels given for unknown tasks: {', '.join(unknown)}")
     out: dict[str, np.ndarray] = {}
     for task in tasks:
         if task.name not in labels:
@@ -264,25 +264,25 @@ def check_encoded(
         values = np.asarray(labels[task.name])
         if isinstance(task, CategoricalTask):
             if values.shape != (n,):
-                raise ManifestError(
+                raise DataError(
                     f"{where}: task {task.name!r}: expected labels of shape ({n},), "
                     f"got {values.shape}"
                 )
             if values.dtype.kind not in "iu":
-                raise ManifestError(
+                raise DataError(
                     f"{where}: task {task.name!r}: expected integer class indices, "
                     f"got dtype {values.dtype}"
                 )
             values = values.astype(np.int64)
             bad = np.flatnonzero((values < MISSING_CLASS) | (values >= task.num_classes))
             if len(bad):
-                raise ManifestError(
+                raise DataError(
                     f"{where}: task {task.name!r}, sample {int(bad[0])}: class index "
                     f"{int(values[bad[0]])} out of range (expected -1..{task.num_classes - 1})"
                 )
         else:
             if values.shape != (n, task.num_outputs):
-                raise ManifestError(
+                raise DataError(
                     f"{where}: task {task.name!r}: expected labels of shape "
                     f"({n}, {task.num_outputs}), got {values.shape}"
                 )
@@ -290,7 +290,7 @@ def check_encoded(
             bad = ~(np.isnan(values) | (values == 0) | (values == 1))
             if bad.any():
                 i, j = (int(v[0]) for v in np.nonzero(bad))
-                raise ManifestError(
+                raise DataError(
                     f"{where}: task {task.name!r}, sample {i}, label {task.names[j]!r}: "
                     f"expected 0, 1 or NaN, got {values[i, j]}"
                 )
@@ -326,7 +326,7 @@ def _where(origin: str, row: int, column: str | None, csv: bool) -> str:
 
 def _read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
-        raise ManifestError(f"{path}: manifest file not found")
+        raise DataError(f"{path}: manifest file not found")
     suffix = path.suffix.lower()
     try:
         if suffix in CSV_SUFFIXES:
@@ -334,10 +334,10 @@ def _read_table(path: Path) -> pd.DataFrame:
         if suffix in PARQUET_SUFFIXES:
             return pd.read_parquet(path)
     except pd.errors.EmptyDataError:
-        raise ManifestError(f"{path}: empty manifest (no header, no rows)") from None
+        raise DataError(f"{path}: empty manifest (no header, no rows)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as error:
-        raise ManifestError(f"{path}: cannot read the manifest: {error}") from None
-    raise ManifestError(
+        raise DataError(f"{path}: cannot read the manifest: {error}") from None
+    raise DataError(
         f"{path}: unknown manifest suffix {suffix!r}; expected .csv, .parquet or .pq"
     )
 
@@ -377,13 +377,13 @@ def _text(value: object) -> str:
 
 def _bad_values(
     what: str, origin: str, rows: np.ndarray, column: str, csv: bool, bad: np.ndarray
-) -> ManifestError:
+) -> DataError:
     """An error for the first bad cell, with the count of the others."""
     first = int(bad[0])
     message = f"{_where(origin, int(rows[first]), column, csv)}: {what}"
     if len(bad) > 1:
         message += f" ({len(bad) - 1} more bad value(s) in this column)"
-    return ManifestError(message)
+    return DataError(message)
 
 
 def _preview(names: Sequence[str]) -> str:
@@ -472,14 +472,14 @@ def _column_map(
             else:
                 described.append(repr(c))
         expected = _preview(list(wanted))
-        raise ManifestError(
+        raise DataError(
             f"{origin}: {len(unknown)} column(s) match no task and are not reserved "
             f"({', '.join(RESERVED_COLUMNS)}): {', '.join(described)}. Task columns are "
             f"'<task>' (categorical) or '<task>/<label>' (binary set); expected among: {expected}"
         )
     found = {c: wanted[c] for c in columns if c in wanted}
     if not found and require_labels:
-        raise ManifestError(
+        raise DataError(
             f"{origin}: no column matches any task; expected among: {_preview(list(wanted))}"
         )
     return found
@@ -495,20 +495,20 @@ def _parse(
 ) -> Manifest:
     check_unique_task_names(tasks)
     if not isinstance(frame, pd.DataFrame):
-        raise ManifestError(f"{origin}: expected a pandas DataFrame, got {type(frame).__name__}")
+        raise DataError(f"{origin}: expected a pandas DataFrame, got {type(frame).__name__}")
     frame = frame.reset_index(drop=True)
     frame.columns = [str(c) for c in frame.columns]
     columns = list(frame.columns)
     duplicated = sorted({c for c in columns if columns.count(c) > 1})
     if duplicated:
-        raise ManifestError(f"{origin}: duplicated column(s): {', '.join(duplicated)}")
+        raise DataError(f"{origin}: duplicated column(s): {', '.join(duplicated)}")
     n = len(frame)
     if n == 0:
-        raise ManifestError(f"{origin}: empty manifest (no rows)")
+        raise DataError(f"{origin}: empty manifest (no rows)")
     has_image, has_index = "image" in columns, "index" in columns
     if has_image == has_index:
         which = "both" if has_image else "neither"
-        raise ManifestError(
+        raise DataError(
             f"{origin}: the manifest has {which} of the columns 'image' and 'index'; "
             "give exactly one (image paths, or row indices into an array file)"
         )
@@ -546,7 +546,7 @@ def _parse(
         same = np.flatnonzero(ids == ids[first])
         others = len(set(ids[dup])) - 1
         more = f"; {others} more duplicated id(s)" if others else ""
-        raise ManifestError(
+        raise DataError(
             f"{origin}, column {id_column!r}: id {ids[first]!r} is duplicated{note} in rows "
             f"{', '.join(str(int(rows[p])) for p in same[:5])}{more}"
         )

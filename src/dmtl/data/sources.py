@@ -47,8 +47,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from dmtl.core.tasks import Task, check_unique_task_names
-from dmtl.data.errors import CorruptImageError, DataError, ManifestError, MissingFilesError
 from dmtl.data.manifest import SPLITS, Manifest, check_encoded, read_manifest
+from dmtl.errors import DataError
 
 _GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 _SHOW_MISSING = 5
@@ -297,7 +297,7 @@ class Source(Dataset[Sample]):
         ``check_files``: check up front that every image exists (one error lists the
         count and the first paths). ``skip_corrupt``: decode every image up front and
         leave out those that fail (counted in ``skipped_corrupt``, with a warning);
-        otherwise a corrupt image raises :class:`CorruptImageError` when read.
+        otherwise a corrupt image raises :class:`DataError` when read.
         ``require_labels=False`` accepts a manifest without task columns (to predict).
         """
         m = read_manifest(manifest, tasks, root, require_labels=require_labels)
@@ -434,9 +434,9 @@ def decode_image(path: str | Path, channels: int, size: tuple[int, int] | None) 
                 img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.array(img, dtype=np.uint8)
     except FileNotFoundError:
-        raise MissingFilesError(f"{path}: image file not found") from None
+        raise DataError(f"{path}: image file not found") from None
     except Exception as error:  # Pillow raises many types for broken files
-        raise CorruptImageError(
+        raise DataError(
             f"{path}: cannot decode the image ({type(error).__name__}: {error})"
         ) from None
     x = torch.from_numpy(array)
@@ -457,7 +457,7 @@ def _check_exist(m: Manifest, paths: np.ndarray) -> None:
     missing = [i for i, p in enumerate(paths) if not os.path.isfile(p)]
     if missing:
         shown = "; ".join(f"row {m.row_number(i)}: {paths[i]}" for i in missing[:_SHOW_MISSING])
-        raise MissingFilesError(
+        raise DataError(
             f"{m.origin}, column 'image': {len(missing)} of {len(paths)} image file(s) are "
             f"missing under {m.root}; first {min(len(missing), _SHOW_MISSING)}: {shown}"
         )
@@ -468,9 +468,9 @@ def _guess_channels(path: str, where: str) -> int:
         with Image.open(path) as img:
             return 1 if img.mode in _GREY_MODES else 3
     except FileNotFoundError:
-        raise MissingFilesError(f"{where}: image file not found: {path}") from None
+        raise DataError(f"{where}: image file not found: {path}") from None
     except Exception as error:
-        raise CorruptImageError(f"{where}: cannot open {path} ({type(error).__name__})") from None
+        raise DataError(f"{where}: cannot open {path} ({type(error).__name__})") from None
 
 
 def _decodable(paths: np.ndarray) -> np.ndarray:
@@ -592,7 +592,7 @@ def _array_source(
     bad = np.flatnonzero(m.index >= rows)
     if len(bad):
         more = f" ({len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise ManifestError(
+        raise DataError(
             f"{m.where(int(bad[0]), 'index')}: index {int(m.index[bad[0]])} is outside the "
             f"array's {rows} rows (expected 0..{rows - 1}){more}"
         )

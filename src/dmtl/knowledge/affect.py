@@ -37,8 +37,9 @@ from importlib import resources
 
 import torch
 
-from dmtl.core.relatedness import Relatedness, RelatednessError
+from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
+from dmtl.errors import SpecError
 
 EXPRESSIONS: tuple[str, ...] = (
     "neutral",
@@ -211,7 +212,7 @@ def expression_au_relatedness(
     expression = expression or expression_task()
     unlisted = [c for c in expression.classes if c not in full.source.classes]
     if unlisted and not allow_unlisted_expressions:
-        raise RelatednessError(
+        raise SpecError(
             f"expression classes {unlisted} have no row in the built-in table "
             f"(it covers {', '.join(full.source.classes)}); rename them, drop them, or pass "
             "allow_unlisted_expressions=True to give them all-zero rows"
@@ -221,7 +222,7 @@ def expression_au_relatedness(
         try:
             codes.append(au_code(label))
         except ValueError as error:
-            raise RelatednessError(f"task {au_task.name!r}: label {label!r}: {error}") from None
+            raise SpecError(f"task {au_task.name!r}: label {label!r}: {error}") from None
     table = torch.zeros(expression.num_classes, au_task.num_labels)
     for j, code in enumerate(codes):
         if f"AU{code}" not in full.target.names:

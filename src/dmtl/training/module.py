@@ -29,16 +29,13 @@ from dmtl.core.objective import Objective
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.batching import Batch
+from dmtl.errors import NonFiniteLossError, RunError
 
 MAX_PER_OUTPUT_METRICS = 100
 """Per-class / per-label metrics are logged for tasks with at most this many outputs."""
 
 NOT_OBJECTIVE_ARGUMENTS = {"dm_warmup_epochs", "prior", "pos_weight"}
 """Keys of ``method`` handled by the training loop and the experiment, not by the objective."""
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or infinite; names the term, the step and the batch's sources."""
 
 
 def task_to_dict(task: Task) -> dict[str, Any]:
@@ -246,15 +243,11 @@ class MultiTaskModule(pl.LightningModule):
         return {t.name: t for t in self.tasks}
 
 
-class CheckpointError(ValueError):
-    """A file is not a dmtl checkpoint (or not a readable one)."""
-
-
 def load_module(path: str | Path) -> MultiTaskModule:
     """A trained :class:`MultiTaskModule` from its checkpoint, on the CPU."""
     try:
         return MultiTaskModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
     except (OSError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as error:
-        raise CheckpointError(
+        raise RunError(
             f"{path}: not a dmtl checkpoint ({type(error).__name__}: {error})"
         ) from None

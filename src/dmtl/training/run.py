@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from dmtl.config import Config, dump_config
 from dmtl.data.batching import build_eval_loader, build_train_loader
-from dmtl.training.experiment import Experiment
+from dmtl.data.pipeline import Experiment
 from dmtl.training.module import MultiTaskModule, edge_to_dict, task_to_dict
 from dmtl.training.trainer import build_trainer, last_checkpoint, launch_rank, prepare_run_dir
 

@@ -24,14 +24,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from dmtl.config import Config
-
-
-class TrainerSetupError(ValueError):
-    """Lightning cannot set up the trainer as configured (e.g. no GPU for accelerator=gpu)."""
-
-
-class RunDirError(ValueError):
-    """The output folder exists and neither resuming nor overwriting was asked for."""
+from dmtl.errors import OutputError, RunError
 
 
 def launch_rank() -> int:
@@ -73,20 +66,20 @@ def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False
         if overwrite:
             resolved, here = run_dir.resolve(), Path.cwd().resolve()
             if resolved == here or resolved in here.parents:
-                raise RunDirError(
+                raise OutputError(
                     f"output folder {run_dir} is the current folder or above it; "
                     "refusing to delete it (choose another output.dir)"
                 )
             foreign = _foreign_entries(run_dir)
             if foreign:
-                raise RunDirError(
+                raise OutputError(
                     f"output folder {run_dir} holds files dmtl did not write "
                     f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); "
                     "refusing to delete it with --overwrite (choose another output.dir)"
                 )
             shutil.rmtree(run_dir)
         elif not resume:
-            raise RunDirError(
+            raise OutputError(
                 f"output folder {run_dir} already exists and is not empty; pass --resume to "
                 "continue it or --overwrite to replace it (its results will be deleted)"
             )
@@ -199,7 +192,7 @@ def build_trainer(
     try:
         return pl.Trainer(**kwargs)
     except (MisconfigurationException, ValueError, RuntimeError) as error:
-        raise TrainerSetupError(
+        raise RunError(
             f"trainer: {error} (check trainer.accelerator={cfg.accelerator!r}, "
             f"devices={cfg.devices!r}, num_nodes={cfg.num_nodes}, strategy={cfg.strategy!r}, "
             f"precision={cfg.precision!r})"

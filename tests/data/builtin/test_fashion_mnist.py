@@ -16,12 +16,11 @@ from dmtl.data.builtin.fashion_mnist import (
     GROUP_OF,
     GROUP_TABLE,
     GROUPS,
-    DatasetNotFoundError,
     load_fashion_mnist,
     pixel_labels,
 )
 from dmtl.data.builtin.idx import write_idx
-from dmtl.data.errors import DataError
+from dmtl.errors import DataError
 
 SIZES = {"train": 30, "t10k": 20}
 
@@ -133,13 +132,13 @@ def test_splits_and_limit(tmp_path: Path) -> None:
 
 
 def test_missing_folder_says_how_to_install(tmp_path: Path) -> None:
-    with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         load_fashion_mnist(tmp_path / "absent")
     folder = _write(tmp_path / "fm")
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(DatasetNotFoundError, match="t10k-labels-idx1-ubyte"):
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
         load_builtin("fashion_mnist", root=folder)
-    assert issubclass(DatasetNotFoundError, DataError)
+    assert issubclass(DataError, DataError)
 
 
 def test_inconsistent_files(tmp_path: Path) -> None:

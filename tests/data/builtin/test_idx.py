@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmtl.data.builtin.idx import IdxFormatError, read_idx, write_idx
-from dmtl.data.errors import DataError, MissingFilesError
+from dmtl.data.builtin.idx import read_idx, write_idx
+from dmtl.errors import DataError
 
 
 def _by_hand(array: np.ndarray, code: int, big_endian_dtype: str) -> bytes:
@@ -75,17 +75,17 @@ def test_truncated_data_names_the_file(tmp_path: Path) -> None:
     raw = _by_hand(np.zeros((4, 2, 2), dtype=np.uint8), 0x08, "u1")
     path = tmp_path / "t10k-images-idx3-ubyte"
     path.write_bytes(raw[:-3])
-    with pytest.raises(IdxFormatError, match=r"t10k-images-idx3-ubyte.*truncated.*needs 16"):
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.*truncated.*needs 16"):
         read_idx(path)
 
 
 def test_truncated_header_and_magic(tmp_path: Path) -> None:
     raw = _by_hand(np.zeros((4, 2, 2), dtype=np.uint8), 0x08, "u1")
     (tmp_path / "h").write_bytes(raw[:9])
-    with pytest.raises(IdxFormatError, match="truncated IDX header"):
+    with pytest.raises(DataError, match="truncated IDX header"):
         read_idx(tmp_path / "h")
     (tmp_path / "m").write_bytes(raw[:2])
-    with pytest.raises(IdxFormatError, match="no magic number"):
+    with pytest.raises(DataError, match="no magic number"):
         read_idx(tmp_path / "m")
 
 
@@ -93,26 +93,26 @@ def test_truncated_gzip_stream(tmp_path: Path) -> None:
     packed = gzip.compress(_by_hand(np.arange(1000, dtype=np.uint8) % 7, 0x08, "u1"))
     path = tmp_path / "train-labels-idx1-ubyte.gz"
     path.write_bytes(packed[: len(packed) // 2])
-    with pytest.raises(IdxFormatError, match=r"train-labels-idx1-ubyte\.gz.*gzip"):
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte\.gz.*gzip"):
         read_idx(path)
 
 
 def test_bad_magic_unknown_dtype_and_trailing_bytes(tmp_path: Path) -> None:
     raw = _by_hand(np.zeros(3, dtype=np.uint8), 0x08, "u1")
     (tmp_path / "magic").write_bytes(b"\x01" + raw[1:])
-    with pytest.raises(IdxFormatError, match=r"magic.*magic"):
+    with pytest.raises(DataError, match=r"magic.*magic"):
         read_idx(tmp_path / "magic")
     (tmp_path / "code").write_bytes(raw[:2] + b"\x0a" + raw[3:])
-    with pytest.raises(IdxFormatError, match="dtype code 0x0a"):
+    with pytest.raises(DataError, match="dtype code 0x0a"):
         read_idx(tmp_path / "code")
     (tmp_path / "tail").write_bytes(raw + b"\x00\x00")
-    with pytest.raises(IdxFormatError, match="2 unexpected trailing bytes"):
+    with pytest.raises(DataError, match="2 unexpected trailing bytes"):
         read_idx(tmp_path / "tail")
 
 
 def test_errors_are_data_errors(tmp_path: Path) -> None:
-    assert issubclass(IdxFormatError, DataError)
-    with pytest.raises(MissingFilesError, match="nowhere-idx1-ubyte"):
+    assert issubclass(DataError, DataError)
+    with pytest.raises(DataError, match="nowhere-idx1-ubyte"):
         read_idx(tmp_path / "nowhere-idx1-ubyte")
-    with pytest.raises(IdxFormatError, match="cannot be stored"):
+    with pytest.raises(DataError, match="cannot be stored"):
         write_idx(tmp_path / "bad", np.zeros(2, dtype=np.uint16))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from dmtl.data.readers import DatasetLayoutError, read_dataset
+from dmtl.data.readers import read_dataset
+from dmtl.errors import DatasetLayoutError
 
 from .conftest import FIXTURES, CopyFixture, check_manifest, edit_line, row
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dmtl.data.readers import DatasetLayoutError, read_dataset
+from dmtl.data.readers import read_dataset
+from dmtl.errors import DatasetLayoutError
 
 from .conftest import FIXTURES, CopyFixture, check_manifest, edit_line, labels, on, row
 

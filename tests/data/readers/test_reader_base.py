@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmtl.data.readers import READERS, DatasetLayoutError, ReaderError, read_dataset
+from dmtl.data.readers import READERS, read_dataset
 from dmtl.data.readers.base import (
     au_number,
     get_reader,
@@ -15,6 +15,7 @@ from dmtl.data.readers.base import (
     reader_options,
     unique_names,
 )
+from dmtl.errors import DataError, DatasetLayoutError
 
 PAPER_READERS = {
     "affectnet",
@@ -35,12 +36,12 @@ def test_every_reader_is_registered() -> None:
 
 
 def test_unknown_reader_lists_the_known_ones() -> None:
-    with pytest.raises(ReaderError, match=r"unknown dataset reader 'celebA'.*celeba, cub"):
+    with pytest.raises(DataError, match=r"unknown dataset reader 'celebA'.*celeba, cub"):
         get_reader("celebA")
 
 
 def test_unknown_option_lists_the_options(tmp_path: Path) -> None:
-    with pytest.raises(ReaderError, match=r"no option 'contemp'.*contempt"):
+    with pytest.raises(DataError, match=r"no option 'contemp'.*contempt"):
         read_dataset("affectnet", tmp_path, contemp=True)
 
 

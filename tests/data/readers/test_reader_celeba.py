@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dmtl.data.readers import DatasetLayoutError, ReaderError, read_dataset
+from dmtl.data.readers import read_dataset
+from dmtl.errors import DataError, DatasetLayoutError
 
 from .conftest import FIXTURES, CopyFixture, check_manifest, edit_line, labels, row
 
@@ -178,5 +179,5 @@ def test_bad_partition_and_identity(copy_fixture: CopyFixture) -> None:
 
 
 def test_bad_tasks_option(tmp_path: Path) -> None:
-    with pytest.raises(ReaderError, match="tasks"):
+    with pytest.raises(DataError, match="tasks"):
         read_dataset("celeba", ROOT, tasks=["landmarks"])

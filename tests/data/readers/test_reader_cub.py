@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dmtl.data.readers import DatasetLayoutError, ReaderError, ReaderResult, read_dataset
+from dmtl.data.readers import ReaderResult, read_dataset
+from dmtl.errors import DataError, DatasetLayoutError
 
 from .conftest import FIXTURES, CopyFixture, check_manifest, edit_line, labels, row
 
@@ -151,5 +152,5 @@ def test_bad_class_knowledge(copy_fixture: CopyFixture) -> None:
 
 
 def test_bad_option() -> None:
-    with pytest.raises(ReaderError, match="min_certainty=5"):
+    with pytest.raises(DataError, match="min_certainty=5"):
         read_dataset("cub", ROOT, min_certainty=5)

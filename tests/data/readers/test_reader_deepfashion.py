@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dmtl.data.readers import DatasetLayoutError, ReaderError, read_dataset
+from dmtl.data.readers import read_dataset
+from dmtl.errors import DataError, DatasetLayoutError
 
 from .conftest import FIXTURES, CopyFixture, check_manifest, edit_line, labels, row
 
@@ -135,5 +136,5 @@ def test_missing_attribute_file_is_fine_without_attributes(copy_fixture: CopyFix
 
 
 def test_bad_option() -> None:
-    with pytest.raises(ReaderError, match="zero_as='unknown'"):
+    with pytest.raises(DataError, match="zero_as='unknown'"):
         read_dataset("deepfashion", ROOT, zero_as="unknown")

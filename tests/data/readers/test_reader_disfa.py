@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dmtl.data.readers import DatasetLayoutError, ReaderError, read_dataset
+from dmtl.data.readers import read_dataset
+from dmtl.errors import DataError, DatasetLayoutError
 
 from .conftest import FIXTURES, CopyFixture, check_manifest, edit_line, labels, on, row
 
@@ -49,11 +50,11 @@ def test_threshold_option_and_template() -> None:
 
 
 def test_bad_options() -> None:
-    with pytest.raises(ReaderError, match="threshold=0"):
+    with pytest.raises(DataError, match="threshold=0"):
         read_dataset("disfa", ROOT, threshold=0)
-    with pytest.raises(ReaderError, match=r"aus: \[7\]"):
+    with pytest.raises(DataError, match=r"aus: \[7\]"):
         read_dataset("disfa", ROOT, aus=[1, 7])
-    with pytest.raises(ReaderError, match="image_template"):
+    with pytest.raises(DataError, match="image_template"):
         read_dataset("disfa", ROOT, image_template="{subjet}/{frame}.jpg")
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dmtl.data.readers import DatasetLayoutError, ReaderError, read_dataset
+from dmtl.data.readers import read_dataset
+from dmtl.errors import DataError, DatasetLayoutError
 
 from .conftest import FIXTURES, CopyFixture, check_manifest, edit_line, row
 
@@ -50,7 +51,7 @@ def test_basic_subfolder_is_found(tmp_path: Path) -> None:
 
 
 def test_bad_option() -> None:
-    with pytest.raises(ReaderError, match="test_split='dev'"):
+    with pytest.raises(DataError, match="test_split='dev'"):
         read_dataset("rafdb", ROOT, test_split="dev")
 
 

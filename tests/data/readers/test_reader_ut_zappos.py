@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from dmtl.data.readers import DatasetLayoutError, ReaderError, read_dataset
+from dmtl.data.readers import read_dataset
+from dmtl.errors import DataError, DatasetLayoutError
 
 from .conftest import FIXTURES, CopyFixture, check_manifest, edit_line, labels, on, row
 
@@ -152,7 +153,7 @@ def test_bad_metadata(copy_fixture: CopyFixture) -> None:
 
 
 def test_bad_options() -> None:
-    with pytest.raises(ReaderError, match="category_level='brand'"):
+    with pytest.raises(DataError, match="category_level='brand'"):
         read_dataset("ut_zappos", ROOT, category_level="brand")
-    with pytest.raises(ReaderError, match="attribute_columns"):
+    with pytest.raises(DataError, match="attribute_columns"):
         read_dataset("ut_zappos", ROOT, attribute_columns=["Brand"])

@@ -24,7 +24,7 @@ import numpy as np
 
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import CategoricalTask, Task
-from dmtl.data.errors import DataError
+from dmtl.errors import DataError
 
 SPLITS = ("train", "test")
 

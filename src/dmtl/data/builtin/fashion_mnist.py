@@ -74,7 +74,7 @@ from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
 from dmtl.data.builtin import BuiltinDataset, per_class_labels
 from dmtl.data.builtin.idx import read_idx
-from dmtl.data.errors import DataError, MissingFilesError
+from dmtl.errors import DataError
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 """Where ``apt-get install dataset-fashion-mnist`` puts the files."""
@@ -143,10 +143,6 @@ ATTRIBUTES = BinarySetTask("attributes", ATTRIBUTE_LABELS)
 PIXEL = BinarySetTask("pixel", ("large", "bright"))
 
 
-class DatasetNotFoundError(MissingFilesError):
-    """The Fashion-MNIST folder or one of its files is missing."""
-
-
 def _candidates(stem: str) -> list[str]:
     dotted = stem.replace("-idx", ".idx")
     return [f"{stem}.gz", stem, f"{dotted}.gz", dotted]
@@ -163,7 +159,7 @@ def find_files(
         "train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz), t10k-labels-idx1-ubyte(.gz)"
     )
     if not folder.is_dir():
-        raise DatasetNotFoundError(f"Fashion-MNIST folder {folder} not found: {hint}")
+        raise DataError(f"Fashion-MNIST folder {folder} not found: {hint}")
     found: dict[str, tuple[Path, Path]] = {}
     for split in splits:
         paths = []
@@ -171,7 +167,7 @@ def find_files(
         for stem in stems:
             hits = [folder / name for name in _candidates(stem) if (folder / name).is_file()]
             if not hits:
-                raise DatasetNotFoundError(
+                raise DataError(
                     f"{folder}: Fashion-MNIST file {stem}(.gz) not found "
                     f"(looked for {', '.join(_candidates(stem))}): {hint}"
                 )
@@ -275,7 +271,7 @@ __all__ = [
     "GROUP_OF",
     "GROUP_TABLE",
     "PIXEL",
-    "DatasetNotFoundError",
+    "DataError",
     "find_files",
     "load_fashion_mnist",
     "pixel_labels",

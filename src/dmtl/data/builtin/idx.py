@@ -9,8 +9,8 @@ Layout (all integers big-endian):
 
 A file is read as gzip when it starts with the gzip signature (``1f 8b``),
 whatever its name. Bad magic, unknown dtype code, a truncated file or
-trailing bytes raise :class:`IdxFormatError` (a ``DataError``) naming the file; a
-missing file raises ``MissingFilesError``.
+trailing bytes raise :class:`DataError` (a ``DataError``) naming the file; a
+missing file raises ``DataError``.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "x-idx1-ubyte.gz"
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dmtl.data.errors import DataError, MissingFilesError
+from dmtl.errors import DataError
 
 IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
@@ -42,20 +42,16 @@ IDX_DTYPES: dict[int, np.dtype] = {
 _GZIP_SIGNATURE = b"\x1f\x8b"
 
 
-class IdxFormatError(DataError):
-    """An IDX file is malformed (bad magic, unknown dtype, truncated, trailing bytes)."""
-
-
 def _read_bytes(path: Path) -> bytes:
     if not path.is_file():
-        raise MissingFilesError(f"{path}: IDX file not found")
+        raise DataError(f"{path}: IDX file not found")
     raw = path.read_bytes()
     if raw[:2] != _GZIP_SIGNATURE:
         return raw
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as error:
-        raise IdxFormatError(f"{path}: corrupt or truncated gzip data ({error})") from None
+        raise DataError(f"{path}: corrupt or truncated gzip data ({error})") from None
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -63,20 +59,20 @@ def read_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
     data = _read_bytes(path)
     if len(data) < 4:
-        raise IdxFormatError(f"{path}: truncated IDX file ({len(data)} bytes, no magic number)")
+        raise DataError(f"{path}: truncated IDX file ({len(data)} bytes, no magic number)")
     if data[0] != 0 or data[1] != 0:
-        raise IdxFormatError(
+        raise DataError(
             f"{path}: bad IDX magic number 0x{data[:4].hex()} (must start with 0x0000)"
         )
     code, ndim = data[2], data[3]
     if code not in IDX_DTYPES:
-        raise IdxFormatError(
+        raise DataError(
             f"{path}: unknown IDX dtype code 0x{code:02x}; expected one of "
             + ", ".join(f"0x{c:02x}" for c in IDX_DTYPES)
         )
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise IdxFormatError(
+        raise DataError(
             f"{path}: truncated IDX header ({len(data)} bytes, {ndim} dimensions need {header})"
         )
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
@@ -84,12 +80,12 @@ def read_idx(path: str | Path) -> np.ndarray:
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     body = len(data) - header
     if body < expected:
-        raise IdxFormatError(
+        raise DataError(
             f"{path}: truncated IDX file: shape {shape} of {dtype.name} needs {expected} bytes "
             f"of data, found {body}"
         )
     if body > expected:
-        raise IdxFormatError(
+        raise DataError(
             f"{path}: {body - expected} unexpected trailing bytes after the IDX data "
             f"of shape {shape}"
         )
@@ -104,9 +100,9 @@ def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None)
     codes = {dtype.newbyteorder("="): code for code, dtype in IDX_DTYPES.items()}
     native = array.dtype.newbyteorder("=")
     if native not in codes:
-        raise IdxFormatError(f"{path}: dtype {array.dtype} cannot be stored in IDX")
+        raise DataError(f"{path}: dtype {array.dtype} cannot be stored in IDX")
     if array.ndim > 255:
-        raise IdxFormatError(f"{path}: too many dimensions for IDX ({array.ndim})")
+        raise DataError(f"{path}: too many dimensions for IDX ({array.ndim})")
     code = codes[native]
     payload = (
         bytes([0, 0, code, array.ndim])
@@ -118,4 +114,4 @@ def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None)
     path.write_bytes(gzip.compress(payload, mtime=0) if compress else payload)
 
 
-__all__ = ["IDX_DTYPES", "IdxFormatError", "read_idx", "write_idx"]
+__all__ = ["IDX_DTYPES", "DataError", "read_idx", "write_idx"]

@@ -21,19 +21,18 @@ from dmtl.data.readers import (  # noqa: F401 - imported so that they register
 )
 from dmtl.data.readers.base import (
     READERS,
-    DatasetLayoutError,
-    ReaderError,
     ReaderResult,
     get_reader,
     read_dataset,
     reader_options,
     register_reader,
 )
+from dmtl.errors import DataError, DatasetLayoutError
 
 __all__ = [
     "READERS",
+    "DataError",
     "DatasetLayoutError",
-    "ReaderError",
     "ReaderResult",
     "get_reader",
     "read_dataset",

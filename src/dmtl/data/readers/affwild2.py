@@ -29,8 +29,6 @@ import pandas as pd
 
 from dmtl.core.tasks import Task
 from dmtl.data.readers.base import (
-    DatasetLayoutError,
-    ReaderError,
     ReaderResult,
     au_name,
     au_number,
@@ -42,6 +40,7 @@ from dmtl.data.readers.base import (
     read_table,
     register_reader,
 )
+from dmtl.errors import DataError, DatasetLayoutError
 
 EXPR_DIRS = ("EXPR_Classification_Challenge", "EXPR_Recognition_Challenge", "EXPR_Set")
 AU_DIRS = ("AU_Detection_Challenge", "AU_Set")
@@ -93,7 +92,7 @@ def _set_dirs(challenge: Path, sets: Sequence[str] | None) -> list[tuple[Path, s
             )
     for name in sets:
         if name not in SET_SPLITS:
-            raise ReaderError(f"unknown ABAW set {name!r}; expected one of {', '.join(SET_SPLITS)}")
+            raise DataError(f"unknown ABAW set {name!r}; expected one of {', '.join(SET_SPLITS)}")
         if (challenge / name).is_dir():
             out.append((challenge / name, SET_SPLITS[name]))
     if not out:
@@ -197,7 +196,7 @@ def read_affwild2(
     """
     unknown = sorted(set(tasks) - {"expression", "au"})
     if unknown or not tasks:
-        raise ReaderError(f"option tasks={list(tasks)!r}: choose from 'expression', 'au'")
+        raise DataError(f"option tasks={list(tasks)!r}: choose from 'expression', 'au'")
     base = _annotation_root(root, annotations)
     dropped = {"expression_unannotated": 0, "expression_other": 0}
     dropped.update({"au_unannotated": 0, "au_partially_unannotated": 0})

@@ -28,6 +28,7 @@ import pandas as pd
 
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import CategoricalTask, Task
+from dmtl.errors import DataError, DatasetLayoutError
 from dmtl.knowledge.affect import CONTEMPT, EXPRESSIONS, au_task, expression_task
 
 WHITESPACE = r"\s+"
@@ -35,38 +36,6 @@ WHITESPACE = r"\s+"
 
 
 _UNSET: Any = object()
-
-
-class DatasetLayoutError(ValueError):
-    """A dataset folder does not match the official layout.
-
-    The message names the file, the line (1-based, counting every line of the
-    file) and the offending value where they are known.
-    """
-
-    def __init__(
-        self,
-        path: Path | str | None,
-        message: str,
-        line: int | None = None,
-        value: Any = _UNSET,
-    ) -> None:
-        if isinstance(value, np.generic):
-            value = value.item()
-        self.path = None if path is None else Path(path)
-        self.line = line
-        self.value = None if value is _UNSET else value
-        where = []
-        if path is not None:
-            where.append(str(path))
-        if line is not None:
-            where.append(f"line {line}")
-        text = message if value is _UNSET else f"{message}: {value!r}"
-        super().__init__(f"{', '.join(where)}: {text}" if where else text)
-
-
-class ReaderError(ValueError):
-    """A reader was asked for by an unknown name or given an unknown option."""
 
 
 @dataclass
@@ -118,7 +87,7 @@ def register_reader(name: str) -> Callable[[R], R]:
 
     def decorate(reader: R) -> R:
         if name in READERS and READERS[name] is not reader:
-            raise ReaderError(f"a reader named {name!r} is already registered")
+            raise DataError(f"a reader named {name!r} is already registered")
         READERS[name] = reader
         return reader
 
@@ -131,7 +100,7 @@ def get_reader(name: str) -> Reader:
         return READERS[name]
     except KeyError:
         known = ", ".join(sorted(READERS)) or "(none)"
-        raise ReaderError(f"unknown dataset reader {name!r}; known readers: {known}") from None
+        raise DataError(f"unknown dataset reader {name!r}; known readers: {known}") from None
 
 
 def reader_options(name: str) -> dict[str, Any]:
@@ -150,7 +119,7 @@ def read_dataset(name: str, root: str | Path, **options: Any) -> ReaderResult:
     known = reader_options(name)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ReaderError(
+        raise DataError(
             f"reader {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"options: {', '.join(known) or '(none)'}"
         )
@@ -489,8 +458,6 @@ def au_number(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-
-
 def unique_names(names: Sequence[str], kinds: Sequence[int] | None = None) -> tuple[list[str], int]:
     """Make label names unique: duplicates get ``#<type>`` then ``#<k>`` suffixes."""
     counts = pd.Series(list(names)).value_counts()
@@ -574,7 +541,7 @@ def subject_splits(
         return None
     overlap = sorted(set(val_subjects) & set(test_subjects))
     if overlap:
-        raise ReaderError(f"subjects in both val_subjects and test_subjects: {overlap}")
+        raise DataError(f"subjects in both val_subjects and test_subjects: {overlap}")
     values = np.asarray(subjects, dtype=object)
     split = np.full(len(values), "train", dtype=object)
     split[np.isin(values, list(val_subjects))] = "val"
@@ -602,7 +569,7 @@ def au_frames_manifest(
 def check_choice(option: str, value: Any, choices: Collection[Any]) -> None:
     """Reject an option value outside ``choices``."""
     if value not in choices:
-        raise ReaderError(
+        raise DataError(
             f"option {option}={value!r} is not one of {', '.join(map(repr, choices))}"
         )
 
@@ -612,9 +579,9 @@ __all__ = [
     "EXPRESSIONS",
     "READERS",
     "WHITESPACE",
+    "DataError",
     "DatasetLayoutError",
     "Reader",
-    "ReaderError",
     "ReaderResult",
     "Table",
     "au_name",

@@ -23,8 +23,6 @@ import numpy as np
 import pandas as pd
 
 from dmtl.data.readers.base import (
-    DatasetLayoutError,
-    ReaderError,
     ReaderResult,
     au_frames_manifest,
     au_name,
@@ -35,6 +33,7 @@ from dmtl.data.readers.base import (
     register_reader,
 )
 from dmtl.data.readers.disfa import check_template
+from dmtl.errors import DataError, DatasetLayoutError
 from dmtl.knowledge.affect import BP4D_AUS
 
 NOT_CODED = 9
@@ -96,7 +95,7 @@ def read_bp4d(
     """
     numbers = [int(a) for a in aus]
     if not numbers or len(set(numbers)) != len(numbers):
-        raise ReaderError(f"option aus={list(aus)!r} must be a non-empty list without repeats")
+        raise DataError(f"option aus={list(aus)!r} must be a non-empty list without repeats")
     check_template(image_template, subject="F001", task="T1", frame=1)
     folder = find_dir(root, [au_dir], "BP4D AU occurrence folder")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".csv")

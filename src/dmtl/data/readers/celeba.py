@@ -23,8 +23,6 @@ import pandas as pd
 
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.readers.base import (
-    DatasetLayoutError,
-    ReaderError,
     ReaderResult,
     binary_block,
     build_manifest,
@@ -35,6 +33,7 @@ from dmtl.data.readers.base import (
     read_table,
     register_reader,
 )
+from dmtl.errors import DataError, DatasetLayoutError
 
 PARTITIONS = {0: "train", 1: "val", 2: "test"}
 
@@ -86,7 +85,7 @@ def read_celeba(
     """
     unknown = sorted(set(tasks) - {"identity", "attributes"})
     if unknown or not tasks:
-        raise ReaderError(f"option tasks={list(tasks)!r}: choose from 'identity', 'attributes'")
+        raise DataError(f"option tasks={list(tasks)!r}: choose from 'identity', 'attributes'")
     partition_path = find_file(
         root, ["Eval/list_eval_partition.txt", "list_eval_partition.txt"], "CelebA partition list"
     )

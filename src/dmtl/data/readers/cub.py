@@ -32,8 +32,6 @@ import torch
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.readers.base import (
-    DatasetLayoutError,
-    ReaderError,
     ReaderResult,
     Table,
     binary_block,
@@ -41,6 +39,7 @@ from dmtl.data.readers.base import (
     read_table,
     register_reader,
 )
+from dmtl.errors import DataError, DatasetLayoutError
 
 CERTAINTIES = {1: "not visible", 2: "guessing", 3: "probably", 4: "definitely"}
 
@@ -109,7 +108,7 @@ def read_cub(
     ``ReaderResult.knowledge``.
     """
     if min_certainty is not None and min_certainty not in CERTAINTIES:
-        raise ReaderError(f"option min_certainty={min_certainty!r} must be 1, 2, 3, 4 or None")
+        raise DataError(f"option min_certainty={min_certainty!r} must be 1, 2, 3, 4 or None")
     base = _dataset_dir(root)
     prefix = "" if base == root else f"{base.relative_to(root).as_posix()}/"
     images = _id_name_list(_file(base, "images.txt", "image list"), "image")

@@ -29,7 +29,6 @@ import pandas as pd
 
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.readers.base import (
-    DatasetLayoutError,
     ReaderResult,
     Table,
     binary_block,
@@ -43,6 +42,7 @@ from dmtl.data.readers.base import (
     register_reader,
     unique_names,
 )
+from dmtl.errors import DatasetLayoutError
 
 ANNO_DIRS = ("Anno", "Anno_coarse")
 SPLITS = ("train", "val", "test")

@@ -24,8 +24,6 @@ import numpy as np
 import pandas as pd
 
 from dmtl.data.readers.base import (
-    DatasetLayoutError,
-    ReaderError,
     ReaderResult,
     au_frames_manifest,
     au_name,
@@ -34,6 +32,7 @@ from dmtl.data.readers.base import (
     read_table,
     register_reader,
 )
+from dmtl.errors import DataError, DatasetLayoutError
 from dmtl.knowledge.affect import DISFA_AUS
 
 DEFAULT_TEMPLATE = "frames/{subject}/{frame:05d}.jpg"
@@ -45,7 +44,7 @@ def check_template(template: str, **example: object) -> None:
     try:
         template.format(**example)
     except (KeyError, IndexError, ValueError) as error:
-        raise ReaderError(
+        raise DataError(
             f"image_template {template!r} is invalid ({error}); "
             f"available fields: {', '.join(example)}"
         ) from None
@@ -87,11 +86,11 @@ def read_disfa(
     (no ``split`` column when both are empty).
     """
     if not 1 <= int(threshold) <= 5:
-        raise ReaderError(f"option threshold={threshold!r} must be between 1 and 5")
+        raise DataError(f"option threshold={threshold!r} must be between 1 and 5")
     numbers = [int(a) for a in aus]
     unknown = sorted(set(numbers) - set(DISFA_AUS))
     if unknown or not numbers:
-        raise ReaderError(f"option aus: {unknown or 'empty'}; DISFA codes AUs {list(DISFA_AUS)}")
+        raise DataError(f"option aus: {unknown or 'empty'}; DISFA codes AUs {list(DISFA_AUS)}")
     check_template(image_template, subject="SN001", frame=1, index=0)
     labels = find_dir(root, [label_dir], "DISFA ActionUnit_Labels folder")
     subjects = sorted(

@@ -24,8 +24,6 @@ import pandas as pd
 
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.readers.base import (
-    DatasetLayoutError,
-    ReaderError,
     ReaderResult,
     binary_block,
     build_manifest,
@@ -36,6 +34,7 @@ from dmtl.data.readers.base import (
     read_table,
     register_reader,
 )
+from dmtl.errors import DataError, DatasetLayoutError
 
 META_COLUMNS = (
     "CID",
@@ -114,7 +113,7 @@ def read_ut_zappos(
     check_choice("category_level", category_level, ("category", "subcategory"))
     unknown = sorted(set(attribute_columns) - set(ATTRIBUTE_COLUMNS))
     if unknown:
-        raise ReaderError(
+        raise DataError(
             f"option attribute_columns: unknown {unknown}; known {list(ATTRIBUTE_COLUMNS)}"
         )
     meta_path = find_file(

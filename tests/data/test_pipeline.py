@@ -16,8 +16,9 @@ from dmtl.config import Config, validate_config
 from dmtl.core.labels import MISSING_CLASS
 from dmtl.core.relatedness import Relatedness
 from dmtl.data.builtin.digits import SHAPE_TABLE
+from dmtl.data.pipeline import Experiment, build_experiment
+from dmtl.errors import ConfigError, DataError
 from dmtl.knowledge.affect import EXPRESSIONS
-from dmtl.training.experiment import Experiment, ExperimentError, build_experiment
 
 DIGITS_TRAIN, DIGITS_TEST = 1437, 360
 
@@ -142,7 +143,7 @@ def test_single_task_without_labels_is_an_error(scarce: Experiment) -> None:
         train=[s for s in scarce.train if s.name == "digits[digit]"],
         train_weights=[0.5],
     )
-    with pytest.raises(ExperimentError, match="no training sample is labelled for task 'shape'"):
+    with pytest.raises(DataError, match="no training sample is labelled for task 'shape'"):
         digit_only.single_task("shape")
 
 
@@ -151,14 +152,14 @@ def test_unknown_regime_parameter_names_the_source(
 ) -> None:
     data = tiny_data()
     data["sources"][0]["regime"]["params"]["task"] = "colour"
-    with pytest.raises(ExperimentError, match=r"sources\.0\.regime"):
+    with pytest.raises(DataError, match=r"sources\.0\.regime"):
         build_experiment(validate_config(data))
 
 
 def test_train_split_without_rows_is_an_error(tiny_data: Callable[..., dict[str, Any]]) -> None:
     data = tiny_data()
     data["sources"][0]["train_split"] = "training"
-    with pytest.raises(ExperimentError, match=r"sources\.0\.train_split.*'test', 'train'"):
+    with pytest.raises(DataError, match=r"sources\.0\.train_split.*'test', 'train'"):
         build_experiment(validate_config(data))
 
 
@@ -230,7 +231,7 @@ def test_estimate_edge_comes_from_the_co_annotated_rows(
 def test_edge_errors_name_the_edge(
     tiny_data: Callable[..., dict[str, Any]], edge: dict[str, Any], match: str
 ) -> None:
-    with pytest.raises(ExperimentError, match=match):
+    with pytest.raises(ConfigError, match=match):
         build_experiment(_config(tiny_data, relatedness=[edge]))
 
 
@@ -242,7 +243,7 @@ def test_table_edge_of_the_wrong_shape_names_the_edge(
         path
     )
     edges = [{"source": "digit", "target": "shape", "kind": "table", "path": str(path)}]
-    with pytest.raises(ExperimentError, match=r"^relatedness\.0: "):
+    with pytest.raises(ConfigError, match=r"^relatedness\.0: "):
         build_experiment(_config(tiny_data, relatedness=edges))
 
 
@@ -251,7 +252,7 @@ def test_second_edge_error_names_its_index(tiny_data: Callable[..., dict[str, An
         {"source": "digit", "target": "shape", "kind": "knowledge"},
         {"source": "digit", "target": "nothing"},
     ]
-    with pytest.raises(ExperimentError, match=r"^relatedness\.1: "):
+    with pytest.raises(ConfigError, match=r"^relatedness\.1: "):
         build_experiment(_config(tiny_data, relatedness=edges))
 
 
@@ -306,8 +307,8 @@ def test_priors_and_pos_weights_follow_the_method(tiny_data: Callable[..., dict[
 
 def test_a_pattern_covered_by_a_larger_one_joins_it_instead_of_its_own_stratum() -> None:
     from dmtl.core.tasks import BinarySetTask, CategoricalTask
+    from dmtl.data.pipeline import _group_by_pattern
     from dmtl.data.sources import ArraySource
-    from dmtl.training.experiment import _group_by_pattern
 
     a, b = CategoricalTask("a", ["x", "y"]), BinarySetTask("b", ["u"])
     n = 1000

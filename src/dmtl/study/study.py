@@ -25,9 +25,9 @@ from typing import Any
 import torch
 
 from dmtl.config import Config, dump_config
-from dmtl.training.experiment import Experiment, build_experiment, load_sources
-from dmtl.training.report import write_report
-from dmtl.training.results import (
+from dmtl.data.pipeline import Experiment, build_experiment, load_sources
+from dmtl.study.report import write_report
+from dmtl.study.results import (
     RunRecord,
     StudyResults,
     TaskInfo,
@@ -126,7 +126,7 @@ def run_study(
 
 def _relatedness_plots(experiment: Experiment, out_dir: Path) -> dict[str, Path]:
     """A heatmap of every edge's table (of the last seed: estimated tables vary with it)."""
-    from dmtl.training.plots import plot_relatedness
+    from dmtl.study.plots import plot_relatedness
 
     plots: dict[str, Path] = {}
     for edge in experiment.edges:

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dmtl import __version__
 from dmtl.core.tasks import TaskKind
+from dmtl.errors import ResultsError
 
 if TYPE_CHECKING:
     from dmtl.core.tasks import Task
@@ -48,10 +49,6 @@ VARIANTS: tuple[str, ...] = ("single_task", "mtl", "mtl+ca", "mtl+dm", "mtl+ca+d
 """The ablation variants of a study, in report order."""
 
 RunStatus = Literal["done", "failed"]
-
-
-class ResultsError(ValueError):
-    """A results file or record is unreadable or inconsistent (wrong schema, unknown task...)."""
 
 
 class _Strict(BaseModel):

@@ -22,7 +22,7 @@ metric ``m`` (higher is better),
   std; a tolerance of ``1e-9`` absorbs rounding). With one seed both stds are
   0, so *any* drop counts.
 
->>> from dmtl.training.results import RunRecord, StudyResults, TaskInfo, upsert_run
+>>> from dmtl.study.results import RunRecord, StudyResults, TaskInfo, upsert_run
 >>> r = StudyResults(study="s", tasks={"d": TaskInfo(kind="categorical",
 ...     primary_metric="accuracy", names=["0", "1"])}, variants=["single_task", "mtl"], seeds=[0])
 >>> _ = upsert_run(r, RunRecord(variant="single_task", task="d", seed=0, status="done",
@@ -47,7 +47,7 @@ import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
-from dmtl.training.results import BASELINE, StudyResults, missing_runs
+from dmtl.study.results import BASELINE, StudyResults, missing_runs
 
 TOLERANCE = 1e-9
 """Numerical slack in the negative-transfer test (metrics live in [0, 1])."""
@@ -550,10 +550,10 @@ def write_report(
     the runs' ``metrics.csv`` files are found under ``study_dir / run.run_dir``,
     ``study_dir`` defaulting to ``out_dir``; one seed, ``curves_seed`` or the
     first with files). ``extra_plots`` (caption -> image, e.g. relatedness
-    heat maps from :func:`dmtl.training.plots.plot_relatedness`) are linked too:
+    heat maps from :func:`dmtl.study.plots.plot_relatedness`) are linked too:
     an absolute path is made relative to ``out_dir``, a relative one is used as is.
     """
-    from dmtl.training.plots import plot_learning_curves, plot_metric_per_variant
+    from dmtl.study.plots import plot_learning_curves, plot_metric_per_variant
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -26,8 +26,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike
 
-from dmtl.training.report import cell
-from dmtl.training.results import BASELINE, StudyResults
+from dmtl.study.report import cell
+from dmtl.study.results import BASELINE, StudyResults
 
 DPI = 120
 _SUFFIXES = ("_step", "_epoch")

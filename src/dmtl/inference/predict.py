@@ -25,9 +25,9 @@ import torch
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import CategoricalTask, Task
 from dmtl.data.batching import build_eval_loader
-from dmtl.data.errors import DataError
 from dmtl.data.manifest import RESERVED_COLUMNS, Manifest, unlabelled
 from dmtl.data.sources import ArraySource, ImageSource, Source
+from dmtl.errors import DataError
 from dmtl.training.module import MultiTaskModule, load_module
 
 MAX_PROBABILITY_COLUMNS = 100

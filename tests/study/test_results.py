@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
-from dmtl.training.results import (
+from dmtl.errors import ResultsError
+from dmtl.study.results import (
     SCHEMA_VERSION,
-    ResultsError,
     RunRecord,
     StudyResults,
     TaskInfo,

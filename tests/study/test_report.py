@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from dmtl.training.plots import (
+from dmtl.study.plots import (
     plot_learning_curves,
     plot_metric_per_variant,
     plot_relatedness,
     read_loss_curves,
 )
-from dmtl.training.report import (
+from dmtl.study.report import (
     best_variants,
     learning_curve_sources,
     metric_values,
@@ -28,7 +28,7 @@ from dmtl.training.report import (
     verdict_text,
     write_report,
 )
-from dmtl.training.results import RunRecord, StudyResults, upsert_run
+from dmtl.study.results import RunRecord, StudyResults, upsert_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 Make = Callable[..., StudyResults]

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from dmtl.config import Config, validate_config
-from dmtl.training.experiment import Experiment
-from dmtl.training.results import VARIANTS, load_results
+from dmtl.data.pipeline import Experiment
+from dmtl.errors import OutputError
+from dmtl.study.results import VARIANTS, load_results
+from dmtl.study.study import run_study, variant_config
 from dmtl.training.run import RunResult
-from dmtl.training.study import run_study, variant_config
-from dmtl.training.trainer import RunDirError
 
 
 @dataclass
@@ -68,7 +68,7 @@ def config(tiny_data: Callable[..., dict[str, Any]]) -> Config:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeTraining:
     training = FakeTraining()
-    monkeypatch.setattr("dmtl.training.study.run_training", training)
+    monkeypatch.setattr("dmtl.study.study.run_training", training)
     return training
 
 
@@ -150,7 +150,7 @@ def test_existing_study_folder_is_refused(config: Config, fake: FakeTraining,
                                           tmp_path: Path) -> None:
     out = tmp_path / "study"
     run_study(config, out, seeds=1)
-    with pytest.raises(RunDirError, match="--resume"):
+    with pytest.raises(OutputError, match="--resume"):
         run_study(config, out, seeds=1)
     results = run_study(config, out, seeds=1, overwrite=True)
     assert len(fake.calls) == 14 and len(results.runs) == 7

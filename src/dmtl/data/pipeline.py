@@ -28,21 +28,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from dmtl.config import Config, EdgeConfig, SourceConfig
-from dmtl.core.estimation import RelatednessEstimator
+from dmtl.config import Config, SourceConfig
 from dmtl.core.labels import PartialLabels
-from dmtl.core.relatedness import Relatedness, RelatednessError, frequency_prior
+from dmtl.core.relatedness import Relatedness, frequency_prior
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.builtin import load_builtin
 from dmtl.data.manifest import labelled_mask, unlabelled
 from dmtl.data.regimes import RegimeSpec, apply_regime
 from dmtl.data.sources import ArraySource, Augment, Source
+from dmtl.errors import DataError
+from dmtl.knowledge.edges import build_edges
 
 EncodedLabels = dict[str, np.ndarray]
-
-
-class ExperimentError(ValueError):
-    """The config's parts do not fit together (names the config path)."""
 
 
 @dataclass
@@ -123,7 +120,7 @@ class Experiment:
                 train.append(with_tasks(source.subset(np.flatnonzero(keep)), [task]))
                 weights.append(weight)
         if not train:
-            raise ExperimentError(f"no training sample is labelled for task {task_name!r}")
+            raise DataError(f"no training sample is labelled for task {task_name!r}")
         return dataclasses.replace(
             self,
             tasks=[task],
@@ -145,7 +142,7 @@ def load_source(index: int, cfg: SourceConfig, declared: dict[str, Task]) -> Loa
         try:
             dataset = load_builtin(cfg.builtin, **cfg.options)
         except (ValueError, FileNotFoundError, OSError) as error:
-            raise ExperimentError(f"{where}.builtin: {error}") from None
+            raise DataError(f"{where}.builtin: {error}") from None
         source: Source = ArraySource(
             cfg.name,
             dataset.tasks,
@@ -164,7 +161,7 @@ def load_source(index: int, cfg: SourceConfig, declared: dict[str, Task]) -> Loa
         try:
             result = read_dataset(cfg.reader, cfg.root, **cfg.options)
         except (ValueError, FileNotFoundError, OSError) as error:
-            raise ExperimentError(f"{where} (reader {cfg.reader!r}): {error}") from None
+            raise DataError(f"{where} (reader {cfg.reader!r}): {error}") from None
         tasks = [declared.get(t.name, t) for t in result.tasks]
         source = _manifest_source(where, cfg, result.manifest, tasks)
         split = _split_column(source)
@@ -198,7 +195,7 @@ def _manifest_source(where: str, cfg: SourceConfig, manifest: Any, tasks: list[T
             skip_corrupt=cfg.skip_corrupt,
         )
     except ValueError as error:
-        raise ExperimentError(f"{where}: {error}") from None
+        raise DataError(f"{where}: {error}") from None
 
 
 def _split_column(source: Source) -> np.ndarray:
@@ -231,7 +228,7 @@ def _merge_tasks(config: Config, loaded: Sequence[LoadedSource]) -> list[Task]:
             if known is None:
                 tasks[task.name] = task
             elif known != task:
-                raise ExperimentError(
+                raise DataError(
                     f"sources: task {task.name!r} of source {item.config.name!r} has other "
                     f"classes/labels than declared elsewhere ({list(task.names)[:5]}... vs "
                     f"{list(known.names)[:5]}...)"
@@ -282,7 +279,7 @@ def build_experiment(
             split = item.split
         train_rows = np.flatnonzero(split == cfg.train_split)
         if len(train_rows) == 0:
-            raise ExperimentError(
+            raise DataError(
                 f"sources.{index}.train_split: no row of source {cfg.name!r} is in split "
                 f"{cfg.train_split!r} (splits present: {sorted(set(split.tolist()))})"
             )
@@ -319,7 +316,7 @@ def build_experiment(
                 seed,
             )
         except ValueError as error:
-            raise ExperimentError(f"sources.{index}.regime: {error}") from None
+            raise DataError(f"sources.{index}.regime: {error}") from None
         training = training.with_labels(hidden)
         source_record: dict[str, Any] = {"regime": record.to_dict(), **item.notes}
         groups = _group_by_pattern(training, tasks)
@@ -331,9 +328,12 @@ def build_experiment(
             weights.append(cfg.weight / len(groups))
         records[cfg.name] = source_record
     if not train:
-        raise ExperimentError("sources: no training sample is labelled for any task")
+        raise DataError("sources: no training sample is labelled for any task")
     experiment = Experiment(config, seed, tasks, train, weights, val, test, [], records)
-    experiment.edges = build_edges(config, experiment, loaded)
+    offered = [edge for item in loaded for edge in item.knowledge]
+    experiment.edges = build_edges(
+        config.relatedness, experiment.task_map, offered, experiment.train_labels
+    )
     return experiment
 
 
@@ -370,52 +370,3 @@ def _group_by_pattern(source: Source, tasks: Sequence[Task]) -> list[tuple[str, 
         name = "+".join(t.name for t, on in zip(tasks, patterns[k].tolist(), strict=True) if on)
         groups.append((name, np.flatnonzero(np.isin(inverse, members))))
     return groups
-
-
-def build_edges(
-    config: Config, experiment: Experiment, loaded: Sequence[LoadedSource]
-) -> list[Relatedness]:
-    """The relatedness edges of ``config.relatedness`` (default: every knowledge edge offered)."""
-    tasks = experiment.task_map
-    knowledge = {(e.source.name, e.target.name): e for item in loaded for e in item.knowledge}
-    specs = list(config.relatedness)
-    if not specs:
-        specs = [EdgeConfig(source=a, target=b, kind="knowledge") for a, b in knowledge]
-    edges: list[Relatedness] = []
-    for i, spec in enumerate(specs):
-        where = f"relatedness.{i}"
-        source, target = tasks.get(spec.source), tasks.get(spec.target)
-        if source is None or target is None:
-            missing = spec.source if source is None else spec.target
-            raise ExperimentError(f"{where}: no task {missing!r}; tasks: {', '.join(tasks)}")
-        if not isinstance(source, CategoricalTask):
-            raise ExperimentError(f"{where}.source: task {spec.source!r} is not categorical")
-        try:
-            if spec.kind == "knowledge":
-                edge = knowledge.get((spec.source, spec.target))
-                if edge is None:
-                    raise ExperimentError(
-                        f"{where}: no source offers a domain-knowledge table {spec.source}->"
-                        f"{spec.target}; offered: {[f'{a}->{b}' for a, b in knowledge] or 'none'}"
-                    )
-                if edge.target != target:
-                    edge = edge.restrict_target(target)
-            elif spec.kind == "affect":
-                from dmtl.knowledge.affect import expression_au_relatedness
-
-                if not isinstance(target, BinarySetTask):
-                    raise ExperimentError(
-                        f"{where}.target: kind 'affect' needs a binary-set AU task"
-                    )
-                edge = expression_au_relatedness(expression=source, au_task=target)
-            elif spec.kind == "table":
-                assert spec.path is not None
-                edge = Relatedness.from_csv(spec.path, source, target)
-            else:
-                estimator = RelatednessEstimator(source, target, alpha=spec.alpha)
-                estimator.update(experiment.train_labels())
-                edge = estimator.compute()
-        except RelatednessError as error:
-            raise ExperimentError(f"{where}: {error}") from None
-        edges.append(edge)
-    return edges

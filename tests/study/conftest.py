@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dmtl.training.results import (
+from dmtl.study.results import (
     VARIANTS,
     RunRecord,
     StudyResults,

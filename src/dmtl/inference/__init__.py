@@ -1,0 +1,1 @@
+"""dmtl.inference: predictions of a trained model (and, later, exported models)."""

@@ -1,0 +1,1 @@
+"""dmtl.study: the ablation (variants x seeds), its results file, statistics, report and plots."""
