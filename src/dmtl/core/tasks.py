@@ -153,3 +153,24 @@ def check_unique_task_names(tasks: Sequence[Task]) -> dict[str, Task]:
             raise SpecError(f"two tasks are named {task.name!r}")
         by_name[task.name] = task
     return by_name
+
+
+@dataclass(frozen=True)
+class RegressionTask(Task):
+    """Real-valued targets, e.g. valence and arousal in [-1, 1] (placeholder, being built)."""
+
+    low: float | None = None
+    high: float | None = None
+
+    def __init__(
+        self, name: str, targets: Iterable[str], low: float | None = None, high: float | None = None
+    ) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "names", _check_names(name, "targets", tuple(targets), 1))
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+        object.__setattr__(self, "kind", "regression")
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return self.names
