@@ -1,4 +1,4 @@
-"""dmtl: multi-task learning of classification tasks from partially labelled data.
+"""dmtl: multi-task learning from partially labelled data, through task relatedness.
 
 Implements Kollias, Sharmanska & Zafeiriou, "Distribution Matching for Multi-Task
 Learning of Classification Tasks" (AAAI 2024): tasks that share one network learn
@@ -12,52 +12,111 @@ The core is plain PyTorch and works in any training loop::
     loss, terms = objective(model(x), labels)   # labels: dmtl.PartialLabels
     loss.backward()
 
-Layers (imports point down only): ``dmtl.core`` (tasks, labels, relatedness, losses,
-objective, model, metrics) <- ``dmtl.data`` (manifests, sources, multi-source batches,
-regimes, dataset readers) <- ``dmtl.training`` (Lightning, study, report) <- ``dmtl.cli``.
+Layers (imports point down only): ``dmtl.core`` <- ``dmtl.knowledge`` <- ``dmtl.data``
+<- ``dmtl.training`` (Lightning) <- ``dmtl.study`` / ``dmtl.inference`` <- ``dmtl.cli``.
+The names below are imported on first use, so ``import dmtl`` (and the command line)
+starts without loading torch.
 """
 
-from dmtl.backbones import create_backbone, list_backbones, register_backbone
-from dmtl.core import (
-    MISSING_CLASS,
-    BinarySetTask,
-    CategoricalTask,
-    MultiTaskMetrics,
-    MultiTaskModel,
-    Objective,
-    PartialLabels,
-    Relatedness,
-    RelatednessEstimator,
-    Task,
-    TaskLabels,
-    TaskMetrics,
-    binary_set_metrics,
-    categorical_metrics,
-    co_annotation_losses,
-    collate_labels,
-    distribution_matching_losses,
-    forward_map,
-    inverse_binary_log_posterior,
-    inverse_categorical_map,
-    masked_binary_cross_entropy,
-    masked_cross_entropy,
-    predict_proba,
-    soft_cross_entropy,
-)
-from dmtl.errors import SpecError
+from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from dmtl._version import __version__
+
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "MISSING_CLASS", "BinarySetMetrics", "BinarySetTask", "CategoricalMetrics",
+            "CategoricalTask", "MultiTaskMetrics", "MultiTaskModel", "Objective",
+            "PartialLabels", "RegressionMetrics", "RegressionTask", "Relatedness",
+            "RelatednessEstimator", "Task", "TaskLabels", "TaskMetrics",
+            "co_annotation_losses", "collate_labels", "distribution_matching_losses",
+            "forward_map", "inverse_binary_log_posterior", "inverse_categorical_map",
+            "masked_binary_cross_entropy", "masked_cross_entropy", "predictions",
+            "soft_cross_entropy", "task_from_dict", "binary_set_metrics",
+            "categorical_metrics", "regression_metrics",
+        ),
+        "dmtl.core",
+    ),
+    **dict.fromkeys(("create_backbone", "list_backbones", "register_backbone"), "dmtl.backbones"),
+    **dict.fromkeys(
+        ("ConfigError", "DataError", "DmtlError", "OutputError", "RunError", "SpecError"),
+        "dmtl.errors",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dmtl' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from dmtl.backbones import create_backbone, list_backbones, register_backbone
+    from dmtl.core import (
+        MISSING_CLASS,
+        BinarySetMetrics,
+        BinarySetTask,
+        CategoricalMetrics,
+        CategoricalTask,
+        MultiTaskMetrics,
+        MultiTaskModel,
+        Objective,
+        PartialLabels,
+        RegressionMetrics,
+        RegressionTask,
+        Relatedness,
+        RelatednessEstimator,
+        Task,
+        TaskLabels,
+        TaskMetrics,
+        binary_set_metrics,
+        categorical_metrics,
+        co_annotation_losses,
+        collate_labels,
+        distribution_matching_losses,
+        forward_map,
+        inverse_binary_log_posterior,
+        inverse_categorical_map,
+        masked_binary_cross_entropy,
+        masked_cross_entropy,
+        predictions,
+        regression_metrics,
+        soft_cross_entropy,
+        task_from_dict,
+    )
+    from dmtl.errors import ConfigError, DataError, DmtlError, OutputError, RunError, SpecError
 
 __all__ = [
     "MISSING_CLASS",
+    "BinarySetMetrics",
     "BinarySetTask",
+    "CategoricalMetrics",
     "CategoricalTask",
+    "ConfigError",
+    "DataError",
+    "DmtlError",
     "MultiTaskMetrics",
     "MultiTaskModel",
     "Objective",
+    "OutputError",
     "PartialLabels",
+    "RegressionMetrics",
+    "RegressionTask",
     "Relatedness",
     "RelatednessEstimator",
+    "RunError",
     "SpecError",
     "Task",
     "TaskLabels",
@@ -75,7 +134,9 @@ __all__ = [
     "list_backbones",
     "masked_binary_cross_entropy",
     "masked_cross_entropy",
-    "predict_proba",
+    "predictions",
     "register_backbone",
+    "regression_metrics",
     "soft_cross_entropy",
+    "task_from_dict",
 ]

@@ -9,10 +9,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+if TYPE_CHECKING:
+    from dmtl.core.tasks import Task
 
 from dmtl.errors import ConfigError
 
@@ -21,26 +24,121 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, protected_namespaces=())
 
 
-class TaskConfig(_Strict):
-    """A task declared in the config (manifests need them; built-ins and readers bring theirs)."""
+class _TaskConfigBase(_Strict):
+    """A task declared in the config: ``name`` plus its kind's fields.
+
+    Manifest sources need their tasks declared with their names (classes, labels or
+    targets). A task that a built-in dataset or a reader brings may be listed by name
+    and kind alone, to set its training options.
+    """
 
     name: str
-    type: Literal["categorical", "binary_set"]
-    classes: list[str] | None = None
-    labels: list[str] | None = None
-    zero_shot: list[str] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _names(self) -> TaskConfig:
-        if self.type == "categorical" and not self.classes:
-            raise ValueError("a categorical task needs 'classes'")
-        if self.type == "binary_set" and not self.labels:
-            raise ValueError("a binary_set task needs 'labels'")
-        if self.type == "categorical" and self.labels:
-            raise ValueError("a categorical task takes 'classes', not 'labels'")
-        if self.type == "binary_set" and (self.classes or self.zero_shot):
-            raise ValueError("a binary_set task takes 'labels', not 'classes'/'zero_shot'")
-        return self
+    def output_names(self) -> list[str] | None:
+        """The classes, labels or targets given (``None``: the task comes from a source)."""
+        raise NotImplementedError
+
+    def to_task(self) -> Task:
+        """The task this entry declares (its names must be given)."""
+        raise NotImplementedError
+
+    def apply_options(self, task: Task) -> Task:
+        """``task`` with this entry's training options (``balanced`` ones stay for the data)."""
+        raise NotImplementedError
+
+    def balanced_option(self, method: MethodConfig) -> str | None:
+        """The task option to set to balanced weights from the training labels, if any."""
+        return None
+
+
+class CategoricalTaskConfig(_TaskConfigBase):
+    """A categorical task: ``classes``; optional ``zero_shot`` classes (no training images,
+    scored through a relatedness table), ``class_weight`` (``balanced``, ``n / (C n_c)`` over
+    the training labels, or one weight per class) and ``label_smoothing``."""
+
+    type: Literal["categorical"]
+    classes: list[str] | None = None
+    zero_shot: list[str] = Field(default_factory=list)
+    class_weight: Literal["balanced"] | list[float] | None = None
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    def output_names(self) -> list[str] | None:
+        return self.classes
+
+    def to_task(self) -> Task:
+        from dmtl.core.tasks import CategoricalTask
+
+        return self.apply_options(CategoricalTask(self.name, self.classes or [], self.zero_shot))
+
+    def apply_options(self, task: Task) -> Task:
+        weight = None if self.class_weight in (None, "balanced") else self.class_weight
+        return task.with_options(class_weight=weight, label_smoothing=self.label_smoothing)
+
+    def balanced_option(self, method: MethodConfig) -> str | None:
+        return "class_weight" if self.class_weight == "balanced" else None
+
+
+class BinarySetTaskConfig(_TaskConfigBase):
+    """A binary-set task: ``labels``; optional ``pos_weight`` (``balanced``, ``n_neg / n_pos``
+    per label over the training labels, or one weight per label; default: ``method.pos_weight``)."""
+
+    type: Literal["binary_set"]
+    labels: list[str] | None = None
+    pos_weight: Literal["balanced", "none"] | list[float] | None = None
+
+    def output_names(self) -> list[str] | None:
+        return self.labels
+
+    def to_task(self) -> Task:
+        from dmtl.core.tasks import BinarySetTask
+
+        return self.apply_options(BinarySetTask(self.name, self.labels or []))
+
+    def apply_options(self, task: Task) -> Task:
+        if isinstance(self.pos_weight, list):
+            return task.with_options(pos_weight=self.pos_weight)
+        return task
+
+    def balanced_option(self, method: MethodConfig) -> str | None:
+        """``pos_weight: balanced``, or none given and ``method.pos_weight: balanced``."""
+        wanted = self.pos_weight or method.pos_weight
+        return "pos_weight" if wanted == "balanced" else None
+
+
+class RegressionTaskConfig(_TaskConfigBase):
+    """A regression task: ``targets``; optional ``range`` ``[low, high]`` of valid labels and
+    ``loss``: ``mse`` (squared error) or ``ccc`` (1 - concordance correlation coefficient)."""
+
+    type: Literal["regression"]
+    targets: list[str] | None = None
+    range: tuple[float, float] | None = None
+    loss: Literal["mse", "ccc"] = "mse"
+
+    def output_names(self) -> list[str] | None:
+        return self.targets
+
+    def to_task(self) -> Task:
+        from dmtl.core.tasks import RegressionTask
+
+        low, high = self.range if self.range is not None else (None, None)
+        return RegressionTask(self.name, self.targets or [], low, high, self.loss)
+
+    def apply_options(self, task: Task) -> Task:
+        return task.with_options(loss=self.loss)
+
+
+TaskConfig = Annotated[
+    CategoricalTaskConfig | BinarySetTaskConfig | RegressionTaskConfig,
+    Field(discriminator="type"),
+]
+"""A task entry; ``type`` (``categorical``, ``binary_set``, ``regression``) picks its schema."""
+
+TASK_CONFIGS: dict[str, type[_TaskConfigBase]] = {
+    "categorical": CategoricalTaskConfig,
+    "binary_set": BinarySetTaskConfig,
+    "regression": RegressionTaskConfig,
+}
+"""Task kind -> the schema of its config entry."""
 
 
 class RegimeConfig(_Strict):
@@ -217,8 +315,23 @@ class Config(_Strict):
     study: StudyConfig = Field(default_factory=StudyConfig)
 
 
+def task_entry(config: Config, task: Task) -> _TaskConfigBase:
+    """The config's entry for ``task``, or its kind's defaults when it has none."""
+    for entry in config.tasks:
+        if entry.name == task.name:
+            return entry
+    return TASK_CONFIGS[task.kind].model_validate({"name": task.name, "type": task.kind})
+
+
 def _dotted(loc: Sequence[Any]) -> str:
-    return ".".join(str(part) for part in loc)
+    """``tasks.1.labels`` for pydantic's ``('tasks', 1, 'binary_set', 'labels')`` (the kind
+    tag that picked the task's schema is left out)."""
+    parts = [
+        str(part)
+        for i, part in enumerate(loc)
+        if not (i >= 2 and loc[i - 2] == "tasks" and part in TASK_CONFIGS)
+    ]
+    return ".".join(parts)
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -315,6 +428,12 @@ def check_consistency(config: Config) -> list[tuple[str, str]]:
     # (checked when the experiment is built).
     all_declared = all(s.manifest is not None for s in config.sources)
     declared = {t.name: t for t in config.tasks}
+    for i, task in enumerate(config.tasks):
+        if all_declared and task.output_names() is None:
+            field = {"categorical": "classes", "binary_set": "labels"}.get(task.type, "targets")
+            problems.append(
+                (f"tasks.{i}.{field}", f"task {task.name!r} of a manifest source needs its {field}")
+            )
     seen_edges: set[tuple[str, str]] = set()
     for i, edge in enumerate(config.relatedness):
         if edge.source == edge.target:
@@ -334,12 +453,20 @@ def check_consistency(config: Config) -> list[tuple[str, str]]:
                             f"no task {name!r}; declared tasks: {', '.join(declared) or 'none'}",
                         )
                     )
-        src = declared.get(edge.source)
+        src, dst = declared.get(edge.source), declared.get(edge.target)
         if src is not None and src.type != "categorical":
             problems.append(
                 (
                     f"relatedness.{i}.source",
                     f"task {edge.source!r} must be categorical to be a source",
+                )
+            )
+        if dst is not None and dst.type == "regression":
+            problems.append(
+                (
+                    f"relatedness.{i}.target",
+                    f"task {edge.target!r} is a regression task: regression tasks take part "
+                    "in no relatedness edge (there is no such edge type yet)",
                 )
             )
     for name in config.method.task_weights:

@@ -24,16 +24,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis.extra.numpy import arrays
 
+from dmtl.core.coannotation import co_annotation_losses
 from dmtl.core.labels import PartialLabels, TaskLabels, collate_labels, empty_labels
 from dmtl.core.losses import (
-    co_annotation_losses,
-    distribution_matching_losses,
-    hard_binary_targets,
-    hard_categorical_targets,
     masked_binary_cross_entropy,
     masked_cross_entropy,
     soft_cross_entropy,
 )
+from dmtl.core.matching import distribution_matching_losses
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
 
@@ -123,8 +121,10 @@ def test_soft_cross_entropy_by_hand() -> None:
 
 
 def test_hard_targets() -> None:
-    assert hard_binary_targets(torch.tensor([[0.9, 0.1, 0.5, 0.49]])).tolist() == [[1, 0, 1, 0]]
-    one_hot, kept = hard_categorical_targets(torch.tensor([[0.2, 0.7, 0.1], [0.4, 0.3, 0.3]]), 0.5)
+    four = BinarySetTask("b", ["1", "2", "3", "4"])
+    assert four.harden(torch.tensor([[0.9, 0.1, 0.5, 0.49]]))[0].tolist() == [[1, 0, 1, 0]]
+    three = CategoricalTask("c", ["x", "y", "z"])
+    one_hot, kept = three.harden(torch.tensor([[0.2, 0.7, 0.1], [0.4, 0.3, 0.3]]), 0.5)
     assert one_hot.tolist() == [[0, 1, 0], [1, 0, 0]] and kept.tolist() == [True, False]
 
 

@@ -20,12 +20,9 @@ from torchmetrics.functional.classification import (
 from dmtl.core.labels import PartialLabels, TaskLabels, collate_labels
 from dmtl.core.metrics import (
     MultiTaskMetrics,
-    TaskMetrics,
     binary_set_metrics,
     categorical_metrics,
     flatten_metrics,
-    metric_names,
-    primary_metric,
 )
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
 
@@ -63,7 +60,7 @@ def test_categorical_hand_computed() -> None:
     assert result["f1/c"] == pytest.approx(2 / 3)
     assert result["f1_macro"] == pytest.approx(11 / 18)
     assert result["num_labelled"] == 5
-    assert list(result) == metric_names(ABC)
+    assert list(result) == ABC.metric_names()
 
 
 def test_categorical_ignores_unlabelled_rows_entirely() -> None:
@@ -225,7 +222,7 @@ def test_module_accumulates_like_the_functional_form_on_the_whole_data() -> None
     logits = torch.randn(90, 4, generator=generator)
     target = (torch.rand(90, 4, generator=generator) > 0.5).float()
     mask = torch.rand(90, 4, generator=generator) > 0.5
-    metric = TaskMetrics(LABELS3_4)
+    metric = LABELS3_4.metric()
     for rows in torch.arange(90).split(25):
         metric.update(logits[rows], TaskLabels(target[rows], mask[rows]))
     assert metric.compute() == binary_set_metrics(logits, TaskLabels(target, mask), LABELS3_4)
@@ -233,7 +230,7 @@ def test_module_accumulates_like_the_functional_form_on_the_whole_data() -> None
     cat_logits = torch.randn(90, 3, generator=generator)
     cat_target = torch.randint(0, 3, (90,), generator=generator)
     cat_mask = torch.rand(90, generator=generator) > 0.5
-    cat_metric = TaskMetrics(ABC)
+    cat_metric = ABC.metric()
     for rows in torch.arange(90).split(7):
         cat_metric.update(cat_logits[rows], TaskLabels(cat_target[rows], cat_mask[rows]))
     expected = categorical_metrics(cat_logits, TaskLabels(cat_target, cat_mask), ABC)
@@ -242,7 +239,7 @@ def test_module_accumulates_like_the_functional_form_on_the_whole_data() -> None
 
 def test_module_reset_and_na() -> None:
     logits, labels = categorical_example()
-    metric = TaskMetrics(ABC)
+    metric = ABC.metric()
     metric.update(logits, labels)
     assert metric.compute()["accuracy"] == pytest.approx(0.6)
     metric.reset()
@@ -252,7 +249,7 @@ def test_module_reset_and_na() -> None:
 
 
 def test_states_are_summed_across_processes() -> None:
-    metric = TaskMetrics(LABELS3)
+    metric = LABELS3.metric()
     assert set(metric._defaults) == {"tp", "fp", "fn", "observed", "num_labelled"}
     assert all(
         getattr(fx, "__name__", None) == "dim_zero_sum" for fx in metric._reductions.values()
@@ -285,7 +282,7 @@ def test_multi_task_metrics_names_and_missing_tasks() -> None:
     assert "attr/f1/L2" in flat and flat["attr/f1_mean"] is None
     assert "attr/f1_mean" not in metrics.compute_flat(skip_missing=True)
     assert metrics.primary_names() == {"letter": "letter/accuracy", "attr": "attr/f1_mean"}
-    assert (primary_metric(ABC), primary_metric(LABELS3)) == ("accuracy", "f1_mean")
+    assert (ABC.primary_metric, LABELS3.primary_metric) == ("accuracy", "f1_mean")
 
     bin_logits, bin_labels = binary_example()
     metrics.reset()
@@ -327,7 +324,7 @@ def _ddp_worker(rank: int, world: int, store: str, out: str) -> None:
     try:
         logits, labels = binary_example()
         rows = torch.arange(rank, logits.shape[0], world)
-        metric = TaskMetrics(LABELS3)
+        metric = LABELS3.metric()
         metric.update(logits[rows], TaskLabels(labels.target[rows], labels.mask[rows]))
         Path(out, f"{rank}.json").write_text(json.dumps(metric.compute()))
     finally:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from dmtl.core.model import MultiTaskModel, infer_feature_dim, predict_proba
+from dmtl.core.model import MultiTaskModel, infer_feature_dim, predictions
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 
 TASKS: list[Task] = [
@@ -103,17 +103,17 @@ def test_task_names_that_cannot_key_a_module_dict() -> None:
         MultiTaskModel(small_backbone(), [CategoricalTask("a.b", ["x", "y"])], feature_dim=4)
 
 
-def test_predict_proba() -> None:
+def test_predictions() -> None:
     model = MultiTaskModel(small_backbone(), TASKS, feature_dim=4)
     logits = model(torch.randn(4, 1, 8, 8))
-    probs = predict_proba(logits, TASKS)
+    probs = predictions(logits, TASKS)
     assert torch.allclose(probs["digit"].sum(dim=1), torch.ones(4))
     assert torch.allclose(probs["attr"], torch.sigmoid(logits["attr"]))
     model.eval()
     x = torch.randn(2, 1, 8, 8)
-    assert torch.allclose(model.predict_proba(x)["digit"], torch.softmax(model(x)["digit"], -1))
+    assert torch.allclose(model.predict(x)["digit"], torch.softmax(model(x)["digit"], -1))
     with pytest.raises(KeyError, match="other"):
-        predict_proba({"other": torch.zeros(1, 2)}, TASKS)
+        predictions({"other": torch.zeros(1, 2)}, TASKS)
 
 
 def test_gradients_reach_backbone_and_every_head() -> None:

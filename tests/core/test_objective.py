@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
+from dmtl.core.coannotation import co_annotation_losses
 from dmtl.core.labels import PartialLabels, TaskLabels, collate_labels, empty_labels
 from dmtl.core.losses import (
-    co_annotation_losses,
-    distribution_matching_losses,
     masked_binary_cross_entropy,
     masked_cross_entropy,
 )
+from dmtl.core.matching import distribution_matching_losses
 from dmtl.core.objective import Objective, as_float
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
@@ -64,13 +64,16 @@ def full_objective(tasks: list, edge_ab: Relatedness, edge_ac: Relatedness, **kw
         "lambda_ca": 0.3,
         "lambda_dm": 0.7,
         "priors": {"a": PRIOR},
-        "pos_weights": {"b": POS_WEIGHT},
         "ca_eps": 0.1,
         "ca_tau": 1.5,
         "dm_eps": 0.02,
         "dm_tau": 4.0,
     } | kwargs
-    return Objective(tasks, [edge_ab, edge_ac], **options)
+    # The positive weights of b are a task option (equality, hence the edges, ignore it).
+    weighted = [
+        t.with_options(pos_weight=POS_WEIGHT.tolist()) if t.name == "b" else t for t in tasks
+    ]
+    return Objective(weighted, [edge_ab, edge_ac], **options)
 
 
 def test_term_names(tasks, labels, edge_ab, edge_ac) -> None:  # type: ignore[no-untyped-def]
@@ -165,7 +168,6 @@ def test_double_moves_tables_priors_and_weights(tasks, labels, edge_ab, edge_ac)
     assert objective.double() is objective
     assert edge_ab.table.dtype == edge_ac.table.dtype == torch.float64
     assert objective.prior("a").dtype == torch.float64
-    assert objective.pos_weight("b").dtype == torch.float64
     logits64 = {k: v.detach().double().requires_grad_() for k, v in logits32.items()}
     total64, terms64 = objective(logits64, labels)
     assert total64.dtype == torch.float64 and all(
@@ -215,7 +217,7 @@ def test_labels_missing_a_task(tasks, edge_ab, edge_ac) -> None:  # type: ignore
 def test_missing_logits(tasks, labels, edge_ab, edge_ac) -> None:  # type: ignore[no-untyped-def]
     logits = make_logits()
     del logits["c"]
-    with pytest.raises(KeyError, match="no logits for tasks: c"):
+    with pytest.raises(SpecError, match="no logits for tasks: c"):
         Objective(tasks, [edge_ab, edge_ac])(logits, labels)
 
 
@@ -224,10 +226,9 @@ def test_task_names_with_dots(edge_ab) -> None:  # type: ignore[no-untyped-def]
     a, b = CategoricalTask("expr.affectnet", ["x", "y", "z"]), BinarySetTask("au.disfa", ["u", "v"])
     edge = Relatedness(a, b, edge_ab.table)
     objective = Objective(
-        [a, b],
+        [a, b.with_options(pos_weight=POS_WEIGHT.tolist())],
         [edge],
         priors={a.name: PRIOR},
-        pos_weights={b.name: POS_WEIGHT},
         distribution_matching=True,
     )
     torch.testing.assert_close(objective.prior(a.name), PRIOR)
@@ -271,21 +272,6 @@ def test_task_names_with_dots(edge_ab) -> None:  # type: ignore[no-untyped-def]
             {"priors": {"q": torch.tensor([0.5, 0.5])}},
             ValueError,
             r"priors: 'q' is not a categorical task",
-        ),
-        (
-            {"pos_weights": {"a": torch.ones(3)}},
-            ValueError,
-            r"pos_weights: 'a' is not a binary-set task",
-        ),
-        (
-            {"pos_weights": {"q": torch.ones(2)}},
-            ValueError,
-            r"pos_weights: 'q' is not a binary-set task",
-        ),
-        (
-            {"pos_weights": {"b": torch.ones(3)}},
-            ValueError,
-            r"pos_weights\['b'\]: expected shape \(2,\), got \(3,\)",
         ),
         ({"task_weights": {"q": 1.0, "a": 2.0}}, ValueError, r"task_weights name unknown tasks: q"),
         (

@@ -155,7 +155,7 @@ def test_binary_value_other_than_0_1_empty(tmp_path: Path, tasks: list[Task], va
         f"image,attr/even\na,1\nb,\nc,{value}\n",
         "row 3 (line 4)",
         "column 'attr/even'",
-        "expected 0, 1 or empty",
+        "expected 0 or 1 (or empty)",
         repr(value),
     )
 
@@ -252,7 +252,7 @@ def test_constructed_labels_are_validated(tasks: list[Task]) -> None:
     with pytest.raises(DataError, match="class index 5 out of range"):
         Manifest(tuple(tasks), {"digit": np.array([5])}, image=np.array(["a"]))
     binary = BinarySetTask("attr", ["even", "big"])
-    with pytest.raises(DataError, match="expected 0, 1 or NaN"):
+    with pytest.raises(DataError, match=r"expected 0 or 1 \(or NaN\)"):
         Manifest((binary,), {"attr": np.array([[0.5, 1.0]])}, image=np.array(["a"]))
     with pytest.raises(DataError, match="duplicated id 'a'"):
         Manifest(tuple(tasks), {}, image=np.array(["a", "a"]))

@@ -292,17 +292,30 @@ def test_affect_edge_from_a_manifest_with_expressions_and_aus(tmp_path: Path) ->
     assert sorted(s.name for s in experiment.train) == ["faces[au]", "faces[expression]"]
 
 
-def test_priors_and_pos_weights_follow_the_method(tiny_data: Callable[..., dict[str, Any]]) -> None:
+def test_priors_and_balanced_weights_follow_the_config(
+    tiny_data: Callable[..., dict[str, Any]],
+) -> None:
     uniform = build_experiment(_config(tiny_data))
-    assert uniform.priors() == {} and uniform.pos_weights() == {}
+    assert uniform.priors() == {}
+    assert all(getattr(t, "pos_weight", None) is None for t in uniform.tasks)
     experiment = build_experiment(
-        _config(tiny_data, method={"prior": "frequency", "pos_weight": "balanced"})
+        _config(
+            tiny_data,
+            method={"prior": "frequency", "pos_weight": "balanced"},
+            tasks=[{"name": "digit", "type": "categorical", "class_weight": "balanced"}],
+        )
     )
     prior = experiment.priors()["digit"]
     assert len(prior) == 10 and sum(prior) == pytest.approx(1.0)
-    weights = experiment.pos_weights()
-    assert set(weights) == {"shape", "ink"}
-    assert all(w > 0 for w in weights["shape"])
+    tasks = experiment.task_map
+    # w+_j = n_neg / n_pos over the training labels; w_c = n / (C n_c)
+    shape = experiment.train_values("shape")
+    expected = (shape == 0).sum(0) / (shape == 1).sum(0)
+    assert tasks["shape"].pos_weight == pytest.approx(tuple(expected))  # type: ignore[attr-defined]
+    digits = experiment.train_values("digit")
+    counts = np.bincount(digits[digits >= 0], minlength=10)
+    expected_w = (counts.sum() / (10 * counts)).tolist()
+    assert tasks["digit"].class_weight == pytest.approx(expected_w)  # type: ignore[attr-defined]
 
 
 def test_a_pattern_covered_by_a_larger_one_joins_it_instead_of_its_own_stratum() -> None:

@@ -160,7 +160,7 @@ def test_study_level_validation() -> None:
     with pytest.raises(ValidationError, match="duplicated seeds"):
         StudyResults(study="s", tasks=tasks, variants=["mtl"], seeds=[0, 0])
     with pytest.raises(ValidationError, match="kind"):
-        TaskInfo.model_validate({"kind": "regression", "primary_metric": "mse", "names": []})
+        TaskInfo.model_validate({"kind": "ranking", "primary_metric": "ndcg", "names": []})
 
 
 def test_regime_seed_keys_become_strings() -> None:

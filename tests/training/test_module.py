@@ -9,19 +9,14 @@ from typing import Any
 import pytest
 import torch
 
+from dmtl.build import ModelSpec, edge_from_dict, edge_to_dict
 from dmtl.config import validate_config
 from dmtl.core.objective import Objective
-from dmtl.core.tasks import BinarySetTask, CategoricalTask
+from dmtl.core.tasks import BinarySetTask, CategoricalTask, task_from_dict
 from dmtl.data.batching import Batch
 from dmtl.data.pipeline import Experiment, build_experiment
 from dmtl.errors import NonFiniteLossError
-from dmtl.training.module import (
-    MultiTaskModule,
-    edge_from_dict,
-    edge_to_dict,
-    task_from_dict,
-    task_to_dict,
-)
+from dmtl.training.module import MultiTaskModule
 from dmtl.training.run import make_module, train_loader
 
 
@@ -45,9 +40,10 @@ def _batch(experiment: Experiment) -> Batch:
 
 def test_task_and_edge_specs_round_trip(experiment: Experiment) -> None:
     for task in experiment.tasks:
-        assert task_from_dict(task_to_dict(task)) == task
-    zero_shot = CategoricalTask("c", ["a", "b", "z"], zero_shot=["z"])
-    assert task_from_dict(task_to_dict(zero_shot)) == zero_shot
+        assert task_from_dict(task.to_dict()) == task
+    zero_shot = CategoricalTask("c", ["a", "b", "z"], zero_shot=["z"], label_smoothing=0.1)
+    again = task_from_dict(zero_shot.to_dict())
+    assert again == zero_shot and again.label_smoothing == 0.1
     (edge,) = experiment.edges
     again = edge_from_dict(edge_to_dict(edge), experiment.task_map)
     assert again.name == edge.name and torch.equal(again.table, edge.table)
@@ -63,12 +59,13 @@ def test_forward_gives_one_logit_tensor_per_task(experiment: Experiment) -> None
         "ink": (32, 3),
     }
     assert module.source_names == ["digits[shape+ink]", "digits[digit]"]
-    assert module.hparams["input_shape"] == [1, 8, 8]
+    assert module.input_shape == (1, 8, 8)
 
 
-def test_module_is_rebuilt_from_its_hyperparameters(experiment: Experiment) -> None:
+def test_module_is_rebuilt_from_its_spec(experiment: Experiment) -> None:
     module = _module(experiment)
-    twin = MultiTaskModule(**module.hparams)
+    assert module.spec is not None
+    twin = MultiTaskModule.from_spec(ModelSpec.from_dict(module.spec.to_dict()))
     twin.load_state_dict(module.state_dict())
     x = _batch(experiment).x
     for name, value in module(x).items():

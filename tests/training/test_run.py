@@ -23,7 +23,7 @@ from dmtl.core.objective import Objective
 from dmtl.core.relatedness import Relatedness
 from dmtl.data.pipeline import Experiment, build_experiment
 from dmtl.errors import MissingDependencyError, NonFiniteLossError, OutputError
-from dmtl.training.module import MultiTaskModule
+from dmtl.training.module import load_module
 from dmtl.training.run import eval_loader, run_training, train_loader
 from dmtl.training.trainer import last_checkpoint, launch_rank, prepare_run_dir
 
@@ -74,8 +74,7 @@ def test_run_writes_every_output(make_experiment: MakeExperiment, tmp_path: Path
     logs = pd.read_csv(run / "logs" / "metrics.csv")
     assert {"train/loss_step", "train/sup/digit_step", "train/loss_epoch"} <= set(logs.columns)
     # the checkpoint rebuilds the model on its own
-    module = MultiTaskModule.load_from_checkpoint(result.checkpoint, map_location="cpu",
-                                                  weights_only=False)
+    module = load_module(result.checkpoint)
     assert [t.name for t in module.tasks] == ["digit", "shape", "ink"]
 
 

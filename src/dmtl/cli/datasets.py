@@ -82,15 +82,13 @@ def _show_sources(sources: list[Source], title: str) -> None:
 
 def _per_task(sources: list[Source]) -> pd.DataFrame:
     """Samples per source labelled for each task (any of its labels, for a binary set)."""
-    from dmtl.data.inspect import labelled_mask
-
     rows = [
         {
             "source": s.name,
             "task": t.name,
             "kind": t.kind,
             "samples": len(s),
-            "labelled": int(labelled_mask(t, s.labels[t.name]).sum()),
+            "labelled": int(t.labelled_rows(s.labels[t.name]).sum()),
         }
         for s in sources
         for t in s.tasks

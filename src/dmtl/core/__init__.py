@@ -1,8 +1,9 @@
-"""dmtl.core: tasks, partial labels, relatedness, losses, objective, model and metrics.
+"""dmtl.core: task kinds, partial labels, relatedness, losses, objective, model and metrics.
 
 Pure PyTorch (plus torchmetrics): usable from any training loop.
 """
 
+from dmtl.core.coannotation import co_annotation_losses
 from dmtl.core.estimation import RelatednessEstimator
 from dmtl.core.labels import (
     MISSING_CLASS,
@@ -13,46 +14,57 @@ from dmtl.core.labels import (
     encode_sample,
 )
 from dmtl.core.losses import (
-    co_annotation_losses,
-    distribution_matching_losses,
-    hard_binary_targets,
-    hard_categorical_targets,
+    concordance_loss,
     masked_binary_cross_entropy,
     masked_cross_entropy,
+    masked_squared_error,
     soft_cross_entropy,
 )
-from dmtl.core.metrics import (
-    MultiTaskMetrics,
-    TaskMetrics,
-    binary_set_metrics,
-    categorical_metrics,
-    primary_metric,
-)
-from dmtl.core.model import MultiTaskModel, predict_proba
-from dmtl.core.objective import Objective
-from dmtl.core.relatedness import (
-    Relatedness,
+from dmtl.core.maps import (
     categorical_posterior,
     forward_map,
     frequency_prior,
     inverse_binary_log_posterior,
     inverse_categorical_map,
-    uniform_prior,
 )
-from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
-from dmtl.errors import SpecError
+from dmtl.core.matching import distribution_matching_losses
+from dmtl.core.metrics import (
+    BinarySetMetrics,
+    CategoricalMetrics,
+    MultiTaskMetrics,
+    RegressionMetrics,
+    TaskMetrics,
+    binary_set_metrics,
+    categorical_metrics,
+    regression_metrics,
+)
+from dmtl.core.model import MultiTaskModel, predictions
+from dmtl.core.objective import Objective
+from dmtl.core.relatedness import Relatedness, uniform_prior
+from dmtl.core.tasks import (
+    TASK_KINDS,
+    BinarySetTask,
+    CategoricalTask,
+    RegressionTask,
+    Task,
+    task_from_dict,
+)
 
 __all__ = [
     "MISSING_CLASS",
+    "TASK_KINDS",
+    "BinarySetMetrics",
     "BinarySetTask",
+    "CategoricalMetrics",
     "CategoricalTask",
     "MultiTaskMetrics",
     "MultiTaskModel",
     "Objective",
     "PartialLabels",
+    "RegressionMetrics",
+    "RegressionTask",
     "Relatedness",
     "RelatednessEstimator",
-    "SpecError",
     "Task",
     "TaskLabels",
     "TaskMetrics",
@@ -61,19 +73,20 @@ __all__ = [
     "categorical_posterior",
     "co_annotation_losses",
     "collate_labels",
+    "concordance_loss",
     "distribution_matching_losses",
     "empty_labels",
     "encode_sample",
     "forward_map",
     "frequency_prior",
-    "hard_binary_targets",
-    "hard_categorical_targets",
     "inverse_binary_log_posterior",
     "inverse_categorical_map",
     "masked_binary_cross_entropy",
     "masked_cross_entropy",
-    "predict_proba",
-    "primary_metric",
+    "masked_squared_error",
+    "predictions",
+    "regression_metrics",
     "soft_cross_entropy",
+    "task_from_dict",
     "uniform_prior",
 ]

@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dmtl.core.labels import PartialLabels
+from dmtl.core.labels import PartialLabels, TaskLabels
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import CategoricalTask, Task
 from dmtl.errors import SpecError
@@ -44,8 +44,13 @@ class RelatednessEstimator:
     """Accumulates co-occurrence counts for one edge; :meth:`compute` returns the smoothed table."""
 
     def __init__(self, source: CategoricalTask, target: Task, alpha: float = 1.0) -> None:
-        if not isinstance(source, CategoricalTask):
+        if not source.can_be_edge_source:
             raise SpecError(f"edge {source.name}->{target.name}: source must be categorical")
+        if not target.can_be_edge_target:
+            raise SpecError(
+                f"edge {source.name}->{target.name}: a {target.kind} task cannot be the target "
+                "of a relatedness edge"
+            )
         if alpha < 0:
             raise SpecError(
                 f"edge {source.name}->{target.name}: alpha must be >= 0, got {alpha}"
@@ -69,16 +74,11 @@ class RelatednessEstimator:
         if not bool(both.any()):
             return
         one_hot_a = torch.nn.functional.one_hot(a.target[both], self.source.num_classes).double()
-        if isinstance(self.target, CategoricalTask):
-            one_hot_b = torch.nn.functional.one_hot(
-                b.target[both], self.target.num_classes
-            ).double()
-            self.joint += one_hot_a.T @ one_hot_b
-            self.observed += one_hot_a.sum(0)[:, None].expand_as(self.joint)
-        else:
-            observed_b = b.mask[both].double()
-            self.joint += one_hot_a.T @ (b.target[both].double() * observed_b)
-            self.observed += one_hot_a.T @ observed_b
+        values, observed = self.target.indicator(  # type: ignore[attr-defined]
+            TaskLabels(b.target[both], b.mask[both])
+        )
+        self.joint += one_hot_a.T @ values
+        self.observed += one_hot_a.T @ observed
         self.num_samples += float(both.sum())
 
     def update_from_predictions(self, p_source: Tensor, p_target: Tensor) -> None:

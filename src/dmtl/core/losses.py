@@ -1,35 +1,41 @@
-r"""Losses: masked supervised, co-annotation (labels) and distribution matching (predictions).
+r"""Loss kernels: masked supervised losses on logits, for every task kind.
 
-All losses take logits (never probabilities) and are numerically stable for
-logits up to ``±1e4``. Every average is over what is observed; a loss with
-nothing to act on returns an exact ``0`` that still carries a (zero) gradient
-to the logits, never NaN.
+All classification losses take logits (never probabilities) and are numerically
+stable for logits up to ``±1e4``. Every average is over what is observed; a loss
+with nothing to act on returns an exact ``0`` that still carries a (zero) gradient
+to its input, never NaN.
 
-Notation: ``z`` logits, ``q`` a (soft) target distribution, ``m`` a mask.
+Notation: ``z`` logits (or, for regression, predicted values), ``y`` targets, ``q`` a
+soft target distribution, ``m`` a mask, ``w`` weights.
 
-- masked cross-entropy:        ``L = sum_i m_i CE(z_i, y_i) / sum_i m_i``
-- soft cross-entropy:          ``L = sum_i w_i (- sum_c q_ic log softmax(z_i)_c) / sum_i w_i``
-- masked (soft) binary CE:     ``L = sum_ij m_ij BCE(q_ij, sigmoid(z_ij)) / sum_ij m_ij``,
-  ``BCE(q, p) = -[w+ q log p + (1 - q) log(1 - p)]`` with optional positive weights ``w+``.
+- masked cross-entropy:     ``L = sum_i m_i w_{y_i} CE(z_i, y_i) / sum_i m_i w_{y_i}``
+  (class weights ``w``, default 1; optional label smoothing ``eps``:
+  ``CE = -(1 - eps) log p_{y} - (eps / C) sum_c log p_c``, as in ``torch``);
+- soft cross-entropy:       ``L = sum_i w_i (- sum_c q_ic log softmax(z_i)_c) / sum_i w_i``;
+- masked (soft) binary CE:  ``L = sum_ij m_ij BCE(q_ij, sigmoid(z_ij)) / sum_ij m_ij``,
+  ``BCE(q, p) = -[w+ q log p + (1 - q) log(1 - p)]`` with optional positive weights ``w+``;
+- masked squared error:     ``L = sum_ij m_ij (z_ij - y_ij)^2 / sum_ij m_ij``;
+- concordance loss:         ``L = mean_j (1 - CCC_j)`` over the target dimensions ``j`` with at
+  least two observed entries in the batch, where, over those entries,
+  ``CCC_j = 2 s_zy / (s_z^2 + s_y^2 + (mean_z - mean_y)^2)`` with population moments
+  (Lin's concordance correlation coefficient).
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dmtl.core.labels import PartialLabels, TaskLabels
-from dmtl.core.relatedness import Relatedness, forward_map
-from dmtl.core.tasks import CategoricalTask, Task
-
-CoAnnotationMode = Literal["off", "soft", "hard"]
+from dmtl.core.labels import TaskLabels
 
 
-def _masked_mean(values: Tensor, weight: Tensor) -> Tensor:
-    """``sum(w * v) / sum(w)``, and exactly 0 (with gradient) when ``sum(w) == 0``."""
+def masked_mean(values: Tensor, weight: Tensor) -> Tensor:
+    """``sum(w * v) / sum(w)``, and exactly 0 (with gradient) when ``sum(w) == 0``.
+
+    >>> masked_mean(torch.tensor([1.0, 3.0]), torch.tensor([True, False]))
+    tensor(1.)
+    """
     weight = weight.to(values.dtype)
     total = weight.sum()
     return (values * weight).sum() / torch.where(total > 0, total, torch.ones_like(total))
@@ -44,11 +50,16 @@ def soft_cross_entropy(logits: Tensor, target: Tensor, weight: Tensor | None = N
     per_sample = -(target * torch.log_softmax(logits, dim=-1)).sum(dim=-1)
     if weight is None:
         weight = torch.ones_like(per_sample)
-    return _masked_mean(per_sample, weight)
+    return masked_mean(per_sample, weight)
 
 
-def masked_cross_entropy(logits: Tensor, labels: TaskLabels) -> Tensor:
-    """``sum_i m_i CE(z_i, y_i) / sum_i m_i`` over the labelled samples of a categorical task.
+def masked_cross_entropy(
+    logits: Tensor,
+    labels: TaskLabels,
+    class_weight: Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """``sum_i m_i w_{y_i} CE(z_i, y_i) / sum_i m_i w_{y_i}`` over the labelled samples.
 
     >>> from dmtl.core.labels import TaskLabels
     >>> labels = TaskLabels(torch.tensor([1, 0]), torch.tensor([True, False]))
@@ -57,8 +68,13 @@ def masked_cross_entropy(logits: Tensor, labels: TaskLabels) -> Tensor:
     """
     # Masked-out targets may hold any filler (e.g. -1): never read them.
     target = torch.where(labels.mask, labels.target, torch.zeros_like(labels.target))
-    per_sample = F.cross_entropy(logits, target, reduction="none")
-    return _masked_mean(per_sample, labels.mask)
+    per_sample = F.cross_entropy(
+        logits, target, reduction="none", label_smoothing=label_smoothing
+    )
+    if class_weight is None:
+        return masked_mean(per_sample, labels.mask)
+    weight = class_weight.to(per_sample.device, per_sample.dtype)[target]
+    return masked_mean(per_sample, labels.mask.to(per_sample.dtype) * weight)
 
 
 def masked_binary_cross_entropy(
@@ -75,147 +91,54 @@ def masked_binary_cross_entropy(
     else:
         # Masked-out targets may hold any filler (NaN in the encoded form): never read them.
         target = torch.where(mask, target, torch.zeros_like(target))
+    if pos_weight is not None:
+        pos_weight = pos_weight.to(logits.device, logits.dtype)
     per_entry = F.binary_cross_entropy_with_logits(
         logits, target, reduction="none", pos_weight=pos_weight
     )
-    return _masked_mean(per_entry, mask)
+    return masked_mean(per_entry, mask)
 
 
-# ---- co-annotation ------------------------------------------------------------------------------
+def masked_squared_error(predictions: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """``sum_ij m_ij (z_ij - y_ij)^2 / sum_ij m_ij``.
 
-
-def hard_binary_targets(soft: Tensor, threshold: float = 0.5) -> Tensor:
-    """Hard co-annotation for binary sets: ``1[q_j >= threshold]``."""
-    return (soft >= threshold).to(soft.dtype)
-
-
-def hard_categorical_targets(soft: Tensor, threshold: float = 0.5) -> tuple[Tensor, Tensor]:
-    """Hard categorical co-annotation: one-hot arg-max, kept where its probability ``>= threshold``.
-
-    Returns the one-hot targets and a ``(N,)`` mask of the rows kept.
+    >>> masked_squared_error(torch.tensor([[0.5, 0.0]]), torch.tensor([[1.0, 9.0]]),
+    ...                      torch.tensor([[True, False]]))
+    tensor(0.2500)
     """
-    best, index = soft.max(dim=-1)
-    return F.one_hot(index, soft.shape[-1]).to(soft.dtype), best >= threshold
+    target = torch.where(mask, target.to(predictions.dtype), torch.zeros_like(predictions))
+    return masked_mean((predictions - target) ** 2, mask)
 
 
-def _labels_or_unlabelled(
-    labels: PartialLabels, task: Task, batch_size: int, device: torch.device
-) -> TaskLabels:
-    """The task's labels, or all-unlabelled ones if the task is absent from the batch."""
-    if task.name in labels:
-        return labels[task.name]
-    shape = (batch_size,) if isinstance(task, CategoricalTask) else (batch_size, task.num_outputs)
-    dtype = torch.long if isinstance(task, CategoricalTask) else torch.float32
-    return TaskLabels(
-        torch.zeros(shape, dtype=dtype, device=device),
-        torch.zeros(shape, dtype=torch.bool, device=device),
-    )
+def concordance_loss(predictions: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """``mean_j (1 - CCC_j)`` over the dimensions with at least two observed entries.
 
+    A perfect prediction scores 0, an uncorrelated one 1, an anti-correlated one up to 2.
 
-def co_annotation_losses(
-    edge: Relatedness,
-    logits: dict[str, Tensor],
-    labels: PartialLabels,
-    mode: CoAnnotationMode = "soft",
-    prior: Tensor | None = None,
-    eps: float = 0.05,
-    tau: float = 1.0,
-    hard_threshold: float = 0.5,
-) -> dict[str, Tensor]:
-    """Co-annotation through one edge A -> B (method.md section 5).
-
-    - ``A->B``: a sample labelled with class c for A gets ``R[c, :]`` as B's target, on
-      the B entries it lacks (binary sets: per label; categorical: unlabelled samples).
-    - ``B->A``: a sample with B labels but no A label gets the inverse-map posterior
-      ``q_A(.|b)`` (only observed labels enter the evidence) as A's target.
-
-    Losses have the supervised form (soft BCE / soft CE) against these targets.
-    Returns ``{"A->B": loss, "B->A": loss}``; a side with no such sample gives 0.
+    >>> y = torch.tensor([[0.1], [0.5], [-0.3]])
+    >>> concordance_loss(y, y, torch.ones(3, 1, dtype=torch.bool))
+    tensor(0.)
     """
-    a, b = edge.source, edge.target
-    out: dict[str, Tensor] = {}
-    z_a, z_b = logits[a.name], logits[b.name]
-    # A task absent from the batch's labels is unlabelled on every sample (e.g. a batch from
-    # a source annotated for A only): the other side still gets co-annotation targets.
-    la = _labels_or_unlabelled(labels, a, z_a.shape[0], z_a.device)
-    lb = _labels_or_unlabelled(labels, b, z_a.shape[0], z_a.device)
-    table = edge.table.to(z_a.device, z_a.dtype)
-
-    # A -> B: from A's label through R.
-    from_a = table[la.target]  # (N, K_B): R[c, :]
-    if edge.target_is_categorical:
-        need = la.mask & ~lb.mask
-        if mode == "hard":
-            from_a, kept = hard_categorical_targets(from_a, hard_threshold)
-            need = need & kept
-        out[f"{a.name}->{b.name}"] = soft_cross_entropy(z_b, from_a, need)
-    else:
-        need_entries = la.mask[:, None] & ~lb.mask
-        if mode == "hard":
-            from_a = hard_binary_targets(from_a, 0.5)
-        out[f"{a.name}->{b.name}"] = masked_binary_cross_entropy(z_b, from_a, need_entries)
-
-    # B -> A: from B's labels through the inverse map.
-    need_a = lb.labelled_samples & ~la.mask
-    if edge.target_is_categorical:
-        evidence = F.one_hot(lb.target, b.num_outputs).to(z_a.dtype)
-        q_a = edge.inverse_map(evidence, prior=prior)
-    else:
-        q_a = edge.inverse_map(
-            lb.target.to(z_a.dtype), observed=lb.mask, prior=prior, eps=eps, tau=tau
-        )
-    if mode == "hard":
-        q_a, kept = hard_categorical_targets(q_a, hard_threshold)
-        need_a = need_a & kept
-    out[f"{b.name}->{a.name}"] = soft_cross_entropy(z_a, q_a.detach(), need_a)
-    return out
+    weight = mask.to(predictions.dtype)
+    count = weight.sum(dim=0)  # (K,)
+    safe = count.clamp_min(1.0)
+    target = torch.where(mask, target.to(predictions.dtype), torch.zeros_like(predictions))
+    mean_z = (predictions * weight).sum(0) / safe
+    mean_y = (target * weight).sum(0) / safe
+    dz, dy = (predictions - mean_z) * weight, (target - mean_y) * weight
+    covariance = (dz * dy).sum(0) / safe
+    var_z, var_y = (dz * dz).sum(0) / safe, (dy * dy).sum(0) / safe
+    denominator = var_z + var_y + (mean_z - mean_y) ** 2
+    ccc = 2 * covariance / denominator.clamp_min(torch.finfo(predictions.dtype).tiny)
+    usable = count >= 2
+    return masked_mean(1.0 - ccc, usable)
 
 
-# ---- distribution matching ----------------------------------------------------------------------
-
-
-def distribution_matching_losses(
-    edge: Relatedness,
-    logits: dict[str, Tensor],
-    prior: Tensor | None = None,
-    eps: float = 0.05,
-    tau: float = 3.0,
-    stop_gradient: bool = True,
-    forward: bool = True,
-    inverse: bool = True,
-    weight: Tensor | None = None,
-) -> dict[str, Tensor]:
-    """Distribution matching through one edge A -> B (method.md section 6), on every sample.
-
-    - ``A->B`` (forward): ``q_B = softmax(z_A) @ R``; binary set:
-      ``mean_x mean_j BCE(q_B,j, sigmoid(z_B,j))``, categorical: ``mean_x CE(q_B, softmax(z_B))``.
-    - ``B->A`` (inverse): ``q_A`` from B's predictions through Bayes' rule (binary:
-      soft evidence ``s = sigmoid(z_B)`` with ``eps``/``tau``); ``mean_x CE(q_A, softmax(z_A))``.
-
-    With ``stop_gradient`` (default) the target is detached, so each task teaches
-    the other as a teacher would. ``weight`` ``(N,)`` optionally restricts the samples.
-    """
-    a, b = edge.source, edge.target
-    z_a, z_b = logits[a.name], logits[b.name]
-    out: dict[str, Tensor] = {}
-    if weight is None:
-        weight = torch.ones(z_a.shape[0], dtype=z_a.dtype, device=z_a.device)
-    table = edge.table.to(z_a.device, z_a.dtype)
-    if forward:
-        q_b = forward_map(torch.softmax(z_a, dim=-1), table)  # clamped to [0, 1]
-        if stop_gradient:
-            q_b = q_b.detach()
-        if edge.target_is_categorical:
-            out[f"{a.name}->{b.name}"] = soft_cross_entropy(z_b, q_b, weight)
-        else:
-            per_sample = F.binary_cross_entropy_with_logits(z_b, q_b, reduction="none").mean(dim=-1)
-            out[f"{a.name}->{b.name}"] = _masked_mean(per_sample, weight)
-    if inverse:
-        if edge.target_is_categorical:
-            q_a = edge.inverse_map(torch.softmax(z_b, dim=-1), prior=prior)
-        else:
-            q_a = edge.inverse_map(torch.sigmoid(z_b), prior=prior, eps=eps, tau=tau)
-        if stop_gradient:
-            q_a = q_a.detach()
-        out[f"{b.name}->{a.name}"] = soft_cross_entropy(z_a, q_a, weight)
-    return out
+__all__ = [
+    "concordance_loss",
+    "masked_binary_cross_entropy",
+    "masked_cross_entropy",
+    "masked_mean",
+    "masked_squared_error",
+    "soft_cross_entropy",
+]

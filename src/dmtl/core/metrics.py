@@ -1,16 +1,14 @@
-"""Masked per-task classification metrics, as functions and as torchmetrics modules.
+"""Masked per-task metrics: one torchmetrics class per task kind over functional kernels.
 
-Every metric is computed from four per-output counts accumulated over the
-*observed* entries only (the masks of :class:`~dmtl.core.labels.TaskLabels`):
-``tp``, ``fp``, ``fn`` and ``observed``, plus ``num_labelled``, the number of
-samples with at least one observed entry. A categorical task is counted
-one-vs-rest, so that class ``c`` gets ``tp_c = #(pred = c, y = c)``,
-``fp_c = #(pred = c, y != c)``, ``fn_c = #(pred != c, y = c)``.
+Everything is accumulated over the *observed* entries only (the masks of
+:class:`~dmtl.core.labels.TaskLabels`); ``num_labelled`` counts the samples with at
+least one observed entry. Inputs are always the head's outputs (logits).
 
-Predictions: categorical ``argmax_c z_c``; binary set ``sigmoid(z_j) > threshold``
-(default 0.5, strict as in torchmetrics). Inputs are always logits.
-
-Formulas::
+**Classification** (categorical and binary set) from four per-output counts ``tp``,
+``fp``, ``fn``, ``observed`` (:func:`categorical_counts`, :func:`binary_set_counts`).
+A categorical task is counted one-vs-rest: class ``c`` gets ``tp_c = #(pred = c, y = c)``,
+``fp_c = #(pred = c, y != c)``, ``fn_c = #(pred != c, y = c)``. Predictions: categorical
+``argmax_c z_c``; binary set ``sigmoid(z_j) > threshold`` (0.5, strict as in torchmetrics)::
 
     F1_j          = 2 tp_j / (2 tp_j + fp_j + fn_j)      (None where 2 tp_j + fp_j + fn_j = 0)
     categorical:  accuracy = sum_c tp_c / num_labelled   (micro)
@@ -18,34 +16,42 @@ Formulas::
     binary set:   accuracy = (sum_j observed_j - fp_j - fn_j) / sum_j observed_j
                   f1_mean  = mean of the defined F1_j    (the action-unit convention)
 
-Nothing observed gives ``None`` ("n/a"), never 0: a task with no labelled
-sample has every metric ``None``; a label never observed, or a class that was
-neither a target nor predicted, has F1 ``None`` and is left out of the mean
-(torchmetrics' macro average does the same). Pass ``zero_division=0.0`` to
-score an *observed* output with ``2tp + fp + fn = 0`` as 0 instead (the
-scikit-learn default); never-observed binary labels stay ``None``.
+**Regression** from per-target moments over observed entries (:func:`regression_moments`:
+``n, sum z, sum y, sum z^2, sum y^2, sum zy``, in float64), with population moments::
 
-Metric names (stable; the keys of every result dict):
+    CCC_j    = 2 s_zy / (s_z^2 + s_y^2 + (mean_z - mean_y)^2)     (None with fewer than 2 values)
+    ccc_mean = mean of the defined CCC_j
+    mse      = sum_j sum (z - y)^2 / sum_j n_j
+
+Nothing observed gives ``None`` ("n/a"), never 0: a task with no labelled sample has
+every metric ``None``; a label never observed, or a class that was neither a target
+nor predicted, has F1 ``None`` and is left out of the mean (torchmetrics' macro average
+does the same). ``zero_division=0.0`` scores an *observed* output with
+``2tp + fp + fn = 0`` as 0 instead (the scikit-learn default).
+
+Metric names (the keys of every result dict; ``task.metric_names()`` lists them):
 
 =================  ==========================  ===================================
 task kind          key                         meaning
 =================  ==========================  ===================================
-both               ``accuracy``                see above
+classification     ``accuracy``                see above
 categorical        ``f1_macro``                macro-F1 over classes
 categorical        ``f1/<class name>``         per-class F1
 binary set         ``f1_mean``                 mean per-label F1
 binary set         ``f1/<label name>``         per-label F1
-both               ``num_labelled``            samples with an observed entry (int)
+regression         ``ccc_mean``                mean CCC over targets
+regression         ``ccc/<target name>``       per-target CCC
+regression         ``mse``                     mean squared error over observed entries
+all                ``num_labelled``            samples with an observed entry (int)
 =================  ==========================  ===================================
 
-Flat names prefix the task: ``<task>/<key>``, e.g. ``digit/accuracy``,
-``au/f1_mean``, ``au/f1/AU12``. Task names cannot contain ``/``, so the text
-before the first ``/`` is always the task (a class name may contain ``/``).
-The primary metric of a task (the study's headline number) is ``accuracy``
-for categorical tasks and ``f1_mean`` for binary-set tasks (:func:`primary_metric`).
+Flat names prefix the task: ``<task>/<key>``, e.g. ``digit/accuracy``, ``au/f1/AU12``.
+Task names cannot contain ``/``, so the text before the first ``/`` is the task. The
+primary metric of a task (the study's headline number) is ``task.primary_metric``:
+``accuracy``, ``f1_mean`` or ``ccc_mean``.
 
-The modules keep the counts as torchmetrics states with ``dist_reduce_fx="sum"``,
-so ``compute()`` under DDP sums them over processes before deriving the metrics.
+The modules keep their counts or moments as torchmetrics states with
+``dist_reduce_fx="sum"``, so ``compute()`` under DDP sums them over processes first.
 
 >>> from dmtl.core.labels import TaskLabels
 >>> from dmtl.core.tasks import CategoricalTask
@@ -61,43 +67,21 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
 from dmtl.core.labels import PartialLabels, TaskLabels
-from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task, TaskKind, check_unique_task_names
+
+if TYPE_CHECKING:
+    from dmtl.core.tasks import BinarySetTask, CategoricalTask, RegressionTask, Task
 
 MetricValue = float | int | None
 """A metric value: a float, an int count (``num_labelled``), or ``None`` for "n/a"."""
 
-PRIMARY_METRIC: dict[TaskKind, str] = {"categorical": "accuracy", "binary_set": "f1_mean"}
-"""The headline metric of each task kind."""
-
 _V = TypeVar("_V")
-
-
-def primary_metric(task: Task) -> str:
-    """Key of the task's headline metric: ``accuracy`` (categorical) or ``f1_mean`` (binary set).
-
-    >>> from dmtl.core.tasks import BinarySetTask
-    >>> primary_metric(BinarySetTask("au", ["AU1"]))
-    'f1_mean'
-    """
-    return PRIMARY_METRIC[task.kind]
-
-
-def metric_names(task: Task, per_output: bool = True) -> list[str]:
-    """The keys a task's result dict has, in order (see the module docstring).
-
-    >>> metric_names(CategoricalTask("digit", ["0", "1"]))
-    ['accuracy', 'f1_macro', 'f1/0', 'f1/1', 'num_labelled']
-    """
-    mean_f1 = "f1_macro" if task.kind == "categorical" else "f1_mean"
-    per = [f"f1/{name}" for name in task.names] if per_output else []
-    return ["accuracy", mean_f1, *per, "num_labelled"]
 
 
 def flatten_metrics(
@@ -116,6 +100,22 @@ def flatten_metrics(
     }
 
 
+def _check_inputs(logits: Tensor, labels: TaskLabels, task: Task) -> None:
+    if logits.dim() != 2 or logits.shape[1] != task.num_outputs:
+        raise ValueError(
+            f"task {task.name!r}: expected outputs of shape (N, {task.num_outputs}), "
+            f"got {tuple(logits.shape)}"
+        )
+    if labels.mask.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"task {task.name!r}: {logits.shape[0]} rows of outputs but "
+            f"{labels.mask.shape[0]} rows of labels"
+        )
+
+
+# ---- classification kernels ------------------------------------------------------------------
+
+
 class Counts(NamedTuple):
     """Per-output counts over observed entries; ``num_labelled`` is a 0-dim tensor."""
 
@@ -126,29 +126,10 @@ class Counts(NamedTuple):
     num_labelled: Tensor
 
 
-def _check_inputs(logits: Tensor, labels: TaskLabels, task: Task) -> None:
-    if logits.dim() != 2 or logits.shape[1] != task.num_outputs:
-        raise ValueError(
-            f"task {task.name!r}: expected logits of shape (N, {task.num_outputs}), "
-            f"got {tuple(logits.shape)}"
-        )
-    expected_mask_dim = 1 if task.kind == "categorical" else 2
-    if labels.mask.dim() != expected_mask_dim:
-        raise ValueError(
-            f"task {task.name!r}: a {task.kind} task needs a {expected_mask_dim}-d mask, "
-            f"got shape {tuple(labels.mask.shape)}"
-        )
-    if labels.mask.shape[0] != logits.shape[0]:
-        raise ValueError(
-            f"task {task.name!r}: {logits.shape[0]} rows of logits but "
-            f"{labels.mask.shape[0]} rows of labels"
-        )
-
-
 def categorical_counts(logits: Tensor, labels: TaskLabels, task: CategoricalTask) -> Counts:
     """One-vs-rest counts of a categorical task over its labelled samples (no host sync)."""
     _check_inputs(logits, labels, task)
-    num_classes = task.num_classes
+    num_classes = task.num_outputs
     mask = labels.mask.to(logits.device)
     target = labels.target.to(logits.device).long()
     pred = logits.argmax(dim=1)
@@ -178,12 +159,8 @@ def binary_set_counts(
     return Counts(tp, fp, fn, mask.sum(dim=0), mask.any(dim=1).sum())
 
 
-def metrics_from_counts(
-    task: Task, counts: Counts, per_output: bool = True, zero_division: float | None = None
-) -> dict[str, MetricValue]:
-    """Derive the metrics of the module docstring from (possibly accumulated) counts."""
+def _f1_scores(counts: Counts, zero_division: float | None) -> list[float | None]:
     tp, fp, fn, observed = (c.detach().cpu().long().tolist() for c in counts[:4])
-    num_labelled = int(counts.num_labelled)
     f1: list[float | None] = []
     for tp_j, fp_j, fn_j, observed_j in zip(tp, fp, fn, observed, strict=True):
         denominator = 2 * tp_j + fp_j + fn_j
@@ -193,22 +170,255 @@ def metrics_from_counts(
             f1.append(float(zero_division))
         else:
             f1.append(None)
+    return f1
+
+
+def metrics_from_counts(
+    task: Task,
+    counts: Counts,
+    per_output: bool = True,
+    zero_division: float | None = None,
+    accuracy_over: Literal["samples", "entries"] = "entries",
+) -> dict[str, MetricValue]:
+    """The classification metrics of the module docstring from (accumulated) counts.
+
+    ``accuracy_over``: ``samples`` (categorical, micro) or ``entries`` (binary set).
+    """
+    f1 = _f1_scores(counts, zero_division)
+    num_labelled = int(counts.num_labelled)
     defined = [v for v in f1 if v is not None]
     mean_f1 = sum(defined) / len(defined) if defined else None
     accuracy: float | None
-    if task.kind == "categorical":
-        accuracy = sum(tp) / num_labelled if num_labelled > 0 else None
+    if accuracy_over == "samples":
+        accuracy = int(counts.tp.sum()) / num_labelled if num_labelled > 0 else None
     else:
-        total = sum(observed)
-        accuracy = (total - sum(fp) - sum(fn)) / total if total > 0 else None
+        total = int(counts.observed.sum())
+        wrong = int(counts.fp.sum()) + int(counts.fn.sum())
+        accuracy = (total - wrong) / total if total > 0 else None
     if num_labelled == 0:
         mean_f1, f1 = None, [None] * len(f1)
-    out: dict[str, MetricValue] = {"accuracy": accuracy}
-    out["f1_macro" if task.kind == "categorical" else "f1_mean"] = mean_f1
+    keys = task.metric_names(per_output=False)
+    out: dict[str, MetricValue] = {keys[0]: accuracy, keys[1]: mean_f1}
     if per_output:
         out.update({f"f1/{name}": value for name, value in zip(task.names, f1, strict=True)})
     out["num_labelled"] = num_labelled
     return out
+
+
+# ---- regression kernel -----------------------------------------------------------------------
+
+
+class Moments(NamedTuple):
+    """Per-target sums over observed entries (float64): n, z, y, z^2, y^2, zy."""
+
+    n: Tensor
+    sum_z: Tensor
+    sum_y: Tensor
+    sum_zz: Tensor
+    sum_yy: Tensor
+    sum_zy: Tensor
+    num_labelled: Tensor
+
+
+def regression_moments(predictions: Tensor, labels: TaskLabels, task: RegressionTask) -> Moments:
+    """Per-target moments of predictions ``z`` and targets ``y`` over observed entries."""
+    _check_inputs(predictions, labels, task)
+    mask = labels.mask.to(predictions.device)
+    weight = mask.double()
+    z = predictions.detach().double() * weight
+    y = torch.where(mask, labels.target.to(predictions.device).double(), 0.0)
+    return Moments(
+        weight.sum(0), z.sum(0), y.sum(0), (z * z).sum(0), (y * y).sum(0), (z * y).sum(0),
+        mask.any(dim=1).sum(),
+    )
+
+
+def metrics_from_moments(
+    task: Task, moments: Moments, per_output: bool = True
+) -> dict[str, MetricValue]:
+    """CCC per target, their mean and the MSE (module docstring) from accumulated moments."""
+    n = moments.n.double()
+    safe = n.clamp_min(1.0)
+    mean_z, mean_y = moments.sum_z / safe, moments.sum_y / safe
+    var_z = moments.sum_zz / safe - mean_z**2
+    var_y = moments.sum_yy / safe - mean_y**2
+    covariance = moments.sum_zy / safe - mean_z * mean_y
+    denominator = var_z + var_y + (mean_z - mean_y) ** 2
+    ccc: list[float | None] = [
+        float(2 * c / d) if count >= 2 and d > 0 else None
+        for c, d, count in zip(covariance.tolist(), denominator.tolist(), n.tolist(), strict=True)
+    ]
+    total = float(n.sum())
+    squared = float((moments.sum_zz - 2 * moments.sum_zy + moments.sum_yy).sum())
+    defined = [v for v in ccc if v is not None]
+    out: dict[str, MetricValue] = {
+        "ccc_mean": sum(defined) / len(defined) if defined else None,
+        "mse": squared / total if total > 0 else None,
+    }
+    if per_output:
+        out.update({f"ccc/{name}": value for name, value in zip(task.names, ccc, strict=True)})
+    out["num_labelled"] = int(moments.num_labelled)
+    return out
+
+
+# ---- one torchmetrics class per kind ---------------------------------------------------------
+
+
+class TaskMetrics(Metric):
+    """Accumulating metrics of one task (torchmetrics: states summed over DDP processes).
+
+    ``update(logits, labels)`` adds a batch; ``compute()`` returns ``{key: value}`` over
+    everything seen since the last ``reset()``. Build one with ``task.metric()``.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, task: Task, per_output: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.task = task
+        self.per_output = per_output
+
+    def metric_names(self) -> list[str]:
+        """Keys of :meth:`compute`'s result."""
+        return self.task.metric_names(self.per_output)
+
+
+class _ClassificationMetrics(TaskMetrics):
+    """Counts ``tp, fp, fn, observed`` per output and ``num_labelled``."""
+
+    tp: Tensor
+    fp: Tensor
+    fn: Tensor
+    observed: Tensor
+    num_labelled: Tensor
+
+    def __init__(
+        self, task: Task, per_output: bool = True, zero_division: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(task, per_output, **kwargs)
+        self.zero_division = zero_division
+        for name in ("tp", "fp", "fn", "observed"):
+            self.add_state(
+                name, default=torch.zeros(task.num_outputs, dtype=torch.long), dist_reduce_fx="sum"
+            )
+        self.add_state(
+            "num_labelled", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum"
+        )
+
+    accuracy_over: ClassVar[Literal["samples", "entries"]] = "entries"
+
+    def _counts(self, logits: Tensor, labels: TaskLabels) -> Counts:
+        raise NotImplementedError
+
+    def update(self, logits: Tensor, labels: TaskLabels) -> None:
+        """Add the counts of one batch (``logits`` of shape ``(N, num_outputs)``)."""
+        counts = self._counts(logits.detach(), labels)
+        device = self.tp.device
+        self.tp += counts.tp.to(device)
+        self.fp += counts.fp.to(device)
+        self.fn += counts.fn.to(device)
+        self.observed += counts.observed.to(device)
+        self.num_labelled += counts.num_labelled.to(device)
+
+    def compute(self) -> dict[str, MetricValue]:
+        counts = Counts(self.tp, self.fp, self.fn, self.observed, self.num_labelled)
+        return metrics_from_counts(
+            self.task, counts, self.per_output, self.zero_division, self.accuracy_over
+        )
+
+
+class CategoricalMetrics(_ClassificationMetrics):
+    """Accuracy, macro-F1 and per-class F1 of a categorical task.
+
+    >>> from dmtl.core.tasks import CategoricalTask
+    >>> metric = CategoricalTask("d", ["0", "1"]).metric()
+    >>> metric.update(torch.tensor([[2.0, 0.0]]), TaskLabels(torch.tensor([0]),
+    ...                                                       torch.tensor([True])))
+    >>> metric.compute()["accuracy"]
+    1.0
+    """
+
+    accuracy_over = "samples"
+
+    def _counts(self, logits: Tensor, labels: TaskLabels) -> Counts:
+        return categorical_counts(logits, labels, self.task)  # type: ignore[arg-type]
+
+
+class BinarySetMetrics(_ClassificationMetrics):
+    """Mean per-label F1, accuracy and per-label F1 at ``threshold`` of a binary-set task.
+
+    >>> from dmtl.core.tasks import BinarySetTask
+    >>> metric = BinarySetTask("au", ["AU1"]).metric()
+    >>> observed = torch.tensor([[True]])
+    >>> metric.update(torch.tensor([[2.0]]), TaskLabels(torch.tensor([[1.0]]), observed))
+    >>> metric.update(torch.tensor([[2.0]]), TaskLabels(torch.tensor([[0.0]]), observed))
+    >>> result = metric.compute()
+    >>> result["accuracy"], result["f1_mean"], result["num_labelled"]
+    (0.5, 0.6666666666666666, 2)
+    """
+
+    def __init__(
+        self, task: Task, per_output: bool = True, zero_division: float | None = None,
+        threshold: float = 0.5, **kwargs: Any,
+    ) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+        super().__init__(task, per_output, zero_division, **kwargs)
+        self.threshold = threshold
+
+    def _counts(self, logits: Tensor, labels: TaskLabels) -> Counts:
+        return binary_set_counts(logits, labels, self.task, self.threshold)  # type: ignore[arg-type]
+
+
+class RegressionMetrics(TaskMetrics):
+    """CCC per target, mean CCC and MSE of a regression task (moments in float64).
+
+    >>> from dmtl.core.tasks import RegressionTask
+    >>> metric = RegressionTask("va", ["valence"]).metric()
+    >>> y = torch.tensor([[0.1], [0.5], [-0.3]])
+    >>> metric.update(y, TaskLabels(y, torch.ones(3, 1, dtype=torch.bool)))
+    >>> metric.compute()["ccc_mean"]
+    1.0
+    """
+
+    n: Tensor
+    sum_z: Tensor
+    sum_y: Tensor
+    sum_zz: Tensor
+    sum_yy: Tensor
+    sum_zy: Tensor
+    num_labelled: Tensor
+
+    def __init__(self, task: Task, per_output: bool = True, **kwargs: Any) -> None:
+        super().__init__(task, per_output, **kwargs)
+        for name in Moments._fields[:-1]:
+            self.add_state(
+                name, default=torch.zeros(task.num_outputs, dtype=torch.float64),
+                dist_reduce_fx="sum",
+            )
+        self.add_state(
+            "num_labelled", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum"
+        )
+
+    def update(self, predictions: Tensor, labels: TaskLabels) -> None:
+        """Add the moments of one batch."""
+        moments = regression_moments(predictions, labels, self.task)  # type: ignore[arg-type]
+        for name, value in zip(Moments._fields, moments, strict=True):
+            state = getattr(self, name)
+            state += value.to(state.device, state.dtype)
+
+    def compute(self) -> dict[str, MetricValue]:
+        moments = Moments(*(getattr(self, name) for name in Moments._fields))
+        return metrics_from_moments(self.task, moments, self.per_output)
+
+
+def _computed(metric: TaskMetrics, outputs: Tensor, labels: TaskLabels) -> dict[str, MetricValue]:
+    metric.update(outputs, labels)
+    result: dict[str, MetricValue] = metric.compute()
+    return result
 
 
 def categorical_metrics(
@@ -218,17 +428,15 @@ def categorical_metrics(
     per_class: bool = True,
     zero_division: float | None = None,
 ) -> dict[str, MetricValue]:
-    """Accuracy, macro-F1 and per-class F1 of a categorical task over its labelled samples.
+    """Accuracy, macro-F1 and per-class F1 of one batch (functional :class:`CategoricalMetrics`).
 
+    >>> from dmtl.core.tasks import CategoricalTask
     >>> task = CategoricalTask("digit", ["0", "1", "2"])
     >>> nothing = TaskLabels(torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.bool))
     >>> categorical_metrics(torch.zeros(2, 3), nothing, task, per_class=False)
     {'accuracy': None, 'f1_macro': None, 'num_labelled': 0}
     """
-    if not isinstance(task, CategoricalTask):
-        raise TypeError(f"task {task.name!r} is not categorical")
-    counts = categorical_counts(logits, labels, task)
-    return metrics_from_counts(task, counts, per_class, zero_division)
+    return _computed(CategoricalMetrics(task, per_class, zero_division), logits, labels)
 
 
 def binary_set_metrics(
@@ -239,8 +447,9 @@ def binary_set_metrics(
     per_label: bool = True,
     zero_division: float | None = None,
 ) -> dict[str, MetricValue]:
-    """Per-label F1 at ``threshold``, their mean, and accuracy over the observed entries.
+    """Per-label F1 at ``threshold``, their mean and accuracy of one batch (functional form).
 
+    >>> from dmtl.core.tasks import BinarySetTask
     >>> task = BinarySetTask("au", ["AU1", "AU2"])
     >>> logits = torch.tensor([[1.0, -1.0], [1.0, 1.0]])      # predictions [[1, 0], [1, 1]]
     >>> target = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
@@ -249,98 +458,37 @@ def binary_set_metrics(
     >>> result["accuracy"], result["f1/AU1"], result["f1/AU2"], result["f1_mean"]
     (0.5, 0.6666666666666666, None, 0.6666666666666666)
     """
-    if not isinstance(task, BinarySetTask):
-        raise TypeError(f"task {task.name!r} is not a binary-set task")
-    counts = binary_set_counts(logits, labels, task, threshold)
-    return metrics_from_counts(task, counts, per_label, zero_division)
+    metric = BinarySetMetrics(task, per_label, zero_division, threshold=threshold)
+    return _computed(metric, logits, labels)
 
 
-class TaskMetrics(Metric):
-    """Accumulating metrics of one task (a torchmetrics ``Metric``: DDP-synchronised counts).
+def regression_metrics(
+    predictions: Tensor, labels: TaskLabels, task: RegressionTask, per_target: bool = True
+) -> dict[str, MetricValue]:
+    """CCC per target, mean CCC and MSE of one batch (functional :class:`RegressionMetrics`).
 
-    ``update(logits, labels)`` adds a batch; ``compute()`` returns the dict of
-    :func:`categorical_metrics` / :func:`binary_set_metrics` over everything
-    seen since the last ``reset()``. Extra keyword arguments go to ``Metric``.
-
-    >>> metric = TaskMetrics(BinarySetTask("au", ["AU1"]))
-    >>> observed = torch.tensor([[True]])
-    >>> metric.update(torch.tensor([[2.0]]), TaskLabels(torch.tensor([[1.0]]), observed))
-    >>> metric.update(torch.tensor([[2.0]]), TaskLabels(torch.tensor([[0.0]]), observed))
-    >>> result = metric.compute()
-    >>> result["accuracy"], result["f1_mean"], result["num_labelled"]
-    (0.5, 0.6666666666666666, 2)
+    >>> from dmtl.core.tasks import RegressionTask
+    >>> task = RegressionTask("va", ["valence"])
+    >>> z, y = torch.tensor([[0.0], [1.0]]), torch.tensor([[0.0], [0.5]])
+    >>> result = regression_metrics(z, TaskLabels(y, torch.ones(2, 1, dtype=torch.bool)), task)
+    >>> round(result["ccc_mean"], 6), result["mse"]   # 2 * 0.125 / (0.25 + 0.0625 + 0.0625)
+    (0.666667, 0.125)
     """
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-
-    tp: Tensor
-    fp: Tensor
-    fn: Tensor
-    observed: Tensor
-    num_labelled: Tensor
-
-    def __init__(
-        self,
-        task: Task,
-        threshold: float = 0.5,
-        per_output: bool = True,
-        zero_division: float | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        if not isinstance(task, (CategoricalTask, BinarySetTask)):
-            raise TypeError(f"expected a CategoricalTask or BinarySetTask, got {task!r}")
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
-        self.task = task
-        self.threshold = threshold
-        self.per_output = per_output
-        self.zero_division = zero_division
-        for name in ("tp", "fp", "fn", "observed"):
-            self.add_state(
-                name, default=torch.zeros(task.num_outputs, dtype=torch.long), dist_reduce_fx="sum"
-            )
-        self.add_state(
-            "num_labelled", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum"
-        )
-
-    def update(self, logits: Tensor, labels: TaskLabels) -> None:
-        """Add the counts of one batch (``logits`` of shape ``(N, num_outputs)``)."""
-        logits = logits.detach()
-        if isinstance(self.task, CategoricalTask):
-            counts = categorical_counts(logits, labels, self.task)
-        else:
-            assert isinstance(self.task, BinarySetTask)
-            counts = binary_set_counts(logits, labels, self.task, self.threshold)
-        device = self.tp.device
-        self.tp += counts.tp.to(device)
-        self.fp += counts.fp.to(device)
-        self.fn += counts.fn.to(device)
-        self.observed += counts.observed.to(device)
-        self.num_labelled += counts.num_labelled.to(device)
-
-    def compute(self) -> dict[str, MetricValue]:
-        """Metrics over the accumulated counts (see the module docstring for the keys)."""
-        counts = Counts(self.tp, self.fp, self.fn, self.observed, self.num_labelled)
-        return metrics_from_counts(self.task, counts, self.per_output, self.zero_division)
-
-    def metric_names(self) -> list[str]:
-        """Keys of :meth:`compute`'s result."""
-        return metric_names(self.task, self.per_output)
+    return _computed(RegressionMetrics(task, per_target), predictions, labels)
 
 
 class MultiTaskMetrics(nn.Module):
-    """One :class:`TaskMetrics` per task, fed from ``{task: logits}`` and :class:`PartialLabels`.
+    """One metric per task (``task.metric()``), fed from ``{task: logits}`` and labels.
 
-    A task absent from ``labels`` counts as unlabelled in that batch; a task
-    absent from ``logits`` is not updated; logits of unknown tasks are ignored.
-    ``compute()`` gives ``{task: {key: value}}`` and :meth:`compute_flat`
-    ``{"task/key": value}``. Every process must call ``compute()`` under DDP
-    (it synchronises each task's counts).
+    A task absent from ``labels`` counts as unlabelled in that batch; a task absent
+    from ``logits`` is not updated; logits of unknown tasks are ignored. ``compute()``
+    gives ``{task: {key: value}}`` and :meth:`compute_flat` ``{"task/key": value}``.
+    Every process must call ``compute()`` under DDP (it synchronises each task's states).
+    ``per_output``: keep per-class/label/target values (an int keeps them only for
+    tasks with at most that many outputs: 10,177 per-identity F1s are rarely wanted).
 
     >>> from dmtl.core.labels import collate_labels
+    >>> from dmtl.core.tasks import BinarySetTask, CategoricalTask
     >>> tasks = [CategoricalTask("digit", ["0", "1"]), BinarySetTask("au", ["AU1", "AU2"])]
     >>> metrics = MultiTaskMetrics(tasks, per_output=False)
     >>> labels = collate_labels(tasks, [{"digit": 1}, {"au": {"AU1": 1}}])
@@ -356,27 +504,21 @@ class MultiTaskMetrics(nn.Module):
     """
 
     def __init__(
-        self,
-        tasks: Sequence[Task],
-        threshold: float = 0.5,
-        per_output: bool | int = True,
-        zero_division: float | None = None,
-        **metric_kwargs: Any,
+        self, tasks: Sequence[Task], per_output: bool | int = True, **metric_kwargs: Any
     ) -> None:
         super().__init__()
-        self.tasks: dict[str, Task] = check_unique_task_names(tasks)
+        self.tasks: dict[str, Task] = {t.name: t for t in tasks}
+        if len(self.tasks) != len(tasks):
+            raise ValueError("MultiTaskMetrics: task names must be unique")
 
         def wanted(task: Task) -> bool:
-            # An int keeps per-class/per-label values only for tasks with at most that many
-            # outputs (10,177 per-identity F1 values are rarely worth logging).
             if isinstance(per_output, bool):
                 return per_output
             return task.num_outputs <= per_output
 
         # A ModuleList, not a ModuleDict: task names need not be valid attribute names.
         self.task_metrics = nn.ModuleList(
-            TaskMetrics(task, threshold, wanted(task), zero_division, **metric_kwargs)
-            for task in self.tasks.values()
+            task.metric(per_output=wanted(task), **metric_kwargs) for task in self.tasks.values()
         )
         self._position = {name: i for i, name in enumerate(self.tasks)}
 
@@ -391,7 +533,11 @@ class MultiTaskMetrics(nn.Module):
             if name not in logits:
                 continue
             task_logits = logits[name]
-            task_labels = labels[name] if name in labels else _unobserved(task, task_logits)
+            task_labels = (
+                labels[name]
+                if name in labels
+                else task.empty_batch_labels(task_logits.shape[0], task_logits.device)
+            )
             self[name].update(task_logits, task_labels)
 
     def compute(self) -> dict[str, dict[str, MetricValue]]:
@@ -414,36 +560,29 @@ class MultiTaskMetrics(nn.Module):
 
     def primary_names(self) -> dict[str, str]:
         """``{task: flat name of its primary metric}``."""
-        return {name: f"{name}/{primary_metric(task)}" for name, task in self.tasks.items()}
+        return {name: f"{name}/{task.primary_metric}" for name, task in self.tasks.items()}
 
     def forward(self, logits: Mapping[str, Tensor], labels: PartialLabels) -> None:
         """Same as :meth:`update`."""
         self.update(logits, labels)
 
 
-def _unobserved(task: Task, logits: Tensor) -> TaskLabels:
-    shape = (
-        (logits.shape[0],) if task.kind == "categorical" else (logits.shape[0], task.num_outputs)
-    )
-    dtype = torch.long if task.kind == "categorical" else torch.float32
-    return TaskLabels(
-        torch.zeros(shape, dtype=dtype, device=logits.device),
-        torch.zeros(shape, dtype=torch.bool, device=logits.device),
-    )
-
-
 __all__ = [
-    "PRIMARY_METRIC",
+    "BinarySetMetrics",
+    "CategoricalMetrics",
     "Counts",
     "MetricValue",
+    "Moments",
     "MultiTaskMetrics",
+    "RegressionMetrics",
     "TaskMetrics",
     "binary_set_counts",
     "binary_set_metrics",
     "categorical_counts",
     "categorical_metrics",
     "flatten_metrics",
-    "metric_names",
     "metrics_from_counts",
-    "primary_metric",
+    "metrics_from_moments",
+    "regression_metrics",
+    "regression_moments",
 ]

@@ -165,17 +165,18 @@ class MultiTaskModel(nn.Module):
         features = self.dropout(self.features(x))
         return {name: head(features) for name, head in self.heads.items()}
 
-    def predict_proba(self, x: Tensor) -> dict[str, Tensor]:
-        """Probabilities of every task (see :func:`predict_proba`)."""
-        return predict_proba(self(x), list(self.tasks.values()))
+    def predict(self, x: Tensor) -> dict[str, Tensor]:
+        """What every task predicts (see :func:`predictions`)."""
+        return predictions(self(x), list(self.tasks.values()))
 
 
-def predict_proba(logits: Mapping[str, Tensor], tasks: Sequence[Task]) -> dict[str, Tensor]:
-    """``softmax(z)`` for categorical tasks, ``sigmoid(z)`` for binary sets, per task in ``logits``.
+def predictions(logits: Mapping[str, Tensor], tasks: Sequence[Task]) -> dict[str, Tensor]:
+    """Each task's prediction from its logits (``task.predict``): class probabilities
+    (softmax), label probabilities (sigmoid) or values (regression).
 
     >>> from dmtl.core.tasks import BinarySetTask, CategoricalTask
     >>> tasks = [CategoricalTask("digit", ["0", "1"]), BinarySetTask("attr", ["even"])]
-    >>> probs = predict_proba({"digit": torch.zeros(1, 2), "attr": torch.zeros(1, 1)}, tasks)
+    >>> probs = predictions({"digit": torch.zeros(1, 2), "attr": torch.zeros(1, 1)}, tasks)
     >>> probs["digit"].tolist(), probs["attr"].tolist()
     ([[0.5, 0.5]], [[0.5]])
     """
@@ -183,10 +184,7 @@ def predict_proba(logits: Mapping[str, Tensor], tasks: Sequence[Task]) -> dict[s
     unknown = sorted(set(logits) - set(by_name))
     if unknown:
         raise KeyError(f"logits given for tasks without a specification: {', '.join(unknown)}")
-    return {
-        name: torch.softmax(z, dim=-1) if by_name[name].kind == "categorical" else torch.sigmoid(z)
-        for name, z in logits.items()
-    }
+    return {name: by_name[name].predict(z) for name, z in logits.items()}
 
 
-__all__ = ["HeadFactory", "MultiTaskModel", "infer_feature_dim", "linear_head", "predict_proba"]
+__all__ = ["HeadFactory", "MultiTaskModel", "infer_feature_dim", "linear_head", "predictions"]

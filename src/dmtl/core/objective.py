@@ -2,8 +2,16 @@ r"""The multi-task objective: supervised + co-annotation + distribution-matching
 
 ``L = sum_t w_t L_t + lambda_ca sum_edges L_CA + lambda_dm sum_edges (L_DM(A->B) + L_DM(B->A))``
 
-It returns the total and a named breakdown of every term, for logging:
-``sup/<task>``, ``ca/<from>-><to>`` and ``dm/<from>-><to>``.
+``L_t`` is task t's own supervised loss (its kind's ``loss``: cross-entropy, binary
+cross-entropy, squared error or concordance). It returns the total and a named
+breakdown of every term, for logging: ``sup/<task>``, ``ca/<from>-><to>`` and
+``dm/<from>-><to>`` (when edges ``A->B`` and ``B->A`` both exist, a term named twice
+gets the edge it comes from: ``dm/B->A[A->B]``).
+
+Every term trains one task's head: ``sup/t`` task t, ``ca/a->b`` and ``dm/a->b`` task b.
+:meth:`Objective.task_losses` groups the weighted terms by that task,
+``L_t^total = w_t L_t + lambda_ca sum_{ca/*->t} + lambda_dm sum_{dm/*->t}``, so that
+``sum_t L_t^total = L``: what a loss weighting or a gradient aggregator works on.
 
 >>> import torch
 >>> from dmtl.core.labels import collate_labels
@@ -13,28 +21,38 @@ It returns the total and a named breakdown of every term, for logging:
 >>> edge = Relatedness(digit, attr, torch.tensor([[0.0], [1.0]]))
 >>> objective = Objective([digit, attr], [edge], co_annotation="soft", distribution_matching=True)
 >>> logits = {"digit": torch.zeros(2, 2), "attr": torch.zeros(2, 1)}
->>> loss, terms = objective(logits, collate_labels([digit, attr], [{"digit": 1}, {"attr": [0]}]))
+>>> labels = collate_labels([digit, attr], [{"digit": 1}, {"attr": [0]}])
+>>> loss, terms = objective(logits, labels)
 >>> sorted(terms)
 ['ca/attr->digit', 'ca/digit->attr', 'dm/attr->digit', 'dm/digit->attr', 'sup/attr', 'sup/digit']
+>>> per_task = objective.task_losses(logits, labels)
+>>> sorted(per_task), torch.allclose(sum(per_task.values()), loss)
+(['attr', 'digit'], True)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from torch import Tensor, nn
 
+from dmtl.core.coannotation import CoAnnotationMode, co_annotation_losses
 from dmtl.core.labels import PartialLabels
-from dmtl.core.losses import (
-    CoAnnotationMode,
-    co_annotation_losses,
-    distribution_matching_losses,
-    masked_binary_cross_entropy,
-    masked_cross_entropy,
-)
-from dmtl.core.relatedness import Relatedness, check_eps_tau, check_prior
-from dmtl.core.tasks import CategoricalTask, Task, check_unique_task_names
+from dmtl.core.maps import check_eps_tau, check_prior
+from dmtl.core.matching import distribution_matching_losses
+from dmtl.core.relatedness import Relatedness
+from dmtl.core.tasks import Task, check_unique_task_names
 from dmtl.errors import SpecError
+
+
+class Term(NamedTuple):
+    """One term of the objective: its name, the task whose head it trains, weight, value."""
+
+    name: str
+    task: str
+    weight: float
+    value: Tensor
 
 
 class Objective(nn.Module):
@@ -44,7 +62,6 @@ class Objective(nn.Module):
         tasks: the tasks, each with a head producing logits.
         edges: relatedness edges A -> B between those tasks.
         task_weights: ``w_t`` per task name (default 1).
-        pos_weights: optional positive weights per binary-set task, shape ``(K,)``.
         co_annotation: ``"off"``, ``"soft"`` (targets ``R[c,:]`` / the inverse posterior)
             or ``"hard"`` (thresholded).
         lambda_ca: weight of the co-annotation terms.
@@ -59,6 +76,9 @@ class Objective(nn.Module):
             posterior near one-hot even from uncertain predictions (method.md section 4).
         stop_gradient: detach the DM targets (default; see method.md section 6).
         priors: class prior ``pi`` per categorical source task (default uniform).
+
+    Per-task loss options (class weights, positive weights, label smoothing, the
+    regression loss) belong to the tasks themselves (``task.with_options``).
     """
 
     def __init__(
@@ -67,7 +87,6 @@ class Objective(nn.Module):
         edges: Sequence[Relatedness] = (),
         *,
         task_weights: Mapping[str, float] | None = None,
-        pos_weights: Mapping[str, Tensor] | None = None,
         co_annotation: CoAnnotationMode = "off",
         lambda_ca: float = 1.0,
         ca_eps: float = 0.05,
@@ -94,18 +113,18 @@ class Objective(nn.Module):
                         "(or has different classes/labels)"
                     )
         if co_annotation not in ("off", "soft", "hard"):
-            raise ValueError(
+            raise SpecError(
                 f"co_annotation must be 'off', 'soft' or 'hard', got {co_annotation!r}"
             )
         check_eps_tau(ca_eps, ca_tau, "co-annotation")
         check_eps_tau(dm_eps, dm_tau, "distribution matching")
         for name, value in (("lambda_ca", lambda_ca), ("lambda_dm", lambda_dm)):
             if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
+                raise SpecError(f"{name} must be >= 0, got {value}")
         self.task_weights = {t.name: 1.0 for t in self.tasks} | dict(task_weights or {})
         unknown = sorted(set(self.task_weights) - set(by_name))
         if unknown:
-            raise ValueError(f"task_weights name unknown tasks: {', '.join(unknown)}")
+            raise SpecError(f"task_weights name unknown tasks: {', '.join(unknown)}")
         self.co_annotation: CoAnnotationMode = co_annotation
         self.lambda_ca, self.ca_eps, self.ca_tau = lambda_ca, ca_eps, ca_tau
         self.hard_threshold = hard_threshold
@@ -113,97 +132,89 @@ class Objective(nn.Module):
         self.dm_forward, self.dm_inverse = dm_forward, dm_inverse
         self.lambda_dm, self.dm_eps, self.dm_tau = lambda_dm, dm_eps, dm_tau
         self.stop_gradient = stop_gradient
-        for name, weight in (pos_weights or {}).items():
-            task = by_name.get(name)
-            if task is None or isinstance(task, CategoricalTask):
-                raise ValueError(f"pos_weights: {name!r} is not a binary-set task")
-            if tuple(weight.shape) != (task.num_outputs,):
-                raise ValueError(
-                    f"pos_weights[{name!r}]: expected shape ({task.num_outputs},), "
-                    f"got {tuple(weight.shape)}"
-                )
-        # Kept in plain dicts (moved by ``_apply``, like the tables), not as buffers: a buffer
-        # name may not contain '.', and task names may.
-        self._pos_weights: dict[str, Tensor] = {
-            name: weight.float() for name, weight in (pos_weights or {}).items()
-        }
+        # Kept in a plain dict (moved by ``_apply``, like the tables), not as buffers: a
+        # buffer name may not contain '.', and task names may.
         self._priors: dict[str, Tensor] = {}
         for name, prior in (priors or {}).items():
             task = by_name.get(name)
-            if not isinstance(task, CategoricalTask):
-                raise ValueError(f"priors: {name!r} is not a categorical task")
-            self._priors[name] = check_prior(prior, task.num_classes, f"priors[{name!r}]").float()
+            if task is None or not task.can_be_edge_source:
+                raise SpecError(f"priors: {name!r} is not a categorical task")
+            self._priors[name] = check_prior(prior, task.num_outputs, f"priors[{name!r}]").float()
+        self._names = self._term_names()
 
     def prior(self, task: str) -> Tensor | None:
         """The class prior of a categorical task, or ``None`` (uniform)."""
         return self._priors.get(task)
 
-    def pos_weight(self, task: str) -> Tensor | None:
-        """The positive weights of a binary-set task, or ``None``."""
-        return self._pos_weights.get(task)
-
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        """Move the edges' tables, priors and positive weights along with the module."""
+        """Move the edges' tables and the priors along with the module."""
         super()._apply(fn, recurse)
         for edge in self.edges:
             edge.table = fn(edge.table)
         self._priors = {k: fn(v) for k, v in self._priors.items()}
-        self._pos_weights = {k: fn(v) for k, v in self._pos_weights.items()}
         return self
+
+    def _term_names(self) -> dict[tuple[str, str, str], str]:
+        """``(kind, edge, direction) -> logged name``, unique (see the module docstring)."""
+        plain: dict[tuple[str, str, str], str] = {}
+        for edge in self.edges:
+            a, b = edge.source.name, edge.target.name
+            for kind in ("ca", "dm"):
+                for direction in (f"{a}->{b}", f"{b}->{a}"):
+                    plain[(kind, edge.name, direction)] = f"{kind}/{direction}"
+        counts: dict[str, int] = {}
+        for name in plain.values():
+            counts[name] = counts.get(name, 0) + 1
+        return {
+            key: name if counts[name] == 1 else f"{name}[{key[1]}]" for key, name in plain.items()
+        }
+
+    def terms(
+        self, logits: Mapping[str, Tensor], labels: PartialLabels, dm_scale: float = 1.0
+    ) -> list[Term]:
+        """Every term of the objective on one batch, in a fixed order."""
+        missing = [t.name for t in self.tasks if t.name not in logits]
+        if missing:
+            raise SpecError(f"no logits for tasks: {', '.join(missing)}")
+        out: list[Term] = []
+        for task in self.tasks:
+            z = logits[task.name]
+            loss = task.loss(z, labels[task.name]) if task.name in labels else z.sum() * 0.0
+            out.append(Term(f"sup/{task.name}", task.name, self.task_weights[task.name], loss))
+        for edge in self.edges:
+            prior = self.prior(edge.source.name)
+            if self.co_annotation != "off" and self.lambda_ca > 0:
+                for direction, loss in co_annotation_losses(
+                    edge, logits, labels, self.co_annotation, prior, self.ca_eps, self.ca_tau,
+                    self.hard_threshold,
+                ).items():
+                    name = self._names[("ca", edge.name, direction)]
+                    out.append(Term(name, direction.split("->")[1], self.lambda_ca, loss))
+            if self.distribution_matching and self.lambda_dm > 0:
+                for direction, loss in distribution_matching_losses(
+                    edge, logits, prior, self.dm_eps, self.dm_tau, self.stop_gradient,
+                    self.dm_forward, self.dm_inverse,
+                ).items():
+                    name = self._names[("dm", edge.name, direction)]
+                    weight = self.lambda_dm * dm_scale
+                    out.append(Term(name, direction.split("->")[1], weight, loss))
+        return out
 
     def forward(
         self, logits: Mapping[str, Tensor], labels: PartialLabels, dm_scale: float = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Return ``(total loss, {term name: value})`` for one batch."""
-        logits = dict(logits)
-        missing = [t.name for t in self.tasks if t.name not in logits]
-        if missing:
-            raise KeyError(f"no logits for tasks: {', '.join(missing)}")
-        terms: dict[str, Tensor] = {}
-        reference = next(iter(logits.values()))
-        total = reference.sum() * 0.0
-        for task in self.tasks:
-            z = logits[task.name]
-            if task.name not in labels:
-                loss = z.sum() * 0.0
-            elif isinstance(task, CategoricalTask):
-                loss = masked_cross_entropy(z, labels[task.name])
-            else:
-                entry = labels[task.name]
-                loss = masked_binary_cross_entropy(
-                    z, entry.target, entry.mask, self.pos_weight(task.name)
-                )
-            terms[f"sup/{task.name}"] = loss
-            total = total + self.task_weights[task.name] * loss
-        for edge in self.edges:
-            prior = self.prior(edge.source.name)
-            if self.co_annotation != "off" and self.lambda_ca > 0:
-                for name, loss in co_annotation_losses(
-                    edge,
-                    logits,
-                    labels,
-                    self.co_annotation,
-                    prior,
-                    self.ca_eps,
-                    self.ca_tau,
-                    self.hard_threshold,
-                ).items():
-                    terms[f"ca/{name}"] = loss
-                    total = total + self.lambda_ca * loss
-            if self.distribution_matching and self.lambda_dm > 0:
-                for name, loss in distribution_matching_losses(
-                    edge,
-                    logits,
-                    prior,
-                    self.dm_eps,
-                    self.dm_tau,
-                    self.stop_gradient,
-                    self.dm_forward,
-                    self.dm_inverse,
-                ).items():
-                    terms[f"dm/{name}"] = loss
-                    total = total + self.lambda_dm * dm_scale * loss
-        return total, terms
+        terms = self.terms(logits, labels, dm_scale)
+        total = next(iter(logits.values())).sum() * 0.0
+        for term in terms:
+            total = total + term.weight * term.value
+        return total, {term.name: term.value for term in terms}
+
+    def task_losses(
+        self, logits: Mapping[str, Tensor], labels: PartialLabels, dm_scale: float = 1.0
+    ) -> dict[str, Tensor]:
+        """``{task: weighted sum of the terms that train its head}``; they sum to the total."""
+        return group_by_task(self.terms(logits, labels, dm_scale))
 
     def extra_repr(self) -> str:
         return (
@@ -214,9 +225,18 @@ class Objective(nn.Module):
         )
 
 
+def group_by_task(terms: Sequence[Term]) -> dict[str, Tensor]:
+    """``{task: sum of weight * value over its terms}``, in the order tasks first appear."""
+    out: dict[str, Tensor] = {}
+    for term in terms:
+        weighted = term.weight * term.value
+        out[term.task] = out[term.task] + weighted if term.task in out else weighted
+    return out
+
+
 def as_float(terms: Mapping[str, Tensor]) -> dict[str, float]:
     """Detached Python floats of a term breakdown (for logging)."""
     return {k: float(v.detach()) for k, v in terms.items()}
 
 
-__all__ = ["Objective", "as_float"]
+__all__ = ["Objective", "Term", "as_float", "group_by_task"]

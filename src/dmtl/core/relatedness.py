@@ -3,23 +3,10 @@ r"""Task relatedness: an edge ``A -> B`` from a categorical task A to a task B w
 - B binary set:  ``R[c, j] = p(b_j = 1 | a = c)``, shape ``C_A x K_B``, values in [0, 1];
 - B categorical: ``R[c, d] = p(b = d | a = c)``, shape ``C_A x C_B``, rows summing to 1.
 
-The two maps of method.md section 4, batched and differentiable:
-
-**Forward** (A -> B, marginalising over A's classes)::
-
-    q_B(x) = p_A(x) @ R            i.e.  q_B[j] = sum_c p_A(c|x) R[c, j]
-
-**Inverse** (B -> A, Bayes' rule with a prior ``pi`` over A's classes):
-
-- B binary set, soft evidence ``s_j`` in [0, 1], observation mask ``m_j``,
-  ``R~ = clamp(R, eps, 1 - eps)``::
-
-    log q_A(c|x) = log pi_c + (1/tau) sum_j m_j [s_j log R~[c,j] + (1 - s_j) log(1 - R~[c,j])]
-
-  normalised over c by a log-softmax (never a product of probabilities);
-- B categorical::
-
-    q_A(c|x) = sum_d p_B(d|x) pi_c R[c,d] / sum_c' pi_c' R[c',d]
+An edge maps A's predictions forward to B (``q_B = p_A R``) and B's labels or
+predictions back to A by Bayes' rule; the formulas are in :mod:`dmtl.core.maps`, and
+the target task's kind says which inverse applies. Tables are read and written as CSV
+(:meth:`Relatedness.to_csv`, :meth:`Relatedness.from_csv`).
 
 >>> from dmtl.core.tasks import BinarySetTask, CategoricalTask
 >>> edge = Relatedness(
@@ -32,124 +19,53 @@ tensor([[0.5500]])
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from dmtl.core.maps import (
+    ROW_SUM_TOLERANCE,
+    categorical_posterior,
+    check_eps_tau,
+    check_prior,
+    forward_map,
+    frequency_prior,
+    inverse_binary_log_posterior,
+    inverse_categorical_map,
+)
 from dmtl.core.tasks import CategoricalTask, Task
 from dmtl.errors import SpecError
 
-ROW_SUM_TOLERANCE = 1e-4
-
-
-def check_eps_tau(eps: float, tau: float, where: str = "") -> None:
-    """``eps`` must lie in (0, 0.5) and ``tau`` be > 0."""
-    prefix = f"{where}: " if where else ""
-    if not (isinstance(eps, (int, float)) and 0.0 < eps < 0.5):
-        raise SpecError(f"{prefix}eps must lie in (0, 0.5), got {eps!r}")
-    if not (isinstance(tau, (int, float)) and tau > 0.0 and math.isfinite(tau)):
-        raise SpecError(f"{prefix}tau must be a positive finite number, got {tau!r}")
-
-
-def check_prior(prior: Tensor, num_classes: int, where: str = "prior") -> Tensor:
-    """Validate a class prior: shape ``(C,)``, positive, summing to 1."""
-    prior = torch.as_tensor(prior, dtype=torch.float64 if prior.dtype == torch.float64 else None)
-    if prior.shape != (num_classes,):
-        raise SpecError(
-            f"{where}: expected shape ({num_classes},), got {tuple(prior.shape)}"
-        )
-    if bool(torch.isnan(prior).any()) or bool((prior <= 0).any()):
-        raise SpecError(f"{where}: every class needs a positive prior probability")
-    if abs(float(prior.sum()) - 1.0) > ROW_SUM_TOLERANCE:
-        raise SpecError(f"{where}: must sum to 1, sums to {float(prior.sum()):.6f}")
-    return prior
-
-
-def forward_map(p_source: Tensor, table: Tensor) -> Tensor:
-    """``q_B = p_A @ R``: what A's class distribution says about B. Shapes ``(N, C) -> (N, K)``.
-
-    Clamped to [0, 1]: in float32 a softmax may sum to ``1 + ulp``, and a target above 1
-    would make a binary cross-entropy against it negative.
-    """
-    return (p_source @ table.to(p_source.dtype)).clamp(0.0, 1.0)
-
-
-def inverse_binary_log_posterior(
-    evidence: Tensor,
-    table: Tensor,
-    observed: Tensor | None = None,
-    log_prior: Tensor | None = None,
-    eps: float = 0.05,
-    tau: float = 1.0,
-) -> Tensor:
-    """``log q_A(c|x)`` from binary-set evidence ``s`` (``(N, K)``, in [0, 1]); returns ``(N, C)``.
-
-    ``log q_A(c) ∝ log pi_c + (1/tau) sum_j m_j [s_j log R~[c,j] + (1-s_j) log(1-R~[c,j])]``,
-    with ``R~ = clamp(R, eps, 1-eps)``; only observed labels (``m_j = 1``) enter the sum.
-    """
-    check_eps_tau(eps, tau, "inverse map")
-    table = table.to(evidence.dtype).clamp(eps, 1.0 - eps)
-    if observed is None:
-        weight = torch.ones_like(evidence)
-    else:
-        weight = observed.to(evidence.dtype)
-        # Unobserved entries may hold any filler (NaN in the encoded form): never read them.
-        evidence = torch.where(weight != 0, evidence, torch.zeros_like(evidence))
-    log_r, log_not_r = table.log(), (1.0 - table).log()
-    log_likelihood = (evidence * weight) @ log_r.T + ((1.0 - evidence) * weight) @ log_not_r.T
-    logits = log_likelihood / tau
-    if log_prior is not None:
-        logits = logits + log_prior.to(evidence.dtype)
-    return torch.log_softmax(logits, dim=-1)
-
-
-def categorical_posterior(table: Tensor, prior: Tensor | None = None) -> Tensor:
-    """``P[d, c] = pi_c R[c,d] / sum_c' pi_c' R[c',d]``, shape ``(C_B, C_A)``.
-
-    A B-class that no A-class leads to (an all-zero column) gets the prior as its row.
-    """
-    num_a = table.shape[0]
-    pi = torch.full((num_a,), 1.0 / num_a, dtype=table.dtype) if prior is None else prior
-    pi = pi.to(table.dtype)
-    joint = pi[:, None] * table  # (C_A, C_B)
-    total = joint.sum(dim=0)  # (C_B,)
-    safe = torch.where(total > 0, total, torch.ones_like(total))
-    posterior = torch.where(total[None, :] > 0, joint / safe, pi[:, None].expand_as(joint))
-    return posterior.T
-
-
-def inverse_categorical_map(p_target: Tensor, table: Tensor, prior: Tensor | None = None) -> Tensor:
-    """``q_A(c|x) = sum_d p_B(d|x) P[d, c]`` (:func:`categorical_posterior`); ``(N, C_A)``."""
-    return p_target @ categorical_posterior(table.to(p_target.dtype), prior)
-
 
 class Relatedness:
-    """An edge ``source -> target`` with its validated table ``R`` (``C_source x K_target``)."""
+    """An edge ``source -> target`` with its validated table ``R`` (``C_source x K_target``).
 
-    def __init__(self, source: CategoricalTask, target: Task, table: Tensor | Sequence) -> None:
-        if not isinstance(source, CategoricalTask):
+    The source is a categorical task; the target is any task kind that can be an edge's
+    target (``task.can_be_edge_target``): the target's kind checks the table, inverts it
+    and says how its head learns from a soft target.
+    """
+
+    def __init__(self, source: Task, target: Task, table: Tensor | Sequence) -> None:
+        names = f"{getattr(source, 'name', source)!r} -> {getattr(target, 'name', target)!r}"
+        if not getattr(source, "can_be_edge_source", False):
+            kind = getattr(source, "kind", type(source).__name__)
             raise SpecError(
-                f"edge {getattr(source, 'name', source)!r} -> {getattr(target, 'name', target)!r}: "
-                "the source of a relatedness edge must be a categorical task"
+                f"edge {names}: the source of a relatedness edge must be a categorical task, "
+                f"not a {kind} task"
             )
         if source.name == target.name:
-            raise SpecError(
-                f"edge {source.name!r} -> {target.name!r}: links a task to itself"
-            )
-        self.source = source
+            raise SpecError(f"edge {names}: links a task to itself")
+        self.source: CategoricalTask = source  # type: ignore[assignment]
         self.target = target
+        if not target.can_be_edge_target:
+            target.check_table(torch.empty(0), self)  # raises: no such edge type
         self.table = self._validated(torch.as_tensor(table, dtype=torch.float32))
 
     @property
     def name(self) -> str:
         return f"{self.source.name}->{self.target.name}"
-
-    @property
-    def target_is_categorical(self) -> bool:
-        return isinstance(self.target, CategoricalTask)
 
     def _validated(self, table: Tensor) -> Tensor:
         expected = (self.source.num_classes, self.target.num_outputs)
@@ -157,7 +73,7 @@ class Relatedness:
             raise SpecError(
                 f"edge {self.name}: table shape {tuple(table.shape)} does not match the tasks; "
                 f"expected {expected} ({self.source.name} classes x {self.target.name} "
-                f"{'classes' if self.target_is_categorical else 'labels'})"
+                f"{self.target.output_words})"
             )
         if bool(torch.isnan(table).any()):
             row, col = (int(i) for i in torch.nonzero(torch.isnan(table))[0])
@@ -172,22 +88,14 @@ class Relatedness:
                 f"edge {self.name}: value {float(table[row, col])} at row "
                 f"{self.source.names[row]!r}, column {self.target.names[col]!r} is outside [0, 1]"
             )
-        if self.target_is_categorical:
-            sums = table.sum(dim=1)
-            off = (sums - 1.0).abs() > ROW_SUM_TOLERANCE
-            if bool(off.any()):
-                row = int(torch.nonzero(off)[0])
-                raise SpecError(
-                    f"edge {self.name}: row {self.source.names[row]!r} sums to "
-                    f"{float(sums[row]):.6f}; rows must sum to 1 when the target is categorical"
-                )
+        self.target.check_table(table, self)
         return table
 
     # ---- maps -------------------------------------------------------------------------------
 
     def forward_map(self, p_source: Tensor) -> Tensor:
-        """``q_B = p_A @ R`` (see module docstring)."""
-        return forward_map(p_source, self.table.to(p_source.device))
+        """``q_B = p_A @ R`` (see :mod:`dmtl.core.maps`)."""
+        return forward_map(p_source, self.table)
 
     def inverse_log_posterior(
         self,
@@ -198,14 +106,9 @@ class Relatedness:
         tau: float = 1.0,
     ) -> Tensor:
         """``log q_A(c|x)`` from B's evidence: labels or p_B,j (binary), ``p_B`` (categorical)."""
-        table = self.table.to(evidence.device)
-        if self.target_is_categorical:
-            q = inverse_categorical_map(
-                evidence, table, None if prior is None else prior.to(evidence.device)
-            )
-            return q.clamp_min(torch.finfo(q.dtype).tiny).log()
-        log_prior = None if prior is None else prior.to(evidence.device, evidence.dtype).log()
-        return inverse_binary_log_posterior(evidence, table, observed, log_prior, eps, tau)
+        return self.target.inverse_log_posterior(  # type: ignore[attr-defined]
+            evidence, self.table, observed, prior, eps, tau
+        )
 
     def inverse_map(
         self,
@@ -216,27 +119,22 @@ class Relatedness:
         tau: float = 1.0,
     ) -> Tensor:
         """``q_A(c|x)`` as probabilities (see :meth:`inverse_log_posterior`)."""
-        if self.target_is_categorical:
-            table = self.table.to(evidence.device)
-            return inverse_categorical_map(
-                evidence, table, None if prior is None else prior.to(evidence.device)
-            )
-        return self.inverse_log_posterior(evidence, observed, prior, eps, tau).exp()
+        return self.target.inverse_posterior(  # type: ignore[attr-defined]
+            evidence, self.table, observed, prior, eps, tau
+        )
 
     # ---- restriction and io -----------------------------------------------------------------
 
     def restrict_target(self, target: Task) -> Relatedness:
         """The same edge onto a task with a subset of B's labels (e.g. one dataset's AU set)."""
         missing = [n for n in target.names if n not in self.target.names]
-        if missing:
+        if missing or target.kind != self.target.kind:
             raise SpecError(
                 f"edge {self.name}: cannot restrict to {target.name!r}; unknown "
-                f"{'classes' if self.target_is_categorical else 'labels'}: {', '.join(missing)}"
+                f"{self.target.output_words}: {', '.join(missing) or '(another kind of task)'}"
             )
         columns = [self.target.index(n) for n in target.names]
-        table = self.table[:, columns]
-        if isinstance(target, CategoricalTask):
-            table = table / table.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        table = target.restrict_table(self.table[:, columns])  # type: ignore[attr-defined]
         return Relatedness(self.source, target, table)
 
     def to_csv(self, path: str | Path) -> None:
@@ -314,15 +212,9 @@ def uniform_prior(task: CategoricalTask) -> Tensor:
     return torch.full((task.num_classes,), 1.0 / task.num_classes)
 
 
-def frequency_prior(counts: Tensor, smoothing: float = 1.0) -> Tensor:
-    """``pi_c = (n_c + smoothing) / (N + C * smoothing)``: A's label frequencies, kept positive."""
-    counts = counts.to(torch.float32) + smoothing
-    return counts / counts.sum()
-
-
 __all__ = [
+    "ROW_SUM_TOLERANCE",
     "Relatedness",
-    "SpecError",
     "categorical_posterior",
     "check_eps_tau",
     "check_prior",

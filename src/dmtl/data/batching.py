@@ -31,8 +31,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Sampler
 
-from dmtl.core.labels import MISSING_CLASS, PartialLabels, TaskLabels
-from dmtl.core.tasks import CategoricalTask, Task
+from dmtl.core.labels import PartialLabels, TaskLabels
+from dmtl.core.tasks import Task
 from dmtl.data.sources import Sample, Source
 from dmtl.errors import DataError
 
@@ -118,9 +118,7 @@ class SampleCollator:
 
 
 def _unlabelled(task: Task) -> Tensor:
-    if isinstance(task, CategoricalTask):
-        return torch.tensor(MISSING_CLASS, dtype=torch.long)
-    return torch.full((task.num_outputs,), math.nan)
+    return torch.as_tensor(task.unlabelled(1)[0])
 
 
 def collate_samples(tasks: Sequence[Task]) -> SampleCollator:

@@ -1,7 +1,7 @@
 """Label statistics of sources, as pandas DataFrames (rendering is left to the caller).
 
 "Labelled for a task" means: a class is given (categorical), or at least one
-label is observed (binary set).
+label or target is observed (binary set, regression).
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from itertools import combinations_with_replacement
 import numpy as np
 import pandas as pd
 
-from dmtl.core.labels import MISSING_CLASS
-from dmtl.core.tasks import CategoricalTask, Task
-from dmtl.data.manifest import labelled_mask
+from dmtl.core.tasks import Task
 from dmtl.data.sources import Source
 from dmtl.errors import DataError
 
@@ -26,31 +24,17 @@ def label_counts(source: Source) -> pd.DataFrame:
     of this class. Binary set: ``labelled`` = samples where this label is observed,
     ``positives`` = those where it is 1.
     """
-    rows: list[dict[str, object]] = []
-    for task in source.tasks:
-        values = source.labels[task.name]
-        if isinstance(task, CategoricalTask):
-            given = int((values != MISSING_CLASS).sum())
-            per_class = np.bincount(values[values != MISSING_CLASS], minlength=task.num_classes)
-            for c, name in enumerate(task.classes):
-                rows.append(_row(source, task, name, given, int(per_class[c])))
-        else:
-            observed = ~np.isnan(values)
-            for j, name in enumerate(task.names):
-                labelled, positives = int(observed[:, j].sum()), int((values[:, j] == 1).sum())
-                rows.append(_row(source, task, name, labelled, positives))
+    rows = [
+        {
+            "source": source.name, "task": task.name, "kind": task.kind, "label": name,
+            "labelled": labelled, "positives": positives,
+        }
+        for task in source.tasks
+        for name, labelled, positives in task.count_labels(source.labels[task.name])
+    ]
     return pd.DataFrame(
         rows, columns=["source", "task", "kind", "label", "labelled", "positives"]
     )
-
-
-def _row(
-    source: Source, task: Task, label: str, labelled: int, positives: int
-) -> dict[str, object]:
-    return {
-        "source": source.name, "task": task.name, "kind": task.kind, "label": label,
-        "labelled": labelled, "positives": positives,
-    }
 
 
 def task_overlap(sources: Sequence[Source]) -> pd.DataFrame:
@@ -70,7 +54,7 @@ def task_overlap(sources: Sequence[Source]) -> pd.DataFrame:
     totals: dict[tuple[str, str], int] = {}
     for source in sources:
         masks = {
-            name: labelled_mask(order[name], source.labels[name])
+            name: order[name].labelled_rows(source.labels[name])
             if name in source.labels
             else np.zeros(len(source), dtype=bool)
             for name in names
@@ -85,38 +69,41 @@ def task_overlap(sources: Sequence[Source]) -> pd.DataFrame:
 
 
 def class_balance(source: Source, task: str) -> pd.DataFrame:
-    """Balance of one task in one source.
+    """Balance of one task in one source, from the task's own label counts.
 
     Categorical: one row per class with ``count`` and ``fraction`` of the labelled
-    samples. Binary set: one row per label with ``observed``, ``positives``,
-    ``negatives`` and ``positive_rate`` (of the observed; NaN if none).
+    samples. Binary set and regression: one row per label or target with ``observed``,
+    ``positives``, ``negatives`` and ``positive_rate`` (of the observed; NaN if none, or
+    for regression targets, which have no positives).
     """
     by_name = {t.name: t for t in source.tasks}
     if task not in by_name:
         raise DataError(
             f"source {source.name!r} has no task {task!r}; tasks: {', '.join(by_name)}"
         )
-    spec, values = by_name[task], source.labels[task]
-    if isinstance(spec, CategoricalTask):
-        counts = np.bincount(values[values != MISSING_CLASS], minlength=spec.num_classes)
-        total = counts.sum()
-        return pd.DataFrame(
-            {
-                "class": list(spec.classes),
-                "count": counts.astype(np.int64),
-                "fraction": counts / total if total else np.full(len(counts), np.nan),
-            }
-        )
-    observed = (~np.isnan(values)).sum(axis=0)
-    positives = (values == 1).sum(axis=0)
+    spec = by_name[task]
+    counts = spec.count_labels(source.labels[task])
+    names = [name for name, _, _ in counts]
+    if spec.strata(source.labels[task]) is not None:  # categorical: the labelled samples' classes
+        per_class = np.array([positives or 0 for _, _, positives in counts], dtype=np.int64)
+        total = per_class.sum()
+        fraction = per_class / total if total else np.full(len(per_class), np.nan)
+        return pd.DataFrame({"class": names, "count": per_class, "fraction": fraction})
+    observed = np.array([labelled for _, labelled, _ in counts], dtype=np.int64)
+    given = [p for _, _, p in counts]
+    positives = (
+        np.full(len(given), np.nan)
+        if any(p is None for p in given)
+        else np.array(given, dtype=np.int64)
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(observed > 0, positives / np.maximum(observed, 1), np.nan)
     return pd.DataFrame(
         {
-            "label": list(spec.names),
-            "observed": observed.astype(np.int64),
-            "positives": positives.astype(np.int64),
-            "negatives": (observed - positives).astype(np.int64),
+            "label": names,
+            "observed": observed,
+            "positives": positives,
+            "negatives": observed - positives,
             "positive_rate": rate,
         }
     )

@@ -5,7 +5,11 @@ The format is described in ``docs/manifest.md``. Columns:
 - ``id`` (optional, unique), ``image`` *or* ``index`` (exactly one), ``split`` (optional:
   ``train``, ``val`` or ``test``);
 - ``<task>`` for a categorical task: a class name or a class index, empty = not labelled;
-- ``<task>/<label>`` for a binary-set task: ``0``, ``1`` or empty (= not observed).
+- ``<task>/<label>`` for a binary-set task: ``0``, ``1`` or empty (= not observed);
+- ``<task>/<target>`` for a regression task: a number or empty (= not annotated).
+
+What a cell may hold is the task kind's to say (``task.parse_columns``); numeric
+columns (Parquet, DataFrames from a reader) are read as numbers, never as text.
 
 A categorical cell is first matched against the class *names*; only if it is no
 name is it read as a class *index* (so for classes ``"0".."9"`` both readings agree).
@@ -30,12 +34,13 @@ import difflib
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dmtl.core.labels import MISSING_CLASS
-from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task, check_unique_task_names
+from dmtl.core.tasks import LabelCellError, Task, check_unique_task_names
+from dmtl.core.tasks.categorical import preview
 from dmtl.errors import DataError
 
 RESERVED_COLUMNS = ("id", "image", "index", "split")
@@ -48,7 +53,6 @@ CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 _INTEGER = re.compile(r"^[+-]?\d+$")
-_PREVIEW = 10
 
 
 class Manifest:
@@ -78,6 +82,7 @@ class Manifest:
         root: str | Path | None = None,
         rows: Sequence[int] | np.ndarray | None = None,
         csv: bool = False,
+        labels_checked: bool = False,
     ) -> None:
         self.tasks: tuple[Task, ...] = tuple(tasks)
         check_unique_task_names(self.tasks)
@@ -105,7 +110,12 @@ class Manifest:
         if self.split is not None and not np.isin(self.split, SPLITS).all():
             bad = self.split[~np.isin(self.split, SPLITS)][0]
             raise DataError(f"{origin}: split {bad!r} is not one of {', '.join(SPLITS)}")
-        self.labels: dict[str, np.ndarray] = check_encoded(self.tasks, labels, n, origin)
+        # Labels are validated once, where they enter: a parser (``labels_checked``) already did.
+        self.labels: dict[str, np.ndarray] = (
+            {t.name: labels.get(t.name, t.unlabelled(n)) for t in self.tasks}
+            if labels_checked
+            else check_encoded(self.tasks, labels, n, origin)
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -118,6 +128,7 @@ class Manifest:
         return Manifest(
             self.tasks, self.labels, image=self.image, index=self.index, ids=self.ids,
             split=self.split, origin=self.origin, root=root, rows=self.rows, csv=self.csv,
+            labels_checked=True,
         )
 
     @property
@@ -151,6 +162,7 @@ class Manifest:
             root=self.root,
             rows=self.rows[pos],
             csv=self.csv,
+            labels_checked=True,
         )
 
     def to_frame(self) -> pd.DataFrame:
@@ -163,15 +175,7 @@ class Manifest:
         if self.split is not None:
             columns["split"] = self.split
         for task in self.tasks:
-            values = self.labels[task.name]
-            if isinstance(task, CategoricalTask):
-                names = np.asarray(task.classes, dtype=object)
-                columns[task.name] = np.where(
-                    values == MISSING_CLASS, None, names[np.clip(values, 0, None)]
-                )
-            else:
-                for j, label in enumerate(task.names):
-                    columns[f"{task.name}/{label}"] = pd.Series(values[:, j]).astype("Int8")
+            columns.update(label_columns(task, self.labels[task.name]))
         return pd.DataFrame(columns)
 
     @classmethod
@@ -244,72 +248,27 @@ def write_manifest(path: str | Path, manifest: Manifest) -> Path:
     return path
 
 
+def label_columns(task: Task, values: np.ndarray) -> dict[str, pd.Series]:
+    """A task's encoded labels as manifest columns, in the kind's column dtype."""
+    dtype: Any = task.manifest_dtype
+    return {column: pd.Series(v).astype(dtype) for column, v in task.decode(values).items()}
+
+
 def check_encoded(
     tasks: Sequence[Task], labels: Mapping[str, np.ndarray], n: int, where: str
 ) -> dict[str, np.ndarray]:
-    """Validate encoded labels for ``n`` samples; fill tasks without labels as unlabelled.
-
-    Returns new arrays: categorical ``int64 (n,)`` in ``[-1, C)``, binary ``float32 (n, K)``
-    in ``{0, 1, NaN}``.
-    """
+    """Validate encoded labels for ``n`` samples (each task checks its own); fill tasks
+    without labels as unlabelled. Returns arrays in each kind's encoded dtype."""
     by_name = {t.name: t for t in tasks}
     unknown = sorted(set(labels) - set(by_name))
     if unknown:
         raise DataError(f"{where}: labels given for unknown tasks: {', '.join(unknown)}")
-    out: dict[str, np.ndarray] = {}
-    for task in tasks:
-        if task.name not in labels:
-            out[task.name] = unlabelled(task, n)
-            continue
-        values = np.asarray(labels[task.name])
-        if isinstance(task, CategoricalTask):
-            if values.shape != (n,):
-                raise DataError(
-                    f"{where}: task {task.name!r}: expected labels of shape ({n},), "
-                    f"got {values.shape}"
-                )
-            if values.dtype.kind not in "iu":
-                raise DataError(
-                    f"{where}: task {task.name!r}: expected integer class indices, "
-                    f"got dtype {values.dtype}"
-                )
-            values = values.astype(np.int64)
-            bad = np.flatnonzero((values < MISSING_CLASS) | (values >= task.num_classes))
-            if len(bad):
-                raise DataError(
-                    f"{where}: task {task.name!r}, sample {int(bad[0])}: class index "
-                    f"{int(values[bad[0]])} out of range (expected -1..{task.num_classes - 1})"
-                )
-        else:
-            if values.shape != (n, task.num_outputs):
-                raise DataError(
-                    f"{where}: task {task.name!r}: expected labels of shape "
-                    f"({n}, {task.num_outputs}), got {values.shape}"
-                )
-            values = values.astype(np.float32)
-            bad = ~(np.isnan(values) | (values == 0) | (values == 1))
-            if bad.any():
-                i, j = (int(v[0]) for v in np.nonzero(bad))
-                raise DataError(
-                    f"{where}: task {task.name!r}, sample {i}, label {task.names[j]!r}: "
-                    f"expected 0, 1 or NaN, got {values[i, j]}"
-                )
-        out[task.name] = values
-    return out
-
-
-def labelled_mask(task: Task, values: np.ndarray) -> np.ndarray:
-    """Boolean ``(N,)``: samples labelled for ``task`` (a class, or at least one label observed)."""
-    if isinstance(task, CategoricalTask):
-        return np.asarray(values != MISSING_CLASS)
-    return np.asarray(~np.isnan(values).all(axis=1))
-
-
-def unlabelled(task: Task, n: int) -> np.ndarray:
-    """Encoded labels of ``n`` samples with nothing observed for ``task``."""
-    if isinstance(task, CategoricalTask):
-        return np.full(n, MISSING_CLASS, dtype=np.int64)
-    return np.full((n, task.num_outputs), np.nan, dtype=np.float32)
+    return {
+        task.name: task.check_encoded(labels[task.name], n, where)
+        if task.name in labels
+        else task.unlabelled(n)
+        for task in tasks
+    }
 
 
 # --------------------------------------------------------------------------- parsing
@@ -375,6 +334,13 @@ def _text(value: object) -> str:
     return str(value).strip()
 
 
+def _label_cells(series: pd.Series) -> np.ndarray:
+    """A label column as numbers (``NaN`` = empty) when it holds numbers, else stripped text."""
+    if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.array([_text(v) for v in series.to_numpy(dtype=object)], dtype=object)
+
+
 def _bad_values(
     what: str, origin: str, rows: np.ndarray, column: str, csv: bool, bad: np.ndarray
 ) -> DataError:
@@ -386,80 +352,11 @@ def _bad_values(
     return DataError(message)
 
 
-def _preview(names: Sequence[str]) -> str:
-    shown = ", ".join(repr(n) for n in names[:_PREVIEW])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > _PREVIEW else "")
-
-
-def _encode_categorical(
-    task: CategoricalTask, text: np.ndarray, origin: str, rows: np.ndarray, csv: bool
-) -> np.ndarray:
-    lookup = {name: i for i, name in enumerate(task.classes)}
-    out = np.fromiter((lookup.get(t, -2) for t in text), dtype=np.int64, count=len(text))
-    empty = text == ""
-    out[empty] = MISSING_CLASS
-    unmatched = np.flatnonzero(out == -2)
-    for position in unmatched:
-        value = text[position]
-        if _INTEGER.match(value) and 0 <= int(value) < task.num_classes:
-            out[position] = int(value)
-    bad = unmatched[out[unmatched] == -2]
-    if len(bad):
-        value = text[bad[0]]
-        if _INTEGER.match(value):
-            what = (
-                f"class index {value} out of range for task {task.name!r} "
-                f"(expected 0..{task.num_classes - 1}; leave the cell empty for 'not labelled')"
-            )
-        else:
-            close = difflib.get_close_matches(value, task.classes, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            what = (
-                f"unknown class {value!r} for task {task.name!r}{hint}; expected a class "
-                f"name ({_preview(task.classes)}) or a class index 0..{task.num_classes - 1}"
-            )
-        raise _bad_values(what, origin, rows, task.name, csv, bad)
-    return out
-
-
-def _encode_binary(
-    task: BinarySetTask, label: str, text: np.ndarray, origin: str, rows: np.ndarray, csv: bool
-) -> np.ndarray:
-    out = np.full(len(text), np.nan, dtype=np.float32)
-    out[text == "0"] = 0.0
-    out[text == "1"] = 1.0
-    leftover = np.flatnonzero(np.isnan(out) & (text != ""))
-    bad: list[int] = []
-    for position in leftover:
-        try:
-            value = float(text[position])
-        except ValueError:
-            value = np.nan
-        if value in (0.0, 1.0):
-            out[position] = value
-        else:
-            bad.append(int(position))
-    if bad:
-        column = f"{task.name}/{label}"
-        what = (
-            f"expected 0, 1 or empty for label {label!r} of task {task.name!r}, "
-            f"got {text[bad[0]]!r}"
-        )
-        raise _bad_values(what, origin, rows, column, csv, np.asarray(bad))
-    return out
-
-
 def _column_map(
     columns: Sequence[str], tasks: Sequence[Task], origin: str, require_labels: bool
-) -> dict[str, tuple[Task, int | None]]:
-    """Map each task column to (task, label position or None); reject unknown columns."""
-    wanted: dict[str, tuple[Task, int | None]] = {}
-    for task in tasks:
-        if isinstance(task, CategoricalTask):
-            wanted[task.name] = (task, None)
-        else:
-            for j, label in enumerate(task.names):
-                wanted[f"{task.name}/{label}"] = (task, j)
+) -> dict[str, Task]:
+    """Map each task column to its task; reject unknown columns."""
+    wanted = {column: task for task in tasks for column in task.manifest_columns()}
     unknown = [c for c in columns if c not in wanted and c not in RESERVED_COLUMNS]
     if unknown:
         described = []
@@ -471,16 +368,17 @@ def _column_map(
                 described.append(f"{c!r} (did you mean {close[0]!r}?)")
             else:
                 described.append(repr(c))
-        expected = _preview(list(wanted))
+        expected = preview(list(wanted))
         raise DataError(
             f"{origin}: {len(unknown)} column(s) match no task and are not reserved "
             f"({', '.join(RESERVED_COLUMNS)}): {', '.join(described)}. Task columns are "
-            f"'<task>' (categorical) or '<task>/<label>' (binary set); expected among: {expected}"
+            f"'<task>' (categorical) or '<task>/<name>' (binary set, regression); expected among: "
+            f"{expected}"
         )
     found = {c: wanted[c] for c in columns if c in wanted}
     if not found and require_labels:
         raise DataError(
-            f"{origin}: no column matches any task; expected among: {_preview(list(wanted))}"
+            f"{origin}: no column matches any task; expected among: {preview(list(wanted))}"
         )
     return found
 
@@ -560,17 +458,15 @@ def _parse(
             raise _bad_values(what, origin, rows, "split", csv, bad)
 
     labels: dict[str, np.ndarray] = {}
-    for column, (task, j) in task_columns.items():
-        text = _cells(frame[column])
-        if isinstance(task, CategoricalTask):
-            labels[task.name] = _encode_categorical(task, text, origin, rows, csv)
-        else:
-            assert isinstance(task, BinarySetTask) and j is not None
-            if task.name not in labels:
-                labels[task.name] = unlabelled(task, n)
-            labels[task.name][:, j] = _encode_binary(
-                task, task.names[j], text, origin, rows, csv
-            )
+    for task in tasks:
+        mine = {c: _label_cells(frame[c]) for c, t in task_columns.items() if t is task}
+        if mine:
+            try:
+                labels[task.name] = task.parse_columns(mine, n)
+            except LabelCellError as error:
+                raise _bad_values(
+                    error.message, origin, rows, error.column, csv, error.positions
+                ) from None
     return Manifest(
         tasks,
         labels,
@@ -582,4 +478,5 @@ def _parse(
         root=None if root is None else Path(root),
         rows=rows,
         csv=csv,
+        labels_checked=True,
     )

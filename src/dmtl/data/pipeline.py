@@ -21,22 +21,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from dmtl.config import Config, SourceConfig
+from dmtl.config import Config, SourceConfig, task_entry
 from dmtl.core.labels import PartialLabels
 from dmtl.core.relatedness import Relatedness, frequency_prior
-from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
+from dmtl.core.tasks import Task
 from dmtl.data.builtin import load_builtin
-from dmtl.data.manifest import labelled_mask, unlabelled
 from dmtl.data.regimes import RegimeSpec, apply_regime
 from dmtl.data.sources import ArraySource, Augment, Source
-from dmtl.errors import DataError
+from dmtl.errors import ConfigError, DataError
 from dmtl.knowledge.edges import build_edges
 
 EncodedLabels = dict[str, np.ndarray]
@@ -96,26 +95,16 @@ class Experiment:
             out[edge.source.name] = frequency_prior(counts).tolist()
         return out
 
-    def pos_weights(self) -> dict[str, list[float]]:
-        """``n_neg / n_pos`` per label of each binary-set task (``method.pos_weight: balanced``)."""
-        if self.config.method.pos_weight == "none":
-            return {}
-        labels = self.train_labels()
-        out: dict[str, list[float]] = {}
-        for task in self.tasks:
-            if isinstance(task, BinarySetTask) and task.name in labels:
-                entry = labels[task.name]
-                pos = (entry.target * entry.mask).sum(0)
-                neg = ((1 - entry.target) * entry.mask).sum(0)
-                out[task.name] = (neg.clamp_min(1) / pos.clamp_min(1)).tolist()
-        return out
+    def train_values(self, task: str) -> np.ndarray:
+        """The encoded training labels of one task, every source's rows in order."""
+        return np.concatenate([s.labels[task] for s in self.train])
 
     def single_task(self, task_name: str) -> Experiment:
         """The data restricted to one task's labels, with no edge (the single-task baseline)."""
         task = self.task_map[task_name]
         train, weights = [], []
         for source, weight in zip(self.train, self.train_weights, strict=True):
-            keep = labelled_mask(task, source.labels[task.name])
+            keep = task.labelled_rows(source.labels[task.name])
             if keep.any():
                 train.append(with_tasks(source.subset(np.flatnonzero(keep)), [task]))
                 weights.append(weight)
@@ -209,41 +198,55 @@ def with_tasks(source: Source, tasks: Sequence[Task]) -> Source:
     """A copy of ``source`` over ``tasks``: tasks it lacks unlabelled, tasks not listed dropped."""
     out = copy.copy(source)
     out.tasks = tuple(tasks)
-    out.labels = {t.name: source.labels.get(t.name, unlabelled(t, len(source))) for t in tasks}
+    out.labels = {t.name: source.labels.get(t.name, t.unlabelled(len(source))) for t in tasks}
     return out
 
 
 def _merge_tasks(config: Config, loaded: Sequence[LoadedSource]) -> list[Task]:
-    tasks: dict[str, Task] = {}
-    for spec in config.tasks:
-        task: Task = (
-            CategoricalTask(spec.name, spec.classes or [], spec.zero_shot)
-            if spec.type == "categorical"
-            else BinarySetTask(spec.name, spec.labels or [])
-        )
-        tasks[task.name] = task
+    """The tasks of the config and of every source (a name means one task everywhere),
+    with the training options of the config's entries applied."""
+    tasks = declared_tasks(config)
     for item in loaded:
         for task in item.source.tasks:
-            known = tasks.get(task.name)
-            if known is None:
-                tasks[task.name] = task
-            elif known != task:
+            known = tasks.setdefault(task.name, task)
+            if known != task:
                 raise DataError(
                     f"sources: task {task.name!r} of source {item.config.name!r} has other "
-                    f"classes/labels than declared elsewhere ({list(task.names)[:5]}... vs "
-                    f"{list(known.names)[:5]}...)"
+                    f"{task.output_words} than declared elsewhere ({list(task.names)[:5]}... "
+                    f"vs {list(known.names)[:5]}...)"
                 )
+    for i, entry in enumerate(config.tasks):
+        found = tasks.get(entry.name)
+        if found is None:
+            raise ConfigError(
+                [(f"tasks.{i}", f"no source brings task {entry.name!r}; declare its "
+                  f"{'classes' if entry.type == 'categorical' else 'names'} to use it")]
+            )
+        if found.kind != entry.type:
+            raise ConfigError(
+                [(f"tasks.{i}.type", f"task {entry.name!r} is {found.kind}, not {entry.type}")]
+            )
+        tasks[entry.name] = entry.apply_options(found)
     return list(tasks.values())
 
 
 def declared_tasks(config: Config) -> dict[str, Task]:
-    out: dict[str, Task] = {}
-    for spec in config.tasks:
-        out[spec.name] = (
-            CategoricalTask(spec.name, spec.classes or [], spec.zero_shot)
-            if spec.type == "categorical"
-            else BinarySetTask(spec.name, spec.labels or [])
-        )
+    """The tasks the config declares with their names (entries with options only left out)."""
+    return {e.name: e.to_task() for e in config.tasks if e.output_names() is not None}
+
+
+def _balanced_options(
+    config: Config, tasks: list[Task], values: Callable[[str], np.ndarray]
+) -> list[Task]:
+    """Tasks whose options ask for ``balanced`` weights get them from the training labels."""
+    out: list[Task] = []
+    for task in tasks:
+        entry = task_entry(config, task)
+        option = entry.balanced_option(config.method)
+        if option is not None:
+            weight = task.balanced_weight(values(task.name))
+            task = task.with_options(**{option: None if weight is None else list(weight)})
+        out.append(task)
     return out
 
 
@@ -317,7 +320,7 @@ def build_experiment(
             )
         except ValueError as error:
             raise DataError(f"sources.{index}.regime: {error}") from None
-        training = training.with_labels(hidden)
+        training = training.with_labels(hidden, checked=True)
         source_record: dict[str, Any] = {"regime": record.to_dict(), **item.notes}
         groups = _group_by_pattern(training, tasks)
         unlabelled = len(training) - sum(len(rows) for _, rows in groups)
@@ -330,6 +333,7 @@ def build_experiment(
     if not train:
         raise DataError("sources: no training sample is labelled for any task")
     experiment = Experiment(config, seed, tasks, train, weights, val, test, [], records)
+    experiment.tasks = _balanced_options(config, tasks, experiment.train_values)
     offered = [edge for item in loaded for edge in item.knowledge]
     experiment.edges = build_edges(
         config.relatedness, experiment.task_map, offered, experiment.train_labels
@@ -347,7 +351,7 @@ def _group_by_pattern(source: Source, tasks: Sequence[Task]) -> list[tuple[str, 
     task combination no larger pattern covers: a dataset labelled for other tasks, or the
     few rows of a scarce task. Rows labelled for no task are left out. Largest first.
     """
-    labelled = np.stack([labelled_mask(t, source.labels[t.name]) for t in tasks], axis=1)
+    labelled = np.stack([t.labelled_rows(source.labels[t.name]) for t in tasks], axis=1)
     patterns, inverse = np.unique(labelled, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     sizes = np.bincount(inverse, minlength=len(patterns))

@@ -63,9 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from dmtl.core.labels import MISSING_CLASS
-from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
-from dmtl.data.manifest import labelled_mask
+from dmtl.core.tasks import Task
 
 EncodedLabels = dict[str, np.ndarray]
 
@@ -124,13 +122,6 @@ class RegimeRecord:
 
 
 # ---- helpers ----------------------------------------------------------------------------------
-
-
-def _observed(task: Task, values: np.ndarray) -> np.ndarray:
-    """Per-entry observation mask: ``(N,)`` for categorical, ``(N, K)`` for binary set."""
-    if isinstance(task, CategoricalTask):
-        return np.asarray(values != MISSING_CLASS, dtype=bool)
-    return np.asarray(~np.isnan(values), dtype=bool)
 
 
 def _hash(indices: np.ndarray) -> str:
@@ -225,7 +216,7 @@ def _check_proportions(
 
 def _active(labels: EncodedLabels, tasks: dict[str, Task], rows: np.ndarray) -> list[str]:
     """Tasks with at least one label among ``rows``."""
-    return [n for n, v in labels.items() if bool(labelled_mask(tasks[n], v[rows]).any())]
+    return [n for n, v in labels.items() if bool(tasks[n].labelled_rows(v[rows]).any())]
 
 
 def _split_blocks(
@@ -379,9 +370,10 @@ def _plan_scarce(
     values = labels[task]
     in_scope = np.zeros(len(values), dtype=bool)
     in_scope[rows] = True
-    labelled = np.flatnonzero(labelled_mask(spec, values) & in_scope)
-    if isinstance(spec, CategoricalTask):
-        classes = values[labelled]
+    labelled = np.flatnonzero(spec.labelled_rows(values) & in_scope)
+    strata = spec.strata(values[labelled])
+    if strata is not None:
+        classes = strata
         present = np.unique(classes)
         counts = np.array([(classes == c).sum() for c in present])
         quotas = frac * counts
@@ -458,24 +450,15 @@ def _check_labels(labels: Mapping[str, np.ndarray], tasks: Sequence[Task]) -> di
         raise ValueError(f"labels: tasks disagree on the number of samples: {sizes}")
     for name, values in labels.items():
         task = by_name[name]
-        values = np.asarray(values)
-        if isinstance(task, CategoricalTask):
-            if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
-                raise ValueError(
-                    f"labels[{name!r}]: categorical labels must be integers of shape (N,), "
-                    f"got {values.dtype} {values.shape}"
+        values, expected = np.asarray(values), task.unlabelled(1)
+        if values.shape[1:] != expected.shape[1:] or values.dtype.kind != expected.dtype.kind:
+            raise ValueError(
+                f"labels[{name!r}]: {task.kind} labels must have shape (N, "
+                f"{', '.join(map(str, expected.shape[1:]))}) and dtype kind "
+                f"{expected.dtype.kind!r}, got {values.dtype} {values.shape}".replace(
+                    "(N, )", "(N,)"
                 )
-        else:
-            assert isinstance(task, BinarySetTask)
-            if values.ndim != 2 or values.shape[1] != task.num_labels:
-                raise ValueError(
-                    f"labels[{name!r}]: binary-set labels must have shape (N, {task.num_labels}), "
-                    f"got {values.shape}"
-                )
-            if not np.issubdtype(values.dtype, np.floating):
-                raise ValueError(
-                    f"labels[{name!r}]: binary-set labels must be float (NaN = unseen)"
-                )
+            )
     return {name: by_name[name] for name in labels}
 
 
@@ -538,16 +521,11 @@ def apply_regime(
     counts: dict[str, TaskCount] = {}
     for name, values in original.items():
         task = by_name[name]
-        out = values.copy()
-        drop = ~plan.keep[name]
-        if isinstance(task, CategoricalTask):
-            out[drop] = MISSING_CLASS
-        else:
-            out[drop] = np.nan
+        out = task.hide(values, ~plan.keep[name])
         new[name] = out
-        obs_before, obs_after = _observed(task, values), _observed(task, out)
-        rows_before = labelled_mask(task, values)
-        rows_after = labelled_mask(task, out)
+        obs_before, obs_after = task.observed(values), task.observed(out)
+        rows_before = task.labelled_rows(values)
+        rows_after = task.labelled_rows(out)
         counts[name] = TaskCount(
             before=int(rows_before.sum()),
             after=int(rows_after.sum()),

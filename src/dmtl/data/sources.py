@@ -149,14 +149,18 @@ class Source(Dataset[Sample]):
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
         augment: Augment | None = None,
+        labels_checked: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise DataError(f"a source name must be a non-empty string, got {name!r}")
         self.name = name
         self.tasks: tuple[Task, ...] = tuple(tasks)
         check_unique_task_names(self.tasks)
-        self.labels: dict[str, np.ndarray] = check_encoded(
-            self.tasks, labels, num_samples, f"source {name!r}"
+        # Labels are validated once, where they enter dmtl: a manifest already did.
+        self.labels: dict[str, np.ndarray] = (
+            {t.name: labels.get(t.name, t.unlabelled(num_samples)) for t in self.tasks}
+            if labels_checked
+            else check_encoded(self.tasks, labels, num_samples, f"source {name!r}")
         )
         self.ids: np.ndarray = (
             np.arange(num_samples).astype(str).astype(object)
@@ -223,17 +227,22 @@ class Source(Dataset[Sample]):
 
     # ------------------------------------------------------------------ modified copies
 
-    def with_labels(self: _S, new_labels: Mapping[str, np.ndarray]) -> _S:
-        """A copy whose labels for the tasks named in ``new_labels`` are replaced (validated).
+    def with_labels(self: _S, new_labels: Mapping[str, np.ndarray], checked: bool = False) -> _S:
+        """A copy whose labels for the tasks named in ``new_labels`` are replaced.
 
         Tasks not named keep their labels; to hide a task, pass it all ``-1``/``NaN``.
+        The new labels are validated unless ``checked`` (e.g. a regime's output, which
+        only hides labels that were valid).
         """
         unknown = sorted(set(new_labels) - {t.name for t in self.tasks})
         if unknown:
             raise DataError(f"source {self.name!r} has no task(s) {', '.join(unknown)}")
-        merged = {**self.labels, **{k: np.asarray(v) for k, v in new_labels.items()}}
+        replaced = {k: np.asarray(v) for k, v in new_labels.items()}
+        if not checked:
+            tasks = [t for t in self.tasks if t.name in replaced]
+            replaced = check_encoded(tasks, replaced, len(self), f"source {self.name!r}")
         out = copy.copy(self)
-        out.labels = check_encoded(self.tasks, merged, len(self), f"source {self.name!r}")
+        out.labels = {**self.labels, **replaced}
         return out
 
     def with_augment(self: _S, augment: Augment | None) -> _S:
@@ -337,12 +346,13 @@ class ImageSource(Source):
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
         augment: Augment | None = None,
+        labels_checked: bool = False,
     ) -> None:
         self.paths = np.asarray([str(p) for p in paths], dtype=object)
         super().__init__(
             name, tasks, labels, num_samples=len(self.paths),
             ids=self.paths if ids is None else ids, splits=splits,
-            mean=mean, std=std, augment=augment,
+            mean=mean, std=std, augment=augment, labels_checked=labels_checked,
         )
         if channels not in (1, 3):
             raise DataError(
@@ -407,7 +417,7 @@ def _image_source(
     m = m.select(keep) if skipped else m
     source = ImageSource(
         name, m.tasks, paths[keep], m.labels, channels=channels, image_size=image_size,
-        ids=m.ids, splits=m.split, mean=mean, std=std, augment=augment,
+        ids=m.ids, splits=m.split, mean=mean, std=std, augment=augment, labels_checked=True,
     )
     source.skipped_corrupt = len(skipped)
     source.skipped_paths = skipped
@@ -508,6 +518,7 @@ class ArraySource(Source):
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
         augment: Augment | None = None,
+        labels_checked: bool = False,
     ) -> None:
         self._array_path: Path | None = None
         if isinstance(array, (str, Path)):
@@ -534,7 +545,7 @@ class ArraySource(Source):
             )
         super().__init__(
             name, tasks, labels, num_samples=len(self.index), ids=ids, splits=splits,
-            mean=mean, std=std, augment=augment,
+            mean=mean, std=std, augment=augment, labels_checked=labels_checked,
         )
         if augment is not None and array.ndim != 4:
             raise DataError(f"source {name!r}: augmentation needs image arrays (N, C, H, W)")
@@ -598,7 +609,7 @@ def _array_source(
         )
     return ArraySource(
         name, m.tasks, array, m.labels, index=m.index, ids=m.ids, splits=m.split,
-        mean=mean, std=std, augment=augment,
+        mean=mean, std=std, augment=augment, labels_checked=True,
     )
 
 

@@ -23,9 +23,9 @@ import pandas as pd
 import torch
 
 from dmtl.core.relatedness import Relatedness
-from dmtl.core.tasks import CategoricalTask, Task
+from dmtl.core.tasks import Task
 from dmtl.data.batching import build_eval_loader
-from dmtl.data.manifest import RESERVED_COLUMNS, Manifest, unlabelled
+from dmtl.data.manifest import RESERVED_COLUMNS, Manifest, label_columns
 from dmtl.data.sources import ArraySource, ImageSource, Source
 from dmtl.errors import DataError
 from dmtl.training.module import MultiTaskModule, load_module
@@ -86,7 +86,7 @@ def _input_source(
         )
     if inputs.suffix.lower() == ".npy":
         values = np.load(inputs, mmap_mode="r")
-        empty = {t.name: unlabelled(t, len(values)) for t in tasks}
+        empty = {t.name: t.unlabelled(len(values)) for t in tasks}
         return ArraySource("inputs", tasks, inputs, empty, mean=cfg.mean, std=cfg.std)
     if not inputs.is_file():
         raise DataError(f"{inputs}: no such manifest, folder or array")
@@ -132,20 +132,13 @@ def predict_frame(module: MultiTaskModule, source: Source, batch_size: int = 256
     for batch in loader:
         logits = module.model(batch.x.to(device))
         for task in module.tasks:
-            z = logits[task.name].float()
-            p = torch.softmax(z, -1) if isinstance(task, CategoricalTask) else torch.sigmoid(z)
-            chunks[task.name].append(p.cpu())
+            chunks[task.name].append(task.predict(logits[task.name].float()).cpu())
     probs = {name: torch.cat(parts) if parts else torch.empty(0) for name, parts in chunks.items()}
     columns: dict[str, object] = {"id": list(source.ids)}
     if isinstance(source, ImageSource):
         columns["image"] = list(source.paths)
     for task in module.tasks:
-        p = probs[task.name]
-        if isinstance(task, CategoricalTask):
-            columns[task.name] = [task.classes[i] for i in p.argmax(-1).tolist()]
-        else:
-            for j, label in enumerate(task.names):
-                columns[f"{task.name}/{label}"] = (p[:, j] >= 0.5).int().tolist()
+        columns.update(label_columns(task, task.decide(probs[task.name])))
     for task in module.tasks:
         columns.update(probability_columns(task, probs[task.name]))
     for edge in module.edges:
@@ -155,11 +148,13 @@ def predict_frame(module: MultiTaskModule, source: Source, batch_size: int = 256
 
 def probability_columns(task: Task, p: torch.Tensor) -> dict[str, object]:
     """``p:<task>/<name>`` per class or label; the top ``TOP_K`` for very many classes."""
-    if isinstance(task, CategoricalTask) and task.num_classes > MAX_PROBABILITY_COLUMNS:
-        top = p.topk(min(TOP_K, task.num_classes), dim=-1)
+    if task.kind == "regression":
+        return {}  # the decisions are the values
+    if task.kind == "categorical" and task.num_outputs > MAX_PROBABILITY_COLUMNS:
+        top = p.topk(min(TOP_K, task.num_outputs), dim=-1)
         columns: dict[str, object] = {}
         for k in range(top.indices.shape[1]):
-            columns[f"{task.name}@{k + 1}"] = [task.classes[i] for i in top.indices[:, k].tolist()]
+            columns[f"{task.name}@{k + 1}"] = [task.names[i] for i in top.indices[:, k].tolist()]
             columns[f"p:{task.name}@{k + 1}"] = top.values[:, k].numpy()
         return columns
     return {f"p:{task.name}/{name}": p[:, j].numpy() for j, name in enumerate(task.names)}

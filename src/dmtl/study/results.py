@@ -64,10 +64,12 @@ class TaskInfo(_Strict):
 
     @classmethod
     def from_task(cls, task: Task) -> TaskInfo:
-        """From a :class:`~dmtl.core.tasks.Task`; primary metric ``accuracy`` or ``f1_mean``."""
-        from dmtl.core.metrics import primary_metric
-
-        return cls(kind=task.kind, primary_metric=primary_metric(task), names=list(task.names))
+        """From a :class:`~dmtl.core.tasks.Task`: its kind, primary metric and output names."""
+        return cls(
+            kind=task.kind,  # type: ignore[arg-type]
+            primary_metric=task.primary_metric,
+            names=list(task.names),
+        )
 
 
 class Hardware(_Strict):

@@ -1,8 +1,9 @@
 """The LightningModule: a multi-task model trained with :class:`~dmtl.core.objective.Objective`.
 
-Everything needed to rebuild the module (config, task specs, relatedness tables,
-input shape) is saved as hyper-parameters, so ``MultiTaskModule.load_from_checkpoint``
-works from the checkpoint alone.
+The module takes built objects (model, objective, optimiser settings); what is needed
+to rebuild it (:class:`~dmtl.build.ModelSpec`: config, tasks, relatedness tables, input
+shape) is plain data saved in every checkpoint, and :func:`load_module` rebuilds the
+module from the checkpoint alone, reading it with ``weights_only=True``.
 
 Logged names: ``train/loss_step`` and ``train/<term>_step`` (``sup/<task>``, ``ca/<a>-><b>``,
 ``dm/<a>-><b>``) every ``trainer.log_every_n_steps`` steps, and their epoch means
@@ -21,96 +22,60 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from dmtl.backbones import create_backbone
-from dmtl.config import Config
+from dmtl.build import ModelSpec, build_model, build_objective
+from dmtl.config import Config, OptimConfig
 from dmtl.core.metrics import MultiTaskMetrics
-from dmtl.core.model import MultiTaskModel, predict_proba
+from dmtl.core.model import MultiTaskModel, predictions
 from dmtl.core.objective import Objective
-from dmtl.core.relatedness import Relatedness
-from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
+from dmtl.core.tasks import Task
 from dmtl.data.batching import Batch
 from dmtl.errors import NonFiniteLossError, RunError
 
 MAX_PER_OUTPUT_METRICS = 100
 """Per-class / per-label metrics are logged for tasks with at most this many outputs."""
 
-NOT_OBJECTIVE_ARGUMENTS = {"dm_warmup_epochs", "prior", "pos_weight"}
-"""Keys of ``method`` handled by the training loop and the experiment, not by the objective."""
-
-
-def task_to_dict(task: Task) -> dict[str, Any]:
-    if isinstance(task, CategoricalTask):
-        return {
-            "name": task.name,
-            "type": "categorical",
-            "classes": list(task.classes),
-            "zero_shot": list(task.zero_shot),
-        }
-    return {"name": task.name, "type": "binary_set", "labels": list(task.names)}
-
-
-def task_from_dict(spec: dict[str, Any]) -> Task:
-    if spec["type"] == "categorical":
-        return CategoricalTask(spec["name"], spec["classes"], spec.get("zero_shot", ()))
-    return BinarySetTask(spec["name"], spec["labels"])
-
-
-def edge_to_dict(edge: Relatedness) -> dict[str, Any]:
-    return {"source": edge.source.name, "target": edge.target.name, "table": edge.table.tolist()}
-
-
-def edge_from_dict(spec: dict[str, Any], tasks: dict[str, Task]) -> Relatedness:
-    source = tasks[spec["source"]]
-    assert isinstance(source, CategoricalTask)
-    return Relatedness(source, tasks[spec["target"]], torch.tensor(spec["table"]))
+SPEC_KEY = "dmtl_model_spec"
+"""Where a checkpoint keeps the :class:`~dmtl.build.ModelSpec` (plain data)."""
 
 
 class MultiTaskModule(pl.LightningModule):
-    """Backbone + heads + objective; logs every loss term and every task metric."""
+    """A built model and objective, trained by Lightning; logs every term and metric.
+
+    Args:
+        model: the network (``{task: logits}``).
+        objective: the loss over the model's tasks.
+        optim: optimiser, learning rate, weight decay and schedule.
+        dm_warmup_epochs: linear warm-up of the distribution-matching weight.
+        log_every_n_steps: how often the per-step terms are logged.
+        steps_per_epoch: the training loader's length (for the warm-up).
+        source_names: the training strata, named in messages about a batch.
+        spec: the model's recipe as plain data; saved in every checkpoint, so that
+            :func:`load_module` rebuilds the module from the file alone.
+    """
 
     def __init__(
         self,
-        config: dict[str, Any],
-        tasks: list[dict[str, Any]],
-        edges: list[dict[str, Any]],
-        input_shape: list[int],
-        source_names: list[str] | None = None,
-        priors: dict[str, list[float]] | None = None,
-        pos_weights: dict[str, list[float]] | None = None,
+        model: MultiTaskModel,
+        objective: Objective,
+        optim: OptimConfig,
+        *,
+        dm_warmup_epochs: float = 0.0,
+        log_every_n_steps: int = 10,
         steps_per_epoch: int = 1,
+        source_names: list[str] | None = None,
+        spec: ModelSpec | None = None,
     ) -> None:
         super().__init__()
-        # In the checkpoint (so it rebuilds alone), not in the logs: tables can be large
-        # (10,177 x 40 for CelebA); the run folder has config.yaml and relatedness/*.csv.
-        self.save_hyperparameters(logger=False)
-        self.config = Config.model_validate(config)
-        self.tasks = [task_from_dict(t) for t in tasks]
-        by_name = {t.name: t for t in self.tasks}
-        self.edges = [edge_from_dict(e, by_name) for e in edges]
-        self.source_names = source_names or []
+        self.model = model
+        self.objective = objective
+        self.tasks: list[Task] = list(objective.tasks)
+        self.edges = list(objective.edges)
+        self.optim = optim
+        self.dm_warmup_epochs = dm_warmup_epochs
+        self.log_every_n_steps = log_every_n_steps
         self.steps_per_epoch = max(1, steps_per_epoch)
-        backbone_cfg = self.config.backbone
-        in_channels = input_shape[0] if len(input_shape) == 3 else 1
-        image_size = input_shape[-1] if len(input_shape) == 3 else None
-        backbone, feature_dim = create_backbone(
-            backbone_cfg.name,
-            in_channels=in_channels,
-            image_size=image_size,
-            pretrained=backbone_cfg.pretrained,
-            **backbone_cfg.options,
-        )
-        self.model = MultiTaskModel(
-            backbone, self.tasks, feature_dim=feature_dim, dropout=backbone_cfg.dropout
-        )
-        method = self.config.method
-        self.objective = Objective(
-            self.tasks,
-            self.edges,
-            pos_weights={k: torch.tensor(v) for k, v in (pos_weights or {}).items()},
-            priors={k: torch.tensor(v) for k, v in (priors or {}).items()},
-            # The method section's names are the objective's keyword arguments.
-            **method.model_dump(exclude=NOT_OBJECTIVE_ARGUMENTS),
-        )
+        self.source_names = source_names or []
+        self.spec = spec
         self.val_metrics = MultiTaskMetrics(self.tasks, per_output=MAX_PER_OUTPUT_METRICS)
         self.test_metrics = MultiTaskMetrics(self.tasks, per_output=MAX_PER_OUTPUT_METRICS)
         # Epoch sums start here too: a run resumed mid-epoch (from interrupted.ckpt) does not
@@ -118,12 +83,48 @@ class MultiTaskModule(pl.LightningModule):
         self._epoch_sums: dict[str, Tensor | float] = {}
         self._epoch_steps = 0
 
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, steps_per_epoch: int = 1) -> MultiTaskModule:
+        """Build model and objective from a :class:`~dmtl.build.ModelSpec`."""
+        config = spec.build_config()
+        tasks = spec.build_tasks()
+        model = build_model(config, tasks, spec.input_shape)
+        objective = build_objective(config, tasks, spec.build_edges(tasks), spec.priors)
+        return cls(
+            model,
+            objective,
+            config.optim,
+            dm_warmup_epochs=config.method.dm_warmup_epochs,
+            log_every_n_steps=config.trainer.log_every_n_steps,
+            steps_per_epoch=steps_per_epoch,
+            source_names=spec.source_names,
+            spec=spec,
+        )
+
+    @property
+    def config(self) -> Config:
+        """The resolved config the model was built from (from its spec)."""
+        if self.spec is None:
+            raise RunError("this module was built without a model spec, so it has no config")
+        return self.spec.build_config()
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One input's shape, as trained."""
+        if self.spec is None:
+            raise RunError("this module was built without a model spec")
+        return tuple(self.spec.input_shape)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.spec is not None:
+            checkpoint[SPEC_KEY] = self.spec.to_dict()
+
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.model(x)
 
     def dm_scale(self) -> float:
         """Linear warm-up of ``lambda_dm`` over ``method.dm_warmup_epochs`` epochs."""
-        warmup = self.config.method.dm_warmup_epochs
+        warmup = self.dm_warmup_epochs
         if warmup <= 0:
             return 1.0
         return min(1.0, (self.global_step + 1) / (warmup * self.steps_per_epoch))
@@ -133,7 +134,7 @@ class MultiTaskModule(pl.LightningModule):
         loss, terms = self.objective(logits, batch.labels, dm_scale=self.dm_scale())
         self._check_finite({**terms, "loss": loss}, batch, batch_idx)
         self._accumulate({"loss": loss, **terms})
-        if self.global_step % self.config.trainer.log_every_n_steps == 0:
+        if self.global_step % self.log_every_n_steps == 0:
             self.log_dict(
                 {f"train/{k}_step": v.detach() for k, v in {"loss": loss, **terms}.items()},
                 on_step=True,
@@ -213,10 +214,10 @@ class MultiTaskModule(pl.LightningModule):
         self.last_test_metrics = self._log_metrics(self.test_metrics, "test")
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
-        return predict_proba(self.model(batch.x), self.tasks)
+        return predictions(self.model(batch.x), self.tasks)
 
     def configure_optimizers(self) -> Any:
-        optim = self.config.optim
+        optim = self.optim
         params = self.parameters()
         optimizer: torch.optim.Optimizer
         if optim.name == "sgd":
@@ -244,10 +245,24 @@ class MultiTaskModule(pl.LightningModule):
 
 
 def load_module(path: str | Path) -> MultiTaskModule:
-    """A trained :class:`MultiTaskModule` from its checkpoint, on the CPU."""
+    """A trained :class:`MultiTaskModule` from its checkpoint, on the CPU.
+
+    The file is read with ``torch.load(weights_only=True)``: tensors and plain data
+    only, so nothing in it can execute code; the module is rebuilt from its spec.
+    """
     try:
-        return MultiTaskModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as error:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise RunError(
-            f"{path}: not a dmtl checkpoint ({type(error).__name__}: {error})"
+            f"{path}: not a dmtl checkpoint ({type(error).__name__}: {first[:200]})"
         ) from None
+    if not isinstance(checkpoint, dict) or SPEC_KEY not in checkpoint:
+        raise RunError(f"{path}: not a dmtl checkpoint (no model spec in it)")
+    spec = ModelSpec.from_dict(checkpoint[SPEC_KEY], str(path))
+    module = MultiTaskModule.from_spec(spec)
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, RuntimeError) as error:
+        raise RunError(f"{path}: the weights do not fit the model ({error})") from None
+    return module

@@ -13,10 +13,11 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
+from dmtl.build import ModelSpec, edge_to_dict
 from dmtl.config import Config, dump_config
 from dmtl.data.batching import build_eval_loader, build_train_loader
 from dmtl.data.pipeline import Experiment
-from dmtl.training.module import MultiTaskModule, edge_to_dict, task_to_dict
+from dmtl.training.module import MultiTaskModule
 from dmtl.training.trainer import build_trainer, last_checkpoint, launch_rank, prepare_run_dir
 
 
@@ -32,18 +33,21 @@ class RunResult:
     checkpoint: Path | None
 
 
-def make_module(experiment: Experiment, steps_per_epoch: int) -> MultiTaskModule:
-    config = experiment.config
-    return MultiTaskModule(
-        config=config.model_dump(mode="json"),
-        tasks=[task_to_dict(t) for t in experiment.tasks],
+def model_spec(experiment: Experiment) -> ModelSpec:
+    """The plain-data recipe of the model an experiment trains (stored in checkpoints)."""
+    return ModelSpec(
+        config=experiment.config.model_dump(mode="json"),
+        tasks=[t.to_dict() for t in experiment.tasks],
         edges=[edge_to_dict(e) for e in experiment.edges],
         input_shape=list(experiment.input_shape),
-        source_names=[s.name for s in experiment.train],
         priors=experiment.priors(),
-        pos_weights=experiment.pos_weights(),
-        steps_per_epoch=steps_per_epoch,
+        source_names=[s.name for s in experiment.train],
     )
+
+
+def make_module(experiment: Experiment, steps_per_epoch: int) -> MultiTaskModule:
+    """The Lightning module of an experiment, built through the factories."""
+    return MultiTaskModule.from_spec(model_spec(experiment), steps_per_epoch=steps_per_epoch)
 
 
 def train_loader(
@@ -204,7 +208,7 @@ def evaluate_module(
     if loader is None:
         return {}
     if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         module.load_state_dict(state["state_dict"])
     trainer.test(module, dataloaders=loader, verbose=False)
     return dict(getattr(module, "last_test_metrics", {}))

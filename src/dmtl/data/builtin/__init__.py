@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from dmtl.core.relatedness import Relatedness
-from dmtl.core.tasks import CategoricalTask, Task
+from dmtl.core.tasks import Task
 from dmtl.errors import DataError
 
 SPLITS = ("train", "test")
@@ -57,7 +57,7 @@ class BuiltinDataset:
             )
         for name, values in self.labels.items():
             task = by_name[name]
-            shape = (n,) if isinstance(task, CategoricalTask) else (n, task.num_outputs)
+            shape = task.unlabelled(n).shape
             if values.shape != shape:
                 raise ValueError(
                     f"{self.name}: labels[{name!r}] has shape {values.shape}, expected {shape}"
@@ -100,23 +100,6 @@ class BuiltinDataset:
             split=self.split[index],
             knowledge=list(self.knowledge),
         )
-
-    def summary(self) -> dict[str, Any]:
-        """Name, sizes and tasks, JSON-serialisable."""
-        return {
-            "name": self.name,
-            "size": len(self),
-            "splits": {s: int((self.split == s).sum()) for s in SPLITS},
-            "input_shape": list(self.inputs.shape[1:]),
-            "tasks": {
-                t.name: {
-                    "kind": t.kind,
-                    ("classes" if isinstance(t, CategoricalTask) else "labels"): list(t.names),
-                }
-                for t in self.tasks
-            },
-            "knowledge": [e.name for e in self.knowledge],
-        }
 
 
 @dataclass(frozen=True)
