@@ -137,6 +137,7 @@ def export_model(
 ) -> ExportResult:
     """Write ``model`` (``x -> {task: logits}``) with ``card`` to ``output`` and check it.
 
+    ``model`` is put in eval mode, on the CPU, in float32 (in place).
     The file is written under a temporary name and moved into place only once it loads
     back and matches PyTorch within :data:`CHECK_TOLERANCE`, so a failed export never
     replaces an existing file. An existing ``output`` is refused unless ``overwrite``.
