@@ -129,7 +129,13 @@ def evaluate(
 @app.command()
 @handle_errors
 def predict(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file or run folder.")],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            help="Checkpoint file, run folder, or a model written by 'dmtl export' "
+            "(.onnx, run with onnxruntime; TorchScript .pt)."
+        ),
+    ],
     inputs: Annotated[
         Path, typer.Argument(help="A manifest (CSV/Parquet), a folder of images, or a .npy array.")
     ],

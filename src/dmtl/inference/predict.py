@@ -1,10 +1,15 @@
-"""Predictions of a trained model, written in the manifest's column naming.
+"""Predictions of a trained or exported model, written in the manifest's column naming.
+
+The model is a checkpoint, an ONNX file or a TorchScript file written by ``dmtl export``
+(:func:`~dmtl.inference.runtime.load_predictor`); all three give the same columns, built
+by :func:`prediction_frame` from the model card and the probabilities.
 
 Output columns: ``id`` (and ``image``, the path read, for image inputs); the
 decisions, exactly as a manifest holds labels (``<task>`` = the arg-max class name,
-``<task>/<label>`` = ``1[p >= 0.5]``), so a predictions file is itself a valid
-manifest; and the probabilities, ``p:<task>/<class>`` (for a task of more than 100
-classes, its top 5 instead: ``<task>@k`` and ``p:<task>@k``) and ``p:<task>/<label>``.
+``<task>/<label>`` = ``1[p >= threshold]``, the card's threshold, 0.5 by default), so a
+predictions file is itself a valid manifest; and the probabilities, ``p:<task>/<class>``
+(for a task of more than 100 classes, its top 5 instead: ``<task>@k`` and ``p:<task>@k``)
+and ``p:<task>/<label>``.
 
 Zero-shot classes of a categorical task (declared in the task, with no
 training images) are scored through the inverse map of every relatedness
@@ -16,6 +21,7 @@ other task's predictions) and ``zs:<task>`` (its arg-max among the zero-shot cla
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +34,8 @@ from dmtl.data.batching import build_eval_loader
 from dmtl.data.manifest import RESERVED_COLUMNS, Manifest, label_columns
 from dmtl.data.sources import ArraySource, ImageSource, Source
 from dmtl.errors import DataError
-from dmtl.training.module import MultiTaskModule, load_module
+from dmtl.inference.card import INVERSE_EPS, INVERSE_TAU, ModelCard
+from dmtl.inference.runtime import Predictor, load_predictor
 
 MAX_PROBABILITY_COLUMNS = 100
 """A categorical task with more classes gets its top-``TOP_K`` classes instead of one
@@ -39,33 +46,27 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def input_source(
-    module: MultiTaskModule, inputs: Path, root: Path | None = None, array: Path | None = None
+    card: ModelCard, inputs: Path, root: Path | None = None, array: Path | None = None
 ) -> Source:
     """A source over the inputs to predict: a manifest, a folder of images or a ``.npy`` array.
 
-    Normalisation follows the first source of the model's config; images are decoded to
-    the channels and size the model was trained on. The inputs' shape is checked against
-    the model's, so a mismatch is one clear error rather than a failure inside the network.
+    Images are decoded to the card's channels and size and every input is normalised
+    with its mean and std. The inputs' shape is checked against the model's, so a
+    mismatch is one clear error rather than a failure inside the network.
     """
-    source = _input_source(module, inputs, root, array)
-    trained = tuple(module.hparams["input_shape"])
-    if len(source) and tuple(source.input_shape) != trained:
+    source = _input_source(card, inputs, root, array)
+    if len(source) and tuple(source.input_shape) != card.input_shape:
         raise DataError(
             f"{inputs}: inputs of shape {tuple(source.input_shape)}, but the model was trained "
-            f"on inputs of shape {trained}"
+            f"on inputs of shape {card.input_shape}"
         )
     return source
 
 
-def _input_source(
-    module: MultiTaskModule, inputs: Path, root: Path | None, array: Path | None
-) -> Source:
-    cfg = module.config.sources[0].input
-    tasks = module.tasks
-    trained = tuple(module.hparams["input_shape"])
-    channels, image_size = cfg.channels, cfg.image_size
-    if len(trained) == 3 and trained[0] in (1, 3) and trained[1] == trained[2]:
-        channels, image_size = trained[0], trained[1]
+def _input_source(card: ModelCard, inputs: Path, root: Path | None, array: Path | None) -> Source:
+    tasks = list(card.tasks)
+    mean = None if card.mean is None else list(card.mean)
+    std = None if card.std is None else list(card.std)
     if inputs.is_dir():
         files = sorted(p for p in inputs.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
@@ -78,16 +79,16 @@ def _input_source(
             manifest,
             inputs,
             tasks,
-            channels=channels,
-            image_size=image_size,
-            mean=cfg.mean,
-            std=cfg.std,
+            channels=card.channels,
+            image_size=card.image_size,
+            mean=mean,
+            std=std,
             require_labels=False,
         )
     if inputs.suffix.lower() == ".npy":
         values = np.load(inputs, mmap_mode="r")
         empty = {t.name: t.unlabelled(len(values)) for t in tasks}
-        return ArraySource("inputs", tasks, inputs, empty, mean=cfg.mean, std=cfg.std)
+        return ArraySource("inputs", tasks, inputs, empty, mean=mean, std=std)
     if not inputs.is_file():
         raise DataError(f"{inputs}: no such manifest, folder or array")
     is_index = array is not None
@@ -101,10 +102,10 @@ def _input_source(
         None,
         tasks,
         array=array,
-        channels=None if is_index else channels,
-        image_size=None if is_index else image_size,
-        mean=cfg.mean,
-        std=cfg.std,
+        channels=None if is_index else card.channels,
+        image_size=None if is_index else card.image_size,
+        mean=mean,
+        std=std,
         require_labels=False,
     )
 
@@ -122,34 +123,56 @@ def _input_columns(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read the manifest ({error})") from None
 
 
-@torch.no_grad()
-def predict_frame(module: MultiTaskModule, source: Source, batch_size: int = 256) -> pd.DataFrame:
+def predict_frame(predictor: Predictor, source: Source, batch_size: int = 256) -> pd.DataFrame:
     """Probabilities and decisions for every sample of ``source`` (see the module docstring)."""
-    module.eval()
-    device = next(module.parameters()).device
-    loader = build_eval_loader([source], batch_size=batch_size, tasks=module.tasks)
-    chunks: dict[str, list[torch.Tensor]] = {t.name: [] for t in module.tasks}
+    card = predictor.card
+    loader = build_eval_loader([source], batch_size=batch_size, tasks=list(card.tasks))
+    chunks: dict[str, list[torch.Tensor]] = {t.name: [] for t in card.tasks}
     for batch in loader:
-        logits = module.model(batch.x.to(device))
-        for task in module.tasks:
-            chunks[task.name].append(task.predict(logits[task.name].float()).cpu())
-    probs = {name: torch.cat(parts) if parts else torch.empty(0) for name, parts in chunks.items()}
-    columns: dict[str, object] = {"id": list(source.ids)}
-    if isinstance(source, ImageSource):
-        columns["image"] = list(source.paths)
-    for task in module.tasks:
-        columns.update(label_columns(task, task.decide(probs[task.name])))
-    for task in module.tasks:
+        for name, p in predictor.probabilities(batch.x).items():
+            chunks[name].append(p.float())
+    probs = {
+        t.name: torch.cat(chunks[t.name]) if chunks[t.name] else torch.empty(0, t.num_outputs)
+        for t in card.tasks
+    }
+    images = list(source.paths) if isinstance(source, ImageSource) else None
+    return prediction_frame(card, probs, list(source.ids), images)
+
+
+def prediction_frame(
+    card: ModelCard,
+    probs: dict[str, torch.Tensor],
+    ids: Sequence[object],
+    images: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The predictions table from every task's probabilities ``(N, K)``, in card order:
+    ``id`` (and ``image``), the decisions, the probabilities, the zero-shot scores."""
+    columns: dict[str, object] = {"id": list(ids)}
+    if images is not None:
+        columns["image"] = list(images)
+    for task in card.tasks:
+        columns.update(decision_columns(task, probs[task.name], card.thresholds.get(task.name)))
+    for task in card.tasks:
         columns.update(probability_columns(task, probs[task.name]))
-    for edge in module.edges:
+    for edge in card.edges:
         columns.update(zero_shot_columns(edge, probs))
     return pd.DataFrame(columns)
 
 
+def decision_columns(
+    task: Task, p: torch.Tensor, thresholds: Sequence[float] | None = None
+) -> dict[str, object]:
+    """As a manifest holds labels (``task.decide``): ``<task>`` = the arg-max class name of a
+    categorical task, ``<task>/<label>`` = ``1[p_j >= threshold_j]`` (0.5 by default) for a
+    binary set, ``<task>/<target>`` = the predicted value for a regression task."""
+    return dict(label_columns(task, task.decide(p, thresholds)))
+
+
 def probability_columns(task: Task, p: torch.Tensor) -> dict[str, object]:
-    """``p:<task>/<name>`` per class or label; the top ``TOP_K`` for very many classes."""
+    """``p:<task>/<name>`` per class or label; the top ``TOP_K`` for very many classes; none
+    for a regression task (its values are its decisions)."""
     if task.kind == "regression":
-        return {}  # the decisions are the values
+        return {}
     if task.kind == "categorical" and task.num_outputs > MAX_PROBABILITY_COLUMNS:
         top = p.topk(min(TOP_K, task.num_outputs), dim=-1)
         columns: dict[str, object] = {}
@@ -165,7 +188,7 @@ def zero_shot_columns(edge: Relatedness, probs: dict[str, torch.Tensor]) -> dict
     task = edge.source
     if not task.zero_shot or edge.target.name not in probs:
         return {}
-    q = edge.inverse_map(probs[edge.target.name].float())
+    q = edge.inverse_map(probs[edge.target.name].float(), eps=INVERSE_EPS, tau=INVERSE_TAU)
     out: dict[str, object] = {}
     for j, name in enumerate(task.classes):
         out[f"zs:{task.name}/{name}"] = q[:, j].numpy()
@@ -176,16 +199,17 @@ def zero_shot_columns(edge: Relatedness, probs: dict[str, torch.Tensor]) -> dict
 
 
 def predict_to_csv(
-    checkpoint: Path,
+    model: Path,
     inputs: Path,
     output: Path,
     root: Path | None = None,
     array: Path | None = None,
 ) -> pd.DataFrame:
-    """Load ``checkpoint``, predict ``inputs``, write ``output`` (CSV or Parquet by suffix)."""
-    module = load_module(checkpoint)
-    source = input_source(module, inputs, root=root, array=array)
-    frame = predict_frame(module, source)
+    """Load ``model`` (a checkpoint, ``.onnx`` or TorchScript file), predict ``inputs``, write
+    ``output`` (CSV or Parquet by suffix)."""
+    predictor = load_predictor(model)
+    source = input_source(predictor.card, inputs, root=root, array=array)
+    frame = predict_frame(predictor, source)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".parquet":
         frame.to_parquet(output, index=False)

@@ -219,8 +219,9 @@ class Task:
         """What the head's output means: class probabilities, label probabilities or values."""
         raise NotImplementedError
 
-    def decide(self, outputs: Tensor) -> np.ndarray:
-        """Encoded labels from predictions (:meth:`predict`): the class, 0/1 per label, values."""
+    def decide(self, outputs: Tensor, thresholds: Sequence[float] | None = None) -> np.ndarray:
+        """Encoded labels from predictions (:meth:`predict`): the class, 0/1 per label (at
+        ``thresholds``, 0.5 by default), or the values."""
         raise NotImplementedError
 
     def metric(self, per_output: bool = True, **kwargs: Any) -> Metric:

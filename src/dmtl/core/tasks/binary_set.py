@@ -16,7 +16,7 @@ r"""Binary-set tasks: each of ``K`` labels is present (1) or absent (0), indepen
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -128,9 +128,10 @@ class BinarySetTask(VectorTask):
     def predict(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(logits)
 
-    def decide(self, outputs: Tensor) -> np.ndarray:
-        """``1[p_j >= 0.5]`` per label."""
-        return (outputs >= 0.5).cpu().numpy().astype(np.float32)
+    def decide(self, outputs: Tensor, thresholds: Sequence[float] | None = None) -> np.ndarray:
+        """``1[p_j >= threshold_j]`` per label (0.5 by default)."""
+        limits = torch.tensor(thresholds if thresholds is not None else [0.5] * self.num_labels)
+        return (outputs >= limits.to(outputs.dtype)).cpu().numpy().astype(np.float32)
 
     def metric(self, per_output: bool = True, **kwargs: Any) -> Metric:
         from dmtl.core.metrics import BinarySetMetrics

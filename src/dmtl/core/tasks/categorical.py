@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -296,7 +296,7 @@ class CategoricalTask(Task):
     def predict(self, logits: Tensor) -> Tensor:
         return torch.softmax(logits, dim=-1)
 
-    def decide(self, outputs: Tensor) -> np.ndarray:
+    def decide(self, outputs: Tensor, thresholds: Sequence[float] | None = None) -> np.ndarray:
         """The most probable class."""
         return outputs.argmax(dim=-1).cpu().numpy().astype(np.int64)
 

@@ -19,7 +19,7 @@ r"""Regression tasks: ``K`` real-valued targets per sample, e.g. valence and aro
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -126,7 +126,7 @@ class RegressionTask(VectorTask):
     def predict(self, logits: Tensor) -> Tensor:
         return logits
 
-    def decide(self, outputs: Tensor) -> np.ndarray:
+    def decide(self, outputs: Tensor, thresholds: Sequence[float] | None = None) -> np.ndarray:
         """The predicted values, clipped to ``[low, high]`` when a range is given."""
         values = outputs.detach().float().cpu().numpy()
         if self.low is None and self.high is None:

@@ -1,0 +1,1 @@
+"""Tests of dmtl.inference: model cards, export, predictions from exported models."""
