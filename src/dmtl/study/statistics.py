@@ -45,14 +45,14 @@ mean; another variant is within noise when the 95 % Welch interval of
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from dmtl.study.results import BASELINE, StudyResults
+from dmtl.study.results import BASELINE, RunRecord, StudyResults
 
 CONFIDENCE = 0.95
 """Level of every confidence interval in the report."""
@@ -93,29 +93,37 @@ class Cell:
         return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
 
 
-def values_frame(results: StudyResults) -> pd.DataFrame:
-    """Long table of every usable value: columns ``variant``, ``seed``, ``metric``, ``value``.
+def _usable(run: RunRecord, metric: str) -> float | None:
+    """``run``'s value of ``metric`` if it counts (module docstring), else ``None``."""
+    if run.status != "done" or (run.task is not None and metric.split("/", 1)[0] != run.task):
+        return None
+    value = run.metrics.get(metric)
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def values_frame(results: StudyResults, metrics: Collection[str]) -> pd.DataFrame:
+    """Long table of the usable values of ``metrics``: ``variant``, ``seed``, ``metric``, ``value``.
 
     Rows come from the ``done`` runs, ``None``/non-finite values left out; a
     ``single_task`` run contributes its own task's metrics only.
     """
     rows = [
-        (run.variant, run.seed, name, float(value))
+        (run.variant, run.seed, metric, value)
         for run in results.runs
-        if run.status == "done"
-        for name, value in run.metrics.items()
-        if value is not None
-        and math.isfinite(value)
-        and (run.task is None or name.split("/", 1)[0] == run.task)
+        for metric in metrics
+        if (value := _usable(run, metric)) is not None
     ]
     return pd.DataFrame(rows, columns=["variant", "seed", "metric", "value"])
 
 
 def metric_values(results: StudyResults, variant: str, metric: str) -> list[float]:
     """Values of ``metric`` for ``variant``, in seed order (see :func:`values_frame`)."""
-    frame = values_frame(results)
-    chosen = frame[(frame["variant"] == variant) & (frame["metric"] == metric)]
-    return [float(v) for v in chosen.sort_values("seed")["value"]]
+    found = [
+        (run.seed, value)
+        for run in results.runs
+        if run.variant == variant and (value := _usable(run, metric)) is not None
+    ]
+    return [value for _, value in sorted(found)]
 
 
 def cell(results: StudyResults, variant: str, metric: str) -> Cell:
@@ -130,8 +138,7 @@ def summary_table(results: StudyResults) -> pd.DataFrame:
     std is 0 for one value; a variant without values has NaN mean and std, n 0.
     """
     metrics = list(results.primary_metrics().values())
-    frame = values_frame(results)
-    table = frame[frame["metric"].isin(metrics)].pivot_table(
+    table = values_frame(results, metrics).pivot_table(
         index="variant", columns="metric", values="value", aggfunc=["mean", "std", "count"]
     )
     table = table.rename(columns={"count": "n"}, level=0).swaplevel(axis=1)
