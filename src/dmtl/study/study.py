@@ -110,12 +110,12 @@ def run_study(
     (out_dir / "config.yaml").write_text(dump_config(config))
     loaded = load_sources(config)
     results: StudyResults | None = load_results(results_path) if results_path.is_file() else None
+    if results is not None:
+        record_command(results, command)  # a resume: its command produced results too
     for seed in seed_list:
         experiment = build_experiment(config, seed, loaded)
         if results is None:
             results = _new_results(config, experiment, seed_list, command)
-        elif seed == seed_list[0]:
-            record_command(results, command)
         results.seeds = sorted(set(results.seeds) | set(seed_list))
         results.variants += [v for v in config.study.variants if v not in results.variants]
         results.regime[str(seed)] = experiment.records
