@@ -24,6 +24,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, protected_namespaces=())
 
 
+TaskKind = Literal["categorical", "binary_set", "regression"]
+"""The names of the built-in task kinds (``type`` of a task entry)."""
+
+
 class _TaskConfigBase(_Strict):
     """A task declared in the config: ``name`` plus its kind's fields.
 

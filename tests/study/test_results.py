@@ -22,6 +22,7 @@ from dmtl.study.results import (
     find_run,
     load_results,
     missing_runs,
+    record_command,
     save_results,
     upsert_run,
 )
@@ -36,14 +37,14 @@ def test_round_trip_preserves_everything(three_seed_results: StudyResults, tmp_p
     raw = json.loads(path.read_text())
     assert raw["schema_version"] == SCHEMA_VERSION == 1
     assert set(raw) >= {"study", "created", "dmtl_version", "tasks", "variants", "seeds", "runs",
-                        "regime", "hardware"}  # fmt: skip
+                        "regime", "hardware", "command", "commands", "protocol"}
     assert raw["tasks"]["shape"] == {"kind": "binary_set", "primary_metric": "f1_mean",
-                                     "names": ["round", "straight"]}  # fmt: skip
+                                     "names": ["round", "straight"]}
     assert raw["regime"] == {"0": {"name": "disjoint"}}
     assert raw["hardware"]["device"] == "cpu"
     run = raw["runs"][0]
     assert set(run) == {"variant", "seed", "task", "status", "metrics", "split", "wall_s", "steps",
-                        "run_dir", "error"}  # fmt: skip
+                        "epochs", "best_step", "stopped_early", "run_dir", "error"}
     # created is ISO 8601 and survives the round trip
     assert loaded.created.isoformat() == r.created.isoformat()
 
@@ -186,3 +187,54 @@ def test_task_info_from_task() -> None:
     )
     info = TaskInfo.from_task(BinarySetTask("au", ["AU1"]))
     assert (info.kind, info.primary_metric) == ("binary_set", "f1_mean")
+
+
+OLD_FILE = {
+    "schema_version": 1,
+    "study": "digits",
+    "created": "2025-01-31T12:00:00Z",
+    "dmtl_version": "0.1.0",
+    "command": "dmtl study configs/digits.yaml --seeds 1",
+    "config": {},
+    "tasks": {"digit": {"kind": "categorical", "primary_metric": "accuracy", "names": ["0", "1"]}},
+    "variants": ["single_task", "mtl"],
+    "seeds": [0],
+    "runs": [
+        {"variant": "single_task", "seed": 0, "task": "digit", "status": "done",
+         "metrics": {"digit/accuracy": 0.9}, "split": "test", "wall_s": 1.0, "steps": 10,
+         "run_dir": "runs/seed0/single_task-digit", "error": None},
+        {"variant": "mtl", "seed": 0, "task": None, "status": "done",
+         "metrics": {"digit/accuracy": 0.8}, "split": "test", "wall_s": 1.0, "steps": 10,
+         "run_dir": "runs/seed0/mtl", "error": None},
+    ],
+    "regime": {},
+    "hardware": {"platform": "Linux", "python": "3.11.7", "cpu_count": 2, "torch": "2.4.1",
+                 "device": "cpu"},
+}
+"""A results.json as written before runs recorded epochs and studies their commands/protocol."""
+
+
+def test_a_file_without_the_newer_fields_loads(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(OLD_FILE))
+    results = load_results(path)
+    assert results.commands == ["dmtl study configs/digits.yaml --seeds 1"]
+    assert results.command == "dmtl study configs/digits.yaml --seeds 1"
+    assert results.protocol is None
+    assert [(r.epochs, r.best_step, r.stopped_early) for r in results.runs] == [(None,) * 3] * 2
+    # and it is written back with the new fields, still loadable
+    assert load_results(save_results(results, path)) == results
+
+
+def test_record_command_keeps_every_command_and_the_first_as_command() -> None:
+    results = StudyResults(study="s", tasks={}, variants=["mtl"], seeds=[0])
+    record_command(results, None)
+    assert (results.command, results.commands) == (None, [])
+    record_command(results, "dmtl study a.yaml")
+    record_command(results, "dmtl study a.yaml --resume")
+    record_command(results, "dmtl study a.yaml --resume")  # the same resume again: once
+    record_command(results, "dmtl study a.yaml --seeds 5 --resume")
+    assert results.command == "dmtl study a.yaml"
+    assert results.commands == [
+        "dmtl study a.yaml", "dmtl study a.yaml --resume", "dmtl study a.yaml --seeds 5 --resume"
+    ]

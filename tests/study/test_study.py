@@ -128,6 +128,11 @@ def test_study_trains_every_variant_for_every_seed(
     assert (tmp_path / "study" / "config.yaml").is_file()
     assert (tmp_path / "study" / "relatedness_digit__shape.png").is_file()
     assert "train single_task[digit] seed 0" in messages
+    assert results.protocol == {"name": "fixed_epochs", "epochs": 1, "checkpoint": "last"}
+    report = (tmp_path / "study" / "report.md").read_text()
+    # a knowledge table is the same for every seed: its heat map names no seed
+    assert "[Relatedness digit->shape (knowledge table)](relatedness_digit__shape.png)" in report
+    assert "Protocol: fixed_epochs (epochs: 1, checkpoint: last)." in report
 
 
 def test_resume_runs_only_what_is_missing(
@@ -144,6 +149,67 @@ def test_resume_runs_only_what_is_missing(
     results = run_study(config, out, seeds=2, resume=True)
     assert len(fake.calls) == 14 and {c.seed for c in fake.calls[7:]} == {1}
     assert results.seeds == [0, 1] and len(results.runs) == 14
+
+
+def test_resume_keeps_every_command_and_adds_new_variants(
+    tiny_data: Callable[..., dict[str, Any]], fake: FakeTraining, tmp_path: Path
+) -> None:
+    out = tmp_path / "study"
+    first = validate_config(tiny_data(study={"seeds": 1, "variants": ["mtl"]}))
+    run_study(first, out, command="dmtl study tiny.yaml --variants mtl")
+    more = validate_config(tiny_data(study={"seeds": 1, "variants": ["mtl", "mtl+dm"]}))
+    results = run_study(more, out, resume=True, command="dmtl study tiny.yaml --resume")
+    assert [c.variant_method for c in fake.calls] == [("off", False), ("off", True)]
+    assert results.variants == ["mtl", "mtl+dm"]
+    assert results.command == "dmtl study tiny.yaml --variants mtl"
+    assert results.commands == [
+        "dmtl study tiny.yaml --variants mtl", "dmtl study tiny.yaml --resume"
+    ]
+    report = (out / "report.md").read_text()
+    assert "1. `dmtl study tiny.yaml --variants mtl`" in report
+    assert "2. `dmtl study tiny.yaml --resume`" in report
+
+
+def test_an_estimated_table_names_its_seed(
+    tiny_data: Callable[..., dict[str, Any]], fake: FakeTraining, tmp_path: Path
+) -> None:
+    data = tiny_data(relatedness=[{"source": "digit", "target": "shape", "kind": "estimate"}],
+                     study={"seeds": 2, "variants": ["mtl"]})
+    data["sources"][0]["regime"] = {"name": "full", "params": {}}
+    run_study(validate_config(data), tmp_path / "s")
+    report = (tmp_path / "s" / "report.md").read_text()
+    # the heat map is of the last seed's estimate
+    assert "[Relatedness digit->shape (estimated, seed 1)]" in report
+
+
+@dataclass
+class EarlyStoppedResult(RunResult):
+    """A run result as a trainer that stops early reports it."""
+
+    epochs: int = 4
+    best_step: int = 17
+    stopped_early: bool = True
+
+
+def test_the_training_protocol_fields_are_recorded(
+    tiny_data: Callable[..., dict[str, Any]],
+    fake: FakeTraining,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    def early(experiment: Experiment, run_dir: Path, **kwargs: Any) -> RunResult:
+        return EarlyStoppedResult(**vars(fake(experiment, run_dir, **kwargs)))
+
+    monkeypatch.setattr("dmtl.study.study.run_training", early)
+    stopped = tiny_data(study={"seeds": 1, "variants": ["single_task", "mtl"]})
+    stopped["trainer"] |= {"monitor": "val/loss", "early_stopping": {"enabled": True}}
+    results = run_study(validate_config(stopped), tmp_path / "s")
+    assert {(r.epochs, r.best_step, r.stopped_early) for r in results.runs} == {(4, 17, True)}
+    assert results.protocol == {
+        "name": "early_stopping", "budget_epochs": 1, "patience": 5, "monitor": "val/loss"
+    }
+    report = (tmp_path / "s" / "report.md").read_text()
+    assert "| mtl | 1 | 5 | 4 | 17 | 1/1 |" in report
 
 
 def test_existing_study_folder_is_refused(config: Config, fake: FakeTraining,

@@ -9,13 +9,16 @@ import time
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dmtl.cli.errors import console, handle_errors, quiet_lightning
 from dmtl.cli.options import ConfigArg, Overrides, Overwrite, Resume
 from dmtl.errors import ConfigError, DataError, OutputError
+
+if TYPE_CHECKING:
+    from dmtl.config import Config
 
 app = typer.Typer(
     name="dmtl",
@@ -26,6 +29,14 @@ app = typer.Typer(
     add_completion=False,
 )
 
+Variants = Annotated[
+    str | None,
+    typer.Option(
+        "--variants",
+        help="Comma-separated variants to run, in that order (default: study.variants), "
+        "e.g. single_task,mtl,mtl+ca+dm.",
+    ),
+]
 
 
 def _command_line() -> str:
@@ -174,22 +185,28 @@ def study(
     ] = None,
     resume: Resume = False,
     overwrite: Overwrite = False,
+    variants: Variants = None,
 ) -> None:
     """The ablation: single-task, MTL, +co-annotation, +distribution matching, both; over seeds."""
     from dmtl.config import load_config
 
-    cfg = load_config(config, set_ or [])
+    cfg = _chosen_variants(load_config(config, set_ or []), variants)
     _run_study(cfg, out or cfg.output.dir, seeds, resume, overwrite)
 
 
-def _run_study(cfg: object, out: Path, seeds: int | None, resume: bool, overwrite: bool) -> None:
+def _chosen_variants(cfg: Config, variants: str | None) -> Config:
+    """``cfg`` with ``study.variants`` from ``--variants`` when given (checked before training)."""
+    from dmtl.study.study import with_variants
+
+    return cfg if variants is None else with_variants(cfg, variants)
+
+
+def _run_study(cfg: Config, out: Path, seeds: int | None, resume: bool, overwrite: bool) -> None:
     from rich.markup import escape
 
-    from dmtl.config import Config
-    from dmtl.study.report import rich_table
+    from dmtl.cli.render import print_study_table
     from dmtl.study.study import run_study
 
-    assert isinstance(cfg, Config)
     start = time.perf_counter()
     with quiet_lightning(), console.status("starting") as status:
 
@@ -207,10 +224,11 @@ def _run_study(cfg: object, out: Path, seeds: int | None, resume: bool, overwrit
             progress=progress,
             command=_command_line(),
         )
-    console.print(rich_table(results))
+    print_study_table(console, results)
     console.print(
         f"study done in {time.perf_counter() - start:.0f} s: [bold]{out / 'report.md'}[/], "
-        f"{out / 'results.json'}"
+        f"{out / 'results.json'}",
+        soft_wrap=True,  # a path is not broken across lines, on a terminal or in a log
     )
 
 
@@ -223,13 +241,14 @@ def demo(
         typer.Option("--out", "-o", help="Study folder (default: runs/demo-<time>)."),
     ] = None,
     set_: Overrides = None,
+    variants: Variants = None,
 ) -> None:
     """The study on built-in digits with 3% of the digit labels (a few minutes on a CPU)."""
     from dmtl.config import load_config
 
     config_file = resources.files("dmtl") / "configs" / "digits-demo.yaml"
     with resources.as_file(config_file) as path:
-        cfg = load_config(path, set_ or [])
+        cfg = _chosen_variants(load_config(path, set_ or []), variants)
     folder = out or Path("runs") / f"demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     console.print(
         f"[bold]dmtl demo[/]: {cfg.name}, {seeds} seed(s), backbone {cfg.backbone.name}, "

@@ -82,7 +82,7 @@ def show(
     import pandas as pd
 
     from dmtl.cli.render import frame_table
-    from dmtl.study.plots import plot_relatedness
+    from dmtl.knowledge.heatmap import plot_relatedness
 
     if not table.is_file():
         raise ConfigError(f"{table}: no such file")

@@ -1,11 +1,17 @@
-"""Rich rendering of tables for the terminal."""
+"""Rich rendering of tables for the terminal; a study's table unwrapped where stdout is not one."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import pandas as pd
+from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from dmtl.study.results import StudyResults
 
 
 def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) -> Table:
@@ -43,3 +49,52 @@ def metrics_table(metrics: Mapping[str, float | None], title: str) -> Table:
             text = f"{value:.4f}"
         table.add_row(name, text)
     return table
+
+
+def study_table(results: StudyResults) -> Table:
+    """The study's results table (:func:`dmtl.study.report.results_frame`) for the terminal.
+
+    Best cells bold green, a negative-transfer verdict red (its column header says
+    "negative transfer", so a verdict keeps only the tasks and their gains).
+    """
+    from dmtl.study.report import results_frame, task_header
+    from dmtl.study.statistics import best_variants
+
+    frame = results_frame(results)
+    best = best_variants(results)
+    table = Table(title=f"dmtl study: {results.study} (mean ± std over seeds)")
+    table.add_column("variant", style="cyan", no_wrap=True)
+    for task, info in results.tasks.items():
+        table.add_column(f"{task}\n({info.primary_metric})", justify="right")
+    table.add_column("negative transfer")
+    for _, row in frame.iterrows():
+        variant = str(row["variant"]).removesuffix(" (baseline)")
+        cells: list[str | Text] = [str(row["variant"])]
+        for task in results.tasks:
+            style = "bold green" if variant in best[task] else ""
+            cells.append(Text(str(row[task_header(results, task)]), style=style))
+        verdict = str(row["negative transfer"])
+        negative = verdict.startswith("negative transfer on: ")
+        cells.append(Text(verdict.removeprefix("negative transfer on: "),
+                          style="red" if negative else ""))
+        table.add_row(*cells)
+    return table
+
+
+def print_study_table(console: Console, results: StudyResults) -> None:
+    """The study's table and ranking: a rich table on a terminal; elsewhere (a log file, a
+    pipe) the Markdown table at full width, never wrapped."""
+    from dmtl.study.report import markdown_table, results_frame
+    from dmtl.study.statistics import ranking
+
+    ranks = ranking(results)
+    order = ", ".join(f"{i}. {v} ({r:.2f})"
+                      for i, (v, r) in enumerate(ranks["mean rank"].items(), start=1))
+    line = f"ranking (mean rank over tasks): {order or 'n/a'}"
+    if console.is_terminal:
+        console.print(study_table(results))
+        console.print(line, highlight=False, markup=False)
+        return
+    title = f"dmtl study: {results.study} (mean ± std over seeds)"
+    console.file.write(f"{title}\n\n{markdown_table(results_frame(results))}\n\n{line}\n")
+    console.file.flush()

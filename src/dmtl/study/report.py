@@ -1,26 +1,12 @@
-"""Aggregate a study's runs over seeds, judge negative transfer, and write ``report.md``.
+"""``report.md`` of a study: its tables as pandas DataFrames of text, rendered to Markdown.
 
-Statistics, per variant and metric, over the seeds whose run is ``done`` and
-whose value is not ``None``:
-
-* ``mean = (1/n) sum_i v_i``;
-* ``std`` = sample standard deviation ``sqrt(sum_i (v_i - mean)^2 / (n - 1))``
-  (``ddof = 1``), defined as 0 when ``n = 1``;
-* ``n`` = number of values.
-
-The ``single_task`` row of a table is assembled from the per-task single-task
-runs: for task ``t``, the runs whose ``task == t`` (each trained on exactly
-``t``'s labels), metric ``t/<metric>``.
-
-Negative transfer (method, section 8: a multi-task model worse than the
-single-task model of a task): for variant ``v`` and task ``t`` with primary
-metric ``m`` (higher is better),
-
-* ``gain = mean_v - mean_single``;
-* ``pooled std = sqrt((s_v^2 + s_single^2) / 2)``;
-* negative transfer iff ``gain < -pooled std`` (a drop of more than one pooled
-  std; a tolerance of ``1e-9`` absorbs rounding). With one seed both stds are
-  0, so *any* drop counts.
+Sections: summary (commands, tasks, variants, seeds, hardware); results (mean ±
+std per variant and task, negative-transfer verdict); difference to single-task
+with a 95 % confidence interval; ranking; best variant and the variants within
+noise of it, per task; training (protocol, steps, epochs, early stops); failed
+runs; plots; config and regime. Every number comes from
+:mod:`dmtl.study.statistics` and every rule is stated in the report.
+:func:`results_frame` is also the table the command line prints.
 
 >>> from dmtl.study.results import RunRecord, StudyResults, TaskInfo, upsert_run
 >>> r = StudyResults(study="s", tasks={"d": TaskInfo(kind="categorical",
@@ -28,292 +14,207 @@ metric ``m`` (higher is better),
 >>> _ = upsert_run(r, RunRecord(variant="single_task", task="d", seed=0, status="done",
 ...     metrics={"d/accuracy": 0.90}))
 >>> _ = upsert_run(r, RunRecord(variant="mtl", seed=0, status="done", metrics={"d/accuracy": 0.85}))
->>> verdict_text(negative_transfer(r)["mtl"])
-'negative transfer on: d (−0.050)'
+>>> print(markdown_table(results_frame(r)))
+| variant | d (accuracy) | negative transfer |
+|------------------------|----------------|---------------------|
+| single_task (baseline) | 0.900 ± 0.000 | — (baseline) |
+| mtl | 0.850 ± 0.000 | n/a (1 seed) |
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any
 
-import numpy as np
 import pandas as pd
-from rich.table import Table
-from rich.text import Text
 
-from dmtl.study.results import BASELINE, StudyResults, missing_runs
+from dmtl.study.results import BASELINE, RunRecord, StudyResults, missing_runs
+from dmtl.study.statistics import (
+    SINGLE_SEED,
+    Cell,
+    best_variants,
+    cell,
+    negative_transfer,
+    ranking,
+    signed,
+    verdict_text,
+    within_noise,
+)
 
-TOLERANCE = 1e-9
-"""Numerical slack in the negative-transfer test (metrics live in [0, 1])."""
-
-STATS: tuple[str, str, str] = ("mean", "std", "n")
-"""The sub-columns of every metric in :func:`summary_table`."""
-
-METRIC_PLOT = "metric_per_variant.png"
-LEARNING_CURVES_PLOT = "learning_curves.png"
 REPORT_NAME = "report.md"
 
-
-# --------------------------------------------------------------------------- statistics
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One variant's values of one metric over seeds, and their mean, sample std and count."""
-
-    values: tuple[float, ...]
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float | None:
-        """``(1/n) sum v_i``; ``None`` without values."""
-        return float(np.mean(self.values)) if self.values else None
-
-    @property
-    def std(self) -> float | None:
-        """Sample std (``ddof = 1``); 0 for one value, ``None`` without values."""
-        if not self.values:
-            return None
-        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
-
-
-def metric_values(results: StudyResults, variant: str, metric: str) -> list[float]:
-    """Values of ``metric`` over the ``done`` runs of ``variant``, in seed order, ``None`` skipped.
-
-    For ``single_task`` the value of ``<t>/...`` comes from the run with ``task == t``.
-    """
-    task = metric.split("/", 1)[0]
-    out: list[tuple[int, float]] = []
-    for run in results.runs:
-        if run.variant != variant or run.status != "done":
-            continue
-        if variant == BASELINE and run.task != task:
-            continue
-        value = run.metrics.get(metric)
-        if value is not None and math.isfinite(value):
-            out.append((run.seed, float(value)))
-    return [v for _, v in sorted(out, key=lambda sv: sv[0])]
+RESULTS_NOTE = (
+    "Std: sample standard deviation over seeds (ddof = 1; 0 with one seed). Cells based on "
+    "fewer than {seeds} seed(s) show their n. Bold: best variant for the task. The "
+    "`single_task` row uses, for each task, the model trained on that task alone."
+)
+DIFFERENCE_RULE = (
+    "Rule: gain = mean(variant) − mean(single_task); pooled std = "
+    "sqrt((s_variant² + s_single²) / 2). A task counts as **negative transfer** for a variant "
+    "when gain < −pooled std, i.e. the variant is below the single-task model by more than "
+    "one pooled std. 95 % CI: Welch's t interval of the difference of means over seeds, "
+    "gain ± t(0.975, ν) · sqrt(s_variant²/n_variant + s_single²/n_single), ν by "
+    "Welch–Satterthwaite; where it contains 0, the difference is not significant at the 95 % "
+    "level, whatever the verdict. Both need at least 2 seeds on each side: with one seed the "
+    f"std is 0 and any drop would count, so the verdict is `{SINGLE_SEED}`."
+)
+RANK_RULE = (
+    "Rule: on each task the variants are ranked by mean primary metric (1 = best; ties share "
+    "the average rank); a variant's mean rank is taken over the tasks it has a value on. "
+    "Variants ranked on more tasks come first, then lower mean rank."
+)
+NOISE_RULE = (
+    "Rule: a variant is within noise of the best when the 95 % Welch confidence interval of "
+    "mean(variant) − mean(best) contains 0; it needs at least 2 seeds on both sides."
+)
+TRAINING_NOTE = (
+    "Means over the done runs (seeds); best step: the step of the checkpoint evaluated; "
+    "stopped early: runs stopped before their budget / runs that reported it; n/a: not "
+    "reported by the trainer."
+)
 
 
-def cell(results: StudyResults, variant: str, metric: str) -> Cell:
-    """:class:`Cell` of ``metric`` for ``variant`` (see :func:`metric_values`)."""
-    return Cell(tuple(metric_values(results, variant, metric)))
+# --------------------------------------------------------------------------- formatting
 
 
-def _metric_sort_key(results: StudyResults, name: str) -> tuple[int, int, str]:
-    task, _, key = name.partition("/")
-    tasks = list(results.tasks)
-    t_index = tasks.index(task) if task in tasks else len(tasks)
-    if task in results.tasks and key == results.tasks[task].primary_metric:
-        rank = 0
-    elif "/" not in key:
-        rank = 1  # summary metrics: accuracy, f1_macro, num_labelled...
-    else:
-        rank = 2  # per-class / per-label metrics
-    return (t_index, rank, name)
+def markdown_table(frame: pd.DataFrame) -> str:
+    """``frame`` (index dropped) as a Markdown pipe table, cells as given, ``|`` escaped."""
+    text = frame.astype(str).replace({r"\|": r"\\|", "\n": " "}, regex=True)
+    text.columns = [str(c).replace("|", "\\|") for c in text.columns]
+    return text.to_markdown(index=False, stralign=None, numalign=None, disable_numparse=True)
 
 
-def all_metric_names(results: StudyResults) -> list[str]:
-    """Every metric name present in a done run (single-task runs: their own task's only), ordered.
-
-    Order: by task, primary metric first, then summary metrics, then per-output metrics.
-    """
-    names: set[str] = set(results.primary_metrics().values())
-    for run in results.runs:
-        if run.status != "done":
-            continue
-        for name in run.metrics:
-            if run.task is None or name.split("/", 1)[0] == run.task:
-                names.add(name)
-    return sorted(names, key=lambda n: _metric_sort_key(results, n))
-
-
-def summary_table(
-    results: StudyResults, metrics: Literal["primary", "all"] = "primary"
-) -> pd.DataFrame:
-    """Mean, std (``ddof = 1``; 0 for one seed) and n per variant (rows) and metric (columns).
-
-    Columns are a ``(metric, stat)`` MultiIndex, stat in ``mean``, ``std``, ``n``;
-    ``metrics="primary"`` keeps each task's primary metric, ``"all"`` every metric
-    found. Rows follow ``results.variants``; a cell without values has NaN mean/std, n 0.
-    """
-    names = (
-        list(results.primary_metrics().values())
-        if metrics == "primary"
-        else all_metric_names(results)
-    )
-    data: dict[tuple[str, str], list[float] | list[int]] = {}
-    for name in names:
-        cells = [cell(results, v, name) for v in results.variants]
-        data[(name, "mean")] = [math.nan if c.mean is None else c.mean for c in cells]
-        data[(name, "std")] = [math.nan if c.std is None else c.std for c in cells]
-        data[(name, "n")] = [c.n for c in cells]
-    frame = pd.DataFrame(data, index=pd.Index(list(results.variants), name="variant"))
-    frame.columns = (
-        pd.MultiIndex.from_tuples(list(data), names=["metric", "stat"])
-        if data
-        else pd.MultiIndex.from_arrays([[], []], names=["metric", "stat"])
-    )
-    return frame
-
-
-# --------------------------------------------------------------------------- negative transfer
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Variant vs single-task on one task's primary metric.
-
-    ``gain = mean - baseline_mean``; ``pooled_std = sqrt((std^2 + baseline_std^2) / 2)``;
-    ``negative`` iff ``gain < -pooled_std`` (both ``None``/``False`` when a side has no values).
-    """
-
-    variant: str
-    task: str
-    metric: str
-    variant_cell: Cell
-    baseline_cell: Cell
-
-    @property
-    def available(self) -> bool:
-        """Both sides have at least one value."""
-        return self.variant_cell.n > 0 and self.baseline_cell.n > 0
-
-    @property
-    def gain(self) -> float | None:
-        if not self.available:
-            return None
-        assert self.variant_cell.mean is not None and self.baseline_cell.mean is not None
-        return self.variant_cell.mean - self.baseline_cell.mean
-
-    @property
-    def pooled_std(self) -> float | None:
-        if not self.available:
-            return None
-        s1, s2 = self.variant_cell.std or 0.0, self.baseline_cell.std or 0.0
-        return math.sqrt((s1 * s1 + s2 * s2) / 2.0)
-
-    @property
-    def negative(self) -> bool:
-        gain, pooled = self.gain, self.pooled_std
-        return gain is not None and pooled is not None and gain < -pooled - TOLERANCE
-
-
-def negative_transfer(results: StudyResults) -> dict[str, dict[str, Verdict]]:
-    """``{variant: {task: Verdict}}`` for every variant but ``single_task``, on primary metrics."""
-    primaries = results.primary_metrics()
-    baseline = {t: cell(results, BASELINE, m) for t, m in primaries.items()}
-    return {
-        v: {t: Verdict(v, t, m, cell(results, v, m), baseline[t]) for t, m in primaries.items()}
-        for v in results.variants
-        if v != BASELINE
-    }
-
-
-def tasks_hurt(verdicts: Mapping[str, Verdict]) -> list[str]:
-    """Tasks with negative transfer, in task order."""
-    return [t for t, v in verdicts.items() if v.negative]
-
-
-def _signed(x: float, digits: int = 3) -> str:
-    """``+0.012`` / ``−0.031`` (a true minus sign); ``±0.000`` never shows a sign flip."""
-    text = f"{x:+.{digits}f}"
-    if float(text) == 0.0:
-        text = f"{0.0:+.{digits}f}"
-    return text.replace("-", "−")
-
-
-def verdict_text(verdicts: Mapping[str, Verdict]) -> str:
-    """``"none"``, ``"negative transfer on: shape (−0.031)"``, or ``"n/a"`` (nothing comparable).
-
-    ``"none"`` is followed by ``(not compared: t)`` for tasks lacking values.
-    """
-    hurt = [v for v in verdicts.values() if v.negative]
-    if hurt:
-        return "negative transfer on: " + ", ".join(
-            f"{v.task} ({_signed(v.gain or 0.0)})" for v in hurt
-        )
-    missing = [t for t, v in verdicts.items() if not v.available]
-    if len(missing) == len(verdicts):
-        return "n/a"
-    return "none" + (f" (not compared: {', '.join(missing)})" if missing else "")
-
-
-def best_variants(results: StudyResults) -> dict[str, list[str]]:
-    """``{task: variants with the highest mean primary metric}`` (ties listed; ``[]`` if none)."""
-    out: dict[str, list[str]] = {}
-    for task, metric in results.primary_metrics().items():
-        means = {v: cell(results, v, metric).mean for v in results.variants}
-        valid = {v: m for v, m in means.items() if m is not None}
-        if not valid:
-            out[task] = []
-            continue
-        top = max(valid.values())
-        out[task] = [v for v, m in valid.items() if m >= top - TOLERANCE]
-    return out
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def _fmt_cell(c: Cell, n_seeds: int, digits: int = 3) -> str:
+def fmt_cell(c: Cell, n_seeds: int, digits: int = 3) -> str:
+    """``0.920 ± 0.020``, with ``(n=2)`` when fewer values than seeds; ``n/a`` without values."""
     if c.mean is None:
         return "n/a"
     text = f"{c.mean:.{digits}f} ± {c.std or 0.0:.{digits}f}"
     return text + (f" (n={c.n})" if c.n != n_seeds else "")
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
-    return lines
-
-
-def _task_header(results: StudyResults, task: str) -> str:
+def task_header(results: StudyResults, task: str) -> str:
+    """``digit (accuracy)``: a task with its primary metric."""
     return f"{task} ({results.tasks[task].primary_metric})"
 
 
-def _row_name(variant: str) -> str:
-    return f"{variant} (baseline)" if variant == BASELINE else variant
+def _number(x: float) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
 
 
-def _table_rows(results: StudyResults, bold: bool) -> list[list[str]]:
-    """Rows ``[variant, cell per task..., verdict]``, baseline first; best cells bold if asked."""
-    primaries = results.primary_metrics()
-    verdicts = negative_transfer(results)
-    best = best_variants(results)
-    order = ([BASELINE] if BASELINE in results.variants else []) + [
-        v for v in results.variants if v != BASELINE
-    ]
-    rows: list[list[str]] = []
-    for v in order:
-        row = [_row_name(v)]
-        for t, m in primaries.items():
-            text = _fmt_cell(cell(results, v, m), len(results.seeds))
-            row.append(f"**{text}**" if bold and v in best[t] and text != "n/a" else text)
-        row.append("— (baseline)" if v == BASELINE else verdict_text(verdicts[v]))
+# --------------------------------------------------------------------------- tables
+
+
+def _report_order(results: StudyResults) -> list[str]:
+    first = [BASELINE] if BASELINE in results.variants else []
+    return first + [v for v in results.variants if v != BASELINE]
+
+
+def results_frame(results: StudyResults, *, bold: bool = False) -> pd.DataFrame:
+    """``variant``, ``<task> (<metric>)`` per task (mean ± std), ``negative transfer``.
+
+    Baseline first, then the study's order; ``bold`` marks the best cells ``**…**``.
+    """
+    verdicts, best = negative_transfer(results), best_variants(results)
+    rows = []
+    for v in _report_order(results):
+        row = {"variant": f"{v} (baseline)" if v == BASELINE else v}
+        for t, m in results.primary_metrics().items():
+            text = fmt_cell(cell(results, v, m), len(results.seeds))
+            row[task_header(results, t)] = (
+                f"**{text}**" if bold and v in best[t] and text != "n/a" else text
+            )
+        row["negative transfer"] = "— (baseline)" if v == BASELINE else verdict_text(verdicts[v])
         rows.append(row)
-    return rows
+    return pd.DataFrame(rows)
 
 
-def _one_seed_somewhere(results: StudyResults) -> bool:
-    cells = [
-        cell(results, v, m) for v in results.variants for m in results.primary_metrics().values()
-    ]
-    return any(c.n == 1 for c in cells)
+def differences_frame(results: StudyResults) -> pd.DataFrame:
+    """One row per multi-task variant and task: gain, 95 % CI, pooled std, verdict."""
+    rows = []
+    for variant, per_task in negative_transfer(results).items():
+        for task, vd in per_task.items():
+            gain, pooled, interval = vd.gain, vd.pooled_std, vd.interval
+            if not vd.available:
+                verdict = "n/a"
+            elif not vd.decidable:
+                verdict = SINGLE_SEED
+            else:
+                verdict = "**negative transfer**" if vd.negative else "none"
+            rows.append({
+                "variant": variant,
+                "task": task_header(results, task),
+                "gain": "n/a" if gain is None else signed(gain),
+                "95 % CI": "n/a" if interval is None
+                else f"[{signed(interval.low)}, {signed(interval.high)}]",
+                "pooled std": "n/a" if pooled is None or not vd.decidable else f"{pooled:.3f}",
+                "verdict": verdict,
+            })
+    return pd.DataFrame(rows, columns=["variant", "task", "gain", "95 % CI", "pooled std",
+                                       "verdict"])
+
+
+def ranking_frame(results: StudyResults) -> pd.DataFrame:
+    """``#``, ``variant``, the rank on each task, ``mean rank`` (see :func:`ranking`)."""
+    ranks = ranking(results)
+    frame = pd.DataFrame({"#": range(1, len(ranks) + 1), "variant": list(ranks.index)})
+    for task in results.tasks:
+        frame[task] = [
+            "n/a" if pd.isna(r) else f"{r:g}" for r in ranks[task]
+        ]
+    frame["mean rank"] = [f"{r:.2f}" for r in ranks["mean rank"]]
+    return frame
+
+
+def _run_label(run: RunRecord) -> str:
+    return run.variant if run.task is None else f"{run.variant}[{run.task}]"
+
+
+def training_frame(results: StudyResults) -> pd.DataFrame:
+    """Per run label (variant, ``single_task[<task>]``): done runs, mean steps, epochs,
+    best step, wall time, and how many stopped early (over those that reported it)."""
+    numeric = ["steps", "epochs", "best_step", "stopped_early", "wall_s"]
+    runs = [r for r in results.runs if r.status == "done"]
+    frame = pd.DataFrame(
+        [{"run": _run_label(r), **{k: getattr(r, k) for k in numeric}} for r in runs],
+        columns=["run", *numeric],
+    ).astype({k: float for k in numeric})
+    stats = frame.groupby("run", sort=False).agg(
+        runs=("run", "size"),
+        steps=("steps", "mean"),
+        epochs=("epochs", "mean"),
+        best_step=("best_step", "mean"),
+        stopped=("stopped_early", "sum"),
+        reported=("stopped_early", "count"),
+        wall_s=("wall_s", "mean"),
+    )
+    return pd.DataFrame({
+        "run": stats.index,
+        "runs": stats["runs"].to_numpy(),
+        "steps": [_number(x) for x in stats["steps"]],
+        "epochs": [_number(x) for x in stats["epochs"]],
+        "best step": [_number(x) for x in stats["best_step"]],
+        "stopped early": [f"{s:.0f}/{n}" if n else "n/a"
+                          for s, n in zip(stats["stopped"], stats["reported"], strict=True)],
+        "wall s": [_number(round(x, 1)) for x in stats["wall_s"]],
+    })
+
+
+def protocol_text(protocol: Mapping[str, Any] | None) -> str:
+    """``early_stopping (budget epochs: 60, patience: 5, validation: regime)``."""
+    if not protocol:
+        return "not recorded in these results"
+    details = ", ".join(
+        f"{k.replace('_', ' ')}: {v}" for k, v in protocol.items() if k != "name"
+    )
+    name = str(protocol.get("name", "unnamed"))
+    return name + (f" ({details})" if details else "")
+
+
+# --------------------------------------------------------------------------- sections
 
 
 def _run_counts(results: StudyResults) -> str:
@@ -324,7 +225,16 @@ def _run_counts(results: StudyResults) -> str:
     return f"{done} done, {failed} failed, {missing} missing; total wall time {wall:.1f} s"
 
 
-def _summary_lines(results: StudyResults) -> list[str]:
+def _command_lines(results: StudyResults) -> list[str]:
+    if len(results.commands) == 1:
+        return [f"- Command: `{results.commands[0]}`"]
+    if not results.commands:
+        return []
+    return ["- Commands (first, then each resume):",
+            *(f"  {i}. `{c}`" for i, c in enumerate(results.commands, start=1))]
+
+
+def _summary(results: StudyResults) -> list[str]:
     tasks = ", ".join(
         f"{t} ({i.kind.replace('_', ' ')}, {len(i.names)} "
         f"{'classes' if i.kind == 'categorical' else 'labels'}; primary: {i.primary_metric})"
@@ -332,20 +242,14 @@ def _summary_lines(results: StudyResults) -> list[str]:
     )
     splits = sorted({r.split for r in results.runs if r.status == "done" and r.split}) or ["-"]
     hw = results.hardware
-    hardware = ", ".join(
-        x
-        for x in (
-            hw.platform,
-            f"{hw.cpu_count} CPUs" if hw.cpu_count else "",
-            f"torch {hw.torch}" if hw.torch else "",
-            f"device {hw.device}" if hw.device else "",
-        )
-        if x
-    )
-    lines = []
-    if results.command:
-        lines.append(f"- Command: `{results.command}`")
-    lines += [
+    hardware = ", ".join(x for x in (
+        hw.platform,
+        f"{hw.cpu_count} CPUs" if hw.cpu_count else "",
+        f"torch {hw.torch}" if hw.torch else "",
+        f"device {hw.device}" if hw.device else "",
+    ) if x)
+    return [
+        *_command_lines(results),
         f"- Created: {results.created.isoformat(timespec='seconds')}, dmtl {results.dmtl_version}",
         f"- Tasks: {tasks}",
         f"- Variants: {', '.join(results.variants)}",
@@ -353,113 +257,70 @@ def _summary_lines(results: StudyResults) -> list[str]:
         f"- Runs: {_run_counts(results)}",
         f"- Hardware: {hardware}",
     ]
+
+
+def _noise_lines(results: StudyResults) -> list[str]:
+    lines = []
+    primaries = results.primary_metrics()
+    for task, groups in within_noise(results).items():
+        head = f"- {task_header(results, task)}: "
+        if not groups.best:
+            lines.append(head + "n/a")
+            continue
+        top = fmt_cell(cell(results, groups.best[0], primaries[task]), len(results.seeds))
+        parts = [f"best {', '.join(groups.best)} ({top})"]
+        for label, names in (("within noise", groups.within), ("beyond noise", groups.beyond),
+                             (SINGLE_SEED, groups.undecided)):
+            if names:
+                parts.append(f"{label}: {', '.join(names)}")
+        lines.append(head + "; ".join(parts))
+    return lines
+
+
+def _failed_lines(results: StudyResults) -> list[str]:
+    failed = [r for r in results.runs if r.status == "failed"]
+    lines = [] if failed else ["none"]
+    for r in failed:
+        first = _error_line(r.error)
+        first = first if len(first) <= 300 else first[:297] + "..."
+        where = f" (`{r.run_dir}`)" if r.run_dir else ""
+        lines.append(f"- {r.label()}{where}: {first}")
+    missing = missing_runs(results)
+    if missing:
+        lines += ["", "Not run yet: " + ", ".join(_key_label(k) for k in missing)]
     return lines
 
 
 def _details(title: str, payload: object) -> list[str]:
     body = json.dumps(payload, indent=2, sort_keys=True, default=str)
-    return [
-        "<details>",
-        f"<summary>{title}</summary>",
-        "",
-        "```json",
-        body,
-        "```",
-        "",
-        "</details>",
-    ]
+    return ["<details>", f"<summary>{title}</summary>", "", "```json", body, "```", "",
+            "</details>", ""]
 
 
 def render_markdown(results: StudyResults, plots: Mapping[str, str] | None = None) -> str:
-    """The report as Markdown; ``plots`` maps a caption to an image path (relative to the report).
-
-    Sections: summary (command, tasks, variants, seeds, hardware), the table of
-    mean ± std per variant and task with the negative-transfer verdict, gains
-    over single-task with the rule, best variant per task, failed and missing
-    runs, plots, and the config / regime records.
-    """
-    primaries = results.primary_metrics()
-    out = [f"# dmtl study: {results.study}", "", *_summary_lines(results), ""]
-
-    out += ["## Results (primary metric, mean ± std over seeds)", ""]
-    header = ["variant", *(_task_header(results, t) for t in primaries), "negative transfer"]
-    out += _md_table(header, _table_rows(results, bold=True))
-    out += [
-        "",
-        f"Std: sample standard deviation over seeds (ddof = 1; 0 with one seed). "
-        f"Cells based on fewer than {len(results.seeds)} seed(s) show their n. "
-        "Bold: best variant for the task. The `single_task` row uses, for each task, "
-        "the model trained on that task alone.",
-        "",
-    ]
-
-    verdicts = negative_transfer(results)
-    if verdicts:
-        out += ["## Gain over single-task", ""]
-        rows = []
-        for v, per_task in verdicts.items():
-            row = [v]
-            for vd in per_task.values():
-                if vd.gain is None or vd.pooled_std is None:
-                    row.append("n/a")
-                else:
-                    flag = " **negative**" if vd.negative else ""
-                    row.append(f"{_signed(vd.gain)} (pooled std {vd.pooled_std:.3f}){flag}")
-            rows.append(row)
-        out += _md_table(["variant", *primaries], rows)
-        out += [
-            "",
-            "Rule: gain = mean(variant) − mean(single_task); pooled std = "
-            "sqrt((s_variant² + s_single²) / 2). A task counts as **negative transfer** for a "
-            "variant when gain < −pooled std, i.e. the variant is below the single-task model "
-            "by more than one pooled std.",
-        ]
-        if _one_seed_somewhere(results):
-            out.append(
-                "Note: some cells rest on a single seed, whose std is 0, so for them **any** drop "
-                "below the single-task mean counts as negative transfer. Run more seeds to "
-                "tell a real drop from noise."
-            )
-        out.append("")
-
-    out += ["## Best variant per task", ""]
-    for task, variants in best_variants(results).items():
-        if not variants:
-            out.append(f"- {_task_header(results, task)}: n/a")
-            continue
-        c = cell(results, variants[0], primaries[task])
-        out.append(
-            f"- {_task_header(results, task)}: {', '.join(variants)} "
-            f"({_fmt_cell(c, len(results.seeds))})"
-        )
-    out.append("")
-
-    failed = [r for r in results.runs if r.status == "failed"]
-    missing = missing_runs(results)
-    out += ["## Failed runs", ""]
-    if not failed:
-        out.append("none")
-    for r in failed:
-        first = _error_line(r.error)
-        if len(first) > 300:
-            first = first[:297] + "..."
-        where = f" (`{r.run_dir}`)" if r.run_dir else ""
-        out.append(f"- {r.label()}{where}: {first}")
-    if missing:
-        out += ["", "Not run yet: " + ", ".join(_key_label(k) for k in missing)]
-    out.append("")
-
+    """The report as Markdown; ``plots`` maps a caption to an image path (relative to it)."""
+    out = [f"# dmtl study: {results.study}", "", *_summary(results), ""]
+    out += ["## Results (primary metric, mean ± std over seeds)", "",
+            markdown_table(results_frame(results, bold=True)), "",
+            RESULTS_NOTE.format(seeds=len(results.seeds)), ""]
+    if BASELINE in results.variants and len(results.variants) > 1:
+        out += ["## Difference to single-task (95 % confidence interval over seeds)", "",
+                markdown_table(differences_frame(results)), "", DIFFERENCE_RULE, ""]
+    out += ["## Ranking", "", markdown_table(ranking_frame(results)), "", RANK_RULE, ""]
+    out += ["## Best variant and variants within noise of it, per task", "",
+            *_noise_lines(results), "", NOISE_RULE, ""]
+    out += ["## Training", "", f"Protocol: {protocol_text(results.protocol)}.", "",
+            markdown_table(training_frame(results)), "", TRAINING_NOTE, ""]
+    out += ["## Failed runs", "", *_failed_lines(results), ""]
     if plots:
-        out += ["## Plots", ""]
-        out += [f"- [{caption}]({path})" for caption, path in plots.items()]
-        out.append("")
+        out += ["## Plots", "", *(f"- [{caption}]({path})" for caption, path in plots.items()),
+                ""]
         for caption, path in plots.items():
             out += [f"![{caption}]({path})", ""]
-
     if results.config:
-        out += [*_details("Config", results.config), ""]
+        out += _details("Config", results.config)
     if results.regime:
-        out += [*_details("Label regime per seed", results.regime), ""]
+        out += _details("Label regime per seed", results.regime)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -473,128 +334,22 @@ def _error_line(error: str | None) -> str:
 
 def _key_label(key: tuple[str, int, str | None]) -> str:
     variant, seed, task = key
-    name = variant if task is None else f"{variant}[{task}]"
-    return f"{name} seed {seed}"
-
-
-def rich_table(results: StudyResults) -> Table:
-    """The primary-metric table of :func:`render_markdown` for the terminal (best cells bold)."""
-    primaries = results.primary_metrics()
-    table = Table(title=f"dmtl study: {results.study} (mean ± std over seeds)")
-    table.add_column("variant", style="cyan", no_wrap=True)
-    for t in primaries:
-        header = f"{t}\n({results.tasks[t].primary_metric})"
-        table.add_column(header, justify="right")
-    table.add_column("negative transfer")
-    best = best_variants(results)
-    for row in _table_rows(results, bold=False):
-        cells: list[str | Text] = [row[0]]
-        for (t, _), text in zip(primaries.items(), row[1:-1], strict=True):
-            variant = row[0].removesuffix(" (baseline)")
-            cells.append(Text(text, style="bold green" if variant in best[t] else ""))
-        verdict = row[-1]
-        negative = verdict.startswith("negative")
-        # The column header already says it: keep the tasks and their gains.
-        short = verdict.removeprefix("negative transfer on: ")
-        cells.append(Text(short, style="red" if negative else ""))
-        table.add_row(*cells)
-    return table
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def find_metrics_csv(run_dir: Path) -> Path | None:
-    """The Lightning ``metrics.csv`` under ``run_dir`` (newest if several), or ``None``."""
-    if not run_dir.is_dir():
-        return None
-    found = sorted(run_dir.rglob("metrics.csv"), key=lambda p: (p.stat().st_mtime, str(p)))
-    return found[-1] if found else None
-
-
-def learning_curve_sources(
-    results: StudyResults, study_dir: Path, seed: int | None = None
-) -> tuple[int | None, dict[str, Path]]:
-    """``(seed, {label: metrics.csv})`` for the done runs of one seed.
-
-    The seed is ``seed`` or else the first of ``results.seeds`` with any file;
-    ``(None, {})`` when none is found. Labels are variant names,
-    ``single_task[<task>]`` for single-task runs; files are searched under
-    ``study_dir / run.run_dir``.
-    """
-    seeds = [seed] if seed is not None else list(results.seeds)
-    for s in seeds:
-        found: dict[str, Path] = {}
-        for run in results.runs:
-            if run.seed != s or run.status != "done" or not run.run_dir:
-                continue
-            csv = find_metrics_csv(study_dir / run.run_dir)
-            if csv is not None:
-                found[run.variant if run.task is None else f"{run.variant}[{run.task}]"] = csv
-        if found:
-            return s, found
-    return None, {}
-
-
-def write_report(
-    results: StudyResults,
-    out_dir: str | Path,
-    *,
-    study_dir: str | Path | None = None,
-    extra_plots: Mapping[str, str | Path] | None = None,
-    curves_seed: int | None = None,
-) -> Path:
-    """Write ``report.md`` plus its PNG plots into ``out_dir``; return the report's path.
-
-    Plots: ``metric_per_variant.png`` (always) and ``learning_curves.png`` (when
-    the runs' ``metrics.csv`` files are found under ``study_dir / run.run_dir``,
-    ``study_dir`` defaulting to ``out_dir``; one seed, ``curves_seed`` or the
-    first with files). ``extra_plots`` (caption -> image, e.g. relatedness
-    heat maps from :func:`dmtl.study.plots.plot_relatedness`) are linked too:
-    an absolute path is made relative to ``out_dir``, a relative one is used as is.
-    """
-    from dmtl.study.plots import plot_learning_curves, plot_metric_per_variant
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plots: dict[str, str] = {}
-    plot_metric_per_variant(results, out / METRIC_PLOT)
-    plots["Primary metric per variant (mean ± std over seeds)"] = METRIC_PLOT
-
-    root = Path(study_dir) if study_dir is not None else out
-    seed, sources = learning_curve_sources(results, root, curves_seed)
-    if sources:
-        try:
-            plot_learning_curves(sources, out / LEARNING_CURVES_PLOT)
-            plots[f"Loss terms over training steps (seed {seed})"] = LEARNING_CURVES_PLOT
-        except (OSError, ValueError, KeyError, pd.errors.ParserError):
-            pass  # malformed or empty logs: the report is still worth writing
-
-    for caption, path in (extra_plots or {}).items():
-        p = Path(path)
-        plots[caption] = os.path.relpath(p, out) if p.is_absolute() else p.as_posix()
-
-    report = out / REPORT_NAME
-    tmp = report.with_name(f".{REPORT_NAME}.tmp")
-    tmp.write_text(render_markdown(results, plots), encoding="utf-8")
-    os.replace(tmp, report)
-    return report
+    return f"{variant if task is None else f'{variant}[{task}]'} seed {seed}"
 
 
 __all__ = [
-    "Cell",
-    "Verdict",
-    "all_metric_names",
+    "REPORT_NAME",
     "best_variants",
     "cell",
-    "find_metrics_csv",
-    "learning_curve_sources",
-    "metric_values",
+    "differences_frame",
+    "fmt_cell",
+    "markdown_table",
     "negative_transfer",
+    "protocol_text",
+    "ranking_frame",
     "render_markdown",
-    "rich_table",
-    "summary_table",
-    "tasks_hurt",
+    "results_frame",
+    "task_header",
+    "training_frame",
     "verdict_text",
-    "write_report",
 ]

@@ -1,9 +1,11 @@
 """The results of a study (``results.json``, schema version 1): a pydantic model and its I/O.
 
 One file per study holds every run: for each seed, each ablation variant
-(``single_task`` once per task, ``mtl``, ``mtl+ca``, ``mtl+dm``, ``mtl+ca+dm``),
-with its status, flat metrics (``<task>/<metric>``, ``None`` = n/a) and where
-its files are. The schema is documented in ``docs/results-schema.md``.
+(``single_task`` once per task, then each multi-task variant, in the study's
+order), with its status, flat metrics (``<task>/<metric>``, ``None`` = n/a),
+how long it trained and where its files are. The schema is documented in
+``docs/results-schema.md``; fields added since the first files are optional, so
+every schema-1 file still loads.
 
 A resumed study rewrites the same file: :func:`upsert_run` replaces the run
 with the same key ``(variant, seed, task)`` so a run is never listed twice,
@@ -32,8 +34,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dmtl import __version__
-from dmtl.core.tasks import TaskKind
+from dmtl._version import __version__
+from dmtl.config import ALL_VARIANTS, TaskKind
 from dmtl.errors import ResultsError
 
 if TYPE_CHECKING:
@@ -45,8 +47,9 @@ SCHEMA_VERSION = 1
 BASELINE = "single_task"
 """The variant every other variant is compared with (one model per task)."""
 
-VARIANTS: tuple[str, ...] = ("single_task", "mtl", "mtl+ca", "mtl+dm", "mtl+ca+dm")
-"""The ablation variants of a study, in report order."""
+VARIANTS: tuple[str, ...] = ALL_VARIANTS
+"""The variants a study runs by default (``config.ALL_VARIANTS``); a study's own are
+``StudyResults.variants``, which may name others."""
 
 RunStatus = Literal["done", "failed"]
 
@@ -98,7 +101,9 @@ class RunRecord(_Strict):
 
     ``metrics`` are flat (``digit/accuracy``, ``shape/f1/<label>``) on ``split``;
     ``None`` (or NaN, stored as ``None``) means n/a, e.g. nothing labelled.
-    ``run_dir`` is relative to the folder that holds ``results.json``.
+    ``run_dir`` is relative to the folder that holds ``results.json``. ``epochs``
+    (epochs trained), ``best_step`` (the step of the checkpoint evaluated) and
+    ``stopped_early`` are ``None`` where the trainer did not report them.
     """
 
     variant: str
@@ -109,6 +114,9 @@ class RunRecord(_Strict):
     split: str = "test"
     wall_s: float | None = None
     steps: int | None = None
+    epochs: int | None = None
+    best_step: int | None = None
+    stopped_early: bool | None = None
     run_dir: str | None = None
     error: str | None = None
 
@@ -143,8 +151,12 @@ class StudyResults(_Strict):
     """The whole ``results.json`` (see ``docs/results-schema.md``).
 
     ``regime`` records the label-hiding regime per seed (free-form, keys are
-    the seeds as strings); ``command`` and ``config`` (both optional) say how
-    the study was launched, for the report.
+    the seeds as strings). ``commands`` lists every command that produced the
+    results (the first, then each resume); ``command`` keeps the first for older
+    readers (a file with ``command`` only gets ``commands = [command]``).
+    ``config`` and ``protocol`` (how runs were trained and validated, e.g.
+    ``{"name": "early_stopping", "budget_epochs": 60, "patience": 5}``) are for
+    the report.
     """
 
     schema_version: Literal[1] = 1
@@ -152,7 +164,9 @@ class StudyResults(_Strict):
     created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     dmtl_version: str = __version__
     command: str | None = None
+    commands: list[str] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)
+    protocol: dict[str, Any] | None = None
     tasks: dict[str, TaskInfo]
     variants: list[str]
     seeds: list[int]
@@ -166,6 +180,14 @@ class StudyResults(_Strict):
         if isinstance(regime, dict):
             return {str(k): v for k, v in regime.items()}
         return regime
+
+    @model_validator(mode="after")
+    def _first_command(self) -> StudyResults:
+        if self.command is not None and not self.commands:
+            self.commands = [self.command]
+        if self.command is None and self.commands:
+            self.command = self.commands[0]
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> StudyResults:
@@ -183,6 +205,18 @@ class StudyResults(_Strict):
     def primary_metrics(self) -> dict[str, str]:
         """``{task: "<task>/<primary metric>"}``, in task order."""
         return {t: f"{t}/{info.primary_metric}" for t, info in self.tasks.items()}
+
+
+def record_command(results: StudyResults, command: str | None) -> StudyResults:
+    """Append ``command`` to ``results.commands`` (not when it repeats the last one).
+
+    ``results.command`` stays the first command. Mutates and returns ``results``.
+    """
+    if command and (not results.commands or results.commands[-1] != command):
+        results.commands.append(command)
+    if results.command is None and results.commands:
+        results.command = results.commands[0]
+    return results
 
 
 def _check_run(results: StudyResults, run: RunRecord) -> None:
@@ -308,6 +342,7 @@ __all__ = [
     "find_run",
     "load_results",
     "missing_runs",
+    "record_command",
     "save_results",
     "upsert_run",
 ]

@@ -8,6 +8,9 @@ Variants (method.md section 8):
 - ``mtl+dm``: + distribution matching;
 - ``mtl+ca+dm``: both.
 
+``--variants`` (:func:`with_variants`) picks some of them, by the names
+``config.Variant`` allows.
+
 Every variant gets the same number of optimisation steps: the single-task runs use
 the multi-task epoch length, so a small task is not under-trained by a short epoch.
 ``results.json`` is rewritten after each run, so an interrupted study resumes
@@ -18,15 +21,18 @@ from __future__ import annotations
 
 import time
 import traceback
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dmtl.config import Config, dump_config
+from dmtl.config import Config, Variant, dump_config
 from dmtl.data.pipeline import Experiment, build_experiment, load_sources
-from dmtl.study.report import write_report
+from dmtl.errors import ConfigError
+from dmtl.knowledge.heatmap import plot_relatedness
+from dmtl.study.outputs import write_report
 from dmtl.study.results import (
     RunRecord,
     StudyResults,
@@ -34,6 +40,7 @@ from dmtl.study.results import (
     collect_hardware,
     completed,
     load_results,
+    record_command,
     save_results,
     upsert_run,
 )
@@ -55,6 +62,25 @@ def variant_config(config: Config, variant: str) -> Config:
         changes["co_annotation"] = config.study.co_annotation
     method = config.method.model_copy(update=changes)
     return config.model_copy(update={"method": method})
+
+
+def with_variants(config: Config, names: str) -> Config:
+    """The config with ``study.variants`` set from ``names`` (comma-separated, in that order).
+
+    The allowed names are those of ``config.Variant``; an unknown or repeated name is a
+    :class:`~dmtl.errors.ConfigError` listing the known ones.
+    """
+    known: tuple[str, ...] = typing.get_args(Variant)
+    chosen = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in known]
+    if unknown or not chosen:
+        got = f"unknown variant {', '.join(map(repr, unknown))}" if unknown else "no variant"
+        raise ConfigError([("--variants", f"{got}; known: {', '.join(known)}")])
+    repeated = sorted({name for name in chosen if chosen.count(name) > 1})
+    if repeated:
+        raise ConfigError([("--variants", f"{', '.join(map(repr, repeated))} given twice")])
+    study = config.study.model_copy(update={"variants": chosen})
+    return config.model_copy(update={"study": study})
 
 
 def _device_name() -> str:
@@ -84,11 +110,14 @@ def run_study(
     (out_dir / "config.yaml").write_text(dump_config(config))
     loaded = load_sources(config)
     results: StudyResults | None = load_results(results_path) if results_path.is_file() else None
+    if results is not None:
+        record_command(results, command)  # a resume: its command produced results too
     for seed in seed_list:
         experiment = build_experiment(config, seed, loaded)
         if results is None:
             results = _new_results(config, experiment, seed_list, command)
         results.seeds = sorted(set(results.seeds) | set(seed_list))
+        results.variants += [v for v in config.study.variants if v not in results.variants]
         results.regime[str(seed)] = experiment.records
         steps_per_epoch = config.trainer.steps_per_epoch or len(train_loader(experiment))
         for variant in config.study.variants:
@@ -125,20 +154,25 @@ def run_study(
 
 
 def _relatedness_plots(experiment: Experiment, out_dir: Path) -> dict[str, Path]:
-    """A heatmap of every edge's table (of the last seed: estimated tables vary with it)."""
-    from dmtl.study.plots import plot_relatedness
+    """A heatmap of every edge's table; an estimated one (of the last seed) names its seed.
 
+    Tables of kind ``knowledge``, ``affect`` and ``table`` are the same for every seed;
+    with no ``relatedness`` list every edge is a knowledge table.
+    """
+    kinds = {(e.source, e.target): e.kind for e in experiment.config.relatedness}
     plots: dict[str, Path] = {}
     for edge in experiment.edges:
+        kind = kinds.get((edge.source.name, edge.target.name), "knowledge")
+        origin = f"estimated, seed {experiment.seed}" if kind == "estimate" else f"{kind} table"
         path = out_dir / f"relatedness_{edge.source.name}__{edge.target.name}.png"
         plot_relatedness(
             edge.table.cpu().numpy(),
             list(edge.source.names),
             list(edge.target.names),
             path,
-            title=f"p({edge.target.name} | {edge.source.name}) (seed {experiment.seed})",
+            title=f"p({edge.target.name} | {edge.source.name}) ({origin})",
         )
-        plots[f"Relatedness {edge.name}"] = path
+        plots[f"Relatedness {edge.name} ({origin})"] = path
     return plots
 
 
@@ -148,12 +182,24 @@ def _with_config(experiment: Experiment, config: Config) -> Experiment:
     return dataclasses.replace(experiment, config=config)
 
 
+def _protocol(config: Config) -> dict[str, Any]:
+    """How the runs are trained, for the report (the trainer settings every run shares)."""
+    trainer = config.trainer
+    if trainer.early_stopping.enabled and trainer.monitor:
+        return {"name": "early_stopping", "budget_epochs": trainer.max_epochs,
+                "patience": trainer.early_stopping.patience, "monitor": trainer.monitor}
+    return {"name": "fixed_epochs", "epochs": trainer.max_epochs,
+            "checkpoint": config.output.checkpoint}
+
+
 def _new_results(
     config: Config, experiment: Experiment, seeds: list[int], command: str | None
 ) -> StudyResults:
     return StudyResults(
         study=config.name,
         command=command,
+        commands=[command] if command else [],
+        protocol=_protocol(config),
         config=config.model_dump(mode="json"),
         tasks={t.name: TaskInfo.from_task(t) for t in experiment.tasks},
         variants=list(config.study.variants),
@@ -198,6 +244,10 @@ def _one_run(
             split=result.split,
             wall_s=round(time.perf_counter() - start, 3),
             steps=result.steps,
+            # reported by trainers that stop early; None until RunResult carries them
+            epochs=getattr(result, "epochs", None),
+            best_step=getattr(result, "best_step", None),
+            stopped_early=getattr(result, "stopped_early", None),
             run_dir=str(run_dir.relative_to(out_dir)),
             error=None,
         )

@@ -10,8 +10,7 @@
 ['binary_set', 'categorical', 'regression']
 """
 
-from typing import Literal
-
+from dmtl.config import TaskKind
 from dmtl.core.tasks.base import (
     TASK_KINDS,
     LabelCellError,
@@ -23,9 +22,6 @@ from dmtl.core.tasks.base import (
 from dmtl.core.tasks.binary_set import BinarySetTask
 from dmtl.core.tasks.categorical import CategoricalTask
 from dmtl.core.tasks.regression import RegressionTask
-
-TaskKind = Literal["categorical", "binary_set", "regression"]
-"""The names of the built-in task kinds."""
 
 __all__ = [
     "TASK_KINDS",
