@@ -237,7 +237,7 @@ def test_aggregators_are_positively_homogeneous_so_loss_scaling_is_exact(name: s
 
 
 def test_fairgrad_is_not_homogeneous() -> None:
-    """Documented: its result scales as ``c^((1 - alpha) / (1 + alpha))``, 1/3 for alpha = 2."""
+    """Documented: its result scales as ``c^((1 - alpha) / (1 + alpha))``, ``c^(-1/3)`` here."""
     aggregator = build_aggregator("fairgrad", alpha=2.0)
     rows = torch.tensor([[1.0, 0.0], [-0.5, 1.0]], dtype=F64)
     ratio = aggregator(rows * 8.0).norm() / aggregator(rows).norm()
@@ -267,6 +267,60 @@ def test_autocast_bfloat16_on_cpu(level: str) -> None:
         assert torch.isfinite(got).all()
         cosine = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0)
         assert cosine.item() > 0.98
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_called_inside_the_autocast_region(level: str, dtype: torch.dtype) -> None:
+    """Lightning runs ``training_step`` (forward and this call) inside autocast."""
+    model = ThreeTasks()
+    with torch.autocast("cpu", dtype=dtype):
+        features, losses = model.losses()
+        weights = backward_tasks(
+            losses, features, build_aggregator("upgrad"), model.backbone, model.heads, level=level
+        )
+    assert set(weights) == {"a", "b", "c"}
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def scaled_float16_step(model: ThreeTasks, level: str, init_scale: float) -> float:
+    """One SGD step under CPU float16 autocast with a GradScaler; returns the new scale."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+    with torch.autocast("cpu", dtype=torch.float16):
+        features, losses = model.losses()
+    assert features.dtype == torch.float16
+    scaled = dict(zip(losses, scaler.scale(list(losses.values())), strict=True))
+    model.zero_grad(set_to_none=True)
+    backward_tasks(
+        scaled, features, build_aggregator("upgrad"), model.backbone, model.heads, level=level
+    )
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler.get_scale()
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_float16_grad_scaler_steps_like_float32(level: str) -> None:
+    """Scale the losses, aggregate, let ``scaler.step`` unscale: the step matches float32."""
+    reference = ThreeTasks()
+    before = [p.detach().clone() for p in reference.parameters()]
+    reference.backward_tasks(build_aggregator("upgrad"), level)
+    torch.optim.SGD(reference.parameters(), lr=0.1).step()
+    model = ThreeTasks()
+    assert scaled_float16_step(model, level, init_scale=2.0**10) == 2.0**10
+    for p, q, start in zip(model.parameters(), reference.parameters(), before, strict=True):
+        step, expected = (p.detach() - start).flatten(), (q.detach() - start).flatten()
+        assert torch.nn.functional.cosine_similarity(step, expected, dim=0).item() > 0.99
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_float16_overflow_skips_the_step_and_lowers_the_scale(level: str) -> None:
+    model = ThreeTasks()
+    before = [p.detach().clone() for p in model.parameters()]
+    assert scaled_float16_step(model, level, init_scale=2.0**40) == 2.0**39
+    for p, start in zip(model.parameters(), before, strict=True):
+        assert torch.equal(p.detach(), start)
 
 
 @pytest.mark.parametrize("level", LEVELS)

@@ -41,8 +41,10 @@ zero row would otherwise stop MGDA (the min-norm point of a hull holding 0 is 0)
 shrink mean-based aggregators. When no row is left the trunk gets a zero gradient
 (still through autograd, so that DDP sees every parameter).
 
-**Precision.** Rows in float16/bfloat16 (``torch.autocast``) are aggregated in float32
-and the result cast back for the trunk's backward. A row that is not finite (an
+**Precision.** Rows in float16/bfloat16 (``torch.autocast``) are aggregated in float32,
+with autocast switched off (also when this is called inside the forward's autocast
+region, as under Lightning's mixed precision), and the result cast back for the trunk's
+backward. A row that is not finite (an
 overflow under a ``GradScaler`` scale) makes the trunk gradient the plain sum, which
 keeps the inf/NaN in ``.grad`` so that ``GradScaler.step`` skips the step and lowers the
 scale (the aggregators themselves would fail or hide it). The aggregators below are
@@ -319,10 +321,13 @@ def backward_tasks(
     if heads:
         torch.autograd.backward(torch.stack(losses).sum(), inputs=heads, retain_graph=bool(trunk))
     weights = None
-    if trunk and level == "parameters":
-        weights = _parameter_level(names, losses, features, aggregator, trunk, present)
-    elif trunk:
-        weights = _feature_level(names, losses, features, aggregator, trunk, present)
+    # A loop may call this inside its forward's autocast (Lightning's mixed precision
+    # does): the Gramian and the solvers must not run in float16/bfloat16.
+    with torch.autocast(features.device.type, enabled=False):
+        if trunk and level == "parameters":
+            weights = _parameter_level(names, losses, features, aggregator, trunk, present)
+        elif trunk:
+            weights = _feature_level(names, losses, features, aggregator, trunk, present)
     if weights is None:
         return {}
     return {name: float(weights.get(name, 0.0)) for name in task_losses}
