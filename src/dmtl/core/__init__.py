@@ -3,8 +3,10 @@
 Pure PyTorch (plus torchmetrics): usable from any training loop.
 """
 
+from dmtl.core.aggregation import backward_tasks, build_aggregator
 from dmtl.core.coannotation import co_annotation_losses
 from dmtl.core.estimation import RelatednessEstimator
+from dmtl.core.heads import HeadSpec
 from dmtl.core.labels import (
     MISSING_CLASS,
     PartialLabels,
@@ -49,6 +51,12 @@ from dmtl.core.tasks import (
     Task,
     task_from_dict,
 )
+from dmtl.core.weighting import (
+    DynamicWeightAverage,
+    FixedWeighting,
+    UncertaintyWeighting,
+    build_weighting,
+)
 
 __all__ = [
     "MISSING_CLASS",
@@ -57,6 +65,9 @@ __all__ = [
     "BinarySetTask",
     "CategoricalMetrics",
     "CategoricalTask",
+    "DynamicWeightAverage",
+    "FixedWeighting",
+    "HeadSpec",
     "MultiTaskMetrics",
     "MultiTaskModel",
     "Objective",
@@ -68,7 +79,11 @@ __all__ = [
     "Task",
     "TaskLabels",
     "TaskMetrics",
+    "UncertaintyWeighting",
+    "backward_tasks",
     "binary_set_metrics",
+    "build_aggregator",
+    "build_weighting",
     "categorical_metrics",
     "categorical_posterior",
     "co_annotation_losses",
