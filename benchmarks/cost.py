@@ -452,8 +452,9 @@ def hand_loop(experiment: Any, steps: int, device: torch.device) -> dict[str, An
 
 def end_to_end(device: torch.device, repeats: int, threads: int, quick: bool) -> dict[str, Any]:
     from dmtl.config import load_config
+    from dmtl.data.loaders import train_loader
     from dmtl.data.pipeline import build_experiment
-    from dmtl.training.run import run_training, train_loader
+    from dmtl.training.run import run_training
 
     config_path, overrides = e2e_config(device.type, quick)
     overrides = [*overrides, f"trainer.num_threads={threads}"]

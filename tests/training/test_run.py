@@ -21,10 +21,11 @@ import yaml
 from dmtl.config import validate_config
 from dmtl.core.objective import Objective
 from dmtl.core.relatedness import Relatedness
+from dmtl.data.loaders import eval_loader, train_loader
 from dmtl.data.pipeline import Experiment, build_experiment
 from dmtl.errors import MissingDependencyError, NonFiniteLossError, OutputError
 from dmtl.training.module import load_module
-from dmtl.training.run import eval_loader, run_training, train_loader
+from dmtl.training.run import run_training
 from dmtl.training.trainer import last_checkpoint, launch_rank, prepare_run_dir
 
 MakeExperiment = Callable[..., Experiment]

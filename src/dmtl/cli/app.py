@@ -108,9 +108,9 @@ def evaluate(
         raise OutputError(f"{output} exists; pass --overwrite to replace it")
 
     from dmtl.cli.render import metrics_table
+    from dmtl.data.loaders import eval_loader
     from dmtl.data.pipeline import build_experiment
     from dmtl.training.module import load_module
-    from dmtl.training.run import eval_loader
 
     if split not in ("test", "val"):
         raise typer.BadParameter("split must be 'test' or 'val'", param_hint="--split")

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from dmtl.config import Config, Variant, dump_config
+from dmtl.data.loaders import train_loader
 from dmtl.data.pipeline import Experiment, build_experiment, load_sources
 from dmtl.errors import ConfigError
 from dmtl.knowledge.heatmap import plot_relatedness
@@ -44,7 +45,7 @@ from dmtl.study.results import (
     save_results,
     upsert_run,
 )
-from dmtl.training.run import run_training, train_loader
+from dmtl.training.run import run_training
 from dmtl.training.trainer import prepare_run_dir
 
 VARIANT_METHODS: dict[str, dict[str, Any]] = {
