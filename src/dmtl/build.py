@@ -2,6 +2,9 @@
 
 - :func:`build_model`: the backbone (``backbone.name``) and one head per task;
 - :func:`build_objective`: the objective with the method's switches and weights;
+- :func:`build_loss_weighting`, :func:`build_gradient_aggregator`, :func:`build_guard`:
+  how the per-task losses become one update (``method.weighting``, ``method.aggregator``,
+  ``method.guard``);
 - :class:`ModelSpec`: everything needed to rebuild a trained model, as plain data
   (config, tasks, relatedness tables, input shape, priors). It is what a checkpoint
   stores besides the weights, so a checkpoint loads without unpickling any object
@@ -29,10 +32,14 @@ import torch
 from dmtl._version import __version__
 from dmtl.backbones import create_backbone
 from dmtl.config import Config
+from dmtl.core.aggregation import Aggregator, build_aggregator
+from dmtl.core.guard import RelatednessGuard
+from dmtl.core.heads import HeadSpec
 from dmtl.core.model import MultiTaskModel
 from dmtl.core.objective import Objective
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import Task, task_from_dict
+from dmtl.core.weighting import LossWeighting, build_weighting
 from dmtl.errors import RunError
 
 SPEC_FORMAT = 1
@@ -56,7 +63,13 @@ def build_model(
         pretrained=spec.pretrained,
         **spec.options,
     )
-    return MultiTaskModel(backbone, tasks, feature_dim=feature_dim, dropout=spec.dropout)
+    heads = config.heads
+    head_factory = HeadSpec(
+        tuple(heads.hidden), {k: tuple(v) for k, v in heads.per_task.items()}, heads.dropout
+    )
+    return MultiTaskModel(
+        backbone, tasks, feature_dim=feature_dim, dropout=spec.dropout, head_factory=head_factory
+    )
 
 
 def build_objective(
@@ -88,6 +101,32 @@ def build_objective(
         stop_gradient=method.stop_gradient,
         priors={name: torch.tensor(p) for name, p in (priors or {}).items()},
     )
+
+
+def build_loss_weighting(config: Config, tasks: Sequence[Task]) -> LossWeighting | None:
+    """``method.weighting`` over the tasks; ``None`` for ``fixed`` (the objective's own sum,
+    with ``method.task_weights``)."""
+    method = config.method
+    if method.weighting == "fixed":
+        return None
+    return build_weighting(method.weighting, [t.name for t in tasks], **method.weighting_options)
+
+
+def build_gradient_aggregator(config: Config) -> Aggregator | None:
+    """``method.aggregator`` (TorchJD); ``None`` for ``sum`` (one plain backward)."""
+    method = config.method
+    if method.aggregator == "sum" and not method.aggregator_options:
+        return None
+    return build_aggregator(method.aggregator, **method.aggregator_options)
+
+
+def build_guard(config: Config, objective: Objective) -> RelatednessGuard | None:
+    """``method.guard`` over the objective's relatedness terms; ``None`` when off or when
+    the objective has no relatedness term to guard."""
+    targets = objective.relatedness_terms()
+    if not config.method.guard or not targets:
+        return None
+    return RelatednessGuard(targets, **config.method.guard_options)
 
 
 def edge_to_dict(edge: Relatedness) -> dict[str, Any]:
@@ -146,6 +185,9 @@ class ModelSpec:
 __all__ = [
     "SPEC_FORMAT",
     "ModelSpec",
+    "build_gradient_aggregator",
+    "build_guard",
+    "build_loss_weighting",
     "build_model",
     "build_objective",
     "edge_from_dict",

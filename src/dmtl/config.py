@@ -7,6 +7,7 @@ See ``configs/`` for examples and ``docs/config.md`` for every key.
 from __future__ import annotations
 
 import copy
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -148,7 +149,7 @@ TASK_CONFIGS: dict[str, type[_TaskConfigBase]] = {
 class RegimeConfig(_Strict):
     """A label-hiding regime (``dmtl.data.regimes``): ``name`` plus its parameters."""
 
-    name: Literal["full", "disjoint", "scarce", "imbalance", "overlap"] = "full"
+    name: Literal["full", "disjoint", "scarce", "imbalance", "overlap", "unlabelled"] = "full"
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -222,6 +223,15 @@ class EdgeConfig(_Strict):
         return self
 
 
+class HeadsConfig(_Strict):
+    """Task heads: ``Linear -> ReLU (-> Dropout)`` per ``hidden`` width, then the output layer;
+    ``per_task`` gives some tasks their own widths. No hidden layer: one linear layer."""
+
+    hidden: list[int] = Field(default_factory=list)
+    per_task: dict[str, list[int]] = Field(default_factory=dict)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
 class BackboneConfig(_Strict):
     """``name``: ``mlp``, ``small_cnn``, ``timm:<m>``, ``torchvision:<m>``, ``pkg.mod:function``."""
 
@@ -250,6 +260,21 @@ class MethodConfig(_Strict):
     prior: Literal["uniform", "frequency"] = "uniform"
     task_weights: dict[str, float] = Field(default_factory=dict)
     pos_weight: Literal["none", "balanced"] = "none"
+    weighting: Literal["fixed", "uncertainty", "dwa"] = "fixed"
+    weighting_options: dict[str, Any] = Field(default_factory=dict)
+    aggregator: str = "sum"
+    aggregator_options: dict[str, Any] = Field(default_factory=dict)
+    guard: bool = False
+    guard_options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_combiner(self) -> MethodConfig:
+        if self.weighting == "uncertainty" and self.aggregator != "sum":
+            raise ValueError(
+                "weighting 'uncertainty' learns from the summed loss; it cannot be combined "
+                f"with aggregator {self.aggregator!r} (use one or the other)"
+            )
+        return self
 
 
 class OptimConfig(_Strict):
@@ -286,6 +311,9 @@ class TrainerConfig(_Strict):
     log_every_n_steps: int = Field(default=10, ge=1)
     num_threads: int | None = Field(default=None, ge=1)
     progress_bar: bool = True
+    validation_labels: Literal["regime", "full"] = "regime"
+    """Validation rows keep what the label regime keeps (``regime``: a task with 3% of its
+    training labels has about 3% of its validation labels), or all their labels (``full``)."""
 
 
 class OutputConfig(_Strict):
@@ -294,14 +322,39 @@ class OutputConfig(_Strict):
     checkpoint: Literal["last", "best"] = "last"
 
 
-Variant = Literal["single_task", "mtl", "mtl+ca", "mtl+dm", "mtl+ca+dm"]
-ALL_VARIANTS: tuple[Variant, ...] = ("single_task", "mtl", "mtl+ca", "mtl+dm", "mtl+ca+dm")
+Variant = Literal[
+    "single_task",
+    "mtl",
+    "mtl+ca",
+    "mtl+dm",
+    "mtl+ca+dm",
+    "mtl+ca+dm+guard",
+    "mtl+ca+dm+upgrad",
+    "mtl+ca+dm+uw",
+]
+ALL_VARIANTS: tuple[Variant, ...] = typing.get_args(Variant)
+"""Every variant a study knows, in report order."""
+DEFAULT_VARIANTS: tuple[Variant, ...] = ALL_VARIANTS
 
 
 class StudyConfig(_Strict):
+    """The ablation: variants over seeds, and the protocol every run is trained under.
+
+    ``protocol``: ``early_stopping`` (each run trains up to ``budget_epochs``, default
+    ``trainer.max_epochs``, stops when its validation selection metric has not improved
+    for ``patience`` epochs, and is evaluated at its best checkpoint) or ``equal_steps``
+    (every run the same number of steps, evaluated at the last one). Sources without
+    validation rows give ``val_fraction`` of their training rows to validation under
+    early stopping.
+    """
+
     seeds: int = Field(default=3, ge=1)
-    variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS))
+    variants: list[Variant] = Field(default_factory=lambda: list(DEFAULT_VARIANTS))
     co_annotation: Literal["soft", "hard"] = "soft"
+    protocol: Literal["early_stopping", "equal_steps"] = "early_stopping"
+    budget_epochs: int | None = Field(default=None, ge=1)
+    patience: int = Field(default=5, ge=1)
+    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
 
 
 class Config(_Strict):
@@ -312,6 +365,7 @@ class Config(_Strict):
     sources: Annotated[list[SourceConfig], Field(min_length=1)]
     relatedness: list[EdgeConfig] = Field(default_factory=list)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    heads: HeadsConfig = Field(default_factory=HeadsConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)

@@ -162,7 +162,11 @@ class MultiTaskModel(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """``{task: head_task(dropout(backbone(x)))}``, logits of shape ``(N, num_outputs)``."""
-        features = self.dropout(self.features(x))
+        return self.heads_forward(self.features(x))
+
+    def heads_forward(self, features: Tensor) -> dict[str, Tensor]:
+        """``{task: head_task(dropout(features))}`` from shared features (see :meth:`features`)."""
+        features = self.dropout(features)
         return {name: head(features) for name, head in self.heads.items()}
 
     def predict(self, x: Tensor) -> dict[str, Tensor]:

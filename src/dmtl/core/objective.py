@@ -141,6 +141,8 @@ class Objective(nn.Module):
                 raise SpecError(f"priors: {name!r} is not a categorical task")
             self._priors[name] = check_prior(prior, task.num_outputs, f"priors[{name!r}]").float()
         self._names = self._term_names()
+        self.term_scales: dict[str, float] = {}
+        """Multipliers of single relatedness terms (default 1), e.g. set by a guard."""
 
     def prior(self, task: str) -> Tensor | None:
         """The class prior of a categorical task, or ``None`` (uniform)."""
@@ -169,6 +171,20 @@ class Objective(nn.Module):
             key: name if counts[name] == 1 else f"{name}[{key[1]}]" for key, name in plain.items()
         }
 
+    def relatedness_terms(self) -> dict[str, str]:
+        """``{term name: task it trains}`` of every co-annotation and distribution-matching
+        term the objective computes (with its switches as they are)."""
+        out: dict[str, str] = {}
+        for (kind, edge, direction), name in self._names.items():
+            forward = direction == edge
+            dm_on = self.dm_forward if forward else self.dm_inverse
+            on = (kind == "ca" and self.co_annotation != "off" and self.lambda_ca > 0) or (
+                kind == "dm" and self.distribution_matching and self.lambda_dm > 0 and dm_on
+            )
+            if on:
+                out[name] = direction.split("->")[1]
+        return out
+
     def terms(
         self, logits: Mapping[str, Tensor], labels: PartialLabels, dm_scale: float = 1.0
     ) -> list[Term]:
@@ -189,14 +205,15 @@ class Objective(nn.Module):
                     self.hard_threshold,
                 ).items():
                     name = self._names[("ca", edge.name, direction)]
-                    out.append(Term(name, direction.split("->")[1], self.lambda_ca, loss))
+                    weight = self.lambda_ca * self.term_scales.get(name, 1.0)
+                    out.append(Term(name, direction.split("->")[1], weight, loss))
             if self.distribution_matching and self.lambda_dm > 0:
                 for direction, loss in distribution_matching_losses(
                     edge, logits, prior, self.dm_eps, self.dm_tau, self.stop_gradient,
                     self.dm_forward, self.dm_inverse,
                 ).items():
                     name = self._names[("dm", edge.name, direction)]
-                    weight = self.lambda_dm * dm_scale
+                    weight = self.lambda_dm * dm_scale * self.term_scales.get(name, 1.0)
                     out.append(Term(name, direction.split("->")[1], weight, loss))
         return out
 

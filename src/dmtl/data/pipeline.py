@@ -5,14 +5,16 @@ Steps, for one seed:
 1. Load every source (built-in dataset, manifest, or dataset reader) and merge the tasks
    they declare with those of the config.
 2. Split each source into train / val / test (its own split column) and carve a seeded
-   ``val_fraction`` of the training rows for validation (with all their labels).
+   ``val_fraction`` of the training rows for validation.
 3. Apply the source's label-hiding regime to the remaining training rows (recorded,
-   never silent).
+   never silent), and, unless ``trainer.validation_labels: full``, to its validation
+   rows too: validation then has the labels a user in that regime would have.
 4. Group the training rows by which tasks they are labelled for (a pattern covered by a
    larger one joins it, see :func:`_group_by_pattern`): each (source, group) is one
    stratum of the multi-source sampler, so every batch sees every task. A source's
-   ``weight`` is shared equally among its groups. Rows labelled for no task carry no
-   supervision and are left out of training (counted in ``unlabelled``).
+   ``weight`` is shared equally among its groups. Rows labelled for no task form one more
+   stratum, ``<source>[unlabelled]``: only distribution matching learns from them, and a
+   run without it leaves them out (:meth:`Experiment.without_unlabelled`).
 5. Build the relatedness edges: domain knowledge, the built-in affect table, a CSV table,
    or an estimate from the co-annotated training rows.
 """
@@ -39,6 +41,9 @@ from dmtl.errors import ConfigError, DataError
 from dmtl.knowledge.edges import build_edges
 
 EncodedLabels = dict[str, np.ndarray]
+
+UNLABELLED = "unlabelled"
+"""Name of the stratum of training rows labelled for no task (``<source>[unlabelled]``)."""
 
 
 @dataclass
@@ -98,6 +103,18 @@ class Experiment:
     def train_values(self, task: str) -> np.ndarray:
         """The encoded training labels of one task, every source's rows in order."""
         return np.concatenate([s.labels[task] for s in self.train])
+
+    def without_unlabelled(self) -> Experiment:
+        """The experiment without its strata of unlabelled rows (for a method that cannot
+        learn from them: only distribution matching does)."""
+        keep = [i for i, s in enumerate(self.train) if not s.name.endswith(f"[{UNLABELLED}]")]
+        if len(keep) == len(self.train):
+            return self
+        return dataclasses.replace(
+            self,
+            train=[self.train[i] for i in keep],
+            train_weights=[self.train_weights[i] for i in keep],
+        )
 
     def single_task(self, task_name: str) -> Experiment:
         """The data restricted to one task's labels, with no edge (the single-task baseline)."""
@@ -265,80 +282,125 @@ def build_experiment(
     seed = config.trainer.seed if seed is None else seed
     loaded = list(loaded) if loaded is not None else load_sources(config)
     tasks = _merge_tasks(config, loaded)
-    train: list[Source] = []
-    weights: list[float] = []
-    val: list[Source] = []
-    test: list[Source] = []
-    records: dict[str, Any] = {}
+    _check_heads(config, tasks)
+    experiment = Experiment(config, seed, tasks, [], [], [], [], [], {})
     for index, item in enumerate(loaded):
-        cfg = item.config
-        source = with_tasks(item.source, tasks)
-        if cfg.max_samples is not None and len(source) > cfg.max_samples:
-            rng = np.random.default_rng(seed)
-            rows = np.sort(rng.choice(len(source), cfg.max_samples, replace=False))
-            source = source.subset(rows)
-            split = item.split[rows]
-        else:
-            split = item.split
-        train_rows = np.flatnonzero(split == cfg.train_split)
-        if len(train_rows) == 0:
-            raise DataError(
-                f"sources.{index}.train_split: no row of source {cfg.name!r} is in split "
-                f"{cfg.train_split!r} (splits present: {sorted(set(split.tolist()))})"
-            )
-        if cfg.test_split is not None:
-            test_rows = np.flatnonzero(split == cfg.test_split)
-            if len(test_rows):
-                test.append(
-                    source.subset(test_rows, name=f"{cfg.name}[{cfg.test_split}]").with_augment(
-                        None
-                    )
-                )
-        if cfg.val_split is not None:
-            val_rows = np.flatnonzero(split == cfg.val_split)
-            if len(val_rows):
-                val.append(
-                    source.subset(val_rows, name=f"{cfg.name}[{cfg.val_split}]").with_augment(None)
-                )
-        training = source.subset(train_rows)
-        if cfg.val_fraction > 0:
-            # Carved before the regime: validation keeps all its labels, like an official
-            # validation split, and the regime's record describes the rows trained on.
-            rng = np.random.default_rng([seed, index, 1])
-            order = rng.permutation(len(training))
-            n_val = max(1, round(cfg.val_fraction * len(training)))
-            val.append(
-                training.subset(np.sort(order[:n_val]), name=f"{cfg.name}[val]").with_augment(None)
-            )
-            training = training.subset(np.sort(order[n_val:]))
-        try:
-            hidden, record = apply_regime(
-                training.labels,
-                tasks,
-                RegimeSpec(cfg.regime.name, dict(cfg.regime.params)),
-                seed,
-            )
-        except ValueError as error:
-            raise DataError(f"sources.{index}.regime: {error}") from None
-        training = training.with_labels(hidden, checked=True)
-        source_record: dict[str, Any] = {"regime": record.to_dict(), **item.notes}
-        groups = _group_by_pattern(training, tasks)
-        unlabelled = len(training) - sum(len(rows) for _, rows in groups)
-        source_record["train_groups"] = {name: len(rows) for name, rows in groups}
-        source_record["unlabelled_not_used"] = unlabelled
-        for name, rows in groups:
-            train.append(training.subset(rows, name=f"{cfg.name}[{name}]"))
-            weights.append(cfg.weight / len(groups))
-        records[cfg.name] = source_record
-    if not train:
+        _add_source(experiment, index, item)
+    if not experiment.without_unlabelled().train:
         raise DataError("sources: no training sample is labelled for any task")
-    experiment = Experiment(config, seed, tasks, train, weights, val, test, [], records)
     experiment.tasks = _balanced_options(config, tasks, experiment.train_values)
     offered = [edge for item in loaded for edge in item.knowledge]
     experiment.edges = build_edges(
         config.relatedness, experiment.task_map, offered, experiment.train_labels
     )
     return experiment
+
+
+def _check_heads(config: Config, tasks: Sequence[Task]) -> None:
+    unknown = sorted(set(config.heads.per_task) - {t.name for t in tasks})
+    if unknown:
+        raise ConfigError(
+            [("heads.per_task", f"no task {', '.join(map(repr, unknown))}; tasks: "
+              f"{', '.join(t.name for t in tasks)}")]
+        )
+
+
+def _add_source(experiment: Experiment, index: int, item: LoadedSource) -> None:
+    """Split one source, hide its labels as its regime says, and add its strata.
+
+    The split, regime and weight settings are the config's (``sources.<index>``), which
+    may differ from those the source was loaded with (e.g. a study's protocol).
+    """
+    cfg, seed = experiment.config.sources[index], experiment.seed
+    source, split = _subsample(with_tasks(item.source, experiment.tasks), item.split, cfg, seed)
+    train_rows = np.flatnonzero(split == cfg.train_split)
+    if len(train_rows) == 0:
+        raise DataError(
+            f"sources.{index}.train_split: no row of source {cfg.name!r} is in split "
+            f"{cfg.train_split!r} (splits present: {sorted(set(split.tolist()))})"
+        )
+    record: dict[str, Any] = dict(item.notes)
+    for split_name, held in ((cfg.test_split, experiment.test), (cfg.val_split, experiment.val)):
+        rows = np.flatnonzero(split == split_name) if split_name is not None else np.zeros(0, int)
+        if len(rows):
+            held.append(source.subset(rows, name=f"{cfg.name}[{split_name}]").with_augment(None))
+    training = source.subset(train_rows)
+    if cfg.val_fraction > 0:
+        rng = np.random.default_rng([seed, index, 1])
+        order = rng.permutation(len(training))
+        n_val = max(1, round(cfg.val_fraction * len(training)))
+        carved = training.subset(np.sort(order[:n_val]), name=f"{cfg.name}[val]")
+        experiment.val.append(carved.with_augment(None))
+        training = training.subset(np.sort(order[n_val:]))
+    training, record["regime"] = _hide(training, index, cfg, experiment)
+    _regime_on_validation(experiment, index, cfg, record)
+    _add_strata(experiment, training, cfg, record)
+    experiment.records[cfg.name] = record
+
+
+def _subsample(
+    source: Source, split: np.ndarray, cfg: SourceConfig, seed: int
+) -> tuple[Source, np.ndarray]:
+    """``max_samples`` random rows of the source (train and held-out rows alike)."""
+    if cfg.max_samples is None or len(source) <= cfg.max_samples:
+        return source, split
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(source), cfg.max_samples, replace=False))
+    return source.subset(rows), split[rows]
+
+
+def _hide(
+    source: Source, index: int, cfg: SourceConfig, experiment: Experiment
+) -> tuple[Source, dict[str, Any]]:
+    """The source with its labels hidden as ``sources.<index>.regime`` says, and the record."""
+    try:
+        hidden, record = apply_regime(
+            source.labels,
+            experiment.tasks,
+            RegimeSpec(cfg.regime.name, dict(cfg.regime.params)),
+            experiment.seed,
+        )
+    except ValueError as error:
+        raise DataError(f"sources.{index}.regime: {error}") from None
+    return source.with_labels(hidden, checked=True), record.to_dict()
+
+
+def _regime_on_validation(
+    experiment: Experiment, index: int, cfg: SourceConfig, record: dict[str, Any]
+) -> None:
+    """Validation rows of this source keep what the regime keeps (``trainer.validation_labels:
+    regime``), so that selection sees as few labels as training does; ``full`` keeps all."""
+    if experiment.config.trainer.validation_labels == "full" or cfg.regime.name == "full":
+        return
+    prefix = f"{cfg.name}["
+    for position, held in enumerate(experiment.val):
+        if held.name.startswith(prefix):
+            hidden, hidden_record = _hide(held, index, cfg, experiment)
+            experiment.val[position] = hidden
+            record.setdefault("validation_regime", {})[held.name] = hidden_record
+
+
+def _add_strata(
+    experiment: Experiment, training: Source, cfg: SourceConfig, record: dict[str, Any]
+) -> None:
+    """One stratum per group of rows labelled for the same tasks, plus one of the rows
+    labelled for no task (they teach through distribution matching only). A source's
+    ``weight`` is shared equally among its labelled groups; the unlabelled stratum gets
+    one such share."""
+    groups = _group_by_pattern(training, experiment.tasks)
+    labelled = np.zeros(len(training), dtype=bool)
+    for _, rows in groups:
+        labelled[rows] = True
+    record["train_groups"] = {name: len(rows) for name, rows in groups}
+    record["unlabelled_rows"] = int((~labelled).sum())
+    share = cfg.weight / max(1, len(groups))
+    for name, rows in groups:
+        experiment.train.append(training.subset(rows, name=f"{cfg.name}[{name}]"))
+        experiment.train_weights.append(share)
+    if not labelled.all():
+        rows = np.flatnonzero(~labelled)
+        experiment.train.append(training.subset(rows, name=f"{cfg.name}[{UNLABELLED}]"))
+        experiment.train_weights.append(share)
 
 
 def _group_by_pattern(source: Source, tasks: Sequence[Task]) -> list[tuple[str, np.ndarray]]:

@@ -39,6 +39,10 @@ Regimes (``RegimeSpec(name, params)``):
   ``round(fraction * N)`` random samples stay co-annotated (all tasks; the
   empirical relatedness can be estimated from them), the rest is split as in
   ``disjoint``.
+- ``unlabelled`` (``fraction=0.5, then=None``): ``round(fraction * N)`` random samples
+  keep no label for any task (only distribution matching learns from them); the
+  rest goes through the regime ``then`` (``{name, params}``, default ``full``), e.g.
+  ``then: {name: scarce, params: {task: digit, fraction: 0.03}}``.
 
 Apply a regime to the *training* part only (``rows=``), so that evaluation
 labels stay whole.
@@ -410,6 +414,49 @@ def _plan_scarce(
     return _Plan(keep, records, {"task": task, "fraction": frac, "others_on": others_on})
 
 
+def _plan_unlabelled(
+    labels: EncodedLabels,
+    tasks: dict[str, Task],
+    rows: np.ndarray,
+    rng: np.random.Generator,
+    fraction: float = 0.5,
+    then: Mapping[str, Any] | None = None,
+) -> _Plan:
+    names = list(labels)
+    frac = _check_fraction("unlabelled", fraction)
+    shuffled = rng.permutation(rows)
+    count = round(frac * len(rows))
+    hidden, rest = np.sort(shuffled[:count]), np.sort(shuffled[count:])
+    inner = _inner_spec(then)
+    plan = REGIMES[inner.name](labels, tasks, rest, rng, **dict(inner.params))
+    keep = {name: plan.keep[name].copy() for name in names}
+    for name in names:
+        keep[name][hidden] = False
+    groups = [_group_record("unlabelled", [], hidden), *plan.groups]
+    params = {"fraction": frac, "then": {"name": inner.name, "params": plan.params}}
+    return _Plan(keep, groups, params)
+
+
+def _inner_spec(then: Mapping[str, Any] | None) -> RegimeSpec:
+    """The regime applied to the labelled rest of an ``unlabelled`` regime (default full)."""
+    if then is None:
+        return RegimeSpec("full")
+    if not isinstance(then, Mapping) or "name" not in then:
+        raise ValueError(f"unlabelled: then must be a regime {{name, params}}, got {then!r}")
+    name, params = then["name"], dict(then.get("params") or {})
+    if name not in REGIMES or name == "unlabelled":
+        raise ValueError(f"unlabelled: then.name must be one of {', '.join(_PARAMS)} "
+                         f"(not unlabelled), got {name!r}")
+    unknown = [k for k in params if k not in _PARAMS[name]]
+    missing = [k for k in _REQUIRED.get(name, ()) if k not in params]
+    if unknown or missing:
+        raise ValueError(
+            f"unlabelled: then: regime {name!r} "
+            + (f"has no parameters {unknown}" if unknown else f"needs {', '.join(missing)}")
+        )
+    return RegimeSpec(name, params)
+
+
 Planner = Callable[..., _Plan]
 
 REGIMES: dict[str, Planner] = {
@@ -418,6 +465,7 @@ REGIMES: dict[str, Planner] = {
     "scarce": _plan_scarce,
     "imbalance": _plan_imbalance,
     "overlap": _plan_overlap,
+    "unlabelled": _plan_unlabelled,
 }
 """Regime name -> planner; the names :class:`RegimeSpec` accepts."""
 
@@ -427,6 +475,7 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "scarce": ("task", "fraction", "others_on"),
     "imbalance": ("ratio", "groups"),
     "overlap": ("fraction", "groups", "proportions"),
+    "unlabelled": ("fraction", "then"),
 }
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "scarce": ("task", "fraction"),

@@ -6,15 +6,23 @@ Variants (method.md section 8):
 - ``mtl``: one model, masked supervised losses only;
 - ``mtl+ca``: + co-annotation (``study.co_annotation``: soft or hard);
 - ``mtl+dm``: + distribution matching;
-- ``mtl+ca+dm``: both.
+- ``mtl+ca+dm``: both;
+- ``mtl+ca+dm+guard``: both, each relatedness term weighted by the guard
+  (:mod:`dmtl.core.guard`);
+- ``mtl+ca+dm+upgrad``: both, the per-task gradients of the trunk aggregated by UPGrad;
+- ``mtl+ca+dm+uw``: both, the per-task losses weighted by learned uncertainty.
 
 ``--variants`` (:func:`with_variants`) picks some of them, by the names
 ``config.Variant`` allows.
 
-Every variant gets the same number of optimisation steps: the single-task runs use
-the multi-task epoch length, so a small task is not under-trained by a short epoch.
-``results.json`` is rewritten after each run, so an interrupted study resumes
-where it stopped (``--resume``) without repeating finished runs.
+The protocol (``study.protocol``): with ``early_stopping`` (the default) every run
+trains up to the same budget of steps (``study.budget_epochs`` of the multi-task
+epoch), stops when its validation selection metric (``val/selection``: the mean over
+its tasks of their primary metric) has not improved for ``study.patience`` epochs, and
+is evaluated at its best checkpoint; validation labels follow the regime
+(``trainer.validation_labels``). With ``equal_steps`` every run trains the same number
+of steps and is evaluated at the last one. ``results.json`` is rewritten after each run,
+so an interrupted study resumes where it stopped (``--resume``).
 """
 
 from __future__ import annotations
@@ -22,15 +30,15 @@ from __future__ import annotations
 import time
 import traceback
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dmtl.config import Config, Variant, dump_config
+from dmtl.config import Config, EarlyStoppingConfig, Variant, dump_config
 from dmtl.data.loaders import train_loader
-from dmtl.data.pipeline import Experiment, build_experiment, load_sources
+from dmtl.data.pipeline import Experiment, LoadedSource, build_experiment, load_sources
 from dmtl.errors import ConfigError
 from dmtl.knowledge.heatmap import plot_relatedness
 from dmtl.study.outputs import write_report
@@ -48,12 +56,18 @@ from dmtl.study.results import (
 from dmtl.training.run import run_training
 from dmtl.training.trainer import prepare_run_dir
 
+_CA_DM: dict[str, Any] = {"co_annotation": "<study>", "distribution_matching": True}
+
 VARIANT_METHODS: dict[str, dict[str, Any]] = {
     "mtl": {"co_annotation": "off", "distribution_matching": False},
     "mtl+ca": {"co_annotation": "<study>", "distribution_matching": False},
     "mtl+dm": {"co_annotation": "off", "distribution_matching": True},
-    "mtl+ca+dm": {"co_annotation": "<study>", "distribution_matching": True},
+    "mtl+ca+dm": _CA_DM,
+    "mtl+ca+dm+guard": {**_CA_DM, "guard": True},
+    "mtl+ca+dm+upgrad": {**_CA_DM, "aggregator": "upgrad"},
+    "mtl+ca+dm+uw": {**_CA_DM, "weighting": "uncertainty"},
 }
+"""The method switches of each multi-task variant (the rest of ``method`` is the config's)."""
 
 
 def variant_config(config: Config, variant: str) -> Config:
@@ -110,6 +124,7 @@ def run_study(
     prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
     (out_dir / "config.yaml").write_text(dump_config(config))
     loaded = load_sources(config)
+    config = protocol_config(config, loaded)
     results: StudyResults | None = load_results(results_path) if results_path.is_file() else None
     if results is not None:
         record_command(results, command)  # a resume: its command produced results too
@@ -183,14 +198,49 @@ def _with_config(experiment: Experiment, config: Config) -> Experiment:
     return dataclasses.replace(experiment, config=config)
 
 
+def protocol_config(config: Config, loaded: Sequence[LoadedSource]) -> Config:
+    """The config every run of the study trains with, under ``study.protocol``.
+
+    ``early_stopping``: ``trainer.max_epochs`` = the budget, ``trainer.monitor`` =
+    ``val/selection`` with early stopping after ``study.patience`` epochs, evaluation at the
+    best checkpoint, and ``study.val_fraction`` of the training rows of every source that
+    has no validation rows carved for validation. ``equal_steps``: the config as it is.
+    """
+    study = config.study
+    if study.protocol == "equal_steps":
+        return config
+    sources = []
+    for cfg, item in zip(config.sources, loaded, strict=True):
+        has_val = cfg.val_fraction > 0 or (
+            cfg.val_split is not None and bool((item.split == cfg.val_split).any())
+        )
+        carved = {"val_fraction": study.val_fraction}
+        sources.append(cfg if has_val else cfg.model_copy(update=carved))
+    trainer = config.trainer.model_copy(
+        update={
+            "max_epochs": study.budget_epochs or config.trainer.max_epochs,
+            "monitor": "val/selection",
+            "early_stopping": EarlyStoppingConfig(enabled=True, patience=study.patience),
+        }
+    )
+    output = config.output.model_copy(update={"checkpoint": "best"})
+    return config.model_copy(update={"sources": sources, "trainer": trainer, "output": output})
+
+
 def _protocol(config: Config) -> dict[str, Any]:
     """How the runs are trained, for the report (the trainer settings every run shares)."""
     trainer = config.trainer
-    if trainer.early_stopping.enabled and trainer.monitor:
-        return {"name": "early_stopping", "budget_epochs": trainer.max_epochs,
-                "patience": trainer.early_stopping.patience, "monitor": trainer.monitor}
-    return {"name": "fixed_epochs", "epochs": trainer.max_epochs,
-            "checkpoint": config.output.checkpoint}
+    if config.study.protocol == "early_stopping":
+        return {
+            "name": "early_stopping",
+            "budget_epochs": trainer.max_epochs,
+            "patience": trainer.early_stopping.patience,
+            "monitor": trainer.monitor,
+            "validation": trainer.validation_labels,
+            "val_fraction": config.study.val_fraction,
+        }
+    return {"name": "equal_steps", "epochs": trainer.max_epochs,
+            "checkpoint": config.output.checkpoint, "validation": trainer.validation_labels}
 
 
 def _new_results(
@@ -245,10 +295,9 @@ def _one_run(
             split=result.split,
             wall_s=round(time.perf_counter() - start, 3),
             steps=result.steps,
-            # reported by trainers that stop early; None until RunResult carries them
-            epochs=getattr(result, "epochs", None),
-            best_step=getattr(result, "best_step", None),
-            stopped_early=getattr(result, "stopped_early", None),
+            epochs=result.epochs,
+            best_step=result.best_step,
+            stopped_early=result.stopped_early,
             run_dir=str(run_dir.relative_to(out_dir)),
             error=None,
         )

@@ -22,12 +22,22 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from dmtl.build import ModelSpec, build_model, build_objective
+from dmtl.build import (
+    ModelSpec,
+    build_gradient_aggregator,
+    build_guard,
+    build_loss_weighting,
+    build_model,
+    build_objective,
+)
 from dmtl.config import Config, OptimConfig
+from dmtl.core.aggregation import Aggregator, backward_tasks
+from dmtl.core.guard import RelatednessGuard, gradient_cosines
 from dmtl.core.metrics import MultiTaskMetrics
 from dmtl.core.model import MultiTaskModel, predictions
-from dmtl.core.objective import Objective
+from dmtl.core.objective import Objective, group_by_task
 from dmtl.core.tasks import Task
+from dmtl.core.weighting import LossWeighting
 from dmtl.data.batching import Batch
 from dmtl.errors import NonFiniteLossError, RunError
 
@@ -51,6 +61,18 @@ class MultiTaskModule(pl.LightningModule):
         source_names: the training strata, named in messages about a batch.
         spec: the model's recipe as plain data; saved in every checkpoint, so that
             :func:`load_module` rebuilds the module from the file alone.
+        weighting: combines the per-task losses (``Objective.task_losses``) into the
+            total; ``None``: the objective's own weighted sum.
+        aggregator: combines the per-task gradients at the shared features (TorchJD,
+            :func:`~dmtl.core.aggregation.backward_tasks`); the module then optimises
+            manually. ``None``: one backward of the total.
+        guard: adapts the weight of each relatedness term from validation
+            (:class:`~dmtl.core.guard.RelatednessGuard`), after every validation.
+        gradient_clip_val: gradient norm clipping under manual optimisation (with an
+            aggregator; otherwise the trainer clips).
+
+    Validation logs ``val/selection``: the mean over tasks of their primary metric
+    (tasks without a validation label left out), the number models are selected on.
     """
 
     def __init__(
@@ -64,6 +86,10 @@ class MultiTaskModule(pl.LightningModule):
         steps_per_epoch: int = 1,
         source_names: list[str] | None = None,
         spec: ModelSpec | None = None,
+        weighting: LossWeighting | None = None,
+        aggregator: Aggregator | None = None,
+        guard: RelatednessGuard | None = None,
+        gradient_clip_val: float | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -76,6 +102,14 @@ class MultiTaskModule(pl.LightningModule):
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.source_names = source_names or []
         self.spec = spec
+        self.weighting = weighting
+        self.aggregator = aggregator
+        self.guard = guard
+        self.gradient_clip_val = gradient_clip_val
+        self.automatic_optimization = aggregator is None
+        self._last_batch: Batch | None = None
+        self.best_selection: float | None = None
+        self.best_step: int | None = None
         self.val_metrics = MultiTaskMetrics(self.tasks, per_output=MAX_PER_OUTPUT_METRICS)
         self.test_metrics = MultiTaskMetrics(self.tasks, per_output=MAX_PER_OUTPUT_METRICS)
         # Epoch sums start here too: a run resumed mid-epoch (from interrupted.ckpt) does not
@@ -90,15 +124,20 @@ class MultiTaskModule(pl.LightningModule):
         tasks = spec.build_tasks()
         model = build_model(config, tasks, spec.input_shape)
         objective = build_objective(config, tasks, spec.build_edges(tasks), spec.priors)
+        method = config.method
         return cls(
             model,
             objective,
             config.optim,
-            dm_warmup_epochs=config.method.dm_warmup_epochs,
+            dm_warmup_epochs=method.dm_warmup_epochs,
             log_every_n_steps=config.trainer.log_every_n_steps,
             steps_per_epoch=steps_per_epoch,
             source_names=spec.source_names,
             spec=spec,
+            weighting=build_loss_weighting(config, tasks),
+            aggregator=build_gradient_aggregator(config),
+            guard=build_guard(config, objective),
+            gradient_clip_val=config.trainer.gradient_clip_val,
         )
 
     @property
@@ -130,10 +169,25 @@ class MultiTaskModule(pl.LightningModule):
         return min(1.0, (self.global_step + 1) / (warmup * self.steps_per_epoch))
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        logits = self.model(batch.x)
-        loss, terms = self.objective(logits, batch.labels, dm_scale=self.dm_scale())
+        dm_scale = self.dm_scale()
+        if self.weighting is None and self.aggregator is None:
+            logits = self.model(batch.x)
+            loss, terms = self.objective(logits, batch.labels, dm_scale=dm_scale)
+        else:
+            features = self.model.features(batch.x)
+            term_list = self.objective.terms(
+                self.model.heads_forward(features), batch.labels, dm_scale
+            )
+            terms = {term.name: term.value for term in term_list}
+            task_losses = group_by_task(term_list)
+            if self.weighting is not None:
+                loss, _ = self.weighting(task_losses)
+            else:
+                loss = torch.stack(list(task_losses.values())).sum()
         self._check_finite({**terms, "loss": loss}, batch, batch_idx)
         self._accumulate({"loss": loss, **terms})
+        if self.guard is not None:
+            self._last_batch = batch
         if self.global_step % self.log_every_n_steps == 0:
             self.log_dict(
                 {f"train/{k}_step": v.detach() for k, v in {"loss": loss, **terms}.items()},
@@ -141,7 +195,25 @@ class MultiTaskModule(pl.LightningModule):
                 on_epoch=False,
                 batch_size=batch.x.shape[0],
             )
+        if self.aggregator is not None:
+            self._aggregated_step(task_losses, features)
         return loss
+
+    def _aggregated_step(self, task_losses: dict[str, Tensor], features: Tensor) -> None:
+        """One manual optimiser step: per-task gradients aggregated at the shared features."""
+        assert self.aggregator is not None
+        optimizer = self.optimizers()
+        assert isinstance(optimizer, pl.core.optimizer.LightningOptimizer)
+        optimizer.zero_grad()
+        precision = self.trainer.precision_plugin
+        scaled = {name: precision.pre_backward(loss, self) for name, loss in task_losses.items()}
+        backward_tasks(scaled, features, self.aggregator, self.model.backbone, self.model.heads)
+        if self.gradient_clip_val:
+            self.clip_gradients(optimizer, self.gradient_clip_val, "norm")  # type: ignore[arg-type]
+        optimizer.step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()  # type: ignore[union-attr]
 
     def _check_finite(self, terms: dict[str, Tensor], batch: Batch, batch_idx: int) -> None:
         """Stop on a NaN/inf term, naming it (terms before their total), the step and sources.
@@ -177,6 +249,65 @@ class MultiTaskModule(pl.LightningModule):
                 for k, v in self._epoch_sums.items()
             }
             self.log_dict(means, on_step=False, on_epoch=True, sync_dist=True)
+        if self.weighting is not None:
+            strategy = self.trainer.strategy
+            self.weighting.end_epoch(reduce=lambda t: strategy.reduce(t, reduce_op="sum"))
+        if self.guard is not None and self._last_batch is not None:
+            self._update_guard(self._last_batch)
+
+    def _update_guard(self, batch: Batch) -> None:
+        """One guard update (:mod:`dmtl.core.guard`) from a training batch and validation."""
+        assert self.guard is not None
+        validation = self._first_validation_batch()
+        if validation is None:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.enable_grad():
+                cosines = self._guard_cosines(batch, validation)
+        finally:
+            self.model.train(was_training)
+        names = sorted(cosines)
+        if self.trainer.world_size > 1:  # one decision for every process
+            values = torch.tensor(
+                [float("nan") if cosines[n] is None else cosines[n] for n in names],
+                device=self.device,
+            )
+            gathered = self.trainer.strategy.all_gather(values)
+            averaged = torch.nanmean(gathered.reshape(-1, len(names)), dim=0).tolist()
+            cosines = {n: None if v != v else v for n, v in zip(names, averaged, strict=True)}
+        self.objective.term_scales = self.guard.update(cosines)
+        self.log_dict(
+            {f"guard/{name}": weight for name, weight in self.objective.term_scales.items()},
+            on_step=False, on_epoch=True,
+        )
+
+    def _first_validation_batch(self) -> Batch | None:
+        loaders = self.trainer.val_dataloaders
+        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+        if loader is None:
+            return None
+        for batch in loader:
+            moved: Batch = batch.to(self.device)
+            return moved
+        return None
+
+    def _guard_cosines(self, batch: Batch, validation: Batch) -> dict[str, float | None]:
+        assert self.guard is not None
+        terms = self.objective.terms(self.model(batch.x), batch.labels, self.dm_scale())
+        guarded = {t.name: t.value for t in terms if t.name in self.guard.targets}
+        logits = self.model(validation.x)
+        by_name = self.task_map
+        targets = set(self.guard.targets.values())
+        validation_losses = {
+            name: by_name[name].loss(logits[name], validation.labels[name])
+            for name in targets
+            if name in validation.labels and bool(validation.labels[name].mask.any())
+        }
+        trunk = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        params = {name: trunk + list(self.model.heads[name].parameters()) for name in targets}
+        return gradient_cosines(guarded, self.guard.targets, validation_losses, params)
 
     def _source_name(self, index: int) -> str:
         return self.source_names[index] if 0 <= index < len(self.source_names) else str(index)
@@ -209,6 +340,17 @@ class MultiTaskModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.last_val_metrics = self._log_metrics(self.val_metrics, "val")
+        primaries = [
+            self.last_val_metrics.get(name) for name in self.val_metrics.primary_names().values()
+        ]
+        defined = [float(v) for v in primaries if v is not None]
+        if defined:
+            selection = sum(defined) / len(defined)
+            self.log("val/selection", selection, on_epoch=True, sync_dist=False)
+            if not self.trainer.sanity_checking and (
+                self.best_selection is None or selection > self.best_selection
+            ):
+                self.best_selection, self.best_step = selection, int(self.global_step)
 
     def on_test_epoch_end(self) -> None:
         self.last_test_metrics = self._log_metrics(self.test_metrics, "test")
@@ -218,7 +360,14 @@ class MultiTaskModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optim = self.optim
-        params = self.parameters()
+        params: Any = self.parameters()
+        if self.weighting is not None and any(True for _ in self.weighting.parameters()):
+            # learned loss weights (uncertainty) take no weight decay
+            own = {id(p) for p in self.weighting.parameters()}
+            params = [
+                {"params": [p for p in self.parameters() if id(p) not in own]},
+                {"params": list(self.weighting.parameters()), "weight_decay": 0.0},
+            ]
         optimizer: torch.optim.Optimizer
         if optim.name == "sgd":
             optimizer = torch.optim.SGD(

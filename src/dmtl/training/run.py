@@ -29,6 +29,12 @@ class RunResult:
     steps: int
     wall_s: float
     checkpoint: Path | None
+    epochs: int | None = None
+    """Epochs trained (including an incomplete last one)."""
+    best_step: int | None = None
+    """The step of the best validation selection metric (``val/selection``), if validated."""
+    stopped_early: bool | None = None
+    """Whether early stopping ended the run before its budget (``None``: no early stopping)."""
 
 
 def model_spec(experiment: Experiment) -> ModelSpec:
@@ -72,6 +78,8 @@ def run_training(
 ) -> RunResult:
     """Train on ``experiment``, evaluate on its test split (else validation), write the outputs."""
     config: Config = experiment.config
+    if not config.method.distribution_matching:
+        experiment = experiment.without_unlabelled()  # nothing else learns from them
     # Under DDP every rank runs this function; only the first one prepares and writes the
     # folder (another rank would find it non-empty, or delete it, as it is being written).
     if launch_rank() == 0:
@@ -87,7 +95,7 @@ def run_training(
     # The Trainer first: it knows this process's rank and the world size before the process
     # group exists, and the samplers must shard each global batch with them.
     trainer = build_trainer(
-        config,
+        _trainer_config(config),
         run_dir,
         has_validation=bool(experiment.val),
         extra_callbacks=callbacks,
@@ -107,17 +115,40 @@ def run_training(
     checkpoint = _chosen_checkpoint(trainer, config)
     split = "test" if experiment.test else "val"
     metrics = evaluate_module(trainer, module, experiment, split, checkpoint)
-    result = RunResult(run_dir, metrics, split, int(trainer.global_step), wall, checkpoint)
+    stopper = trainer.early_stopping_callback
+    result = RunResult(
+        run_dir,
+        metrics,
+        split,
+        int(trainer.global_step),
+        wall,
+        checkpoint,
+        epochs=int(trainer.current_epoch),
+        best_step=module.best_step,
+        stopped_early=None if stopper is None else bool(stopper.stopped_epoch > 0),
+    )
     summary: dict[str, Any] = {
         "split": split,
         "metrics": metrics,
         "steps": result.steps,
+        "epochs": result.epochs,
+        "best_step": result.best_step,
+        "stopped_early": result.stopped_early,
         "wall_s": wall,
         "checkpoint": str(checkpoint) if checkpoint else None,
     }
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     return result
+
+
+def _trainer_config(config: Config) -> Config:
+    """The config the trainer sees: with a gradient aggregator the module optimises by hand
+    and clips itself, and Lightning refuses to clip under manual optimisation."""
+    if config.method.aggregator == "sum" or config.trainer.gradient_clip_val is None:
+        return config
+    trainer = config.trainer.model_copy(update={"gradient_clip_val": None})
+    return config.model_copy(update={"trainer": trainer})
 
 
 def _chosen_checkpoint(trainer: pl.Trainer, config: Config) -> Path | None:

@@ -54,6 +54,10 @@ and row ``y`` (downwards), ink mass ``m = sum w``, centroid
 
 Each ``ink`` attribute takes both values within every digit class.
 
+``measures`` (regression, only with ``load_digits(measures=True)``, in a config
+``options: {measures: true}``): the three ink measures themselves, ``mass``, ``slant``
+``s`` and ``spread`` ``sqrt(mu_20 / mu_02)``, each z-scored over all 1,797 images.
+
 Split: a fixed stratified split, 1,437 train / 360 test: per class, the test
 share is ``360 * n_c / 1797`` rounded by largest remainder (ties to the lower
 class), and the class's samples are shuffled by ``numpy.random.default_rng(0)``
@@ -65,13 +69,15 @@ from __future__ import annotations
 import numpy as np
 
 from dmtl.core.relatedness import Relatedness
-from dmtl.core.tasks import BinarySetTask, CategoricalTask
+from dmtl.core.tasks import BinarySetTask, CategoricalTask, RegressionTask
 from dmtl.data.builtin import BuiltinDataset, per_class_labels
 
 DIGIT = CategoricalTask("digit", [str(d) for d in range(10)])
 SHAPE_LABELS = ("even", "at_least_5", "prime", "loop_top", "loop_bottom", "straight_only")
 SHAPE = BinarySetTask("shape", SHAPE_LABELS)
 INK = BinarySetTask("ink", ("heavy", "slanted", "wide"))
+MEASURES = RegressionTask("measures", ("mass", "slant", "spread"))
+"""Optional regression task (``load_digits(measures=True)``): the ink measures, z-scored."""
 
 SHAPE_TABLE = np.array(
     [
@@ -141,8 +147,19 @@ def stratified_split(classes: np.ndarray, num_test: int, seed: int) -> np.ndarra
     return split
 
 
-def load_digits(num_test: int = NUM_TEST, split_seed: int = SPLIT_SEED) -> BuiltinDataset:
-    """scikit-learn digits with tasks ``digit``, ``shape``, ``ink`` (module docstring)."""
+def measure_labels(images: np.ndarray) -> np.ndarray:
+    """The ``measures`` task's targets: mass, slant and spread, each z-scored over all images
+    (``(m - mean) / std``), float32 ``(N, 3)``."""
+    m = ink_measures(images)
+    columns = np.stack([m["mass"], m["slant"], m["spread"]], axis=1)
+    return ((columns - columns.mean(0)) / columns.std(0)).astype(np.float32)
+
+
+def load_digits(
+    num_test: int = NUM_TEST, split_seed: int = SPLIT_SEED, measures: bool = False
+) -> BuiltinDataset:
+    """scikit-learn digits with tasks ``digit``, ``shape``, ``ink`` (module docstring), and
+    with ``measures=True`` the regression task ``measures`` (:func:`measure_labels`)."""
     from sklearn.datasets import load_digits as sklearn_digits
 
     bunch = sklearn_digits()
@@ -150,18 +167,21 @@ def load_digits(num_test: int = NUM_TEST, split_seed: int = SPLIT_SEED) -> Built
     digits = np.asarray(bunch.target, dtype=np.int64)
     if not 0 < num_test < len(digits):
         raise ValueError(f"num_test must lie in (0, {len(digits)}), got {num_test}")
+    labels = {
+        "digit": digits,
+        "shape": per_class_labels(digits, SHAPE_TABLE),
+        "ink": ink_labels(images),
+    }
+    if measures:
+        labels["measures"] = measure_labels(images)
     return BuiltinDataset(
         name="digits",
         description="scikit-learn 8x8 handwritten digits; tasks digit, shape, ink",
-        tasks=[DIGIT, SHAPE, INK],
+        tasks=[DIGIT, SHAPE, INK, *([MEASURES] if measures else [])],
         # Stored on the 8-bit grid (round(k * 255/16) / 255), so that an export to PNG and
         # back gives bit-identical tensors; the change is below half a grey level.
         inputs=(np.rint(images * 255.0) / 255.0)[:, None].astype(np.float32),
-        labels={
-            "digit": digits,
-            "shape": per_class_labels(digits, SHAPE_TABLE),
-            "ink": ink_labels(images),
-        },
+        labels=labels,
         split=stratified_split(digits, num_test, split_seed),
         knowledge=[Relatedness(DIGIT, SHAPE, SHAPE_TABLE.tolist())],
     )
@@ -170,11 +190,13 @@ def load_digits(num_test: int = NUM_TEST, split_seed: int = SPLIT_SEED) -> Built
 __all__ = [
     "DIGIT",
     "INK",
+    "MEASURES",
     "SHAPE",
     "SHAPE_LABELS",
     "SHAPE_TABLE",
     "ink_labels",
     "ink_measures",
     "load_digits",
+    "measure_labels",
     "stratified_split",
 ]
