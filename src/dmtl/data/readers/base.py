@@ -1,13 +1,18 @@
-"""Shared machinery of the dataset readers: errors, result type, registry, parsing helpers.
+"""Shared machinery of the dataset readers: result type, registry, table reading, manifests.
 
 A *reader* turns one dataset's official folder layout into a dmtl manifest
 (see ``docs/manifest.md``): a :class:`pandas.DataFrame` with ``id``, ``image``
 (relative to the dataset root), optionally ``split``, one column per
-categorical task (class names, missing = NaN) and one ``task/label`` column
-per binary label (``float32`` 0/1, missing = NaN).
+categorical task (class names as strings, missing = NaN) and one
+``task/name`` column per binary label or regression target (``float32``;
+binary 0/1, regression the value; missing = NaN).
 
 Readers never open or stat image files; the data layer does that. They do
 build the exact relative image paths of the official layout.
+
+Annotation files are parsed by pandas' C parser (:func:`read_table`), which
+keeps blank lines as empty rows so that every row knows its file line: an
+error names the exact line without a second pass over the file.
 
 >>> sorted(READERS) == sorted(set(READERS))
 True
@@ -20,6 +25,7 @@ import inspect
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,7 +39,6 @@ from dmtl.knowledge.affect import CONTEMPT, EXPRESSIONS, au_task, expression_tas
 
 WHITESPACE = r"\s+"
 """Separator of the space-aligned annotation files (runs of spaces or tabs)."""
-
 
 _UNSET: Any = object()
 
@@ -154,15 +159,13 @@ def find_dir(root: Path, candidates: Sequence[str], what: str) -> Path:
 
 def head_lines(path: Path, count: int) -> list[str]:
     """The first ``count`` lines of a file (without line ends); error if it has fewer."""
-    lines: list[str] = []
     with path.open(encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            lines.append(line.rstrip("\r\n"))
-            if len(lines) == count:
-                return lines
-    raise DatasetLayoutError(
-        path, f"file has {len(lines)} line(s); expected at least {count}", line=len(lines) + 1
-    )
+        lines = [line.rstrip("\r\n") for line in islice(handle, count)]
+    if len(lines) < count:
+        raise DatasetLayoutError(
+            path, f"file has {len(lines)} line(s); expected at least {count}", line=len(lines) + 1
+        )
+    return lines
 
 
 def parse_count_line(path: Path, text: str, line: int = 1) -> int:
@@ -178,52 +181,25 @@ def parse_count_line(path: Path, text: str, line: int = 1) -> int:
 # ---- reading tables ----------------------------------------------------------------------------
 
 
-def _split_fields(line: str, sep: str) -> list[str]:
-    if sep == WHITESPACE:
-        return line.split()
-    return next(csv.reader([line], delimiter=sep))
-
-
-def _data_lines(path: Path, skiprows: int) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` of the non-blank lines after the first ``skiprows`` lines."""
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if number <= skiprows:
-                continue
-            text = line.rstrip("\r\n")
-            if text.strip():
-                yield number, text
-
-
 @dataclass
 class Table:
-    """A parsed annotation file: its rows as a DataFrame, plus how to name a row's line."""
+    """A parsed annotation file: its rows (blank lines left out) and the file line of each."""
 
     frame: pd.DataFrame
     path: Path
-    skiprows: int
-    dense: bool = False
-    """Whether every line after ``skiprows`` is a row (no blank lines were skipped)."""
+    lines: np.ndarray
+    """1-based file line of each row of ``frame`` (every line counts, header and blank ones)."""
     extra_rows: int = 0
-    """Rows that carried more fields than the named columns (see ``read_table(extra=...)``)."""
-
-    def line(self, row: int) -> int:
-        """File line number of row position ``row`` (blank lines are skipped by the parser)."""
-        if self.dense:
-            return self.skiprows + 1 + row
-        for position, (number, _) in enumerate(_data_lines(self.path, self.skiprows)):
-            if position == row:
-                return number
-        raise IndexError(row)  # pragma: no cover - rows come from this file
+    """Rows that carried more fields than the named columns (``read_table(extra=True)``)."""
 
     def error(self, row: int, message: str, value: Any = _UNSET) -> DatasetLayoutError:
         """A :class:`DatasetLayoutError` pointing at row position ``row``."""
-        return DatasetLayoutError(self.path, message, line=self.line(row), value=value)
+        return DatasetLayoutError(self.path, message, line=int(self.lines[row]), value=value)
 
-    def first_bad(self, bad: Any) -> int | None:
+    @staticmethod
+    def first_bad(bad: Any) -> int | None:
         """Position of the first ``True`` in ``bad`` or ``None``."""
-        flags = np.asarray(bad, dtype=bool)
-        hits = np.flatnonzero(flags)
+        hits = np.flatnonzero(np.asarray(bad, dtype=bool))
         return int(hits[0]) if hits.size else None
 
     def check_codes(
@@ -236,76 +212,87 @@ class Table:
             raise self.error(bad, f"unknown {what}", values.iloc[bad])
 
 
-def _describe_fields(minimum: int, maximum: int) -> str:
-    return f"{minimum}" if minimum == maximum else f"{minimum} to {maximum}"
+_MORE = "_more"
+"""Prefix of the columns that catch fields beyond the named ones (``_more0``, ``_more1``, ...)."""
+
+_TOO_MANY = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+"""pandas' C parser message for a line with more fields than columns."""
+
+_CHUNK_ROWS = 50_000
 
 
-def _scan(
-    path: Path,
-    skiprows: int,
-    sep: str,
-    minimum: int,
-    maximum: int,
-    columns: Sequence[str],
-    ints: Collection[str],
-    bounds: tuple[int, int] | None,
-) -> DatasetLayoutError | None:
-    """Slow exact diagnosis after a fast parse failed: the first malformed line."""
-    int_positions = [i for i, c in enumerate(columns) if c in ints]
-    for number, text in _data_lines(path, skiprows):
-        fields = _split_fields(text, sep)
-        if not minimum <= len(fields) <= maximum:
-            kind = "truncated or malformed line" if len(fields) < minimum else "too many fields"
-            return DatasetLayoutError(
-                path,
-                f"{kind}: expected {_describe_fields(minimum, maximum)} fields, "
-                f"found {len(fields)}",
-                line=number,
-                value=text if len(text) <= 200 else text[:200] + "...",
-            )
-        for i in int_positions:
-            if i >= len(fields):
-                continue
-            try:
-                value = int(fields[i])
-            except ValueError:
-                return DatasetLayoutError(
-                    path,
-                    f"expected an integer in field {columns[i]!r}",
-                    line=number,
-                    value=fields[i],
-                )
-            if bounds is not None and not bounds[0] <= value <= bounds[1]:
-                return DatasetLayoutError(
-                    path,
-                    f"value out of range in field {columns[i]!r}",
-                    line=number,
-                    value=fields[i],
-                )
-    return None
+@dataclass
+class _Layout:
+    """How :func:`read_table` parses one file (see its parameters)."""
 
+    path: Path
+    columns: list[str]
+    sep: str
+    skiprows: int
+    ints: list[str]
+    compact: type[np.integer[Any]] | None
+    required: int
+    extra: bool
+    usecols: list[str] | None
+    dense: bool
+    more: int = 1
+    """Number of catch-all columns after the named ones (grows when ``extra`` lines are longer)."""
+    nullable: bool = False
+    """Parse integers as nullable integers (numpy integers cannot hold the NaN of a blank line)."""
 
-_CHUNK_ROWS = 20_000
+    @property
+    def names(self) -> list[str]:
+        if self.usecols is not None:  # pandas' usecols ignores the fields after the named ones
+            return self.columns
+        return self.columns + [f"{_MORE}{i}" for i in range(self.more)]
 
+    @property
+    def required_names(self) -> list[str]:
+        needed = self.columns[: self.required]
+        return needed if self.usecols is None else [c for c in needed if c in self.usecols]
 
-def _read_compact(path: Path, options: dict[str, Any], int_columns: list[str]) -> pd.DataFrame:
-    """Read in chunks, stacking the integer columns into one small-dtype block.
+    def expected(self) -> str:
+        low, high = self.required, len(self.columns)
+        if self.extra:
+            return f"at least {low}"
+        return f"{low}" if low == high else f"{low} to {high}"
 
-    Keeps the peak memory near the size of the result on huge tables (pandas'
-    one-shot parse of 289k x 1000 fields needs several times more).
-    """
-    blocks: list[np.ndarray] = []
-    others: list[pd.DataFrame] = []
-    int_kept: list[str] = []
-    for chunk in pd.read_csv(path, chunksize=_CHUNK_ROWS, **options):
-        int_kept = [c for c in chunk.columns if c in int_columns]
-        blocks.append(chunk[int_kept].to_numpy())
-        others.append(chunk.drop(columns=int_kept))
-    if not others:
-        raise pd.errors.EmptyDataError("no data rows")
-    head = pd.concat(others, ignore_index=True)
-    block = pd.DataFrame(np.concatenate(blocks), columns=int_kept, copy=False)
-    return pd.concat([head, block], axis=1)
+    def options(self, typed: bool) -> dict[str, Any]:
+        """``pandas.read_csv`` options; ``typed`` parses the integer fields as integers."""
+        dtype: dict[str, Any] = {name: str for name in self.names}
+        if typed:
+            numpy_dtype = np.dtype(self.compact or np.int64)
+            kind = f"Int{numpy_dtype.itemsize * 8}" if self.nullable else numpy_dtype
+            dtype.update({name: kind for name in self.ints})
+        return {
+            "sep": self.sep,
+            "header": None,
+            "names": self.names,
+            "usecols": self.usecols,
+            "skiprows": self.skiprows,
+            "dtype": dtype,
+            "quoting": csv.QUOTE_NONE if self.sep == WHITESPACE else csv.QUOTE_MINIMAL,
+            "keep_default_na": False,
+            "na_values": [""],
+            "skip_blank_lines": False,  # blank lines stay as empty rows: row i is line skiprows+1+i
+            "engine": "c",
+            "chunksize": _CHUNK_ROWS if self.compact is not None else None,  # bounds memory
+            "encoding_errors": "replace",
+        }
+
+    def field_error(self, line: int, kind: str) -> DatasetLayoutError:
+        """A wrong number of fields on ``line`` (counted again from the line's text)."""
+        text = _line(self.path, line)
+        if self.sep == WHITESPACE:
+            found = len(text.split())
+        else:
+            found = len(next(csv.reader([text], delimiter=self.sep), []))
+        return DatasetLayoutError(
+            self.path,
+            f"{kind}: expected {self.expected()} fields, found {found}",
+            line=line,
+            value=_shorten(text),
+        )
 
 
 def read_table(
@@ -317,107 +304,203 @@ def read_table(
     ints: Collection[str] = (),
     compact: type[np.integer[Any]] | None = None,
     required: int | None = None,
-    extra: int = 0,
+    extra: bool = False,
     usecols: Sequence[str] | None = None,
     blank_lines: str = "skip",
 ) -> Table:
-    """Parse a delimited annotation file fast (pandas), with exact line numbers on errors.
+    """Parse a delimited annotation file with pandas, with exact line numbers on errors.
 
     ``columns`` name the fields; rows need at least ``required`` of them (default
-    all) and may carry up to ``extra`` more, which are ignored. ``ints`` must be
-    integers; with ``compact`` (e.g. ``np.int8``) they are parsed straight into that
-    dtype to save memory on huge files. ``usecols`` restricts what is kept (field
-    counts are then not checked beyond the last used column). With
-    ``blank_lines="error"`` a blank line inside the data is a malformed line, so
-    that row ``i`` is always line ``skiprows + 1 + i`` (per-frame files).
+    all). With ``extra``, rows may carry any number of further fields: they are
+    ignored and such rows counted in :attr:`Table.extra_rows`; otherwise a
+    further field is an error. ``ints`` must be integers (``int64``, or the
+    ``compact`` dtype such as ``np.int8`` to save memory on huge files; compact
+    fields must be required ones). ``usecols`` restricts what is kept (fields
+    after the named columns are then not checked). Blank lines are skipped; with
+    ``blank_lines="error"`` a blank line before the last data line is an error
+    (per-frame files, where a row's position is its frame number).
     """
-    columns = list(columns)
-    required = len(columns) if required is None else required
-    names = columns + [f"_extra{i}" for i in range(extra)]
-    quoting = csv.QUOTE_NONE if sep == WHITESPACE else csv.QUOTE_MINIMAL
-    dtype: dict[str, Any] = {c: str for c in names if c not in ints}
-    if compact is not None:
-        dtype.update({c: compact for c in ints})
-    bounds = None
-    if compact is not None:
-        info = np.iinfo(compact)
-        bounds = (int(info.min), int(info.max))
+    if not path.is_file():
+        raise DatasetLayoutError(path, "file not found")
+    layout = _Layout(
+        path=path,
+        columns=list(columns),
+        sep=sep,
+        skiprows=skiprows,
+        ints=[c for c in columns if c in ints and (usecols is None or c in usecols)],
+        compact=compact,
+        required=len(columns) if required is None else required,
+        extra=extra,
+        usecols=list(usecols) if usecols is not None else None,
+        dense=blank_lines == "error",
+    )
+    while True:
+        try:
+            parts = list(_checked_chunks(layout))
+            break
+        except DatasetLayoutError:
+            raise
+        except pd.errors.EmptyDataError:
+            parts = []
+            break
+        except pd.errors.ParserError as error:
+            _widen_or_raise(layout, error)
+        except (ValueError, TypeError, OverflowError) as error:  # a blank line or a bad integer
+            if not layout.nullable:
+                layout.nullable = True
+                continue
+            raise _bad_integer(layout) or DatasetLayoutError(
+                path, f"could not be parsed ({error})"
+            ) from None
+    return _assemble(layout, parts)
 
-    def diagnose(error: Exception) -> DatasetLayoutError:
-        found = _scan(path, skiprows, sep, required, len(names), columns, ints, bounds)
-        return found or DatasetLayoutError(path, f"could not be parsed ({error})")
 
-    options: dict[str, Any] = {
-        "sep": sep,
-        "header": None,
-        "names": names,
-        "skiprows": skiprows,
-        "dtype": dtype,
-        "quoting": quoting,
-        "keep_default_na": False,
-        "na_values": [""],
-        "usecols": list(usecols) if usecols is not None else None,
-        "skip_blank_lines": blank_lines != "error",
-        "engine": "c",
-    }
+def _widen_or_raise(layout: _Layout, error: pd.errors.ParserError) -> None:
+    """After a parser error: read again with more columns where that helps, else raise."""
+    found = _TOO_MANY.search(str(error))
+    if found is not None and layout.extra:
+        layout.more = int(found.group(3)) - len(layout.columns)
+    elif found is not None:
+        raise layout.field_error(int(found.group(2)), "too many fields") from None
+    elif layout.usecols is not None:  # pandas' usecols fails on files of short lines
+        layout.usecols = None
+    else:
+        raise DatasetLayoutError(layout.path, f"could not be parsed ({error})") from None
+
+
+_Chunk = tuple[pd.DataFrame, "np.ndarray | None", np.ndarray, int]
+"""``(rows, compact integer block or None, file lines, rows with extra fields)``."""
+
+
+def _checked_chunks(layout: _Layout) -> Iterator[_Chunk]:
+    """The file's non-blank rows chunk by chunk, with their lines; field counts checked."""
+    start, pending_blank = layout.skiprows + 1, 0
+    for chunk in _chunks(layout, typed=True):
+        lines = start + np.arange(len(chunk))
+        start += len(chunk)
+        filled = chunk.notna().any(axis=1).to_numpy()
+        problems = []
+        if layout.dense:
+            inside, pending_blank = _blank_inside(lines, filled, pending_blank)
+            if inside:
+                problems.append((inside, "truncated or malformed line"))
+        if not filled.all():
+            chunk, lines = chunk.loc[filled], lines[filled]
+        short = Table.first_bad(chunk[layout.required_names].isna().any(axis=1).to_numpy())
+        if short is not None:
+            problems.append((int(lines[short]), "truncated or malformed line"))
+        more = [c for c in chunk.columns if c.startswith(_MORE)]
+        beyond = chunk[more].notna().any(axis=1).to_numpy()
+        if not layout.extra and beyond.any():
+            problems.append((int(lines[np.flatnonzero(beyond)[0]]), "too many fields"))
+        if problems:
+            raise layout.field_error(*min(problems))
+        chunk = chunk.drop(columns=more)
+        block = None
+        if layout.compact is not None:
+            block = chunk[layout.ints].to_numpy(dtype=layout.compact)
+            chunk = chunk.drop(columns=layout.ints)
+        yield chunk, block, lines, int(beyond.sum())
+
+
+def _chunks(layout: _Layout, typed: bool) -> Iterator[pd.DataFrame]:
+    """The file's rows, in chunks for compact (huge) tables, else in one frame."""
+    result = pd.read_csv(layout.path, **layout.options(typed))
+    return iter([result]) if isinstance(result, pd.DataFrame) else iter(result)
+
+
+def _blank_inside(lines: np.ndarray, filled: np.ndarray, pending: int) -> tuple[int, int]:
+    """``(first blank line before a data line or 0, first blank line after the last data line)``.
+
+    ``pending`` is the second value of the previous chunk (blank lines at its end).
+    """
+    blank = lines[~filled]
+    if not filled.any():
+        return 0, pending or (int(blank[0]) if blank.size else 0)
+    last = lines[filled][-1]
+    inside = blank[blank < last]
+    after = blank[blank > last]
+    return pending or (int(inside[0]) if inside.size else 0), int(after[0]) if after.size else 0
+
+
+def _assemble(layout: _Layout, parts: list[_Chunk]) -> Table:
+    """One :class:`Table` from the checked chunks (integers converted to numpy dtypes)."""
+    kept = [c for c in layout.columns if layout.usecols is None or c in layout.usecols]
+    if not parts:
+        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in kept})
+        return Table(empty, layout.path, np.zeros(0, dtype=np.int64))
+    frame = pd.concat([part[0] for part in parts], ignore_index=True)
+    lines = np.concatenate([part[2] for part in parts])
+    if layout.compact is not None:
+        blocks = [part[1] for part in parts if part[1] is not None]
+        block = pd.DataFrame(np.concatenate(blocks), columns=layout.ints, copy=False)
+        frame = pd.concat([frame, block], axis=1)
+    else:
+        for column in layout.ints:
+            if not frame[column].isna().any():
+                frame[column] = frame[column].to_numpy(dtype=np.int64)
+    return Table(frame, layout.path, lines, sum(part[3] for part in parts))
+
+
+def _bad_integer(layout: _Layout) -> DatasetLayoutError | None:
+    """The first integer field that is not an integer or out of range (after a failed parse)."""
+    info = np.iinfo(layout.compact or np.int64)
+    start = layout.skiprows + 1
     try:
-        if compact is None:
-            frame = pd.read_csv(path, **options)
-        else:
-            frame = _read_compact(path, options, [c for c in names if c in ints])
-    except pd.errors.EmptyDataError:
-        kept_names = list(usecols) if usecols is not None else names
-        frame = pd.DataFrame({c: pd.Series(dtype=object) for c in kept_names})
-    except (pd.errors.ParserError, ValueError, OverflowError) as error:
-        raise diagnose(error) from None
-    except FileNotFoundError:
-        raise DatasetLayoutError(path, "file not found") from None
-    table = Table(frame, path, skiprows, blank_lines == "error")
-    kept = list(frame.columns)
-    if table.dense and len(frame):
-        filled = np.flatnonzero(frame.notna().any(axis=1).to_numpy())
-        end = int(filled[-1]) + 1 if filled.size else 0
-        if end < len(frame):  # trailing blank lines at the end of the file are harmless
-            frame = table.frame = frame.iloc[:end]
-    needed = [c for c in columns[:required] if c in kept]
-    if needed:
-        bad = table.first_bad(frame[needed].isna().any(axis=1).to_numpy())
-        if bad is not None:
-            found = _scan(path, skiprows, sep, required, len(names), columns, ints, bounds)
-            raise found or table.error(bad, f"truncated line: expected {required} fields")
-    for column in ints:
-        if column not in kept:
-            continue
-        series = frame[column]
-        if pd.api.types.is_integer_dtype(series.dtype):
-            continue
-        numbers = pd.to_numeric(series, errors="coerce")
-        fractional = numbers.notna() & (numbers.fillna(0) % 1 != 0)
-        bad = table.first_bad(((numbers.isna() & series.notna()) | fractional).to_numpy())
-        if bad is not None:
-            raise table.error(bad, f"expected an integer in field {column!r}", series.iloc[bad])
-        frame[column] = numbers.astype("Int64" if numbers.isna().any() else np.int64)
-    if extra:
-        extra_columns = [c for c in kept if c.startswith("_extra")]
-        table.extra_rows = int(frame[extra_columns].notna().any(axis=1).sum())
-        frame.drop(columns=extra_columns, inplace=True)
-    return table
+        for chunk in _chunks(layout, typed=False):
+            lines, start = start + np.arange(len(chunk)), start + len(chunk)
+            found = []
+            for column in layout.ints:
+                text = chunk[column]
+                numbers = pd.to_numeric(text, errors="coerce")
+                invalid = text.notna() & (numbers.isna() | (numbers % 1 != 0))
+                outside = (numbers < info.min) | (numbers > info.max)
+                row = Table.first_bad((invalid | outside).to_numpy())
+                if row is not None:
+                    kind = "expected an integer" if invalid.iloc[row] else "value out of range"
+                    found.append((int(lines[row]), f"{kind} in field {column!r}", text.iloc[row]))
+            if found:
+                line, message, value = min(found)
+                return DatasetLayoutError(layout.path, message, line=line, value=value)
+    except (pd.errors.ParserError, ValueError):
+        return None
+    return None
+
+
+def _line(path: Path, number: int) -> str:
+    """Line ``number`` (1-based) of a file, without its line end."""
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        return next(islice(handle, number - 1, None), "").rstrip("\r\n")
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def read_lines(path: Path, skiprows: int = 0) -> Table:
+    """The non-blank lines after the first ``skiprows`` as a one-column table ``text``."""
+    if not path.is_file():
+        raise DatasetLayoutError(path, "file not found")
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()[skiprows:]
+    series = pd.Series(text, dtype=object)
+    filled = series.str.strip().astype(bool).to_numpy()
+    lines = skiprows + 1 + np.flatnonzero(filled)
+    frame = pd.DataFrame({"text": series[filled].to_numpy(dtype=object)})
+    return Table(frame, path, lines)
 
 
 def check_field_counts(path: Path, skiprows: int, expected: int, sep: str = ",") -> None:
     """Error at the first data line whose number of fields is not ``expected``.
 
-    For delimited files whose fields may legitimately be empty: the fast parser
-    cannot tell an empty trailing field from a missing one.
+    pandas cannot tell an empty trailing field (``a,b,``) from a missing one
+    (``a,b``); the standard ``csv`` module counts them (only UT-Zappos needs it).
     """
     with path.open(encoding="utf-8", errors="replace", newline="") as handle:
-        for number, fields in enumerate(csv.reader(handle, delimiter=sep), start=1):
-            if number <= skiprows or not fields or not any(f.strip() for f in fields):
-                continue
-            if len(fields) != expected:
-                kind = (
-                    "truncated or malformed line" if len(fields) < expected else "too many fields"
-                )
+        rows = enumerate(csv.reader(handle, delimiter=sep), start=1)
+        for number, fields in islice(rows, skiprows, None):
+            if any(f.strip() for f in fields) and len(fields) != expected:
+                short = len(fields) < expected
+                kind = "truncated or malformed line" if short else "too many fields"
                 raise DatasetLayoutError(
                     path,
                     f"{kind}: expected {expected} fields, found {len(fields)}",
@@ -426,22 +509,16 @@ def check_field_counts(path: Path, skiprows: int, expected: int, sep: str = ",")
                 )
 
 
-def parse_name_list(
-    path: Path, skiprows: int, what: str, *, with_type: bool = True
-) -> list[tuple[str, int]]:
+def parse_name_list(path: Path, skiprows: int, what: str) -> list[tuple[str, int]]:
     """Rows ``<name possibly with spaces> <integer type>`` (DeepFashion cloth lists)."""
-    out: list[tuple[str, int]] = []
-    for number, text in _data_lines(path, skiprows):
-        if not with_type:
-            out.append((text.strip(), 0))
-            continue
-        match = re.fullmatch(r"(.*\S)\s+(-?\d+)", text.strip())
-        if match is None:
-            raise DatasetLayoutError(
-                path, f"expected '<{what} name> <{what} type>'", line=number, value=text
-            )
-        out.append((match.group(1), int(match.group(2))))
-    return out
+    table = read_lines(path, skiprows)
+    parts = table.frame["text"].str.extract(r"^\s*(.*\S)\s+(-?\d+)\s*$")
+    bad = table.first_bad(parts[0].isna().to_numpy())
+    if bad is not None:
+        raise table.error(
+            bad, f"expected '<{what} name> <{what} type>'", table.frame["text"].iloc[bad]
+        )
+    return list(zip(parts[0].tolist(), parts[1].astype(int).tolist(), strict=True))
 
 
 # ---- building manifests ------------------------------------------------------------------------
@@ -478,12 +555,15 @@ def unique_names(names: Sequence[str], kinds: Sequence[int] | None = None) -> tu
     return out, len(duplicated)
 
 
-def binary_block(task: str, labels: Sequence[str], values: np.ndarray) -> pd.DataFrame:
-    """``task/label`` columns from an ``(N, K)`` array of 0/1/NaN (stored as ``float32``)."""
+def label_block(task: str, names: Sequence[str], values: np.ndarray) -> pd.DataFrame:
+    """``task/name`` columns (``float32``, NaN = missing) from an ``(N, K)`` array.
+
+    Binary-set labels hold 0/1, regression targets their values.
+    """
     values = np.asarray(values, dtype=np.float32)
-    if values.ndim != 2 or values.shape[1] != len(labels):
-        raise ValueError(f"expected an (N, {len(labels)}) array, got shape {values.shape}")
-    return pd.DataFrame(values, columns=[f"{task}/{label}" for label in labels], copy=False)
+    if values.ndim != 2 or values.shape[1] != len(names):
+        raise ValueError(f"expected an (N, {len(names)}) array, got shape {values.shape}")
+    return pd.DataFrame(values, columns=[f"{task}/{name}" for name in names], copy=False)
 
 
 def build_manifest(
@@ -492,9 +572,13 @@ def build_manifest(
     *,
     split: Sequence[Any] | pd.Series | np.ndarray | None = None,
     categorical: Mapping[str, Sequence[Any] | pd.Series | np.ndarray] | None = None,
-    binary: Sequence[pd.DataFrame] = (),
+    blocks: Sequence[pd.DataFrame] = (),
 ) -> pd.DataFrame:
-    """Assemble a manifest in the column order ``id, image, split, tasks...``."""
+    """Assemble a manifest in the column order ``id, image, split, tasks...``.
+
+    ``categorical`` maps a task to its class names (strings; None/NaN = missing);
+    ``blocks`` are :func:`label_block` frames (binary-set labels, regression targets).
+    """
     parts: dict[str, Any] = {
         "id": pd.Series(np.asarray(ids, dtype=object), dtype=object),
         "image": pd.Series(np.asarray(images, dtype=object), dtype=object),
@@ -502,13 +586,16 @@ def build_manifest(
     if split is not None:
         parts["split"] = pd.Series(np.asarray(split, dtype=object), dtype=object)
     for name, values in (categorical or {}).items():
-        parts[name] = pd.Series(np.asarray(values, dtype=object), dtype=object)
+        column = pd.Series(np.asarray(values, dtype=object), dtype=object)
+        column = column.where(column.notna(), np.nan)
+        if pd.api.types.infer_dtype(column, skipna=True) not in ("string", "empty"):  # bug guard
+            raise TypeError(f"categorical column {name!r} must hold class names (str)")
+        parts[name] = column
     head = pd.DataFrame(parts)
-    blocks = [b.reset_index(drop=True) for b in binary]
-    manifest = pd.concat([head, *blocks], axis=1) if blocks else head
-    for column in head.columns:
-        if column not in ("id", "image", "split"):
-            manifest[column] = manifest[column].where(manifest[column].notna(), np.nan)
+    for block in blocks:
+        if not all(dtype == np.float32 for dtype in block.dtypes):
+            raise TypeError("label blocks must be float32 (use label_block)")
+    manifest = pd.concat([head, *(b.reset_index(drop=True) for b in blocks)], axis=1)
     duplicated = manifest["id"].duplicated()
     if bool(duplicated.any()):
         first = manifest.loc[duplicated, "id"].iloc[0]
@@ -523,7 +610,7 @@ def drop_unlabelled(manifest: pd.DataFrame, tasks: Sequence[Task]) -> tuple[pd.D
         if isinstance(task, CategoricalTask):
             labelled |= manifest[task.name].notna().to_numpy()
         else:
-            columns = [f"{task.name}/{label}" for label in task.names]
+            columns = [f"{task.name}/{name}" for name in task.names]
             labelled |= manifest[columns].notna().any(axis=1).to_numpy()
     removed = int((~labelled).sum())
     if removed:
@@ -562,7 +649,7 @@ def au_frames_manifest(
         ids.to_numpy(dtype=object),
         images,
         split=subject_splits(rows["subject"], list(val_subjects), list(test_subjects)),
-        binary=[binary_block("au", au_columns, rows[list(au_columns)].to_numpy(np.float32))],
+        blocks=[label_block("au", au_columns, rows[list(au_columns)].to_numpy(np.float32))],
     )
 
 
@@ -587,7 +674,6 @@ __all__ = [
     "au_name",
     "au_number",
     "au_task",
-    "binary_block",
     "build_manifest",
     "check_choice",
     "check_field_counts",
@@ -597,9 +683,11 @@ __all__ = [
     "find_file",
     "get_reader",
     "head_lines",
+    "label_block",
     "parse_count_line",
     "parse_name_list",
     "read_dataset",
+    "read_lines",
     "read_table",
     "reader_options",
     "register_reader",

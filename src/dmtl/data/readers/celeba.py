@@ -24,11 +24,11 @@ import pandas as pd
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.readers.base import (
     ReaderResult,
-    binary_block,
     build_manifest,
     drop_unlabelled,
     find_file,
     head_lines,
+    label_block,
     parse_count_line,
     read_table,
     register_reader,
@@ -136,14 +136,14 @@ def read_celeba(
         values = (frame[names].to_numpy(np.float32) + 1.0) / 2.0
         aligned = pd.DataFrame(values, index=frame["file"].to_numpy()).reindex(rows.index)
         task_list.append(BinarySetTask("attributes", names))
-        binary.append(binary_block("attributes", names, aligned.to_numpy(np.float32)))
+        binary.append(label_block("attributes", names, aligned.to_numpy(np.float32)))
     prefix = _image_dir(root, image_dir)
     manifest = build_manifest(
         rows.index.to_numpy(dtype=object),
         (f"{prefix}/" if prefix else "") + pd.Series(rows.index, dtype=object),
         split=rows["split"].to_numpy(dtype=object),
         categorical=categorical,
-        binary=binary,
+        blocks=binary,
     )
     manifest, unlabelled = drop_unlabelled(manifest, task_list)
     dropped["unlabelled"] = unlabelled

@@ -17,8 +17,10 @@ Official layout (``CUB_200_2011.tgz``)::
 README as ``attributes/attributes.txt`` but the archive puts it next to the
 ``CUB_200_2011`` folder; the reader looks in ``attributes/``, the root and the
 root's parent. ``<root>`` may also be the folder that contains ``CUB_200_2011``.
-A few lines of ``image_attribute_labels.txt`` carry extra fields; the first
-four fields are used and the lines are counted in the notes.
+A few lines of ``image_attribute_labels.txt`` carry undocumented extra
+fields; only the first four fields (image, attribute, presence, certainty)
+are read and checked, the rest is ignored and the lines are counted in the
+notes.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.readers.base import (
     ReaderResult,
     Table,
-    binary_block,
     build_manifest,
+    label_block,
     read_table,
     register_reader,
 )
@@ -160,7 +162,7 @@ def read_cub(
             ("image", "attribute", "is_present", "certainty", "time"),
             ints=("image", "attribute", "is_present", "certainty"),
             required=4,
-            extra=4,
+            extra=True,
         )
         table.check_codes("is_present", (0, 1), "is_present value (expected 0 or 1)")
         table.check_codes("certainty", CERTAINTIES, "certainty id (expected 1-4)")
@@ -188,10 +190,11 @@ def read_cub(
             )
         if table.extra_rows:
             notes.append(
-                f"{table.extra_rows} line(s) of {path.name} have extra fields; used the first four"
+                f"{table.extra_rows} line(s) of {path.name} have extra fields; "
+                "read the first four, ignored the rest"
             )
         tasks.append(attr_task)
-        binary.append(binary_block("attributes", attr_task.labels, values.astype(np.float32)))
+        binary.append(label_block("attributes", attr_task.labels, values.astype(np.float32)))
     if knowledge:
         path = base / "attributes" / "class_attribute_labels_continuous.txt"
         if path.is_file():
@@ -214,7 +217,7 @@ def _manifest(
         (prefix + "images/" + names).to_numpy(dtype=object),
         split=split,
         categorical={"species": species},
-        binary=binary,
+        blocks=binary,
     )
 
 

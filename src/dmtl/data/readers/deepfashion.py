@@ -31,11 +31,11 @@ from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.readers.base import (
     ReaderResult,
     Table,
-    binary_block,
     build_manifest,
     check_choice,
     find_file,
     head_lines,
+    label_block,
     parse_count_line,
     parse_name_list,
     read_table,
@@ -195,7 +195,7 @@ def read_deepfashion(
             padded = np.vstack([decoded, np.full((1, decoded.shape[1]), np.nan, np.float32)])
             decoded = padded[np.where(positions < 0, len(decoded), positions)]
         tasks.append(BinarySetTask("attributes", names))
-        binary.append(binary_block("attributes", names, decoded))
+        binary.append(label_block("attributes", names, decoded))
     if image_prefix is None:
         image_prefix = "Img/" if (root / "Img").is_dir() and not (root / "img").is_dir() else ""
     manifest = build_manifest(
@@ -203,6 +203,6 @@ def read_deepfashion(
         (image_prefix + images).to_numpy(dtype=object),
         split=split.to_numpy(dtype=object),
         categorical={"category": labels},
-        binary=binary,
+        blocks=binary,
     )
     return ReaderResult(manifest, tasks, root, dropped, notes)
