@@ -1,4 +1,4 @@
-"""Registry, errors and the table parser shared by all readers."""
+"""Registry, errors, the table parser and the manifest columns shared by all readers."""
 
 from __future__ import annotations
 
@@ -10,17 +10,10 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from dmtl.data.readers import READERS, base, read_dataset
-from dmtl.data.readers.base import (
-    au_number,
-    build_manifest,
-    get_reader,
-    label_block,
-    parse_name_list,
-    read_table,
-    reader_options,
-    unique_names,
-)
+from dmtl.data.readers import READERS, read_dataset, tables
+from dmtl.data.readers.base import get_reader, reader_options
+from dmtl.data.readers.columns import au_number, build_manifest, label_block, unique_names
+from dmtl.data.readers.tables import parse_name_list, read_table
 from dmtl.errors import DataError, DatasetLayoutError
 
 PAPER_READERS = {
@@ -163,7 +156,7 @@ def test_table_empty_and_missing_files(tmp_path: Path) -> None:
 def test_compact_table_in_chunks_keeps_line_numbers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(base, "_CHUNK_ROWS", 3)
+    monkeypatch.setattr(tables, "_CHUNK_ROWS", 3)
     path = tmp_path / "t.txt"
     rows = [f"r{i} {i % 2} -1" for i in range(10)]
     path.write_text("2 lines\nof header\n" + "\n".join(rows[:4]) + "\n\n" + "\n".join(rows[4:]))
@@ -189,7 +182,7 @@ NAMES = st.from_regex(r"[a-z][a-z0-9_./]{0,8}", fullmatch=True)
         st.one_of(st.none(), st.tuples(NAMES, st.integers(-99, 99))),
         max_size=30,
     ),
-    sep=st.sampled_from([",", base.WHITESPACE]),
+    sep=st.sampled_from([",", tables.WHITESPACE]),
 )
 def test_table_round_trip_property(
     tmp_path: Path, rows: list[tuple[str, int] | None], sep: str

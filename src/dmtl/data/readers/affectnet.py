@@ -29,15 +29,14 @@ import pandas as pd
 
 from dmtl.data.readers.base import (
     ReaderResult,
-    Table,
-    build_manifest,
     check_choice,
-    expression_task,
     find_file,
     head_lines,
-    read_table,
     register_reader,
 )
+from dmtl.data.readers.columns import build_manifest
+from dmtl.data.readers.tables import Table, read_table
+from dmtl.knowledge.affect import expression_task
 
 COLUMNS = (
     "subDirectory_filePath",

@@ -32,19 +32,11 @@ import numpy as np
 import pandas as pd
 
 from dmtl.core.tasks import RegressionTask, Task
-from dmtl.data.readers.base import (
-    ReaderResult,
-    au_name,
-    au_number,
-    au_task,
-    build_manifest,
-    expression_task,
-    head_lines,
-    label_block,
-    read_table,
-    register_reader,
-)
+from dmtl.data.readers.base import ReaderResult, head_lines, register_reader
+from dmtl.data.readers.columns import au_name, au_number, build_manifest, label_block
+from dmtl.data.readers.tables import read_table
 from dmtl.errors import DataError, DatasetLayoutError
+from dmtl.knowledge.affect import au_task, expression_task
 
 EXPR_DIRS = ("EXPR_Classification_Challenge", "EXPR_Recognition_Challenge", "EXPR_Set")
 AU_DIRS = ("AU_Detection_Challenge", "AU_Set")

@@ -24,15 +24,13 @@ import pandas as pd
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.readers.base import (
     ReaderResult,
-    build_manifest,
-    drop_unlabelled,
     find_file,
     head_lines,
-    label_block,
     parse_count_line,
-    read_table,
     register_reader,
 )
+from dmtl.data.readers.columns import build_manifest, drop_unlabelled, label_block
+from dmtl.data.readers.tables import read_table
 from dmtl.errors import DataError, DatasetLayoutError
 
 PARTITIONS = {0: "train", 1: "val", 2: "test"}

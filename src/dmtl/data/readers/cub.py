@@ -33,14 +33,9 @@ import torch
 
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
-from dmtl.data.readers.base import (
-    ReaderResult,
-    Table,
-    build_manifest,
-    label_block,
-    read_table,
-    register_reader,
-)
+from dmtl.data.readers.base import ReaderResult, register_reader
+from dmtl.data.readers.columns import build_manifest, label_block
+from dmtl.data.readers.tables import Table, read_table
 from dmtl.errors import DataError, DatasetLayoutError
 
 CERTAINTIES = {1: "not visible", 2: "guessing", 3: "probably", 4: "definitely"}

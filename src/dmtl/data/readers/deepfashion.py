@@ -30,18 +30,14 @@ import pandas as pd
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.readers.base import (
     ReaderResult,
-    Table,
-    build_manifest,
     check_choice,
     find_file,
     head_lines,
-    label_block,
     parse_count_line,
-    parse_name_list,
-    read_table,
     register_reader,
-    unique_names,
 )
+from dmtl.data.readers.columns import build_manifest, label_block, unique_names
+from dmtl.data.readers.tables import Table, parse_name_list, read_table
 from dmtl.errors import DatasetLayoutError
 
 ANNO_DIRS = ("Anno", "Anno_coarse")

@@ -23,17 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dmtl.data.readers.base import (
-    ReaderResult,
-    au_frames_manifest,
-    au_name,
-    au_task,
-    find_dir,
-    read_table,
-    register_reader,
-)
+from dmtl.data.readers.base import ReaderResult, find_dir, register_reader
+from dmtl.data.readers.columns import au_frames_manifest, au_name
+from dmtl.data.readers.tables import read_table
 from dmtl.errors import DataError, DatasetLayoutError
-from dmtl.knowledge.affect import DISFA_AUS
+from dmtl.knowledge.affect import DISFA_AUS, au_task
 
 DEFAULT_TEMPLATE = "frames/{subject}/{frame:05d}.jpg"
 """dmtl's default place for extracted frames (not part of the official release)."""

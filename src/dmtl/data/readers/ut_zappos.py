@@ -25,16 +25,13 @@ import pandas as pd
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.readers.base import (
     ReaderResult,
-    Table,
-    build_manifest,
     check_choice,
-    check_field_counts,
     find_file,
     head_lines,
-    label_block,
-    read_table,
     register_reader,
 )
+from dmtl.data.readers.columns import build_manifest, label_block
+from dmtl.data.readers.tables import Table, check_field_counts, read_table
 from dmtl.errors import DataError, DatasetLayoutError
 
 META_COLUMNS = (
