@@ -28,6 +28,7 @@ WHITESPACE = r"\s+"
 
 _UNSET: Any = object()
 
+
 @dataclass
 class Table:
     """A parsed annotation file: its rows (blank lines left out) and the file line of each."""
@@ -283,7 +284,8 @@ def read_lines(path: Path, skiprows: int = 0) -> Table:
     """The non-blank lines after the first ``skiprows`` as a one-column table ``text``."""
     if not path.is_file():
         raise DatasetLayoutError(path, "file not found")
-    text = path.read_text(encoding="utf-8", errors="replace").splitlines()[skiprows:]
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        text = [line.rstrip("\r\n") for line in islice(handle, skiprows, None)]
     series = pd.Series(text, dtype=object)
     filled = series.str.strip().astype(bool).to_numpy()
     lines = skiprows + 1 + np.flatnonzero(filled)
