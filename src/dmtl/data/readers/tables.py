@@ -235,7 +235,8 @@ def _parse(layout: _Layout) -> Table:
     if not frames:
         empty = pd.DataFrame(columns=layout.kept, dtype=object)
         return Table(empty, layout.path, np.zeros(0, dtype=np.int64))
-    frame = pd.concat(frames, ignore_index=True)
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    frame.index = pd.RangeIndex(len(frame))
     for column in layout.ints:  # nullable integers (after blank lines) back to numpy ones
         values = frame[column]
         if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) and not values.isna().any():
