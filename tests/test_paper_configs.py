@@ -62,23 +62,11 @@ def test_every_case_study_has_a_config() -> None:
             "deepfashion"} <= names
 
 
-REGRESSION_NOT_TRAINED_YET = pytest.mark.xfail(
-    strict=True,
-    reason="affwild2.yaml reads the 'va' regression task (valence-arousal), which the manifest "
-    "and the training code cannot take yet (RegressionTask is being built); strict: remove this "
-    "mark once it trains",
-)
-
-
-def _param(config: Path) -> Any:
-    marks = [REGRESSION_NOT_TRAINED_YET] if config.stem == "affwild2" else []
-    return pytest.param(config, id=config.stem, marks=marks)
-
-
-def _run_one_step(config: Path, tmp_path: Path, more: list[str]) -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_paper_config_runs_on_fixtures(config: Path, tmp_path: Path) -> None:
     overrides = [
         *_overrides(config, tmp_path),
-        *more,
         "backbone.name=small_cnn",
         "backbone.pretrained=false",
         "trainer.max_epochs=1",
@@ -96,16 +84,3 @@ def _run_one_step(config: Path, tmp_path: Path, more: list[str]) -> None:
     assert experiment.edges, "each case study relates its tasks"
     result = run_training(experiment, tmp_path / "run", quiet=True, progress_bar=False)
     assert result.steps == 1
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("config", [_param(c) for c in CONFIGS])
-def test_paper_config_runs_on_fixtures(config: Path, tmp_path: Path) -> None:
-    _run_one_step(config, tmp_path, [])
-
-
-@pytest.mark.slow
-def test_affwild2_config_runs_without_valence_arousal(tmp_path: Path) -> None:
-    """The expression and AU part of affwild2.yaml, while the regression task cannot train."""
-    config = next(c for c in CONFIGS if c.stem == "affwild2")
-    _run_one_step(config, tmp_path, ["sources.0.options.tasks=[expression, au]"])

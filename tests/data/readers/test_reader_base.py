@@ -122,6 +122,14 @@ def test_table_rows_know_their_file_lines(tmp_path: Path) -> None:
     assert str(table.error(1, "bad", "b")) == f"{path}, line 6: bad: 'b'"
 
 
+def test_csv_lines_of_spaces_are_blank_and_fields_may_start_with_spaces(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("h\n1,2\n   \n3, 4\n")
+    table = read_table(path, ("a", "b"), sep=",", skiprows=1, ints=("a", "b"))
+    assert table.frame.to_dict("list") == {"a": [1, 3], "b": [2, 4]}
+    assert table.lines.tolist() == [2, 4]
+
+
 def test_table_too_many_fields_names_the_count(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("h\na,1\n\nb,2,3,4,5\n")

@@ -122,6 +122,7 @@ class _Layout:
             "keep_default_na": False,
             "na_values": [""],
             "skip_blank_lines": False,  # blank lines stay as empty rows: row i is line skiprows+1+i
+            "skipinitialspace": True,  # also makes a line of spaces an empty row
             "engine": "c",
             "chunksize": _CHUNK_ROWS if self.compact is not None else None,
             "encoding_errors": "replace",
