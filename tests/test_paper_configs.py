@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,14 +25,14 @@ CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "paper").glob("*.yaml"
 FIXTURES = Path(__file__).parent / "data" / "readers" / "fixtures"
 
 
-def _fixture_root(reader: str, tmp_path: Path) -> Path:
+def _fixture_root(reader: str, tmp_path: Path, options: dict[str, Any]) -> Path:
     """A copy of the reader's fixture tree with a blank image at every manifest path."""
     src = FIXTURES / reader
     root = tmp_path / reader
     shutil.copytree(src, root)
     if reader == "cub":
         root = root / "CUB_200_2011"
-    result = read_dataset(reader, root)
+    result = read_dataset(reader, root, **options)
     for rel in result.manifest["image"]:
         path = root / str(rel)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,7 +46,8 @@ def _overrides(config: Path, tmp_path: Path) -> list[str]:
     raw = yaml.safe_load(config.read_text())
     out = []
     for i, source in enumerate(raw["sources"]):
-        out.append(f"sources.{i}.root={_fixture_root(source['reader'], tmp_path)}")
+        root = _fixture_root(source["reader"], tmp_path, source.get("options", {}))
+        out.append(f"sources.{i}.root={root}")
         out.append(f"sources.{i}.input.image_size=16")
         if source.get("regime", {}).get("name") == "overlap":
             out.append(f"sources.{i}.regime.params.fraction=0.5")

@@ -41,7 +41,7 @@ def test_round_trip_and_identity() -> None:
     again = task_from_dict(VA.to_dict())
     assert again == VA and again.loss_name == "ccc"  # type: ignore[attr-defined]
     assert VA.with_options(loss="mse") == VA  # options are not identity
-    assert VA != RegressionTask("va", ["valence", "arousal"])  # the range is
+    assert RegressionTask("va", ["valence", "arousal"]) != VA  # the range is
 
 
 def test_mse_against_hand_values() -> None:
@@ -119,7 +119,8 @@ def test_regression_in_multi_task_metrics_and_labels() -> None:
     metrics = MultiTaskMetrics([digit, VA])
     metrics.update({"d": torch.zeros(3, 2), "va": torch.zeros(3, 2)}, labels)
     flat = metrics.compute_flat()
-    assert flat["va/num_labelled"] == 2 and flat["va/mse"] == pytest.approx((0.09 + 0.01 + 0.04) / 3)
+    assert flat["va/num_labelled"] == 2
+    assert flat["va/mse"] == pytest.approx((0.09 + 0.01 + 0.04) / 3)
     assert metrics.primary_names()["va"] == "va/ccc_mean"
     with pytest.raises(SpecError, match="not a number in"):
         PartialLabels([VA], {"va": TaskLabels(torch.tensor([[3.0, 0.0]]),

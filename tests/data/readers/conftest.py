@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dmtl.core.tasks import CategoricalTask, RegressionTask
 from dmtl.data.manifest import Manifest
 from dmtl.data.readers import ReaderResult
 
@@ -62,5 +63,26 @@ def on(result: ReaderResult, sample_id: str, task: str) -> list[str]:
 
 
 def check_manifest(result: ReaderResult) -> Manifest:
-    """The manifest passes dmtl's own manifest validation with the reader's tasks."""
-    return Manifest.from_frame(result.manifest, result.tasks, result.root)
+    """The manifest passes dmtl's manifest validation with the reader's tasks.
+
+    Label columns hold numbers (``float32``), categorical columns class names.
+    Regression tasks are checked here (``float32`` within the task's bounds or
+    NaN) and left out of :class:`Manifest` until it encodes them.
+    """
+    frame = result.manifest
+    regression = [t for t in result.tasks if isinstance(t, RegressionTask)]
+    for task in result.tasks:
+        if isinstance(task, CategoricalTask):
+            kind = pd.api.types.infer_dtype(frame[task.name], skipna=True)
+            assert kind in ("string", "empty"), f"{task.name}: class names must be str"
+            continue
+        columns = [f"{task.name}/{name}" for name in task.names]
+        assert (frame[columns].dtypes == np.float32).all(), f"{task.name}: not float32"
+    for task in regression:
+        columns = [f"{task.name}/{name}" for name in task.names]
+        values = frame[columns].to_numpy()
+        inside = (values >= (task.low or -np.inf)) & (values <= (task.high or np.inf))
+        assert (np.isnan(values) | inside).all(), f"{task.name}: values outside the bounds"
+        frame = frame.drop(columns=columns)
+    others = [t for t in result.tasks if t not in regression]
+    return Manifest.from_frame(frame, others, result.root, require_labels=bool(others))

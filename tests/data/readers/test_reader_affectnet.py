@@ -84,3 +84,63 @@ def test_truncated_line_names_file_and_line(copy_fixture: CopyFixture) -> None:
     edit_line(path, 3, "6/4e5f6a.jpg,45,45")
     with pytest.raises(DatasetLayoutError, match=r"validation\.csv, line 3: truncated"):
         read_dataset("affectnet", root)
+
+
+NESTED_IMAGES = "Manually_Annotated/Manually_Annotated_Images"
+
+
+def test_nested_layout_builds_nested_image_paths(copy_fixture: CopyFixture) -> None:
+    root = copy_fixture("affectnet")
+    (root / NESTED_IMAGES / "689").mkdir(parents=True)  # as Manually_Annotated.tar unpacks
+    result = read_dataset("affectnet", root)
+    assert row(result, HAPPY)["image"] == f"{NESTED_IMAGES}/{HAPPY}"
+    assert not any("image folder not found" in n for n in result.notes)
+    check_manifest(result)
+    (root / "Manually_Annotated_Images").mkdir()  # both: the flat layout's folder comes first
+    assert row(read_dataset("affectnet", root), HAPPY)["image"].startswith("Manually_Annotated_I")
+    explicit = read_dataset("affectnet", root, image_dir="faces/")
+    assert row(explicit, HAPPY)["image"] == f"faces/{HAPPY}"
+
+
+def test_lists_inside_the_nested_folder_without_images(copy_fixture: CopyFixture) -> None:
+    root = copy_fixture("affectnet")
+    (root / LISTS).rename(root / "Manually_Annotated")
+    result = read_dataset("affectnet", root)
+    assert row(result, HAPPY)["image"] == f"{NESTED_IMAGES}/{HAPPY}"
+    assert f"image folder not found; image paths point into {NESTED_IMAGES}" in result.notes
+    flat = read_dataset("affectnet", FIXTURES / "affectnet")
+    assert row(flat, HAPPY)["image"] == f"Manually_Annotated_Images/{HAPPY}"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,"
+        "expression,valence,arousal",
+        "\ufeffSubDirectory_FilePath,Face_X,Face_Y,Face_Width,Face_Height,Facial_Landmarks,"
+        "Expression,Valence,Arousal",
+    ],
+)
+def test_a_header_line_in_validation_csv_is_detected(
+    copy_fixture: CopyFixture, header: str
+) -> None:
+    root = copy_fixture("affectnet")
+    path = root / LISTS / "validation.csv"
+    path.write_text(header + "\n" + path.read_text(), encoding="utf-8")
+    result = read_dataset("affectnet", root)
+    baseline = read_dataset("affectnet", ROOT)
+    assert result.manifest.equals(baseline.manifest)
+    assert "validation.csv: a header line" in result.notes
+    assert "validation.csv: no header line" in baseline.notes
+    edit_line(path, 3, "6/4e5f6a.jpg,45,45")  # line numbers count the header
+    with pytest.raises(DatasetLayoutError, match=r"validation\.csv, line 3: truncated"):
+        read_dataset("affectnet", root)
+
+
+def test_a_first_data_line_is_not_taken_for_a_header(copy_fixture: CopyFixture) -> None:
+    root = copy_fixture("affectnet")
+    path = root / LISTS / "training.csv"
+    edit_line(path, 1, None)  # training.csv without its header
+    result = read_dataset("affectnet", root)
+    assert "training.csv: no header line" in result.notes
+    assert result.manifest["expression"].tolist()[0] == "happiness"

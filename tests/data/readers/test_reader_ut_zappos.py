@@ -87,7 +87,7 @@ def test_category_attributes_and_image_paths() -> None:
         "ToeStyle.Round Toe",
     ]
     assert labels(result, "7984474-1", "attributes")[9:12] == [None, None, None]  # no Material
-    assert result.dropped == {"rare_attribute_values": 0}
+    assert result.dropped == {"rare_attribute_values": 0, "duplicate_cid": 0}
     check_manifest(result)
 
 
@@ -113,7 +113,7 @@ def test_subcategory_min_count_and_no_escaping() -> None:
         "Material.Leather",
         "ToeStyle.Round Toe",
     )
-    assert result.dropped == {"rare_attribute_values": 10}
+    assert result.dropped == {"rare_attribute_values": 10, "duplicate_cid": 0}
     assert row(result, "7984474-1")["image"].endswith("Jambu Jr./7984474.1.jpg")
     check_manifest(result)
 
@@ -157,3 +157,29 @@ def test_bad_options() -> None:
         read_dataset("ut_zappos", ROOT, category_level="brand")
     with pytest.raises(DataError, match="attribute_columns"):
         read_dataset("ut_zappos", ROOT, attribute_columns=["Brand"])
+
+
+def test_a_repeated_cid_keeps_its_first_row(copy_fixture: CopyFixture) -> None:
+    root = copy_fixture("ut_zappos")
+    meta = root / DATA / "meta-data.csv"
+    lines = meta.read_text().splitlines()
+    extra = [
+        "100627-72,Shoes,Loafers,,,Slip-On,Men,Leather,Round Toe",  # same CID, other listing
+        lines[4],  # an identical repeat of 7984474-1
+    ]
+    meta.write_text("\n".join([*lines, *extra]) + "\n")
+    write_image_paths(
+        root / DATA / "image-path.mat",
+        [*PATHS, "Shoes/Loafers/Bostonian/100627.72.jpg", PATHS[3]],
+    )
+    result = read_dataset("ut_zappos", root)
+    ids = ["7716996-288224", "100627-72", "8046634-3", "7984474-1"]
+    assert result.manifest["id"].tolist() == ids
+    assert row(result, "100627-72")["image"].endswith("Shoes/Oxfords/Bostonian/100627.72.jpg")
+    assert "Closure.Slip-On" not in result.task("attributes").names
+    assert result.dropped == {"rare_attribute_values": 0, "duplicate_cid": 2}
+    assert any(
+        "2 row(s) repeat an earlier CID (first at line 6)" in n and "1 of the repeats differ" in n
+        for n in result.notes
+    )
+    check_manifest(result)

@@ -22,19 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dmtl.data.readers.base import (
-    ReaderResult,
-    au_frames_manifest,
-    au_name,
-    au_task,
-    find_dir,
-    head_lines,
-    read_table,
-    register_reader,
-)
+from dmtl.data.readers.base import ReaderResult, find_dir, head_lines, register_reader
+from dmtl.data.readers.columns import au_frames_manifest, au_name
 from dmtl.data.readers.disfa import check_template
+from dmtl.data.readers.tables import read_table
 from dmtl.errors import DataError, DatasetLayoutError
-from dmtl.knowledge.affect import BP4D_AUS
+from dmtl.knowledge.affect import BP4D_AUS, au_task
 
 NOT_CODED = 9
 DEFAULT_TEMPLATE = "Sequences(2D+3D)/{subject}/{task}/{frame:04d}.jpg"

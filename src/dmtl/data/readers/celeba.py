@@ -24,15 +24,13 @@ import pandas as pd
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.readers.base import (
     ReaderResult,
-    binary_block,
-    build_manifest,
-    drop_unlabelled,
     find_file,
     head_lines,
     parse_count_line,
-    read_table,
     register_reader,
 )
+from dmtl.data.readers.columns import build_manifest, drop_unlabelled, label_block
+from dmtl.data.readers.tables import Table, read_table
 from dmtl.errors import DataError, DatasetLayoutError
 
 PARTITIONS = {0: "train", 1: "val", 2: "test"}
@@ -46,7 +44,50 @@ def _image_dir(root: Path, image_dir: str | None) -> str:
     return "img_align_celeba"
 
 
-def _read_attributes(path: Path) -> tuple[list[str], pd.DataFrame]:
+def _unique_files(table: Table) -> pd.Series:
+    """The table's ``file`` column; an image listed twice is an error naming its line."""
+    files = table.frame["file"].astype(str)
+    bad = table.first_bad(files.duplicated().to_numpy())
+    if bad is not None:
+        raise table.error(bad, "image listed twice", files.iloc[bad])
+    return files
+
+
+def _partition(root: Path) -> pd.Series:
+    """``split`` of each image of ``list_eval_partition.txt``, indexed by file name."""
+    path = find_file(
+        root, ["Eval/list_eval_partition.txt", "list_eval_partition.txt"], "CelebA partition list"
+    )
+    table = read_table(path, ("file", "partition"), ints=("partition",))
+    table.check_codes("partition", PARTITIONS, "partition code (expected 0, 1 or 2)")
+    files = _unique_files(table)
+    split = table.frame["partition"].map(PARTITIONS).to_numpy(dtype=object)
+    return pd.Series(split, index=pd.Index(files.to_numpy(dtype=object), name="file"))
+
+
+def _identities(
+    root: Path, files: pd.Index, dropped: dict[str, int]
+) -> tuple[CategoricalTask, np.ndarray]:
+    """The identity task (classes = identity numbers present) and each file's identity."""
+    path = find_file(root, ["Anno/identity_CelebA.txt", "identity_CelebA.txt"], "CelebA identities")
+    table = read_table(path, ("file", "identity"), ints=("identity",))
+    numbers = table.frame["identity"]
+    bad = table.first_bad((numbers < 1).to_numpy())
+    if bad is not None:
+        raise table.error(bad, "identity numbers are positive", numbers.iloc[bad])
+    listed = _unique_files(table)
+    dropped["not_in_partition"] += int((files.get_indexer(pd.Index(listed)) < 0).sum())
+    task = CategoricalTask("identity", [str(n) for n in np.sort(numbers.unique())])
+    names = pd.Series(numbers.astype(str).to_numpy(dtype=object), index=listed.to_numpy())
+    return task, names.reindex(files).to_numpy(dtype=object)
+
+
+def _attributes(
+    root: Path, files: pd.Index, dropped: dict[str, int]
+) -> tuple[list[str], np.ndarray]:
+    """The 40 attribute names and each file's labels (``-1`` -> 0, ``1`` -> 1, NaN if unlisted)."""
+    candidates = ["Anno/list_attr_celeba.txt", "list_attr_celeba.txt"]
+    path = find_file(root, candidates, "CelebA attributes")
     count_line, header = head_lines(path, 2)
     expected = parse_count_line(path, count_line)
     names = header.split()
@@ -55,17 +96,19 @@ def _read_attributes(path: Path) -> tuple[list[str], pd.DataFrame]:
     if len(set(names)) != len(names):
         raise DatasetLayoutError(path, "duplicated attribute name in header", line=2)
     table = read_table(path, ["file", *names], skiprows=2, ints=names, compact=np.int8)
-    frame = table.frame
-    values = frame[names].to_numpy()
+    values = table.frame[names].to_numpy()
     bad = table.first_bad(~np.isin(values, (-1, 1)).all(axis=1))
     if bad is not None:
         odd = next(v for v in values[bad] if v not in (-1, 1))
         raise table.error(bad, "attribute values must be -1 or 1", int(odd))
-    if len(frame) != expected:
+    if len(values) != expected:
         raise DatasetLayoutError(
-            path, f"count line says {expected} images but {len(frame)} rows follow", line=1
+            path, f"count line says {expected} images but {len(values)} rows follow", line=1
         )
-    return names, frame
+    listed = _unique_files(table)
+    dropped["not_in_partition"] += int((files.get_indexer(pd.Index(listed)) < 0).sum())
+    labels = pd.DataFrame((values.astype(np.float32) + 1.0) / 2.0, index=listed.to_numpy())
+    return names, labels.reindex(files).to_numpy(np.float32)
 
 
 @register_reader("celeba")
@@ -86,67 +129,29 @@ def read_celeba(
     unknown = sorted(set(tasks) - {"identity", "attributes"})
     if unknown or not tasks:
         raise DataError(f"option tasks={list(tasks)!r}: choose from 'identity', 'attributes'")
-    partition_path = find_file(
-        root, ["Eval/list_eval_partition.txt", "list_eval_partition.txt"], "CelebA partition list"
-    )
-    partition = read_table(partition_path, ("file", "partition"), ints=("partition",))
-    partition.check_codes("partition", PARTITIONS, "partition code (expected 0, 1 or 2)")
-    files = partition.frame["file"].astype(str)
-    bad = partition.first_bad(files.duplicated().to_numpy())
-    if bad is not None:
-        raise partition.error(bad, "image listed twice", files.iloc[bad])
-    rows = pd.DataFrame({"split": partition.frame["partition"].map(PARTITIONS).to_numpy()})
-    rows.index = pd.Index(files.to_numpy(dtype=object), name="file")
+    split = _partition(root)
     task_list: list[Task] = []
     categorical: dict[str, np.ndarray] = {}
-    binary = []
+    blocks = []
     dropped = {"not_in_partition": 0, "unlabelled": 0}
     notes: list[str] = []
     if "identity" in tasks:
-        path = find_file(
-            root, ["Anno/identity_CelebA.txt", "identity_CelebA.txt"], "CelebA identities"
-        )
-        identity = read_table(path, ("file", "identity"), ints=("identity",))
-        frame = identity.frame
-        bad = identity.first_bad((frame["identity"] < 1).to_numpy())
-        if bad is not None:
-            raise identity.error(bad, "identity numbers are positive", frame["identity"].iloc[bad])
-        bad = identity.first_bad(frame["file"].duplicated().to_numpy())
-        if bad is not None:
-            raise identity.error(bad, "image listed twice", frame["file"].iloc[bad])
-        known = rows.index.get_indexer(pd.Index(frame["file"])) >= 0
-        dropped["not_in_partition"] += int((~known).sum())
-        numbers = np.sort(frame["identity"].unique())
-        task_list.append(CategoricalTask("identity", [str(n) for n in numbers]))
-        series = pd.Series(frame["identity"].astype(str).to_numpy(), index=frame["file"].to_numpy())
-        categorical["identity"] = series.reindex(rows.index).to_numpy(dtype=object)
-        notes.append(f"identity: {len(numbers)} identities present")
+        identity_task, categorical["identity"] = _identities(root, split.index, dropped)
+        task_list.append(identity_task)
+        notes.append(f"identity: {identity_task.num_classes} identities present")
     if "attributes" in tasks:
-        path = find_file(
-            root, ["Anno/list_attr_celeba.txt", "list_attr_celeba.txt"], "CelebA attributes"
-        )
-        names, frame = _read_attributes(path)
-        bad_rows = frame["file"].duplicated()
-        if bool(bad_rows.any()):
-            raise DatasetLayoutError(
-                path, "image listed twice", value=frame["file"][bad_rows].iloc[0]
-            )
-        known = rows.index.get_indexer(pd.Index(frame["file"])) >= 0
-        dropped["not_in_partition"] += int((~known).sum())
-        values = (frame[names].to_numpy(np.float32) + 1.0) / 2.0
-        aligned = pd.DataFrame(values, index=frame["file"].to_numpy()).reindex(rows.index)
+        names, values = _attributes(root, split.index, dropped)
         task_list.append(BinarySetTask("attributes", names))
-        binary.append(binary_block("attributes", names, aligned.to_numpy(np.float32)))
+        blocks.append(label_block("attributes", names, values))
     prefix = _image_dir(root, image_dir)
     manifest = build_manifest(
-        rows.index.to_numpy(dtype=object),
-        (f"{prefix}/" if prefix else "") + pd.Series(rows.index, dtype=object),
-        split=rows["split"].to_numpy(dtype=object),
+        split.index.to_numpy(dtype=object),
+        (f"{prefix}/" if prefix else "") + pd.Series(split.index, dtype=object),
+        split=split.to_numpy(dtype=object),
         categorical=categorical,
-        binary=binary,
+        blocks=blocks,
     )
-    manifest, unlabelled = drop_unlabelled(manifest, task_list)
-    dropped["unlabelled"] = unlabelled
+    manifest, dropped["unlabelled"] = drop_unlabelled(manifest, task_list)
     if dropped["not_in_partition"]:
         notes.append("label rows for images missing from list_eval_partition.txt were ignored")
     notes.append(f"images under {prefix}/")

@@ -17,8 +17,10 @@ Official layout (``CUB_200_2011.tgz``)::
 README as ``attributes/attributes.txt`` but the archive puts it next to the
 ``CUB_200_2011`` folder; the reader looks in ``attributes/``, the root and the
 root's parent. ``<root>`` may also be the folder that contains ``CUB_200_2011``.
-A few lines of ``image_attribute_labels.txt`` carry extra fields; the first
-four fields are used and the lines are counted in the notes.
+A few lines of ``image_attribute_labels.txt`` carry undocumented extra
+fields; only the first four fields (image, attribute, presence, certainty)
+are read and checked, the rest is ignored and the lines are counted in the
+notes.
 """
 
 from __future__ import annotations
@@ -31,14 +33,9 @@ import torch
 
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
-from dmtl.data.readers.base import (
-    ReaderResult,
-    Table,
-    binary_block,
-    build_manifest,
-    read_table,
-    register_reader,
-)
+from dmtl.data.readers.base import ReaderResult, register_reader
+from dmtl.data.readers.columns import build_manifest, label_block
+from dmtl.data.readers.tables import Table, read_table
 from dmtl.errors import DataError, DatasetLayoutError
 
 CERTAINTIES = {1: "not visible", 2: "guessing", 3: "probably", 4: "definitely"}
@@ -91,6 +88,85 @@ def _lookup(table: Table, column: str, index: pd.Index, what: str) -> np.ndarray
     return positions
 
 
+def _species_and_split(
+    base: Path, image_index: pd.Index
+) -> tuple[CategoricalTask, np.ndarray, np.ndarray]:
+    """The species task, each image's species (NaN if unlabelled) and split."""
+    classes = _id_name_list(_file(base, "classes.txt", "class list"), "class").frame
+    classes = classes.sort_values("id").reset_index(drop=True)
+    labels = read_table(
+        _file(base, "image_class_labels.txt", "class labels"),
+        ("image", "label"),
+        ints=("image", "label"),
+    )
+    label_rows = _lookup(labels, "image", image_index, "image id")
+    label_classes = _lookup(labels, "label", pd.Index(classes["id"]), "class id")
+    split_table = read_table(
+        _file(base, "train_test_split.txt", "train/test split"),
+        ("image", "is_training"),
+        ints=("image", "is_training"),
+    )
+    split_table.check_codes("is_training", (0, 1), "is_training_image value (expected 0 or 1)")
+    split_rows = _lookup(split_table, "image", image_index, "image id")
+    task = CategoricalTask("species", classes["name"].astype(str).tolist())
+    species = np.full(len(image_index), np.nan, dtype=object)
+    species[label_rows] = np.asarray(task.classes, dtype=object)[label_classes]
+    split = np.full(len(image_index), np.nan, dtype=object)
+    split[split_rows] = np.where(split_table.frame["is_training"].to_numpy() == 1, "train", "test")
+    unsplit = np.flatnonzero(pd.isna(split))
+    if unsplit.size:
+        raise DatasetLayoutError(
+            split_table.path, "image has no line", value=int(image_index[unsplit[0]])
+        )
+    return task, species, split
+
+
+def _image_attributes(
+    base: Path,
+    image_index: pd.Index,
+    attr_index: pd.Index,
+    min_certainty: int | None,
+    dropped: dict[str, int],
+    notes: list[str],
+) -> np.ndarray:
+    """``(images, attributes)`` 0/1/NaN: majority vote of the lines for each pair."""
+    path = _file(base, "attributes/image_attribute_labels.txt", "image attribute labels")
+    table = read_table(
+        path,
+        ("image", "attribute", "is_present", "certainty", "time"),
+        ints=("image", "attribute", "is_present", "certainty"),
+        required=4,
+        extra=True,
+    )
+    table.check_codes("is_present", (0, 1), "is_present value (expected 0 or 1)")
+    table.check_codes("certainty", CERTAINTIES, "certainty id (expected 1-4)")
+    rows = _lookup(table, "image", image_index, "image id")
+    cols = _lookup(table, "attribute", attr_index, "attribute id")
+    present = table.frame["is_present"].to_numpy(np.float64)
+    keep = np.ones(len(present), dtype=bool)
+    if min_certainty is not None:
+        keep = table.frame["certainty"].to_numpy() >= min_certainty
+        dropped["low_certainty"] = int((~keep).sum())
+    total = np.zeros((len(image_index), len(attr_index)))
+    count = np.zeros_like(total)
+    np.add.at(total, (rows[keep], cols[keep]), present[keep])
+    np.add.at(count, (rows[keep], cols[keep]), 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+    values = np.where(mean > 0.5, 1.0, np.where(mean < 0.5, 0.0, np.nan))
+    values[count == 0] = np.nan
+    dropped["conflicting_votes"] = int(((count > 0) & (mean == 0.5)).sum())
+    repeated = int((count > 1).sum())
+    if repeated:
+        notes.append(f"{repeated} image/attribute pair(s) labelled more than once: majority vote")
+    if table.extra_rows:
+        notes.append(
+            f"{table.extra_rows} line(s) of {path.name} have extra fields; "
+            "read the first four, ignored the rest"
+        )
+    return values.astype(np.float32)
+
+
 @register_reader("cub")
 def read_cub(
     root: Path,
@@ -113,96 +189,29 @@ def read_cub(
     prefix = "" if base == root else f"{base.relative_to(root).as_posix()}/"
     images = _id_name_list(_file(base, "images.txt", "image list"), "image")
     image_index = pd.Index(images.frame["id"])
-    classes_table = _id_name_list(_file(base, "classes.txt", "class list"), "class")
-    classes = classes_table.frame.sort_values("id").reset_index(drop=True)
-    class_index = pd.Index(classes["id"])
-    labels = read_table(
-        _file(base, "image_class_labels.txt", "class labels"),
-        ("image", "label"),
-        ints=("image", "label"),
-    )
-    label_rows = _lookup(labels, "image", image_index, "image id")
-    label_classes = _lookup(labels, "label", class_index, "class id")
-    split_table = read_table(
-        _file(base, "train_test_split.txt", "train/test split"),
-        ("image", "is_training"),
-        ints=("image", "is_training"),
-    )
-    split_table.check_codes("is_training", (0, 1), "is_training_image value (expected 0 or 1)")
-    split_rows = _lookup(split_table, "image", image_index, "image id")
-    species_task = CategoricalTask("species", classes["name"].astype(str).tolist())
-    n = len(image_index)
-    species = np.full(n, np.nan, dtype=object)
-    species[label_rows] = np.asarray(species_task.classes, dtype=object)[label_classes]
-    split = np.full(n, np.nan, dtype=object)
-    split[split_rows] = np.where(split_table.frame["is_training"].to_numpy() == 1, "train", "test")
-    unsplit = np.flatnonzero(pd.isna(split))
-    if unsplit.size:
-        raise DatasetLayoutError(
-            split_table.path, "image has no line", value=int(image_index[unsplit[0]])
-        )
+    species_task, species, split = _species_and_split(base, image_index)
     tasks: list[Task] = [species_task]
-    binary: list[pd.DataFrame] = []
+    blocks: list[pd.DataFrame] = []
     dropped: dict[str, int] = {}
     notes: list[str] = []
-    result_knowledge: list[Relatedness] = []
-    if not (attributes or knowledge):
-        return ReaderResult(
-            _manifest(images, prefix, split, species, []), tasks, root, dropped, notes
-        )
-    names = _attribute_names(base)
-    attr_task = BinarySetTask("attributes", names["name"].astype(str).tolist())
-    attr_index = pd.Index(names["id"])
+    tables: list[Relatedness] = []
+    if attributes or knowledge:
+        names = _attribute_names(base)
+        attr_task = BinarySetTask("attributes", names["name"].astype(str).tolist())
+        attr_index = pd.Index(names["id"])
     if attributes:
-        path = _file(base, "attributes/image_attribute_labels.txt", "image attribute labels")
-        table = read_table(
-            path,
-            ("image", "attribute", "is_present", "certainty", "time"),
-            ints=("image", "attribute", "is_present", "certainty"),
-            required=4,
-            extra=4,
-        )
-        table.check_codes("is_present", (0, 1), "is_present value (expected 0 or 1)")
-        table.check_codes("certainty", CERTAINTIES, "certainty id (expected 1-4)")
-        rows = _lookup(table, "image", image_index, "image id")
-        cols = _lookup(table, "attribute", attr_index, "attribute id")
-        present = table.frame["is_present"].to_numpy(np.float64)
-        keep = np.ones(len(present), dtype=bool)
-        if min_certainty is not None:
-            keep = table.frame["certainty"].to_numpy() >= min_certainty
-            dropped["low_certainty"] = int((~keep).sum())
-        total = np.zeros((n, len(attr_index)))
-        count = np.zeros((n, len(attr_index)))
-        np.add.at(total, (rows[keep], cols[keep]), present[keep])
-        np.add.at(count, (rows[keep], cols[keep]), 1.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = total / count
-        values = np.where(mean > 0.5, 1.0, np.where(mean < 0.5, 0.0, np.nan))
-        values[count == 0] = np.nan
-        ties = int(((count > 0) & (mean == 0.5)).sum())
-        dropped["conflicting_votes"] = ties
-        repeated = int((count > 1).sum())
-        if repeated:
-            notes.append(
-                f"{repeated} image/attribute pair(s) labelled more than once: majority vote"
-            )
-        if table.extra_rows:
-            notes.append(
-                f"{table.extra_rows} line(s) of {path.name} have extra fields; used the first four"
-            )
+        values = _image_attributes(base, image_index, attr_index, min_certainty, dropped, notes)
         tasks.append(attr_task)
-        binary.append(binary_block("attributes", attr_task.labels, values.astype(np.float32)))
+        blocks.append(label_block("attributes", attr_task.labels, values))
     if knowledge:
         path = base / "attributes" / "class_attribute_labels_continuous.txt"
         if path.is_file():
-            table_values = _read_class_attributes(path, len(classes), len(attr_index))
-            result_knowledge.append(
-                Relatedness(species_task, attr_task, torch.as_tensor(table_values / 100.0))
-            )
+            percent = _read_class_attributes(path, species_task.num_classes, len(attr_index))
+            tables.append(Relatedness(species_task, attr_task, torch.as_tensor(percent / 100.0)))
         else:
             notes.append(f"{path.relative_to(root).as_posix()} not found: no knowledge table")
-    manifest = _manifest(images, prefix, split, species, binary)
-    return ReaderResult(manifest, tasks, root, dropped, notes, result_knowledge)
+    manifest = _manifest(images, prefix, split, species, blocks)
+    return ReaderResult(manifest, tasks, root, dropped, notes, tables)
 
 
 def _manifest(
@@ -214,7 +223,7 @@ def _manifest(
         (prefix + "images/" + names).to_numpy(dtype=object),
         split=split,
         categorical={"species": species},
-        binary=binary,
+        blocks=binary,
     )
 
 

@@ -30,18 +30,14 @@ import pandas as pd
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.readers.base import (
     ReaderResult,
-    Table,
-    binary_block,
-    build_manifest,
     check_choice,
     find_file,
     head_lines,
     parse_count_line,
-    parse_name_list,
-    read_table,
     register_reader,
-    unique_names,
 )
+from dmtl.data.readers.columns import build_manifest, label_block, unique_names
+from dmtl.data.readers.tables import Table, parse_name_list, read_table
 from dmtl.errors import DatasetLayoutError
 
 ANNO_DIRS = ("Anno", "Anno_coarse")
@@ -94,6 +90,83 @@ def _image_list(path: Path, second: str, *, ints: bool) -> Table:
     return table
 
 
+def _categories(root: Path) -> tuple[list[str], pd.Series, np.ndarray, pd.Series]:
+    """Category names, the listed images, each image's category name and split."""
+    cloth_path = _anno(root, "list_category_cloth.txt", "category names")
+    names = [name for name, _ in _name_list(cloth_path, "category_name", "category")]
+    if len(set(names)) != len(names):
+        raise DatasetLayoutError(cloth_path, "duplicated category name")
+    categories = _image_list(
+        _anno(root, "list_category_img.txt", "image categories"), "label", ints=True
+    )
+    categories.check_codes("label", range(1, len(names) + 1), "category label")
+    partition = _image_list(
+        find_file(root, ["Eval/list_eval_partition.txt"], "evaluation partition"),
+        "status",
+        ints=False,
+    )
+    partition.check_codes("status", SPLITS, "evaluation status (expected train, val or test)")
+    images = categories.frame["image"].astype(str)
+    split = pd.Series(
+        partition.frame["status"].to_numpy(dtype=object), index=partition.frame["image"].to_numpy()
+    ).reindex(images.to_numpy())
+    if bool(split.isna().any()):
+        missing = images[split.isna().to_numpy()].iloc[0]
+        raise DatasetLayoutError(
+            partition.path, "image of list_category_img.txt has no evaluation status", value=missing
+        )
+    labels = np.asarray(names, dtype=object)[categories.frame["label"].to_numpy() - 1]
+    return names, images, labels, split
+
+
+def _attributes(
+    root: Path, images: pd.Series, zero_as: str, dropped: dict[str, int], notes: list[str]
+) -> tuple[list[str], np.ndarray]:
+    """Attribute names and the ``(images, attributes)`` labels 1 / 0 / NaN, in ``images`` order."""
+    attr_rows = _name_list(
+        _anno(root, "list_attr_cloth.txt", "attribute names"), "attribute_name", "attribute"
+    )
+    names, duplicated = unique_names([n for n, _ in attr_rows], [k for _, k in attr_rows])
+    if duplicated:
+        notes.append(f"{duplicated} attribute name(s) occur more than once; suffixed '#<type>'")
+    path = _anno(root, "list_attr_img.txt", "image attributes")
+    expected = _check_header(path, "image_name")
+    columns = [f"a{i}" for i in range(len(names))]
+    table = read_table(path, ["image", *columns], skiprows=2, ints=columns, compact=np.int8)
+    _check_count(table, expected)
+    values = table.frame[columns].to_numpy()
+    bad = table.first_bad(((values < -1) | (values > 1)).any(axis=1))
+    if bad is not None:
+        odd = next(v for v in values[bad] if v not in (-1, 0, 1))
+        raise table.error(bad, "attribute labels must be -1, 0 or 1", int(odd))
+    decoded = values.astype(np.float32)
+    decoded[values == -1] = 0.0
+    if zero_as == "missing":
+        decoded[values == 0] = np.nan
+        dropped["unknown_attribute_labels"] = int((values == 0).sum())
+        if dropped["unknown_attribute_labels"] and not bool((values == -1).any()):
+            notes.append(
+                "the attribute file has 0s but no -1s: 0 may mean negative here "
+                "(zero_as='negative')"
+            )
+    del values
+    listed = table.frame["image"].astype(str)
+    bad = table.first_bad(listed.duplicated().to_numpy())
+    if bad is not None:
+        raise table.error(bad, "image listed twice", listed.iloc[bad])
+    if listed.reset_index(drop=True).equals(images.reset_index(drop=True)):
+        return names, decoded
+    positions = pd.Index(listed).get_indexer(pd.Index(images))
+    unlisted = int((positions < 0).sum())
+    if unlisted:
+        notes.append(f"{unlisted} image(s) have no line in {path.name}")
+    extra = len(listed) - (len(images) - unlisted)
+    if extra:
+        notes.append(f"{extra} line(s) of {path.name} name images without a category")
+    padded = np.vstack([decoded, np.full((1, decoded.shape[1]), np.nan, np.float32)])
+    return names, padded[np.where(positions < 0, len(decoded), positions)]
+
+
 @register_reader("deepfashion")
 def read_deepfashion(
     root: Path,
@@ -114,88 +187,18 @@ def read_deepfashion(
     folder and no ``img`` folder).
     """
     check_choice("zero_as", zero_as, ("missing", "negative"))
-    cloth = _name_list(
-        _anno(root, "list_category_cloth.txt", "category names"), "category_name", "category"
-    )
-    category_names = [name for name, _ in cloth]
-    if len(set(category_names)) != len(category_names):
-        raise DatasetLayoutError(
-            _anno(root, "list_category_cloth.txt", "category names"), "duplicated category name"
-        )
-    categories = _image_list(
-        _anno(root, "list_category_img.txt", "image categories"), "label", ints=True
-    )
-    categories.check_codes("label", range(1, len(cloth) + 1), "category label")
-    partition = _image_list(
-        find_file(root, ["Eval/list_eval_partition.txt"], "evaluation partition"),
-        "status",
-        ints=False,
-    )
-    partition.check_codes("status", SPLITS, "evaluation status (expected train, val or test)")
-    images = categories.frame["image"].astype(str)
-    split = pd.Series(
-        partition.frame["status"].to_numpy(dtype=object), index=partition.frame["image"].to_numpy()
-    ).reindex(images.to_numpy())
-    if bool(split.isna().any()):
-        missing = images[split.isna().to_numpy()].iloc[0]
-        raise DatasetLayoutError(
-            partition.path, "image of list_category_img.txt has no evaluation status", value=missing
-        )
-    labels = np.asarray(category_names, dtype=object)[categories.frame["label"].to_numpy() - 1]
+    category_names, images, labels, split = _categories(root)
     present = set(labels.tolist())
     empty = [n for n in category_names if n not in present]
-    classes = (
-        [n for n in category_names if n in present] if drop_empty_categories else category_names
-    )
+    classes = [n for n in category_names if n in present or not drop_empty_categories]
     tasks: list[Task] = [CategoricalTask("category", classes)]
     notes = [f"{len(empty)} categor(y/ies) without images: {', '.join(empty) or '-'}"]
     dropped = {"unknown_attribute_labels": 0}
-    binary = []
+    blocks = []
     if attributes:
-        attr_path = _anno(root, "list_attr_cloth.txt", "attribute names")
-        attr_rows = _name_list(attr_path, "attribute_name", "attribute")
-        names, duplicated = unique_names([n for n, _ in attr_rows], [k for _, k in attr_rows])
-        if duplicated:
-            notes.append(f"{duplicated} attribute name(s) occur more than once; suffixed '#<type>'")
-        img_path = _anno(root, "list_attr_img.txt", "image attributes")
-        expected = _check_header(img_path, "image_name")
-        columns = [f"a{i}" for i in range(len(names))]
-        table = read_table(img_path, ["image", *columns], skiprows=2, ints=columns, compact=np.int8)
-        _check_count(table, expected)
-        values = table.frame[columns].to_numpy()
-        bad = table.first_bad(((values < -1) | (values > 1)).any(axis=1))
-        if bad is not None:
-            odd = next(v for v in values[bad] if v not in (-1, 0, 1))
-            raise table.error(bad, "attribute labels must be -1, 0 or 1", int(odd))
-        zero = values == 0
-        zeros = int(zero.sum())
-        decoded = values.astype(np.float32)
-        decoded[values == -1] = 0.0
-        if zero_as == "missing":
-            decoded[zero] = np.nan
-            dropped["unknown_attribute_labels"] = zeros
-            if zeros and not bool((values == -1).any()):
-                notes.append(
-                    "the attribute file has 0s but no -1s: 0 may mean negative here "
-                    "(zero_as='negative')"
-                )
-        del values, zero
-        attr_images = table.frame["image"].astype(str)
-        bad = table.first_bad(attr_images.duplicated().to_numpy())
-        if bad is not None:
-            raise table.error(bad, "image listed twice", attr_images.iloc[bad])
-        if not attr_images.reset_index(drop=True).equals(images.reset_index(drop=True)):
-            positions = pd.Index(attr_images).get_indexer(pd.Index(images))
-            unlisted = int((positions < 0).sum())
-            if unlisted:
-                notes.append(f"{unlisted} image(s) have no line in {img_path.name}")
-            extra = len(attr_images) - (len(images) - unlisted)
-            if extra:
-                notes.append(f"{extra} line(s) of {img_path.name} name images without a category")
-            padded = np.vstack([decoded, np.full((1, decoded.shape[1]), np.nan, np.float32)])
-            decoded = padded[np.where(positions < 0, len(decoded), positions)]
+        names, values = _attributes(root, images, zero_as, dropped, notes)
         tasks.append(BinarySetTask("attributes", names))
-        binary.append(binary_block("attributes", names, decoded))
+        blocks.append(label_block("attributes", names, values))
     if image_prefix is None:
         image_prefix = "Img/" if (root / "Img").is_dir() and not (root / "img").is_dir() else ""
     manifest = build_manifest(
@@ -203,6 +206,6 @@ def read_deepfashion(
         (image_prefix + images).to_numpy(dtype=object),
         split=split.to_numpy(dtype=object),
         categorical={"category": labels},
-        binary=binary,
+        blocks=blocks,
     )
     return ReaderResult(manifest, tasks, root, dropped, notes)

@@ -23,17 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dmtl.data.readers.base import (
-    ReaderResult,
-    au_frames_manifest,
-    au_name,
-    au_task,
-    find_dir,
-    read_table,
-    register_reader,
-)
+from dmtl.data.readers.base import ReaderResult, find_dir, register_reader
+from dmtl.data.readers.columns import au_frames_manifest, au_name
+from dmtl.data.readers.tables import read_table
 from dmtl.errors import DataError, DatasetLayoutError
-from dmtl.knowledge.affect import DISFA_AUS
+from dmtl.knowledge.affect import DISFA_AUS, au_task
 
 DEFAULT_TEMPLATE = "frames/{subject}/{frame:05d}.jpg"
 """dmtl's default place for extracted frames (not part of the official release)."""
@@ -63,6 +57,22 @@ def _read_au_file(path: Path) -> pd.Series:
     return pd.Series(
         frame["intensity"].to_numpy(np.float32), index=frame["frame"].to_numpy(np.int64)
     )
+
+
+def _subject(labels: Path, subject: str, numbers: Sequence[int], threshold: int) -> pd.DataFrame:
+    """One subject's frames (union over its AU files): occurrence 0/1, NaN where a file lacks it."""
+    columns = {}
+    for number in numbers:
+        path = labels / subject / f"{subject}_au{number}.txt"
+        if not path.is_file():
+            raise DatasetLayoutError(path, f"DISFA label file for AU{number} not found")
+        columns[au_name(number)] = _read_au_file(path)
+    intensity = pd.concat(columns, axis=1, join="outer").sort_index()
+    occurs = np.where(intensity.isna(), np.nan, intensity.to_numpy() >= threshold)
+    part = pd.DataFrame(occurs.astype(np.float32), columns=list(columns))
+    part.insert(0, "frame", intensity.index.to_numpy(np.int64))
+    part.insert(0, "subject", subject)
+    return part
 
 
 @register_reader("disfa")
@@ -98,27 +108,10 @@ def read_disfa(
     )
     if not subjects:
         raise DatasetLayoutError(labels / "SN001", "no subject folders (SN###) found")
-    parts = []
-    missing_entries = 0
-    for subject in subjects:
-        columns = {}
-        for number in numbers:
-            path = labels / subject / f"{subject}_au{number}.txt"
-            if not path.is_file():
-                raise DatasetLayoutError(path, f"DISFA label file for AU{number} not found")
-            columns[au_name(number)] = _read_au_file(path)
-        intensity = pd.concat(columns, axis=1, join="outer").sort_index()
-        missing_entries += int(intensity.isna().to_numpy().sum())
-        part = pd.DataFrame(
-            np.where(intensity.isna(), np.nan, intensity.to_numpy() >= threshold).astype(
-                np.float32
-            ),
-            columns=list(columns),
-        )
-        part.insert(0, "frame", intensity.index.to_numpy(np.int64))
-        part.insert(0, "subject", subject)
-        parts.append(part)
-    rows = pd.concat(parts, ignore_index=True)
+    rows = pd.concat(
+        [_subject(labels, subject, numbers, threshold) for subject in subjects], ignore_index=True
+    )
+    missing_entries = int(rows.isna().to_numpy().sum())
     au_columns = [au_name(n) for n in numbers]
     ids = rows["subject"] + "/" + rows["frame"].map("{:05d}".format)
     images = [

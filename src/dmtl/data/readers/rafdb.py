@@ -19,15 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dmtl.data.readers.base import (
-    ReaderResult,
-    build_manifest,
-    check_choice,
-    expression_task,
-    find_file,
-    read_table,
-    register_reader,
-)
+from dmtl.data.readers.base import ReaderResult, check_choice, find_file, register_reader
+from dmtl.data.readers.columns import build_manifest
+from dmtl.data.readers.tables import read_table
+from dmtl.knowledge.affect import expression_task
 
 LABELS: dict[int, str] = {
     1: "surprise",
