@@ -2,7 +2,8 @@
 
 ``TINY``: built-in digits, 10% of the digit labels kept (``scarce``; shape and ink on
 the rest), the ``digit -> shape`` knowledge edge, an MLP with one hidden layer of 32,
-one epoch of 5 steps of 32 samples, no progress bar, one study seed.
+one epoch of 5 steps of 32 samples, no progress bar, one study seed, the five original
+variants of the study.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ TINY: dict[str, Any] = {
         "accelerator": "cpu",
     },
     "output": {"dir": "runs/tiny"},
-    "study": {"seeds": 1},
+    "study": {"seeds": 1, "variants": ["single_task", "mtl", "mtl+ca", "mtl+dm", "mtl+ca+dm"]},
 }
 
 WriteConfig = Callable[..., Path]

@@ -10,13 +10,10 @@ import copy
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-if TYPE_CHECKING:
-    from dmtl.core.tasks import Task
 
 from dmtl.errors import ConfigError
 
@@ -43,12 +40,13 @@ class _TaskConfigBase(_Strict):
         """The classes, labels or targets given (``None``: the task comes from a source)."""
         raise NotImplementedError
 
-    def to_task(self) -> Task:
-        """The task this entry declares (its names must be given)."""
+    def identity(self) -> dict[str, Any]:
+        """What the task is, as ``Task.to_dict()`` writes it (``task_from_dict`` builds it)."""
         raise NotImplementedError
 
-    def apply_options(self, task: Task) -> Task:
-        """``task`` with this entry's training options (``balanced`` ones stay for the data)."""
+    def options(self) -> dict[str, Any]:
+        """Its training options, as ``task.with_options`` takes them (``balanced`` weights
+        are left for the training labels to decide)."""
         raise NotImplementedError
 
     def balanced_option(self, method: MethodConfig) -> str | None:
@@ -70,14 +68,13 @@ class CategoricalTaskConfig(_TaskConfigBase):
     def output_names(self) -> list[str] | None:
         return self.classes
 
-    def to_task(self) -> Task:
-        from dmtl.core.tasks import CategoricalTask
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "classes": self.classes or [],
+                "zero_shot": self.zero_shot}
 
-        return self.apply_options(CategoricalTask(self.name, self.classes or [], self.zero_shot))
-
-    def apply_options(self, task: Task) -> Task:
+    def options(self) -> dict[str, Any]:
         weight = None if self.class_weight in (None, "balanced") else self.class_weight
-        return task.with_options(class_weight=weight, label_smoothing=self.label_smoothing)
+        return {"class_weight": weight, "label_smoothing": self.label_smoothing}
 
     def balanced_option(self, method: MethodConfig) -> str | None:
         return "class_weight" if self.class_weight == "balanced" else None
@@ -94,15 +91,11 @@ class BinarySetTaskConfig(_TaskConfigBase):
     def output_names(self) -> list[str] | None:
         return self.labels
 
-    def to_task(self) -> Task:
-        from dmtl.core.tasks import BinarySetTask
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "labels": self.labels or []}
 
-        return self.apply_options(BinarySetTask(self.name, self.labels or []))
-
-    def apply_options(self, task: Task) -> Task:
-        if isinstance(self.pos_weight, list):
-            return task.with_options(pos_weight=self.pos_weight)
-        return task
+    def options(self) -> dict[str, Any]:
+        return {"pos_weight": self.pos_weight} if isinstance(self.pos_weight, list) else {}
 
     def balanced_option(self, method: MethodConfig) -> str | None:
         """``pos_weight: balanced``, or none given and ``method.pos_weight: balanced``."""
@@ -122,14 +115,13 @@ class RegressionTaskConfig(_TaskConfigBase):
     def output_names(self) -> list[str] | None:
         return self.targets
 
-    def to_task(self) -> Task:
-        from dmtl.core.tasks import RegressionTask
-
+    def identity(self) -> dict[str, Any]:
         low, high = self.range if self.range is not None else (None, None)
-        return RegressionTask(self.name, self.targets or [], low, high, self.loss)
+        return {"name": self.name, "type": self.type, "targets": self.targets or [],
+                "low": low, "high": high}
 
-    def apply_options(self, task: Task) -> Task:
-        return task.with_options(loss=self.loss)
+    def options(self) -> dict[str, Any]:
+        return {"loss": self.loss}
 
 
 TaskConfig = Annotated[
@@ -373,12 +365,12 @@ class Config(_Strict):
     study: StudyConfig = Field(default_factory=StudyConfig)
 
 
-def task_entry(config: Config, task: Task) -> _TaskConfigBase:
-    """The config's entry for ``task``, or its kind's defaults when it has none."""
+def task_entry(config: Config, name: str, kind: str) -> _TaskConfigBase:
+    """The config's entry for task ``name``, or its kind's defaults when it has none."""
     for entry in config.tasks:
-        if entry.name == task.name:
+        if entry.name == name:
             return entry
-    return TASK_CONFIGS[task.kind].model_validate({"name": task.name, "type": task.kind})
+    return TASK_CONFIGS[kind].model_validate({"name": name, "type": kind})
 
 
 def _dotted(loc: Sequence[Any]) -> str:

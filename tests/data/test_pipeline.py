@@ -55,7 +55,7 @@ def test_scarce_regime_makes_one_stratum_per_label_pattern(scarce: Experiment) -
     assert not set(digit.ids) & set(rest.ids)
     record = scarce.records["digits"]
     assert record["train_groups"] == {"shape+ink": len(rest), "digit": len(digit)}
-    assert record["unlabelled_not_used"] == 0
+    assert record["unlabelled_rows"] == 0
     assert record["regime"]["tasks"]["digit"]["after"] == len(digit)
 
 
@@ -104,9 +104,12 @@ def test_val_fraction_is_carved_from_the_training_rows(
     train_ids = [i for s in experiment.train for i in s.ids]
     assert len(train_ids) + len(val) == DIGITS_TRAIN
     assert not set(train_ids) & set(val.ids)
-    # carved before the regime: validation keeps every label, like an official val split,
-    # and the regime's record counts exactly the rows trained on
-    assert (_labelled(val, "digit") & _labelled(val, "shape")).all()
+    # carved before the regime: the regime's record counts exactly the rows trained on, and
+    # validation gets the regime on its own rows (10% of the digit labels, shape on the rest)
+    assert not (_labelled(val, "digit") & _labelled(val, "shape")).any()
+    val_digits = int(_labelled(val, "digit").sum())
+    assert 10 <= val_digits <= 0.15 * len(val)  # at least one per class, about 10%
+    assert experiment.records["digits"]["validation_regime"]["digits[val]"]["regime"] == "scarce"
     record = experiment.records["digits"]["regime"]
     assert record["num_samples"] == len(train_ids)
     trained_digit = sum(int(_labelled(s, "digit").sum()) for s in experiment.train)
@@ -336,3 +339,36 @@ def test_a_pattern_covered_by_a_larger_one_joins_it_instead_of_its_own_stratum()
     a_scarce[:43] = 0
     source = ArraySource("s", [a, b], inputs, {"a": a_scarce, "b": b_all})
     assert [(k, len(v)) for k, v in _group_by_pattern(source, [a, b])] == [("b", 957), ("a+b", 43)]
+
+
+def test_full_validation_labels_keep_every_label(tiny_data: Callable[..., dict[str, Any]]) -> None:
+    data = tiny_data(trainer={"validation_labels": "full"})
+    data["sources"][0]["val_fraction"] = 0.2
+    (val,) = build_experiment(validate_config(data)).val
+    assert (_labelled(val, "digit") & _labelled(val, "shape") & _labelled(val, "ink")).all()
+
+
+def test_rows_labelled_for_nothing_become_their_own_stratum(
+    tiny_data: Callable[..., dict[str, Any]],
+) -> None:
+    regime = {"name": "unlabelled", "params": {"fraction": 0.5, "then": {
+        "name": "scarce", "params": {"task": "digit", "fraction": 0.1}}}}
+    data = tiny_data()
+    data["sources"][0]["regime"] = regime
+    experiment = build_experiment(validate_config(data))
+    names = [s.name for s in experiment.train]
+    assert names[-1] == "digits[unlabelled]"
+    unlabelled = experiment.train[-1]
+    assert len(unlabelled) == round(0.5 * DIGITS_TRAIN)
+    assert not any(_labelled(unlabelled, t.name).any() for t in experiment.tasks)
+    # it gets one labelled group's share, and a method without distribution matching drops it
+    assert experiment.train_weights[-1] == experiment.train_weights[0]
+    lean = experiment.without_unlabelled()
+    assert [s.name for s in lean.train] == names[:-1]
+    assert lean.train_weights == experiment.train_weights[:-1]
+    assert experiment.records["digits"]["unlabelled_rows"] == len(unlabelled)
+
+
+def test_heads_per_task_must_name_tasks(tiny_data: Callable[..., dict[str, Any]]) -> None:
+    with pytest.raises(ConfigError, match=r"heads\.per_task: no task 'inq'"):
+        build_experiment(_config(tiny_data, heads={"per_task": {"inq": [8]}}))

@@ -342,3 +342,34 @@ def test_properties(data: st.DataObject, seed: int) -> None:
         before = int(_labelled(labels[task]).sum())
         assert (kept.sum() >= 1) == (before >= 1)
         assert kept.sum() >= min(before, round(spec.params["fraction"] * before))
+
+
+def test_unlabelled_hides_every_task_on_a_share_and_applies_the_inner_regime() -> None:
+    labels = _labels()
+    spec = RegimeSpec("unlabelled", {"fraction": 0.25, "then": {
+        "name": "scarce", "params": {"task": "digit", "fraction": 0.1}}})
+    new, record = apply_regime(labels, TASKS, spec, seed=3)
+    _check_consistent(labels, new, record)
+    groups = _groups_of_rows(new)
+    assert sum(g == frozenset() for g in groups) == round(0.25 * N)
+    # the rest: the digit on 10% of its (labelled) rows, the other tasks on the others
+    assert sum(g == frozenset({"digit"}) for g in groups) == round(0.1 * (N - round(0.25 * N)))
+    assert record.groups[0].name == "unlabelled" and record.groups[0].size == round(0.25 * N)
+    assert record.params["then"]["name"] == "scarce"
+    plain, _ = apply_regime(labels, TASKS, RegimeSpec("unlabelled"), seed=3)
+    assert sum(g == frozenset() for g in _groups_of_rows(plain)) == N // 2
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"fraction": 0.0}, "unlabelled: fraction must lie in"),
+        ({"then": "scarce"}, "then must be a regime"),
+        ({"then": {"name": "unlabelled"}}, "not unlabelled"),
+        ({"then": {"name": "scarce", "params": {"task": "digit"}}}, "needs fraction"),
+        ({"then": {"name": "full", "params": {"x": 1}}}, "has no parameters"),
+    ],
+)
+def test_unlabelled_errors(params: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        apply_regime(_labels(), TASKS, RegimeSpec("unlabelled", params), seed=0)

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from dmtl.study.results import (
-    VARIANTS,
     RunRecord,
     StudyResults,
     TaskInfo,
     upsert_run,
 )
+
+VARIANTS = ("single_task", "mtl", "mtl+ca", "mtl+dm", "mtl+ca+dm")
+"""The variants of the crafted studies (the original ablation)."""
 
 Values = Mapping[str, Mapping[str, Sequence[float | None]]]
 """``{variant: {task: primary metric per seed}}``."""

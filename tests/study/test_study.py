@@ -6,6 +6,8 @@ Most tests replace ``run_training`` by a fake that records what it was asked to 
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,16 +75,19 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeTraining:
 
 
 def test_variant_configs_switch_the_method(config: Config) -> None:
-    methods = {
-        v: (variant_config(config, v).method.co_annotation,
-            variant_config(config, v).method.distribution_matching)
-        for v in VARIANTS if v != "single_task"
-    }
+    def switches(variant: str) -> tuple[str, bool, bool, str, str]:
+        m = variant_config(config, variant).method
+        return (m.co_annotation, m.distribution_matching, m.guard, m.aggregator, m.weighting)
+
+    methods = {v: switches(v) for v in VARIANTS if v != "single_task"}
     assert methods == {
-        "mtl": ("off", False),
-        "mtl+ca": ("soft", False),
-        "mtl+dm": ("off", True),
-        "mtl+ca+dm": ("soft", True),
+        "mtl": ("off", False, False, "sum", "fixed"),
+        "mtl+ca": ("soft", False, False, "sum", "fixed"),
+        "mtl+dm": ("off", True, False, "sum", "fixed"),
+        "mtl+ca+dm": ("soft", True, False, "sum", "fixed"),
+        "mtl+ca+dm+guard": ("soft", True, True, "sum", "fixed"),
+        "mtl+ca+dm+upgrad": ("soft", True, False, "upgrad", "fixed"),
+        "mtl+ca+dm+uw": ("soft", True, False, "sum", "uncertainty"),
     }
     hard = config.model_copy(
         update={"study": config.study.model_copy(update={"co_annotation": "hard"})}
@@ -128,7 +133,7 @@ def test_study_trains_every_variant_for_every_seed(
     assert (tmp_path / "study" / "config.yaml").is_file()
     assert (tmp_path / "study" / "relatedness_digit__shape.png").is_file()
     assert "train single_task[digit] seed 0" in messages
-    assert results.protocol == {"name": "fixed_epochs", "epochs": 1, "checkpoint": "last"}
+    assert results.protocol is not None and results.protocol["name"] == "early_stopping"
     report = (tmp_path / "study" / "report.md").read_text()
     # a knowledge table is the same for every seed: its heat map names no seed
     assert "[Relatedness digit->shape (knowledge table)](relatedness_digit__shape.png)" in report
@@ -182,15 +187,6 @@ def test_an_estimated_table_names_its_seed(
     assert "[Relatedness digit->shape (estimated, seed 1)]" in report
 
 
-@dataclass
-class EarlyStoppedResult(RunResult):
-    """A run result as a trainer that stops early reports it."""
-
-    epochs: int = 4
-    best_step: int = 17
-    stopped_early: bool = True
-
-
 def test_the_training_protocol_fields_are_recorded(
     tiny_data: Callable[..., dict[str, Any]],
     fake: FakeTraining,
@@ -198,15 +194,16 @@ def test_the_training_protocol_fields_are_recorded(
     tmp_path: Path,
 ) -> None:
     def early(experiment: Experiment, run_dir: Path, **kwargs: Any) -> RunResult:
-        return EarlyStoppedResult(**vars(fake(experiment, run_dir, **kwargs)))
+        result = fake(experiment, run_dir, **kwargs)
+        return dataclasses.replace(result, epochs=4, best_step=17, stopped_early=True)
 
     monkeypatch.setattr("dmtl.study.study.run_training", early)
-    stopped = tiny_data(study={"seeds": 1, "variants": ["single_task", "mtl"]})
-    stopped["trainer"] |= {"monitor": "val/loss", "early_stopping": {"enabled": True}}
+    stopped = tiny_data(study={"seeds": 1, "variants": ["single_task", "mtl"], "patience": 3})
     results = run_study(validate_config(stopped), tmp_path / "s")
     assert {(r.epochs, r.best_step, r.stopped_early) for r in results.runs} == {(4, 17, True)}
     assert results.protocol == {
-        "name": "early_stopping", "budget_epochs": 1, "patience": 5, "monitor": "val/loss"
+        "name": "early_stopping", "budget_epochs": 1, "patience": 3, "monitor": "val/selection",
+        "validation": "regime", "val_fraction": 0.1,
     }
     report = (tmp_path / "s" / "report.md").read_text()
     assert "| mtl | 1 | 5 | 4 | 17 | 1/1 |" in report

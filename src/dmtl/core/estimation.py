@@ -47,10 +47,7 @@ class RelatednessEstimator:
         if not source.can_be_edge_source:
             raise SpecError(f"edge {source.name}->{target.name}: source must be categorical")
         if not target.can_be_edge_target:
-            raise SpecError(
-                f"edge {source.name}->{target.name}: a {target.kind} task cannot be the target "
-                "of a relatedness edge"
-            )
+            raise target.no_edge(f"{source.name}->{target.name}")
         if alpha < 0:
             raise SpecError(
                 f"edge {source.name}->{target.name}: alpha must be >= 0, got {alpha}"

@@ -105,22 +105,9 @@ class Objective(nn.Module):
         self.tasks = list(tasks)
         by_name = check_unique_task_names(self.tasks)
         self.edges = list(edges)
-        for edge in self.edges:
-            for end in (edge.source, edge.target):
-                if by_name.get(end.name) != end:
-                    raise SpecError(
-                        f"edge {edge.name}: task {end.name!r} is not one of the objective's tasks "
-                        "(or has different classes/labels)"
-                    )
-        if co_annotation not in ("off", "soft", "hard"):
-            raise SpecError(
-                f"co_annotation must be 'off', 'soft' or 'hard', got {co_annotation!r}"
-            )
+        _check_arguments(by_name, self.edges, co_annotation, lambda_ca, lambda_dm)
         check_eps_tau(ca_eps, ca_tau, "co-annotation")
         check_eps_tau(dm_eps, dm_tau, "distribution matching")
-        for name, value in (("lambda_ca", lambda_ca), ("lambda_dm", lambda_dm)):
-            if value < 0:
-                raise SpecError(f"{name} must be >= 0, got {value}")
         self.task_weights = {t.name: 1.0 for t in self.tasks} | dict(task_weights or {})
         unknown = sorted(set(self.task_weights) - set(by_name))
         if unknown:
@@ -240,6 +227,27 @@ class Objective(nn.Module):
             f"distribution_matching={self.distribution_matching}, "
             f"stop_gradient={self.stop_gradient}"
         )
+
+
+def _check_arguments(
+    tasks: Mapping[str, Task],
+    edges: Sequence[Relatedness],
+    co_annotation: str,
+    lambda_ca: float,
+    lambda_dm: float,
+) -> None:
+    for edge in edges:
+        for end in (edge.source, edge.target):
+            if tasks.get(end.name) != end:
+                raise SpecError(
+                    f"edge {edge.name}: task {end.name!r} is not one of the objective's tasks "
+                    "(or has different classes/labels)"
+                )
+    if co_annotation not in ("off", "soft", "hard"):
+        raise SpecError(f"co_annotation must be 'off', 'soft' or 'hard', got {co_annotation!r}")
+    for name, value in (("lambda_ca", lambda_ca), ("lambda_dm", lambda_dm)):
+        if value < 0:
+            raise SpecError(f"{name} must be >= 0, got {value}")
 
 
 def group_by_task(terms: Sequence[Term]) -> dict[str, Tensor]:

@@ -33,7 +33,7 @@ import torch
 from dmtl.config import Config, SourceConfig, task_entry
 from dmtl.core.labels import PartialLabels
 from dmtl.core.relatedness import Relatedness, frequency_prior
-from dmtl.core.tasks import Task
+from dmtl.core.tasks import Task, task_from_dict
 from dmtl.data.builtin import load_builtin
 from dmtl.data.regimes import RegimeSpec, apply_regime
 from dmtl.data.sources import ArraySource, Augment, Source
@@ -243,13 +243,17 @@ def _merge_tasks(config: Config, loaded: Sequence[LoadedSource]) -> list[Task]:
             raise ConfigError(
                 [(f"tasks.{i}.type", f"task {entry.name!r} is {found.kind}, not {entry.type}")]
             )
-        tasks[entry.name] = entry.apply_options(found)
+        tasks[entry.name] = found.with_options(**entry.options())
     return list(tasks.values())
 
 
 def declared_tasks(config: Config) -> dict[str, Task]:
     """The tasks the config declares with their names (entries with options only left out)."""
-    return {e.name: e.to_task() for e in config.tasks if e.output_names() is not None}
+    return {
+        e.name: task_from_dict({**e.identity(), **e.options()})
+        for e in config.tasks
+        if e.output_names() is not None
+    }
 
 
 def _balanced_options(
@@ -258,7 +262,7 @@ def _balanced_options(
     """Tasks whose options ask for ``balanced`` weights get them from the training labels."""
     out: list[Task] = []
     for task in tasks:
-        entry = task_entry(config, task)
+        entry = task_entry(config, task.name, task.kind)
         option = entry.balanced_option(config.method)
         if option is not None:
             weight = task.balanced_weight(values(task.name))

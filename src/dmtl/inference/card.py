@@ -98,7 +98,7 @@ class ModelCard:
         object.__setattr__(self, "thresholds", thresholds)
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
         if not self.dmtl_version:
-            from dmtl import __version__
+            from dmtl._version import __version__
 
             object.__setattr__(self, "dmtl_version", __version__)
 

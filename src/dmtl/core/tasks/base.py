@@ -236,9 +236,13 @@ class Task:
 
     def check_table(self, table: Tensor, edge: Relatedness) -> None:
         """Validate the table of an edge into this task (values, rows)."""
-        raise SpecError(
-            f"edge {edge.name}: task {self.name!r} is a {self.kind} task, and {self.kind} tasks "
-            "take part in no relatedness edge (there is no such edge type yet)"
+        raise self.no_edge(edge.name)
+
+    def no_edge(self, edge_name: str) -> SpecError:
+        """The error for an edge into a kind that cannot be an edge's target."""
+        return SpecError(
+            f"edge {edge_name}: task {self.name!r} is a {self.kind} task, and {self.kind} "
+            "tasks take part in no relatedness edge (there is no such edge type yet)"
         )
 
     def __repr__(self) -> str:
