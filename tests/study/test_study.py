@@ -137,7 +137,7 @@ def test_study_trains_every_variant_for_every_seed(
     report = (tmp_path / "study" / "report.md").read_text()
     # a knowledge table is the same for every seed: its heat map names no seed
     assert "[Relatedness digit->shape (knowledge table)](relatedness_digit__shape.png)" in report
-    assert "Protocol: fixed_epochs (epochs: 1, checkpoint: last)." in report
+    assert "Protocol: early_stopping (budget epochs: 1, patience: 5" in report
 
 
 def test_resume_runs_only_what_is_missing(
