@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 
 from dmtl.cli import app
 from dmtl.cli.errors import console, err_console
+from dmtl.errors import ConfigError
 
 MANIFEST = """id,image,split,digit,attr/x,attr/y
 0,images/0.png,train,a,1,0
@@ -848,3 +849,62 @@ def test_paths_stay_under_the_root_unless_the_source_opts_out(tmp_path: Path) ->
     kit.file("data/m.csv", MANIFEST.replace("images/1.png", "sub/../images/0.png"))
     code, out = _invoke("datasets", "check", kit.config(manifest="data/m.csv"))
     assert code == 0, out
+
+
+# ---- the bounded YAML loader ----------------------------------------------------------------
+
+
+def test_anchors_and_merge_keys_still_load(tmp_path: Path) -> None:
+    from dmtl.config import load_config
+
+    path = tmp_path / "anchors.yaml"
+    path.write_text(
+        "defaults: &defaults {max_epochs: 2, batch_size: 8}\n"
+        "sources:\n  - {name: digits, builtin: digits}\n"
+        "trainer:\n  <<: *defaults\n  max_epochs: 3\n"  # a merge key is no duplicated key
+    )
+    with pytest.raises(ConfigError, match="defaults: Extra inputs") as error:
+        load_config(path)  # the merge went through: only the anchor's own key is unknown
+    assert len(error.value.problems) == 1
+    path.write_text(
+        "sources:\n  - &digits {name: digits, builtin: digits}\n"
+        "trainer: &trainer {max_epochs: 2, batch_size: 8}\n"
+        "study: {seeds: 1}\n"
+    )
+    config = load_config(path, ["trainer.max_epochs=3"])
+    assert (config.trainer.max_epochs, config.trainer.batch_size) == (3, 8)
+
+
+def test_the_expansion_limit_counts_every_use_of_an_alias() -> None:
+    from dmtl.config import BoundedLoader, parse_yaml
+
+    class Small(BoundedLoader):
+        max_values = 13
+
+    # the root, key a, [1, 2] (3 values), key b, [*x, *x] (1 + 3 + 3): 13 values
+    fits = "a: &x [1, 2]\nb: [*x, *x]\n"
+    assert yaml.load(fits, Loader=Small) == {"a": [1, 2], "b": [[1, 2], [1, 2]]}
+    with pytest.raises(yaml.YAMLError, match="more than 13 values"):
+        yaml.load(fits + "c: 1\n", Loader=Small)
+    merged = parse_yaml("base: &b {p: 1, q: 2}\nuse:\n  <<: *b\n  p: 3\n")
+    assert merged["use"] == {"p": 3, "q": 2}  # a merge key and an explicit key: no duplicate
+
+
+def test_unreadable_images_reports_progress_and_rows(tmp_path: Path) -> None:
+    from dmtl.config import load_config
+    from dmtl.data.pipeline import declared_tasks, load_source
+    from dmtl.data.sources import unreadable_images
+
+    kit = Kit(tmp_path)
+    kit.file("images/3.png", b"\x89PNG\r\n\x1a\n broken")
+    config = load_config(kit.config())
+    item = load_source(0, config.sources[0], declared_tasks(config))
+    ticks: list[int] = []
+    found = unreadable_images(item.source, ticks.append)
+    assert sum(ticks) == 6
+    assert [(Path(f.path).name, f.where) for f in found] == [
+        ("3.png", f"{tmp_path / 'm.csv'}, row 4 (line 5)")
+    ]
+    # a subset keeps naming each image's own row
+    subset = item.source.subset([3, 0])
+    assert [f.where for f in unreadable_images(subset)] == [f"{tmp_path / 'm.csv'}, row 4 (line 5)"]

@@ -451,8 +451,7 @@ def image_paths(m: Manifest, allow_outside_root: bool = False) -> np.ndarray:
                 f"{m.root} (an absolute path, or '..' above the root){more}; set "
                 "allow_outside_root: true on the source to accept such paths"
             )
-    root = str(m.root)
-    return np.asarray([os.path.join(root, p) for p in m.image], dtype=object)
+    return np.asarray([str(m.root / p) for p in m.image], dtype=object)
 
 
 def _leaves_root(path: str) -> bool:
