@@ -185,7 +185,7 @@ def _(kit: Kit) -> list[str | Path]:
 
 @case("config-nested-too-deeply", "deep.yaml", "nested too deeply")
 def _(kit: Kit) -> list[str | Path]:
-    return ["config", "show", kit.file("deep.yaml", "name: " + "[" * 5_000 + "\n")]
+    return ["config", "show", kit.file("deep.yaml", "name: " + "[" * 2_000 + "\n")]
 
 
 @case("config-control-character", "bell.yaml", "line 2", "#x0007")
@@ -586,6 +586,11 @@ def _(kit: Kit) -> list[str | Path]:
 def _(kit: Kit) -> list[str | Path]:
     kit.file("taken.txt", "mine")
     return ["study", kit.config(edit=_set("output.dir", str(kit.dir / "taken.txt")))]
+
+
+@case("demo-out-is-a-file", "taken.txt (--out) is a file")
+def _(kit: Kit) -> list[str | Path]:
+    return ["demo", "-o", kit.file("taken.txt", "mine")]
 
 
 @case("evaluate-output-exists", "metrics.json exists; pass --overwrite")

@@ -253,7 +253,9 @@ def demo(
     config_file = resources.files("dmtl") / "configs" / "digits-demo.yaml"
     with resources.as_file(config_file) as path:
         cfg = _chosen_variants(load_config(path, set_ or []), variants)
-    folder = out or Path("runs") / f"demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    folder = check_output_folder(
+        out or Path("runs") / f"demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    )
     console.print(
         f"[bold]dmtl demo[/]: {cfg.name}, {seeds} seed(s), backbone {cfg.backbone.name}, "
         f"{cfg.trainer.max_epochs} epochs -> {folder}"
