@@ -14,6 +14,7 @@ PACKAGE = SRC / "dmtl"
 
 LAYERS: dict[str, int] = {
     "dmtl._version": 0,
+    "dmtl._textfile": 0,
     "dmtl.errors": 0,
     "dmtl.config": 0,
     "dmtl.core": 1,

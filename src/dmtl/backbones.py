@@ -353,6 +353,10 @@ def _create_from_factory(
     name: str, in_channels: int, image_size: int | None, pretrained: bool, **kwargs: Any
 ) -> tuple[nn.Module, int]:
     module_path, _, function_name = name.partition(":")
+    if not module_path.strip() or module_path.startswith("."):
+        raise SpecError(
+            f"backbone {name!r}: expected package.module:function, with an absolute module path"
+        )
     try:
         python_module = importlib.import_module(module_path)
     except ImportError as error:
@@ -365,9 +369,9 @@ def _create_from_factory(
         raise SpecError(
             f"backbone {name!r}: module {module_path!r} has no callable {function_name!r}"
         )
-    result = factory(
-        in_channels=in_channels, image_size=image_size, pretrained=pretrained, **kwargs
-    )
+    arguments = {"in_channels": in_channels, "image_size": image_size, "pretrained": pretrained}
+    _check_factory_call(name, factory, {**arguments, **kwargs})
+    result = factory(**arguments, **kwargs)
     if isinstance(result, tuple):
         if len(result) != 2 or not isinstance(result[0], nn.Module):
             raise SpecError(f"backbone {name!r}: the factory must return (module, feature_dim)")
@@ -382,6 +386,24 @@ def _create_from_factory(
         if isinstance(value, int) and not isinstance(value, bool):
             return result, _checked_dim(name, value)
     return result, infer_feature_dim(result, _input_shape(in_channels, image_size))
+
+
+def _check_factory_call(name: str, factory: Any, arguments: dict[str, Any]) -> None:
+    """A factory whose signature does not take these keyword arguments is one clear error
+    (naming the factory and the call), not a ``TypeError`` from inside the model build."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to read (a builtin): call it and see
+        return
+    try:
+        signature.bind(**arguments)
+    except TypeError as error:
+        call = ", ".join(f"{key}={value!r}" for key, value in arguments.items())
+        raise SpecError(
+            f"backbone {name!r}: the factory {name.partition(':')[2]}{signature} cannot be "
+            f"called as {name.partition(':')[2]}({call}) ({error}); a backbone factory takes "
+            "in_channels, image_size, pretrained and backbone.options as keyword arguments"
+        ) from None
 
 
 __all__ = [

@@ -2,20 +2,32 @@
 
 Every problem is reported at once, each with its dotted path (``sources.0.regime.fraction``).
 See ``configs/`` for examples and ``docs/config.md`` for every key.
+
+A config file is read as plain YAML and bounded: at most :data:`MAX_CONFIG_BYTES` bytes of
+UTF-8 text, at most :data:`MAX_YAML_VALUES` values once every alias is expanded (so an
+"alias bomb" is refused at once instead of filling the memory), no recursive alias, no key
+given twice in a mapping, and no tag that would build a Python object.
 """
 
 from __future__ import annotations
 
 import copy
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dmtl._textfile import read_text
 from dmtl.errors import ConfigError
+
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest config file read (1 MiB; a config is a few kilobytes)."""
+
+MAX_YAML_VALUES = 100_000
+"""The most values (scalars, lists, mappings) a config may hold, every alias expanded."""
 
 
 class _Strict(BaseModel):
@@ -180,6 +192,19 @@ class SourceConfig(_Strict):
     input: InputConfig = Field(default_factory=InputConfig)
     skip_corrupt: bool = False
     max_samples: int | None = Field(default=None, gt=0)
+    split: Literal["train", "val", "test"] | None = None
+    """The split of every row of a source without a split column (e.g. a test set given as
+    its own manifest); ``None``: its split column, or all rows train when it has none."""
+    allow_outside_root: bool = False
+    """Accept manifest image paths that are absolute or leave ``root`` through ``..``."""
+
+    def split_name(self) -> str | None:
+        """The name, in this source's split column, of the split that ``split`` declares."""
+        if self.split is None:
+            return None
+        return {"train": self.train_split, "val": self.val_split, "test": self.test_split}[
+            self.split
+        ]
 
     @model_validator(mode="after")
     def _one_kind(self) -> SourceConfig:
@@ -384,6 +409,108 @@ def _dotted(loc: Sequence[Any]) -> str:
     return ".".join(parts)
 
 
+class _LimitError(yaml.YAMLError):
+    """A bounded YAML document went over a limit (the message says which)."""
+
+
+def _children(node: yaml.Node) -> Iterator[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        yield from node.value
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield key
+            yield value
+
+
+def _check_keys(node: yaml.MappingNode) -> None:
+    """A key given twice in one mapping would silently drop the first value."""
+    seen: dict[str, int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        line = key.start_mark.line + 1
+        if key.value in seen:
+            raise _LimitError(
+                f"line {line}: key {key.value!r} is given twice in the same mapping "
+                f"(first on line {seen[key.value]})"
+            )
+        seen[key.value] = line
+
+
+def _check_expansion(root: yaml.Node, limit: int) -> None:
+    """Refuse a document holding more than ``limit`` values once its aliases are expanded,
+    a recursive alias, or a duplicated key (an iterative walk: nesting depth is no limit)."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            on_path.discard(key)
+            sizes[key] = min(limit + 1, 1 + sum(sizes[id(c)] for c in _children(node)))
+            if sizes[key] > limit:
+                raise _LimitError(
+                    f"more than {limit:,} values once its aliases are expanded (from line "
+                    f"{node.start_mark.line + 1}); a config holds far fewer: refused as an "
+                    "alias bomb"
+                )
+            continue
+        if key in sizes:
+            continue
+        if isinstance(node, yaml.MappingNode):
+            _check_keys(node)
+        on_path.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in on_path:
+                raise _LimitError(
+                    f"line {child.start_mark.line + 1}: a recursive alias (a value that "
+                    "contains itself)"
+                )
+            if id(child) not in sizes:
+                stack.append((child, False))
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """PyYAML's ``SafeLoader`` (no Python objects) that checks the composed document first:
+    at most :data:`MAX_YAML_VALUES` values with every alias expanded, no recursive alias,
+    no duplicated key."""
+
+    max_values = MAX_YAML_VALUES
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node, self.max_values)
+        return super().construct_document(node)
+
+
+def _yaml_problem(error: BaseException, text: str) -> str:
+    """One line for a YAML error: where, then what (PyYAML's messages span several lines)."""
+    if isinstance(error, yaml.reader.ReaderError) and isinstance(error.character, int):
+        line = text.count("\n", 0, error.position) + 1
+        return f"line {line}: character #x{error.character:04x} is not allowed in YAML"
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        what = ": ".join(part for part in (error.context, error.problem) if part)
+        if "constructor for the tag" in what:
+            what += " (dmtl reads plain YAML: tags that build Python objects are refused)"
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        return f"{where}{what}"
+    return " ".join(str(error).split())
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`BoundedLoader`; ``ValueError`` with one line if invalid."""
+    try:
+        return yaml.load(text, Loader=BoundedLoader)  # a SafeLoader: no Python objects
+    except _LimitError as error:
+        raise ValueError(str(error)) from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"not valid YAML: {_yaml_problem(error, text)}") from None
+    except RecursionError:
+        raise ValueError("not valid YAML: nested too deeply") from None
+
+
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides (values parsed as YAML; list items by index)."""
     data = copy.deepcopy(data)
@@ -391,13 +518,16 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if "=" not in item:
             raise ConfigError([(item, "an override must look like key.sub=value")])
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as error:
-            problem = str(error).splitlines()[0]
-            message = f"the value {raw!r} is not valid YAML ({problem})"
-            raise ConfigError([(key.strip(), message)]) from None
         parts = key.strip().split(".")
+        if not all(part.strip() for part in parts):
+            raise ConfigError(
+                [(item, "an override must look like key.sub=value (e.g. trainer.max_epochs=3)")]
+            )
+        try:
+            value = parse_yaml(raw) if raw.strip() else None
+        except ValueError as error:
+            message = f"the value {raw!r} is {error}"
+            raise ConfigError([(key.strip(), message)]) from None
         node: Any = data
         for i, part in enumerate(parts[:-1]):
             if isinstance(node, list):
@@ -419,15 +549,16 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
-    """Make relative file paths relative to the config file's folder."""
+    """Make relative file paths relative to the config file's folder (``~`` is expanded)."""
 
     def fix(section: Mapping[str, Any] | None, keys: Sequence[str]) -> None:
         if not isinstance(section, dict):
             return
         for key in keys:
             value = section.get(key)
-            if isinstance(value, str) and value and not Path(value).is_absolute():
-                section[key] = str((base / value).resolve())
+            if isinstance(value, str) and value:
+                path = Path(value).expanduser()
+                section[key] = str(path if path.is_absolute() else (base / path).resolve())
 
     for source in data.get("sources") or []:
         fix(source, ("manifest", "root", "array"))
@@ -473,6 +604,7 @@ def check_consistency(config: Config) -> list[tuple[str, str]]:
                     "a manifest source needs the tasks declared under 'tasks'",
                 )
             )
+        problems += _held_out_problems(i, source)
     # With manifest sources only, the declared tasks are all the tasks there are, so edges
     # and weights can be checked here; built-in datasets and readers bring their own tasks
     # (checked when the experiment is built).
@@ -525,15 +657,49 @@ def check_consistency(config: Config) -> list[tuple[str, str]]:
     return problems
 
 
+def _held_out_problems(i: int, source: SourceConfig) -> list[tuple[str, str]]:
+    """``split`` and ``allow_outside_root`` against the rest of a source's entry."""
+    problems: list[tuple[str, str]] = []
+    where = f"sources.{i}"
+    if source.allow_outside_root and source.builtin is not None:
+        problems.append(
+            (f"{where}.allow_outside_root", "applies to image paths of manifest and reader "
+             "sources, not to a built-in dataset")
+        )
+    if source.split is None:
+        return problems
+    if source.split_name() is None:
+        problems.append(
+            (f"{where}.split", f"{source.split!r} names no split: {where}.{source.split}_split "
+             "is null")
+        )
+    if source.split != "train":
+        if source.val_fraction > 0:
+            problems.append(
+                (f"{where}.val_fraction", f"source {source.name!r} is held out "
+                 f"(split: {source.split}): it has no training rows to carve validation from")
+            )
+        if source.regime.name != "full":
+            problems.append(
+                (f"{where}.regime", f"source {source.name!r} is held out "
+                 f"(split: {source.split}): a regime hides training labels, and it has none")
+            )
+    return problems
+
+
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
-    """Read a YAML config, apply overrides, resolve relative paths, validate."""
+    """Read a YAML config (bounded, see the module doc), apply overrides, resolve relative
+    paths, validate."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError([("", f"{path} is a folder, not a config file")])
     if not path.is_file():
         raise ConfigError([("", f"config file not found: {path}")])
+    text = read_text(path, "config file", ConfigError, MAX_CONFIG_BYTES)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError([("", f"not valid YAML: {error}")], path) from None
+        data = parse_yaml(text) or {}
+    except ValueError as error:
+        raise ConfigError([("", str(error))], path) from None
     if not isinstance(data, dict):
         raise ConfigError([("", "the top level must be a mapping")], path)
     data = apply_overrides(data, overrides)

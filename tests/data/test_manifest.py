@@ -209,8 +209,10 @@ def test_unknown_columns_are_listed(tmp_path: Path, tasks: list[Task]) -> None:
 
 
 def test_both_or_neither_image_and_index(tmp_path: Path, tasks: list[Task]) -> None:
-    expect_error(tmp_path, tasks, "image,index,digit\na,0,0\n", "both", "'image' and 'index'")
-    expect_error(tmp_path, tasks, "id,digit\na,0\n", "neither", "'image' and 'index'")
+    expect_error(tmp_path, tasks, "image,index,digit\na,0,0\n", "both an 'image' and an 'index'")
+    expect_error(tmp_path, tasks, "id,digit\na,0\n", "no 'image' column", "no 'index' column")
+    # the missing column is named even without rows, and a near name is suggested
+    expect_error(tmp_path, tasks, "path,digit\n", "no 'image' column", "rename 'path'")
 
 
 def test_bad_index_split_and_empty_path(tmp_path: Path, tasks: list[Task]) -> None:

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dmtl.cli.errors import console, handle_errors, quiet_lightning
+from dmtl.cli.errors import console, handle_errors, quiet_lightning, warn_line
 from dmtl.cli.options import ConfigArg, Overrides, Overwrite, Resume
-from dmtl.errors import ConfigError, DataError, OutputError
+from dmtl.cli.outputs import check_output_file, check_output_folder
+from dmtl.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from dmtl.config import Config
@@ -57,16 +58,19 @@ def train(
     """Train one model as the config says; checkpoints, logs and metrics go to the output folder."""
     from dmtl.cli.render import metrics_table
     from dmtl.config import load_config
-    from dmtl.data.pipeline import build_experiment
+    from dmtl.data.pipeline import build_experiment, experiment_warnings
     from dmtl.training.run import run_training
-    from dmtl.training.trainer import launch_rank, prepare_run_dir
+    from dmtl.training.trainer import check_monitor, launch_rank, prepare_run_dir
 
     cfg = load_config(config, set_ or [])
-    run_dir = out or cfg.output.dir
+    run_dir = check_output_folder(out or cfg.output.dir, "--out" if out else "output.dir")
     first = launch_rank() == 0  # under DDP, every rank runs this command
     if first:
         prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     experiment = build_experiment(cfg)
+    check_monitor(cfg, experiment.tasks)
+    for line in experiment_warnings(experiment) if first else []:
+        warn_line(line)
     with quiet_lightning():
         result = run_training(
             experiment, run_dir, resume=True, progress_bar=cfg.trainer.progress_bar
@@ -104,8 +108,8 @@ def evaluate(
     """Evaluate a trained model on the test (or validation) split of its config's data."""
     import lightning.pytorch as pl
 
-    if output is not None and output.exists() and not overwrite:
-        raise OutputError(f"{output} exists; pass --overwrite to replace it")
+    if output is not None:
+        check_output_file(output, overwrite)
 
     from dmtl.cli.render import metrics_table
     from dmtl.data.loaders import eval_loader
@@ -164,8 +168,7 @@ def predict(
     """Per-task probabilities and decisions, in the manifest's column naming."""
     from dmtl.inference.predict import predict_to_csv
 
-    if output.exists() and not overwrite:
-        raise OutputError(f"{output} exists; pass --overwrite to replace it")
+    check_output_file(output, overwrite)
     ckpt = _resolve_checkpoint(checkpoint)
     with quiet_lightning():
         frame = predict_to_csv(ckpt, inputs, output, root=root, array=array)
@@ -191,7 +194,8 @@ def study(
     from dmtl.config import load_config
 
     cfg = _chosen_variants(load_config(config, set_ or []), variants)
-    _run_study(cfg, out or cfg.output.dir, seeds, resume, overwrite)
+    folder = check_output_folder(out or cfg.output.dir, "--out" if out else "output.dir")
+    _run_study(cfg, folder, seeds, resume, overwrite)
 
 
 def _chosen_variants(cfg: Config, variants: str | None) -> Config:
@@ -249,7 +253,9 @@ def demo(
     config_file = resources.files("dmtl") / "configs" / "digits-demo.yaml"
     with resources.as_file(config_file) as path:
         cfg = _chosen_variants(load_config(path, set_ or []), variants)
-    folder = out or Path("runs") / f"demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    folder = check_output_folder(
+        out or Path("runs") / f"demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    )
     console.print(
         f"[bold]dmtl demo[/]: {cfg.name}, {seeds} seed(s), backbone {cfg.backbone.name}, "
         f"{cfg.trainer.max_epochs} epochs -> {folder}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
@@ -12,9 +12,15 @@ from rich.table import Table
 
 from dmtl.cli.errors import console, handle_errors
 from dmtl.cli.options import Overrides
+from dmtl.cli.outputs import check_output_folder
 from dmtl.cli.render import frame_table
-from dmtl.data.sources import Source
-from dmtl.errors import ConfigError, DmtlError
+from dmtl.errors import ConfigError, DmtlError, OutputError
+
+if TYPE_CHECKING:
+    from dmtl.config import Config, SourceConfig
+    from dmtl.core.tasks import Task
+    from dmtl.data.pipeline import LoadedSource
+    from dmtl.data.sources import Source, UnreadableImage
 
 datasets_app = typer.Typer(help="List, inspect, export and check datasets.", no_args_is_help=True)
 
@@ -161,9 +167,16 @@ def export(
     import numpy as np
 
     from dmtl.data.builtin import load_builtin
-    from dmtl.data.export import export_source
+    from dmtl.data.export import MANIFEST_NAME, export_source
     from dmtl.data.sources import ArraySource
 
+    check_output_folder(out_dir, "OUT_DIR")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        what = MANIFEST_NAME if (out_dir / MANIFEST_NAME).exists() else "files"
+        raise OutputError(
+            f"{out_dir} already holds {what}; pass --overwrite to replace an export, or "
+            "choose an empty folder"
+        )
     dataset = load_builtin(name)
     source = ArraySource(name, dataset.tasks, dataset.inputs, dataset.labels, splits=dataset.split)
     if split is not None:
@@ -180,50 +193,160 @@ def check(
     config: Annotated[Path, typer.Argument(help="YAML config whose sources to check.")],
     set_: Overrides = None,
 ) -> None:
-    """Check every source's data folder against its reader or manifest before any training.
+    """Check every source before any training: its files, every image decoded, its labels.
 
-    Reports counts per task, what the reader dropped (unknown codes), missing or corrupt
-    files, and which binary labels (e.g. AUs) each source observes.
+    Reports counts per task, what a reader dropped (unknown codes), missing files, every
+    image that does not decode (file and manifest row; decoded in parallel threads), which
+    binary labels (e.g. AUs) each source observes, a source all of whose rows train (no
+    split column), and what a run would warn about (no validation or test data, a task
+    without labels, an unknown trainer.monitor). Exit status 1 if a source cannot be read
+    or an image does not decode.
     """
     from dmtl.config import load_config
-    from dmtl.data.inspect import label_counts
-    from dmtl.data.pipeline import declared_tasks, load_source
+    from dmtl.data.pipeline import declared_tasks
 
     cfg = load_config(config, set_ or [])
-    problems = 0
-    counts: list[pd.DataFrame] = []
-    sources: list[Source] = []
+    declared = declared_tasks(cfg)
+    problems = unreadable = 0
+    loaded: list[LoadedSource] = []
     for i, source_cfg in enumerate(cfg.sources):
-        try:
-            loaded = load_source(i, source_cfg, declared_tasks(cfg))
-        except DmtlError as error:
+        item = _check_source(i, source_cfg, declared)
+        if item is None:
             problems += 1
-            # The error already names ``sources.<i>``.
-            console.print(f"[red]source {escape(source_cfg.name)!r}: {escape(str(error))}[/]")
             continue
-        console.print(
-            f"[green]sources.{i} ({escape(source_cfg.name)}): "
-            f"{len(loaded.source)} samples readable[/]"
-        )
-        for reason, count in (loaded.notes.get("dropped") or {}).items():
-            console.print(f"  dropped {reason}: {count}")
-        for note in loaded.notes.get("notes") or []:
-            console.print(f"  note: {note}")
-        if loaded.source.skipped_corrupt:
-            console.print(f"  [yellow]corrupt images skipped: {loaded.source.skipped_corrupt}[/]")
-        counts.append(label_counts(loaded.source))
-        sources.append(loaded.source)
-    if counts:
-        frame = pd.concat(counts, ignore_index=True)
-        console.print(frame_table(_per_task(sources), title="samples labelled per task"))
-        binary = frame[frame["kind"] == "binary_set"]
-        if len(binary):
-            observed = binary.assign(observed=binary["labelled"] > 0).pivot_table(
-                index=["task", "label"], columns="source", values="observed", aggfunc="max"
-            )
-            table = observed.map(lambda v: "yes" if v else "-").reset_index()
-            console.print(frame_table(table, title="binary labels observed per source (overlap)"))
-    if problems:
-        console.print(f"[red]{problems} source(s) with problems[/]")
+        unreadable += _check_images(i, item)
+        loaded.append(item)
+    if loaded:
+        _print_label_tables([item.source for item in loaded])
+    if not problems and loaded:
+        problems += _check_experiment(cfg, loaded)
+    if problems or unreadable:
+        parts = [f"{problems} source(s) with problems"] if problems else []
+        parts += [f"{unreadable} unreadable image(s)"] if unreadable else []
+        console.print(f"[red]{', '.join(parts)}[/]")
         raise typer.Exit(code=1)
     console.print("[green]all sources readable[/]")
+
+
+def _check_source(i: int, cfg: SourceConfig, declared: dict[str, Task]) -> LoadedSource | None:
+    """Load ``sources.<i>`` and print what was found (``None``, with a red line, if it fails)."""
+    from dmtl.data.pipeline import load_source, split_note
+
+    try:
+        item = load_source(i, cfg, declared)
+    except DmtlError as error:
+        # The error already names ``sources.<i>``.
+        message = f"source {cfg.name!r}: {error}"
+        console.print(f"[red]{escape(message)}[/]", soft_wrap=True)
+        return None
+    name = escape(cfg.name)
+    console.print(f"[green]sources.{i} ({name}): {len(item.source)} samples readable[/]")
+    for reason, count in (item.notes.get("dropped") or {}).items():
+        console.print(f"  dropped {escape(str(reason))}: {count}")
+    for note in item.notes.get("notes") or []:
+        console.print(f"  note: {escape(str(note))}")
+    note = split_note(item)
+    if note is not None:
+        console.print(f"  [yellow]{escape(note)}[/]", soft_wrap=True)
+    return item
+
+
+def _check_images(i: int, item: LoadedSource) -> int:
+    """Decode every image of a loaded source; print the unreadable ones; return their count."""
+    from dmtl.data.sources import ImageSource
+
+    source = item.source
+    if source.skipped_corrupt:
+        console.print(
+            f"  [yellow]corrupt images skipped (skip_corrupt): {source.skipped_corrupt}, "
+            f"e.g. {escape(source.skipped_paths[0])}[/]",
+            soft_wrap=True,
+        )
+    if not isinstance(source, ImageSource) or item.config.skip_corrupt:
+        return 0  # no image files, or every image kept was decoded when loading
+    found = _decode_with_progress(f"sources.{i} ({item.config.name})", source)
+    for image in found[:_SHOW_UNREADABLE]:
+        console.print(
+            f"  [red]unreadable: {escape(image.path)} ({escape(image.where)}): "
+            f"{escape(image.problem)}[/]",
+            soft_wrap=True,
+        )
+    if len(found) > _SHOW_UNREADABLE:
+        console.print(f"  [red]... and {len(found) - _SHOW_UNREADABLE} more unreadable images[/]")
+    if found:
+        console.print(f"  [red]{len(found)} of {len(source)} images do not decode[/]")
+    else:
+        console.print(f"  all {len(source)} images decode")
+    return len(found)
+
+
+_SHOW_UNREADABLE = 50
+
+
+def _decode_with_progress(label: str, source: Source) -> list[UnreadableImage]:
+    """:func:`~dmtl.data.sources.unreadable_images` with a rich progress bar on a terminal,
+    else a plain line every tenth of a large source."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from dmtl.data.sources import unreadable_images
+
+    total = len(source)
+    if console.is_terminal:
+        columns = (
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task(f"decoding {escape(label)}", total=total)
+            return unreadable_images(source, lambda k: bar.advance(task, k))
+    step = max(total // 10, 1) if total >= _PLAIN_PROGRESS_FROM else total
+    done = 0
+
+    def report(k: int) -> None:
+        nonlocal done
+        done += k
+        if done % step == 0 and done < total:
+            console.print(f"  decoded {done}/{total} images of {escape(label)}")
+
+    return unreadable_images(source, report)
+
+
+_PLAIN_PROGRESS_FROM = 1000
+"""Sources with fewer images get no progress lines off a terminal (only the result)."""
+
+
+def _check_experiment(cfg: Config, loaded: list[LoadedSource]) -> int:
+    """Build the run's data as training would; print its warnings. Returns 1 on an error."""
+    from dmtl.data.pipeline import build_experiment, experiment_warnings
+    from dmtl.training.trainer import check_monitor
+
+    try:
+        experiment = build_experiment(cfg, loaded=loaded)
+        check_monitor(cfg, experiment.tasks)
+    except DmtlError as error:
+        console.print(f"[red]{escape(str(error))}[/]", soft_wrap=True)
+        return 1
+    for line in experiment_warnings(experiment):
+        console.print(f"[yellow]warning: {escape(line)}[/]", soft_wrap=True)
+    return 0
+
+
+def _print_label_tables(sources: list[Source]) -> None:
+    """Samples labelled per task, and which binary labels each source observes."""
+    from dmtl.data.inspect import label_counts
+
+    frame = pd.concat([label_counts(s) for s in sources], ignore_index=True)
+    console.print(frame_table(_per_task(sources), title="samples labelled per task"))
+    binary = frame[frame["kind"] == "binary_set"]
+    if len(binary):
+        observed = binary.assign(observed=binary["labelled"] > 0).pivot_table(
+            index=["task", "label"], columns="source", values="observed", aggfunc="max"
+        )
+        table = observed.map(lambda v: "yes" if v else "-").reset_index()
+        console.print(frame_table(table, title="binary labels observed per source (overlap)"))

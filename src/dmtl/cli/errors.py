@@ -34,11 +34,38 @@ def handle_errors(function: F) -> F:
         except DmtlError as error:
             if os.environ.get("DMTL_DEBUG"):
                 raise
-            # The message is text, not markup: "dmtl[vision]" or "digits[train]" must survive.
-            err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+            # The message is text, not markup: "dmtl[vision]" or "digits[train]" must survive;
+            # soft wrap: the terminal folds a long line, a log keeps it whole.
+            err_console.print(
+                f"[bold red]error:[/] {escape(error_message(error))}",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def error_message(error: BaseException) -> str:
+    r"""The message of ``error``; for one re-raised from a DataLoader worker, whose message
+    holds the worker's traceback, the original message alone.
+
+    >>> error_message(ValueError("Caught DataError in DataLoader worker process 0.\n"
+    ...     "Original Traceback (most recent call last):\n  File ...\n"
+    ...     "dmtl.errors.DataError: a.png: cannot decode the image\n"))
+    'a.png: cannot decode the image'
+    """
+    text = str(error)
+    if "\nOriginal Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    kind, _, message = last.partition(": ")
+    return message if message and " " not in kind else last
+
+
+def warn_line(message: str) -> None:
+    """Print ``warning: <message>`` on stderr, one line (not markup)."""
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from rich.markup import escape
 from dmtl.cli.app import _resolve_checkpoint
 from dmtl.cli.errors import console, handle_errors, quiet_lightning
 from dmtl.cli.options import Overwrite
-from dmtl.errors import OutputError
+from dmtl.cli.outputs import check_output_file
 
 DEFAULT_OPSET = 18  # dmtl.inference.export.DEFAULT_OPSET, repeated so --help imports no torch
 
@@ -64,9 +64,7 @@ def export(
     if fmt == "onnx":
         check_opset(opset)
     checkpoint = _resolve_checkpoint(run)
-    target = output or default_output(checkpoint, fmt)
-    if target.exists() and not overwrite:
-        raise OutputError(f"{target} exists; pass --overwrite to replace it")
+    target = check_output_file(output or default_output(checkpoint, fmt), overwrite)
 
     from dmtl.inference.card import model_card
     from dmtl.training.module import load_module

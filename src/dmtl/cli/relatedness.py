@@ -9,7 +9,8 @@ import typer
 
 from dmtl.cli.errors import console, handle_errors
 from dmtl.cli.options import Overrides
-from dmtl.errors import ConfigError, OutputError, SpecError
+from dmtl.cli.outputs import check_output_file, check_output_folder
+from dmtl.errors import ConfigError, SpecError
 
 relatedness_app = typer.Typer(
     help="Estimate and inspect task-relatedness tables.", no_args_is_help=True
@@ -37,30 +38,40 @@ def estimate(
     from dmtl.data.pipeline import build_experiment, load_sources
     from dmtl.knowledge.edges import build_edges
 
-    cfg = load_config(config, set_ or [])
-    loaded = load_sources(cfg)
-    experiment = build_experiment(cfg.model_copy(update={"relatedness": []}), loaded=loaded)
     if (source is None) != (target is None):
-        raise typer.BadParameter("give both --source and --target, or neither")
+        raise ConfigError("--source, --target: give both, or neither")
+    if alpha < 0:
+        raise ConfigError(f"--alpha: expected a number >= 0, got {alpha}")
+    one_file = output.suffix.lower() == ".csv"
+    if one_file:
+        check_output_file(output, overwrite)
+    else:
+        check_output_folder(output, "--output")
+    cfg = load_config(config, set_ or [])
     if source is not None and target is not None:
         specs = [EdgeConfig(source=source, target=target, kind="estimate", alpha=alpha)]
     else:
         specs = [e for e in cfg.relatedness if e.kind == "estimate"]
         if not specs:
-            raise typer.BadParameter(
-                "the config lists no edge of kind 'estimate'; name one with --source and --target"
+            raise ConfigError(
+                f"{config}: the config lists no edge of kind 'estimate'; name one with "
+                "--source and --target"
             )
+    if one_file and len(specs) > 1:
+        raise ConfigError(
+            f"--output {output}: {len(specs)} edges are estimated; give a folder, not a .csv file"
+        )
+    loaded = load_sources(cfg)
+    experiment = build_experiment(cfg.model_copy(update={"relatedness": []}), loaded=loaded)
     offered = [edge for item in loaded for edge in item.knowledge]
     edges = build_edges(specs, experiment.task_map, offered, experiment.train_labels)
-    paths: list[Path] = []
-    if len(edges) == 1 and output.suffix.lower() == ".csv":
+    if one_file:
         paths = [output]
     else:
-        output.mkdir(parents=True, exist_ok=True)
         paths = [output / f"{e.source.name}__{e.target.name}.csv" for e in edges]
+        for path in paths:
+            check_output_file(path, overwrite)
     for edge, path in zip(edges, paths, strict=True):
-        if path.exists() and not overwrite:
-            raise OutputError(f"{path} exists; pass --overwrite to replace it")
         edge.to_csv(path)
         console.print(f"{edge.name}: {tuple(edge.table.shape)} table written to [bold]{path}[/]")
 
@@ -79,19 +90,27 @@ def show(
     ] = False,
 ) -> None:
     """Print a relatedness table and draw it as a heatmap PNG."""
+    import io
+
     import pandas as pd
 
+    from dmtl._textfile import read_text
     from dmtl.cli.render import frame_table
     from dmtl.knowledge.heatmap import plot_relatedness
 
     if not table.is_file():
         raise ConfigError(f"{table}: no such file")
+    path = check_output_file(image or table.with_suffix(".png"), overwrite, "--image")
+    text = read_text(table, "relatedness table", SpecError)
     try:
-        frame = pd.read_csv(table, index_col=0)
+        frame = pd.read_csv(io.StringIO(text), index_col=0)
         frame.index = frame.index.astype(str)  # class names, even where they look like numbers
         values = frame.to_numpy(dtype=float)
     except (ValueError, pd.errors.ParserError) as error:
-        raise SpecError(f"{table}: not a relatedness table ({error})") from None
+        problem = " ".join(str(error).split())
+        raise SpecError(f"{table}: not a relatedness table ({problem})") from None
+    if values.size == 0:
+        raise SpecError(f"{table}: not a relatedness table (no rows or no columns)")
     shown = frame.iloc[:max_rows, :max_columns].reset_index()
     title = f"{table.name}: p({frame.index.name} class -> column)"
     console.print(frame_table(shown, title=title, digits=2))
@@ -105,9 +124,6 @@ def show(
     ]
     if hidden:
         console.print(f"({', '.join(hidden)} in the file)")
-    path = image or table.with_suffix(".png")
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists; pass --overwrite to replace it")
     plot_relatedness(
         values,
         [str(r) for r in frame.index],

@@ -19,12 +19,14 @@ tensor([[0.5500]])
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from dmtl._textfile import read_text
 from dmtl.core.maps import (
     ROW_SUM_TOLERANCE,
     categorical_posterior,
@@ -152,10 +154,13 @@ class Relatedness:
         path = Path(path)
         if not path.is_file():
             raise SpecError(f"{path}: relatedness table file not found")
-        with path.open(newline="") as handle:
-            reader = csv.reader(handle)
+        text = read_text(path, "relatedness table", SpecError)
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
             # Keep the physical line number of each row (blank lines are skipped).
             numbered = [(reader.line_num, r) for r in reader if r and any(c.strip() for c in r)]
+        except csv.Error as error:
+            raise SpecError(f"{path}, line {reader.line_num}: not a CSV table ({error})") from None
         if not numbered:
             raise SpecError(f"{path}: empty relatedness table")
         rows = [r for _, r in numbered]

@@ -17,7 +17,10 @@ A task with no column at all is unlabelled in this source. Any other column is
 an error, so that a typo never drops labels silently.
 
 Rows are numbered from 1 (the first data row); for CSV files the line number
-(header = line 1) is given as well.
+(header = line 1) is given as well. A CSV file is read as UTF-8 text (a byte that is
+not is an error naming its line), comma-separated, with one field per column on every
+row: a row with more or fewer fields than the header is an error naming its line, never
+a row read as "not labelled". Blank lines are skipped.
 
 >>> import pandas as pd
 >>> from dmtl.core.tasks import BinarySetTask, CategoricalTask
@@ -30,7 +33,9 @@ Rows are numbered from 1 (the first data row); for CSV files the line number
 
 from __future__ import annotations
 
+import csv as csv_module
 import difflib
+import io
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dmtl._textfile import read_text
 from dmtl.core.tasks import LabelCellError, Task, check_unique_task_names
 from dmtl.core.tasks.categorical import preview
 from dmtl.errors import DataError
@@ -65,7 +71,8 @@ class Manifest:
     default to the image paths or the indices. ``origin`` names where the rows
     came from (a file path, or e.g. ``"<DataFrame>"``) and ``rows`` their 1-based
     row numbers there (default ``1..N``), so later errors (missing files, index
-    out of range) can name them; ``csv`` adds line numbers to those messages.
+    out of range) can name them; ``lines`` are their line numbers in a CSV file (``csv``
+    without ``lines``: row ``r`` is on line ``r + 1``), added to those messages.
     ``root`` is the folder image paths are relative to (for a file: its folder).
     """
 
@@ -83,11 +90,12 @@ class Manifest:
         rows: Sequence[int] | np.ndarray | None = None,
         csv: bool = False,
         labels_checked: bool = False,
+        lines: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         self.tasks: tuple[Task, ...] = tuple(tasks)
         check_unique_task_names(self.tasks)
         self.origin = origin
-        self.csv = csv
+        self.csv = csv or lines is not None
         if (image is None) == (index is None):
             raise DataError(f"{origin}: give exactly one of 'image' and 'index'")
         self.image: np.ndarray | None = None if image is None else np.asarray(image, dtype=object)
@@ -101,7 +109,13 @@ class Manifest:
             np.arange(1, n + 1) if rows is None else rows, dtype=np.int64
         )
         self.root: Path | None = None if root is None else Path(root)
-        for what, value in (("ids", self.ids), ("split", self.split), ("rows", self.rows)):
+        self.lines: np.ndarray | None = (
+            np.asarray(lines, dtype=np.int64) if lines is not None
+            else self.rows + 1 if self.csv else None
+        )
+        for what, value in (
+            ("ids", self.ids), ("split", self.split), ("rows", self.rows), ("lines", self.lines)
+        ):
             if value is not None and len(value) != n:
                 raise DataError(f"{origin}: {what} has {len(value)} entries, expected {n}")
         duplicated = pd.Series(self.ids).duplicated().to_numpy()
@@ -128,7 +142,7 @@ class Manifest:
         return Manifest(
             self.tasks, self.labels, image=self.image, index=self.index, ids=self.ids,
             split=self.split, origin=self.origin, root=root, rows=self.rows, csv=self.csv,
-            labels_checked=True,
+            labels_checked=True, lines=self.lines,
         )
 
     @property
@@ -138,7 +152,8 @@ class Manifest:
 
     def where(self, position: int, column: str | None = None) -> str:
         """Describe row ``position`` (0-based here) as ``file, row r (line l), column c``."""
-        return _where(self.origin, self.row_number(position), column, self.csv)
+        line = None if self.lines is None else int(self.lines[position])
+        return _where(self.origin, self.row_number(position), column, line)
 
     def row_number(self, position: int) -> int:
         """1-based data row in :attr:`origin` of the row at 0-based ``position`` here."""
@@ -163,6 +178,7 @@ class Manifest:
             rows=self.rows[pos],
             csv=self.csv,
             labels_checked=True,
+            lines=take(self.lines),
         )
 
     def to_frame(self) -> pd.DataFrame:
@@ -194,7 +210,8 @@ class Manifest:
         ``require_labels=False`` accepts a manifest without any task column (inputs
         to predict on); otherwise that is an error.
         """
-        return _parse(frame, tuple(tasks), root, origin, csv, require_labels)
+        lines = np.arange(2, len(frame) + 2) if csv else None
+        return _parse(frame, tuple(tasks), root, origin, lines, require_labels)
 
     @classmethod
     def read(
@@ -207,10 +224,10 @@ class Manifest:
     ) -> Manifest:
         """Read a CSV or Parquet manifest; ``root`` defaults to the file's folder."""
         path = Path(path)
-        frame = _read_table(path)
+        frame, lines = _read_table(path)
         return _parse(
-            frame, tuple(tasks), path.parent if root is None else root, str(path),
-            path.suffix.lower() in CSV_SUFFIXES, require_labels,
+            frame, tuple(tasks), path.parent if root is None else root, str(path), lines,
+            require_labels,
         )
 
 
@@ -274,31 +291,82 @@ def check_encoded(
 # --------------------------------------------------------------------------- parsing
 
 
-def _where(origin: str, row: int, column: str | None, csv: bool) -> str:
+def _where(origin: str, row: int, column: str | None, line: int | None) -> str:
     text = f"{origin}, row {row}"
-    if csv:
-        text += f" (line {row + 1})"
+    if line is not None:
+        text += f" (line {line})"
     if column is not None:
         text += f", column {column!r}"
     return text
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+_OTHER_SEPARATORS = {";": "';'", "\t": "tab", "|": "'|'"}
+
+
+def _read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The manifest as text cells (CSV, with each row's line) or as read (Parquet)."""
     if not path.is_file():
         raise DataError(f"{path}: manifest file not found")
     suffix = path.suffix.lower()
-    try:
-        if suffix in CSV_SUFFIXES:
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-        if suffix in PARQUET_SUFFIXES:
-            return pd.read_parquet(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: empty manifest (no header, no rows)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as error:
-        raise DataError(f"{path}: cannot read the manifest: {error}") from None
+    if suffix in CSV_SUFFIXES:
+        return _read_csv(path)
+    if suffix in PARQUET_SUFFIXES:
+        try:
+            return pd.read_parquet(path), None
+        except (OSError, ValueError, ImportError) as error:
+            problem = " ".join(str(error).split())
+            raise DataError(f"{path}: cannot read the Parquet manifest ({problem})") from None
     raise DataError(
         f"{path}: unknown manifest suffix {suffix!r}; expected .csv, .parquet or .pq"
     )
+
+
+def _read_csv(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """Every row of a CSV manifest with exactly one field per header column."""
+    reader = csv_module.reader(io.StringIO(read_text(path, "manifest", DataError), newline=""))
+    header: list[str] | None = None
+    header_line = 0
+    records: list[list[str]] = []
+    lines: list[int] = []
+    try:
+        for record in reader:
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue  # a blank line
+            if header is None:
+                header, header_line = [c.strip() for c in record], reader.line_num
+                _check_header(path, header, header_line)
+            elif len(record) != len(header):
+                raise DataError(
+                    f"{path}, row {len(records) + 1} (line {reader.line_num}): {len(record)} "
+                    f"field(s), but the header (line {header_line}) has {len(header)} "
+                    "columns; give every row one field per column (an empty field: not "
+                    "labelled; quote a field that holds a comma)"
+                )
+            else:
+                records.append(record)
+                lines.append(reader.line_num)
+    except csv_module.Error as error:
+        raise DataError(f"{path}, line {reader.line_num}: not a CSV file ({error})") from None
+    if header is None:
+        raise DataError(
+            f"{path}: empty manifest (an empty file; expected a header line naming the columns, "
+            "e.g. image,<task>)"
+        )
+    frame = pd.DataFrame(records, columns=header, dtype=object)
+    return frame, np.asarray(lines, dtype=np.int64)
+
+
+def _check_header(path: Path, header: list[str], line: int) -> None:
+    """A header of one column that another separator would split: say so."""
+    if len(header) != 1:
+        return
+    for separator, name in _OTHER_SEPARATORS.items():
+        if separator in header[0]:
+            raise DataError(
+                f"{path}, line {line}: the header is one column {header[0]!r}; the file looks "
+                f"{name}-separated, and a manifest is comma-separated (save it with ',' as "
+                "the separator)"
+            )
 
 
 def _cells(series: pd.Series) -> np.ndarray:
@@ -342,14 +410,41 @@ def _label_cells(series: pd.Series) -> np.ndarray:
 
 
 def _bad_values(
-    what: str, origin: str, rows: np.ndarray, column: str, csv: bool, bad: np.ndarray
+    what: str, origin: str, rows: np.ndarray, lines: np.ndarray | None, column: str,
+    bad: np.ndarray,
 ) -> DataError:
     """An error for the first bad cell, with the count of the others."""
     first = int(bad[0])
-    message = f"{_where(origin, int(rows[first]), column, csv)}: {what}"
+    line = None if lines is None else int(lines[first])
+    message = f"{_where(origin, int(rows[first]), column, line)}: {what}"
     if len(bad) > 1:
         message += f" ({len(bad) - 1} more bad value(s) in this column)"
     return DataError(message)
+
+
+_INPUT_LIKE = ("path", "file", "filename", "file_name", "img", "img_path", "image_path",
+               "images", "picture", "idx", "row", "indices")
+
+
+def _input_column(columns: Sequence[str], origin: str) -> str:
+    """``"image"`` or ``"index"``: the one input column; else an error naming what is missing."""
+    has_image, has_index = "image" in columns, "index" in columns
+    if has_image and has_index:
+        raise DataError(
+            f"{origin}: the manifest has both an 'image' and an 'index' column; give exactly "
+            "one (image paths, or row indices into an array file)"
+        )
+    if has_image or has_index:
+        return "image" if has_image else "index"
+    near = [c for c in columns if c.strip().lower() in ("image", "index", *_INPUT_LIKE)]
+    hint = f"; rename {near[0]!r} to 'image' or 'index'?" if near else ""
+    blank = [i + 1 for i, c in enumerate(columns) if not c.strip()]
+    if blank:
+        hint += f"; column {blank[0]} of the header has no name"
+    raise DataError(
+        f"{origin}: no 'image' column (image paths) and no 'index' column (rows of an array "
+        f"file): the manifest needs one of them; its columns: {preview(list(columns))}{hint}"
+    )
 
 
 def _column_map(
@@ -388,7 +483,7 @@ def _parse(
     tasks: tuple[Task, ...],
     root: str | Path | None,
     origin: str,
-    csv: bool,
+    lines: np.ndarray | None,
     require_labels: bool,
 ) -> Manifest:
     check_unique_task_names(tasks)
@@ -400,40 +495,60 @@ def _parse(
     duplicated = sorted({c for c in columns if columns.count(c) > 1})
     if duplicated:
         raise DataError(f"{origin}: duplicated column(s): {', '.join(duplicated)}")
+    key_column = _input_column(columns, origin)
+    task_columns = _column_map(columns, tasks, origin, require_labels)
     n = len(frame)
     if n == 0:
-        raise DataError(f"{origin}: empty manifest (no rows)")
-    has_image, has_index = "image" in columns, "index" in columns
-    if has_image == has_index:
-        which = "both" if has_image else "neither"
-        raise DataError(
-            f"{origin}: the manifest has {which} of the columns 'image' and 'index'; "
-            "give exactly one (image paths, or row indices into an array file)"
-        )
-    task_columns = _column_map(columns, tasks, origin, require_labels)
+        raise DataError(f"{origin}: empty manifest (a header, no rows)")
     rows = np.arange(1, n + 1)
-
-    image = index = None
-    key_column = "image" if has_image else "index"
     keys = _cells(frame[key_column])
-    if has_image:
+    image = index = None
+    if key_column == "image":
         bad = np.flatnonzero(keys == "")
         if len(bad):
-            raise _bad_values("empty image path", origin, rows, "image", csv, bad)
+            raise _bad_values("empty image path", origin, rows, lines, "image", bad)
         image = keys
     else:
         ok = np.array([bool(_INTEGER.match(k)) and int(k) >= 0 for k in keys], dtype=bool)
         bad = np.flatnonzero(~ok)
         if len(bad):
             what = f"expected a non-negative integer row index, got {keys[bad[0]]!r}"
-            raise _bad_values(what, origin, rows, "index", csv, bad)
+            raise _bad_values(what, origin, rows, lines, "index", bad)
         index = keys.astype(np.int64)
+    ids = _ids(frame, keys, key_column, origin, rows, lines)
+    split = None
+    if "split" in columns:
+        split = _cells(frame["split"])
+        bad = np.flatnonzero(~np.isin(split, SPLITS))
+        if len(bad):
+            what = f"expected a split among {', '.join(SPLITS)}, got {split[bad[0]]!r}"
+            raise _bad_values(what, origin, rows, lines, "split", bad)
+    labels: dict[str, np.ndarray] = {}
+    for task in tasks:
+        mine = {c: _label_cells(frame[c]) for c, t in task_columns.items() if t is task}
+        if mine:
+            try:
+                labels[task.name] = task.parse_columns(mine, n)
+            except LabelCellError as error:
+                raise _bad_values(
+                    error.message, origin, rows, lines, error.column, error.positions
+                ) from None
+    return Manifest(
+        tasks, labels, image=image, index=index, ids=ids, split=split, origin=origin,
+        root=None if root is None else Path(root), rows=rows, labels_checked=True, lines=lines,
+    )
 
-    if "id" in columns:
+
+def _ids(
+    frame: pd.DataFrame, keys: np.ndarray, key_column: str, origin: str, rows: np.ndarray,
+    lines: np.ndarray | None,
+) -> np.ndarray:
+    """The ``id`` column (no empty one), else the input column; unique either way."""
+    if "id" in frame.columns:
         ids = _cells(frame["id"])
         bad = np.flatnonzero(ids == "")
         if len(bad):
-            raise _bad_values("empty id", origin, rows, "id", csv, bad)
+            raise _bad_values("empty id", origin, rows, lines, "id", bad)
         id_column, note = "id", ""
     else:
         ids = keys
@@ -448,35 +563,4 @@ def _parse(
             f"{origin}, column {id_column!r}: id {ids[first]!r} is duplicated{note} in rows "
             f"{', '.join(str(int(rows[p])) for p in same[:5])}{more}"
         )
-
-    split = None
-    if "split" in columns:
-        split = _cells(frame["split"])
-        bad = np.flatnonzero(~np.isin(split, SPLITS))
-        if len(bad):
-            what = f"expected a split among {', '.join(SPLITS)}, got {split[bad[0]]!r}"
-            raise _bad_values(what, origin, rows, "split", csv, bad)
-
-    labels: dict[str, np.ndarray] = {}
-    for task in tasks:
-        mine = {c: _label_cells(frame[c]) for c, t in task_columns.items() if t is task}
-        if mine:
-            try:
-                labels[task.name] = task.parse_columns(mine, n)
-            except LabelCellError as error:
-                raise _bad_values(
-                    error.message, origin, rows, error.column, csv, error.positions
-                ) from None
-    return Manifest(
-        tasks,
-        labels,
-        image=image,
-        index=index,
-        ids=ids,
-        split=split,
-        origin=origin,
-        root=None if root is None else Path(root),
-        rows=rows,
-        csv=csv,
-        labels_checked=True,
-    )
+    return ids

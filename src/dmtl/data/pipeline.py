@@ -4,8 +4,10 @@ Steps, for one seed:
 
 1. Load every source (built-in dataset, manifest, or dataset reader) and merge the tasks
    they declare with those of the config.
-2. Split each source into train / val / test (its own split column) and carve a seeded
-   ``val_fraction`` of the training rows for validation.
+2. Split each source into train / val / test (its own split column, or ``split`` for a
+   source held out whole, e.g. a test manifest) and carve a seeded ``val_fraction`` of
+   the training rows for validation. Training rows labelled with a zero-shot class are an
+   error.
 3. Apply the source's label-hiding regime to the remaining training rows (recorded,
    never silent), and, unless ``trainer.validation_labels: full``, to its validation
    rows too: validation then has the labels a user in that regime would have.
@@ -159,7 +161,8 @@ def load_source(index: int, cfg: SourceConfig, declared: dict[str, Task]) -> Loa
             std=cfg.input.std,
             augment=_augment(cfg),
         )
-        return LoadedSource(cfg, source, _split_column(source), list(dataset.knowledge))
+        split = _split_column(source, cfg, where)
+        return LoadedSource(cfg, source, split, list(dataset.knowledge))
     if cfg.reader is not None:
         from dmtl.data.readers import read_dataset
 
@@ -170,12 +173,12 @@ def load_source(index: int, cfg: SourceConfig, declared: dict[str, Task]) -> Loa
             raise DataError(f"{where} (reader {cfg.reader!r}): {error}") from None
         tasks = [declared.get(t.name, t) for t in result.tasks]
         source = _manifest_source(where, cfg, result.manifest, tasks)
-        split = _split_column(source)
+        split = _split_column(source, cfg, where)
         notes = {"dropped": dict(result.dropped), "notes": list(result.notes)}
         return LoadedSource(cfg, source, split, list(getattr(result, "knowledge", [])), notes)
     assert cfg.manifest is not None
     source = _manifest_source(where, cfg, cfg.manifest, list(declared.values()))
-    return LoadedSource(cfg, source, _split_column(source))
+    return LoadedSource(cfg, source, _split_column(source, cfg, where))
 
 
 def _augment(cfg: SourceConfig) -> Augment | None:
@@ -199,16 +202,41 @@ def _manifest_source(where: str, cfg: SourceConfig, manifest: Any, tasks: list[T
             std=cfg.input.std,
             augment=_augment(cfg),
             skip_corrupt=cfg.skip_corrupt,
+            allow_outside_root=cfg.allow_outside_root,
         )
     except ValueError as error:
         raise DataError(f"{where}: {error}") from None
 
 
-def _split_column(source: Source) -> np.ndarray:
-    """Each row's split; a source without a split column is all training data."""
+def _split_column(source: Source, cfg: SourceConfig, where: str) -> np.ndarray:
+    """Each row's split: the source's split column; else the split ``split`` declares for the
+    whole source; else all rows train."""
+    if cfg.split is not None:
+        if source.splits is not None:
+            raise DataError(
+                f"{where}.split: source {cfg.name!r} has its own split column; 'split' declares "
+                "the split of a source without one (drop one of the two)"
+            )
+        return np.full(len(source), cfg.split_name(), dtype=object)
     if source.splits is None:
-        return np.full(len(source), "train", dtype=object)
+        return np.full(len(source), cfg.train_split, dtype=object)
     return np.asarray(source.splits, dtype=object)
+
+
+def split_note(item: LoadedSource) -> str | None:
+    """A line for a source whose rows all train because it has no split column and no
+    ``split`` (``None`` otherwise): a test set given this way would be trained on."""
+    if item.source.splits is not None or item.config.split is not None:
+        return None
+    carved = (
+        f" (val_fraction {item.config.val_fraction} of them carved for validation)"
+        if item.config.val_fraction > 0 else ""
+    )
+    return (
+        f"source {item.config.name!r} has no split column: all its {len(item.source)} rows "
+        f"train{carved}, nothing of it is a test set; to hold it out, set split: test (or val) "
+        "on the source"
+    )
 
 
 def with_tasks(source: Source, tasks: Sequence[Task]) -> Source:
@@ -318,7 +346,8 @@ def _add_source(experiment: Experiment, index: int, item: LoadedSource) -> None:
     cfg, seed = experiment.config.sources[index], experiment.seed
     source, split = _subsample(with_tasks(item.source, experiment.tasks), item.split, cfg, seed)
     train_rows = np.flatnonzero(split == cfg.train_split)
-    if len(train_rows) == 0:
+    held_out = cfg.split in ("val", "test")  # a test or validation set, whole
+    if len(train_rows) == 0 and not held_out:
         raise DataError(
             f"sources.{index}.train_split: no row of source {cfg.name!r} is in split "
             f"{cfg.train_split!r} (splits present: {sorted(set(split.tolist()))})"
@@ -328,7 +357,11 @@ def _add_source(experiment: Experiment, index: int, item: LoadedSource) -> None:
         rows = np.flatnonzero(split == split_name) if split_name is not None else np.zeros(0, int)
         if len(rows):
             held.append(source.subset(rows, name=f"{cfg.name}[{split_name}]").with_augment(None))
+    if held_out:
+        experiment.records[cfg.name] = record
+        return
     training = source.subset(train_rows)
+    _check_zero_shot(index, cfg.name, training.labels, experiment.tasks)
     if cfg.val_fraction > 0:
         rng = np.random.default_rng([seed, index, 1])
         order = rng.permutation(len(training))
@@ -405,6 +438,59 @@ def _add_strata(
         rows = np.flatnonzero(~labelled)
         experiment.train.append(training.subset(rows, name=f"{cfg.name}[{UNLABELLED}]"))
         experiment.train_weights.append(share)
+
+
+def _check_zero_shot(
+    index: int, name: str, labels: dict[str, np.ndarray], tasks: Sequence[Task]
+) -> None:
+    """A zero-shot class has no training label by definition: training rows with one are an
+    error (its test rows are how it is scored)."""
+    for task in tasks:
+        zero_shot = set(getattr(task, "zero_shot", ()))
+        if not zero_shot:
+            continue
+        for label, _, count in task.count_labels(labels[task.name]):
+            if label in zero_shot and count:
+                raise DataError(
+                    f"sources.{index} ({name}): {count} training row(s) are labelled with "
+                    f"class {label!r} of task {task.name!r}, a zero-shot class (no training "
+                    "labels by definition); move those rows to the test split or take the "
+                    "class out of zero_shot"
+                )
+
+
+def experiment_warnings(experiment: Experiment) -> list[str]:
+    """What a run should be told before it trains, one line each: no test data (or no
+    held-out data at all), a monitor without validation data, a task without any labelled
+    training sample. (No validation data alone is common and needs no warning.)"""
+    lines: list[str] = []
+    config = experiment.config
+    if not experiment.val and not experiment.test:
+        lines.append(
+            "no validation and no test data: the run reports no held-out metric (give a "
+            "split column, sources[].val_fraction, or a source with split: test or val)"
+        )
+    elif not experiment.test:
+        lines.append(
+            "no test data: the final metrics are on the validation data (give a split "
+            "column with test rows, or the test set as a source with split: test)"
+        )
+    if config.trainer.monitor is not None and not experiment.val:
+        lines.append(
+            f"trainer.monitor {config.trainer.monitor!r} is set but there is no validation "
+            "data: no best checkpoint and no early stopping"
+        )
+    linked = {e.source.name for e in experiment.edges} | {e.target.name for e in experiment.edges}
+    for task in experiment.tasks:
+        if task.labelled_rows(experiment.train_values(task.name)).any():
+            continue
+        how = (
+            "it learns only through its relatedness edges"
+            if task.name in linked
+            else "no relatedness edge reaches it either, so its head is not trained"
+        )
+        lines.append(f"task {task.name!r} has no labelled training sample; {how}")
+    return lines
 
 
 def _group_by_pattern(source: Source, tasks: Sequence[Task]) -> list[tuple[str, np.ndarray]]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,6 +297,7 @@ class Source(Dataset[Sample]):
         check_files: bool = True,
         skip_corrupt: bool = False,
         require_labels: bool = True,
+        allow_outside_root: bool = False,
     ) -> Source:
         """An :class:`ImageSource` (``image`` column) or :class:`ArraySource` (``index`` column).
 
@@ -308,6 +309,8 @@ class Source(Dataset[Sample]):
         leave out those that fail (counted in ``skipped_corrupt``, with a warning);
         otherwise a corrupt image raises :class:`DataError` when read.
         ``require_labels=False`` accepts a manifest without task columns (to predict).
+        ``allow_outside_root``: accept image paths that are absolute or leave ``root``
+        through ``..`` (refused by default, see :func:`image_paths`).
         """
         m = read_manifest(manifest, tasks, root, require_labels=require_labels)
         if m.kind == "image":
@@ -318,6 +321,7 @@ class Source(Dataset[Sample]):
             return _image_source(
                 name, m, channels=channels, image_size=image_size, mean=mean, std=std,
                 augment=augment, check_files=check_files, skip_corrupt=skip_corrupt,
+                allow_outside_root=allow_outside_root,
             )
         if array is None:
             raise DataError(
@@ -331,6 +335,9 @@ class Source(Dataset[Sample]):
 
 class ImageSource(Source):
     """Images on disk, decoded with Pillow (see the module doc for the conversion)."""
+
+    manifest: Manifest | None = None
+    """The manifest the source was read from (to name an image's row), if any."""
 
     def __init__(
         self,
@@ -390,14 +397,10 @@ def _image_source(
     augment: Augment | None,
     check_files: bool,
     skip_corrupt: bool,
+    allow_outside_root: bool = False,
 ) -> ImageSource:
     """An :class:`ImageSource` from an ``image`` manifest (see :meth:`Source.from_manifest`)."""
-    assert m.image is not None
-    if m.root is None:
-        raise DataError(
-            f"{m.origin}: give the root folder that the image paths are relative to"
-        )
-    paths = np.asarray([str(m.root / p) for p in m.image], dtype=object)
+    paths = image_paths(m, allow_outside_root)
     if check_files or skip_corrupt:
         _check_exist(m, paths)
     if channels is None:
@@ -421,7 +424,44 @@ def _image_source(
     )
     source.skipped_corrupt = len(skipped)
     source.skipped_paths = skipped
+    source.manifest = m
     return source
+
+
+def image_paths(m: Manifest, allow_outside_root: bool = False) -> np.ndarray:
+    """Each row's image file: its path joined to the manifest's root.
+
+    A path must stay under the root unless ``allow_outside_root``: an absolute path, or one
+    whose ``..`` climb above the root once ``.`` and ``..`` are resolved as text, is an error
+    naming its row. Symbolic links are not resolved: a link inside the root is followed
+    (the root's owner put it there), so a root may link to images stored elsewhere.
+    """
+    assert m.image is not None
+    if m.root is None:
+        raise DataError(
+            f"{m.origin}: give the root folder that the image paths are relative to"
+        )
+    if not allow_outside_root:
+        outside = [i for i, p in enumerate(m.image) if _leaves_root(p)]
+        if outside:
+            first = outside[0]
+            more = f" ({len(outside) - 1} more such path(s))" if len(outside) > 1 else ""
+            raise DataError(
+                f"{m.where(first, 'image')}: {m.image[first]!r} is outside the root folder "
+                f"{m.root} (an absolute path, or '..' above the root){more}; set "
+                "allow_outside_root: true on the source to accept such paths"
+            )
+    return np.asarray([str(m.root / p) for p in m.image], dtype=object)
+
+
+def _leaves_root(path: str) -> bool:
+    """Whether a manifest path is absolute or climbs above its root (as text)."""
+    if os.path.isabs(path) or (os.altsep is not None and path.startswith(os.altsep)):
+        return True
+    if ".." not in path:
+        return False
+    parts = os.path.normpath(path).replace(os.altsep or os.sep, os.sep).split(os.sep)
+    return parts[0] == ".."
 
 
 _WIDE_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0}
@@ -483,19 +523,64 @@ def _guess_channels(path: str, where: str) -> int:
         raise DataError(f"{where}: cannot open {path} ({type(error).__name__})") from None
 
 
+def _decode_problem(path: str) -> str | None:
+    """Why an image file does not decode completely (``None``: it does)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except Exception as error:  # Pillow raises many types for broken files
+        return f"{type(error).__name__}: {' '.join(str(error).split())}"
+    return None
+
+
+def _decode_problems(
+    paths: Sequence[str] | np.ndarray, progress: Callable[[int], None] | None = None
+) -> list[str | None]:
+    """:func:`_decode_problem` of every path, decoded in a thread pool, in order;
+    ``progress(1)`` after each."""
+    out: list[str | None] = []
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for problem in pool.map(_decode_problem, paths):
+            out.append(problem)
+            if progress is not None:
+                progress(1)
+    return out
+
+
 def _decodable(paths: np.ndarray) -> np.ndarray:
     """Whether each image decodes completely (checked in a thread pool)."""
+    return np.array([p is None for p in _decode_problems(paths)], dtype=bool).reshape(-1)
 
-    def ok(path: str) -> bool:
-        try:
-            with Image.open(path) as img:
-                img.load()
-        except Exception:
-            return False
-        return True
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        return np.fromiter(pool.map(ok, paths), dtype=bool, count=len(paths))
+@dataclass(frozen=True)
+class UnreadableImage:
+    """An image file that does not decode: its path, its manifest row, why."""
+
+    path: str
+    where: str
+    problem: str
+
+
+def unreadable_images(
+    source: Source, progress: Callable[[int], None] | None = None
+) -> list[UnreadableImage]:
+    """Decode every image of ``source`` (threads) and return those that fail, each with its
+    manifest row. A source of another kind has no image to decode: ``[]``."""
+    if not isinstance(source, ImageSource):
+        return []
+    manifest = source.manifest
+    position = {} if manifest is None else {k: i for i, k in enumerate(manifest.ids)}
+    found = []
+    for i, problem in enumerate(_decode_problems(source.paths, progress)):
+        if problem is None:
+            continue
+        row = position.get(source.ids[i])
+        where = (
+            manifest.where(row) if manifest is not None and row is not None
+            else f"source {source.name!r}, id {source.ids[i]!r}"
+        )
+        found.append(UnreadableImage(str(source.paths[i]), where, problem))
+    return found
 
 
 class ArraySource(Source):
@@ -614,12 +699,36 @@ def _array_source(
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` file, memory-mapped; never unpickled (an object array is refused)."""
     if path.suffix.lower() != ".npy":
         raise DataError(f"{path}: expected a .npy array file")
     if not path.is_file():
         raise DataError(f"{path}: array file not found")
     try:
+        with path.open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            _, _, dtype = read_header(handle)
+    except (ValueError, OSError, EOFError) as error:
+        problem = " ".join(str(error).split())
+        raise DataError(
+            f"{path}: not a .npy array file ({problem}); dmtl reads arrays saved with numpy.save"
+        ) from None
+    if dtype.hasobject:
+        raise DataError(
+            f"{path}: the array holds Python objects (dtype {dtype}); dmtl never unpickles a "
+            "data file: save a numeric array (float or uint8)"
+        )
+    try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as error:
-        raise DataError(f"{path}: cannot read the array ({error})") from None
+        problem = " ".join(str(error).split())
+        raise DataError(f"{path}: cannot read the array ({problem})") from None
 
+
+load_npy = _load_npy
+"""Read a ``.npy`` file memory-mapped, refusing pickled objects (public name)."""

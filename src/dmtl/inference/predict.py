@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -32,7 +31,7 @@ from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import Task
 from dmtl.data.batching import build_eval_loader
 from dmtl.data.manifest import RESERVED_COLUMNS, Manifest, label_columns
-from dmtl.data.sources import ArraySource, ImageSource, Source
+from dmtl.data.sources import ArraySource, ImageSource, Source, load_npy
 from dmtl.errors import DataError
 from dmtl.inference.card import INVERSE_EPS, INVERSE_TAU, ModelCard
 from dmtl.inference.runtime import Predictor, load_predictor
@@ -86,7 +85,7 @@ def _input_source(card: ModelCard, inputs: Path, root: Path | None, array: Path 
             require_labels=False,
         )
     if inputs.suffix.lower() == ".npy":
-        values = np.load(inputs, mmap_mode="r")
+        values = load_npy(inputs)
         empty = {t.name: t.unlabelled(len(values)) for t in tasks}
         return ArraySource("inputs", tasks, inputs, empty, mean=mean, std=std)
     if not inputs.is_file():

@@ -13,8 +13,10 @@ Outputs of a run folder::
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,9 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from dmtl.config import Config
-from dmtl.errors import OutputError, RunError
+from dmtl.core.tasks import Task
+from dmtl.errors import ConfigError, OutputError, RunError
+from dmtl.training.module import MAX_PER_OUTPUT_METRICS
 
 
 def launch_rank() -> int:
@@ -85,6 +89,44 @@ def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False
             )
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def monitor_names(tasks: Sequence[Task]) -> list[str]:
+    """Every name ``trainer.monitor`` may take: ``val/loss`` and each ``val/<task>/<metric>``
+    the module logs (per-output metrics for tasks of at most ``MAX_PER_OUTPUT_METRICS``)."""
+    names = ["val/loss"]
+    for task in tasks:
+        per_output = task.num_outputs <= MAX_PER_OUTPUT_METRICS
+        names += [f"val/{task.name}/{metric}" for metric in task.metric_names(per_output)]
+    return names
+
+
+def monitor_mode(monitor: str) -> str:
+    """``min`` for a loss or an error (``.../mse``), ``max`` for a score."""
+    return "min" if monitor.endswith(("loss", "/mse")) else "max"
+
+
+def check_monitor(config: Config, tasks: Sequence[Task]) -> None:
+    """Refuse a ``trainer.monitor`` that names no logged metric, before any training
+    (Lightning finds out only at the end of the first epoch)."""
+    monitor = config.trainer.monitor
+    if monitor is None:
+        return
+    names = monitor_names(tasks)
+    if monitor in names:
+        return
+    close = difflib.get_close_matches(monitor, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    shown = ["val/loss"]
+    for task in tasks:
+        shown += [f"val/{task.name}/{m}" for m in task.metric_names(per_output=False)]
+        per = sorted(set(task.metric_names(per_output=True)) - set(task.metric_names(False)))
+        if per and task.num_outputs <= MAX_PER_OUTPUT_METRICS:
+            shown.append(f"val/{task.name}/{per[0].split('/')[0]}/<{task.output_word}>")
+    raise ConfigError(
+        [("trainer.monitor", f"{monitor!r} is not a logged metric{hint}; valid: "
+          f"{', '.join(shown)}")]
+    )
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -150,7 +192,7 @@ def build_trainer(
             dirpath=str(run_dir / "checkpoints"),
             save_last=True,
             monitor=monitor,
-            mode="min" if monitor and monitor.endswith("loss") else "max",
+            mode=monitor_mode(monitor) if monitor else "max",
             filename="best-{epoch}-{step}" if monitor else "epoch-{epoch}",
             save_top_k=1,
             auto_insert_metric_name=False,
@@ -162,7 +204,7 @@ def build_trainer(
             EarlyStopping(
                 monitor=monitor,
                 patience=cfg.early_stopping.patience,
-                mode="min" if monitor.endswith("loss") else "max",
+                mode=monitor_mode(monitor),
             )
         )
     progress = cfg.progress_bar if enable_progress_bar is None else enable_progress_bar
