@@ -216,9 +216,31 @@ class MultiTaskModule(pl.LightningModule):
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         return predictions(self.model(batch.x), self.tasks)
 
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimiser's parameter groups: the trunk at ``lr * optim.backbone_lr_scale``,
+        everything else (heads, learnt loss weights) at ``lr``.
+
+        One group when the scale is 1. With a scale of 0 the trunk is frozen: its
+        parameters stop requiring gradients and are left out of the optimiser.
+        """
+        optim = self.optim
+        scale = optim.backbone_lr_scale
+        trunk = list(self.model.backbone.parameters())
+        if scale == 1.0:
+            return [{"params": list(self.parameters()), "lr": optim.lr, "name": "all"}]
+        trunk_ids = {id(p) for p in trunk}
+        rest = [p for p in self.parameters() if id(p) not in trunk_ids]
+        groups = [{"params": rest, "lr": optim.lr, "name": "heads"}]
+        if scale == 0.0:
+            for parameter in trunk:
+                parameter.requires_grad_(False)
+        else:
+            groups.insert(0, {"params": trunk, "lr": optim.lr * scale, "name": "backbone"})
+        return groups
+
     def configure_optimizers(self) -> Any:
         optim = self.optim
-        params = self.parameters()
+        params = self.parameter_groups()
         optimizer: torch.optim.Optimizer
         if optim.name == "sgd":
             optimizer = torch.optim.SGD(
