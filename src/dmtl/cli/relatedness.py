@@ -61,13 +61,13 @@ def estimate(
     set_: Overrides = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files.")] = False,
 ) -> None:
-    """Estimate relatedness tables R[c, j] = p(label j of TARGET | class c of SOURCE).
+    """Estimate tables R(c, j) = p(label j of TARGET | class c of SOURCE), written as CSV.
 
-    From labels (default): the training rows of CONFIG labelled for both tasks, after the
-    regime. From predictions (--model): the model's soft counts over unlabelled images,
-    --inputs or CONFIG's sources (method.md 3.3). With --source/--target, that edge;
-    otherwise every edge of kind 'estimate' in CONFIG. The CSV is what a config edge of
-    kind 'table' reads.
+    From labels (default): CONFIG's training rows labelled for both tasks (after the regime).
+
+    From predictions (--model): soft counts over unlabelled images, --inputs or CONFIG's sources.
+
+    With --source/--target, that edge; else every edge of kind 'estimate' in CONFIG.
     """
     if (source is None) != (target is None):
         raise typer.BadParameter("give both --source and --target, or neither")

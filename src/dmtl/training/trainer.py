@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import uuid
@@ -281,17 +282,17 @@ def _mlflow_logger(config: Config, run_dir: Path, ids: dict[str, str]) -> Logger
     uri = settings.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         kwargs["tracking_uri"] = uri
-    logger = _logger("mlflow", "MLFlowLogger", **kwargs)
     try:
-        run_id = logger.run_id  # type: ignore[attr-defined]
-    except Exception as error:  # MlflowException and the store's own errors
+        logger = _logger("mlflow", "MLFlowLogger", **kwargs)
+        run_id = logger.run_id  # type: ignore[attr-defined]  # starts the run: errors show now
+    except Exception as error:  # MlflowException and the stores' own errors
         if not type(error).__module__.startswith("mlflow"):
             raise
-        first = str(error).strip().splitlines()[0][:300]
+        first = re.split(r"(?<=\.)\s", " ".join(str(error).split()))[0][:200].rstrip(".")
         raise RunError(
             f"output.loggers: mlflow cannot start a run at {uri or './mlruns'} ({first}); set "
-            "output.mlflow.tracking_uri (a server http://host:5000, or sqlite:///mlflow.db), "
-            "or MLFLOW_ALLOW_FILE_STORE=true for a local ./mlruns folder"
+            "output.mlflow.tracking_uri to a server (http://host:5000) or, with the full mlflow "
+            "package, sqlite:///mlflow.db; or MLFLOW_ALLOW_FILE_STORE=true for ./mlruns"
         ) from None
     if run_id:
         ids["mlflow"] = str(run_id)
