@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dmtl.config import ConfigError, validate_config
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
@@ -136,3 +138,25 @@ def test_a_declared_task_is_checked_with_the_config(tmp_path: Any, tiny_data: An
     data["sources"] = [{"name": "m", "manifest": str(tmp_path / "m.csv"), "balance": "attr"}]
     with pytest.raises(ConfigError, match=r"sources.0.balance: task 'attr' is binary_set"):
         validate_config(data)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    classes=st.lists(st.integers(-1, 4), min_size=1, max_size=40),
+    steps=st.integers(1, 6),
+    per_step=st.integers(1, 8),
+    seed=st.integers(0, 2**16),
+)
+def test_balanced_draws_are_rows_of_the_source_in_every_group(
+    classes: list[int], steps: int, per_step: int, seed: int
+) -> None:
+    values = np.asarray(classes)
+    groups, p = balanced_group_probabilities(values) if (values >= 0).any() else ([], [])
+    if len(groups):
+        assert float(np.sum(p)) == pytest.approx(1.0)
+        assert sorted(np.concatenate(groups).tolist()) == list(range(len(values)))
+    sampler = MultiSourceBatchSampler([len(values)], per_step, classes=[values],
+                                      num_batches=steps, seed=seed)
+    batches = list(sampler)
+    assert len(batches) == steps and all(len(b) == per_step for b in batches)
+    assert all(0 <= row < len(values) for b in batches for row in b)

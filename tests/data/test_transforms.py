@@ -3,7 +3,9 @@ removed keys, and the inputs a pretrained backbone asks for."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -23,15 +25,18 @@ from dmtl.data.transforms import (
     resolve_inputs,
     train_transform,
 )
-from dmtl.errors import DataError
+from dmtl.errors import DataError, MissingDependencyError
 
-v2 = pytest.importorskip("torchvision.transforms.v2")
+needs_torchvision = pytest.mark.skipif(
+    importlib.util.find_spec("torchvision") is None, reason="needs the vision extra"
+)
 
 
 def _types(transform: Any) -> list[str]:
     return [type(t).__name__ for t in transform.transforms]
 
 
+@needs_torchvision
 def test_presets_are_the_documented_compositions() -> None:
     assert train_transform("none", (8, 8), 3) is None
     light = train_transform("light", (8, 6), 3, crop_scale=(0.3, 0.9))
@@ -50,6 +55,7 @@ def test_presets_are_the_documented_compositions() -> None:
     assert (rand.transforms[2].num_ops, rand.transforms[2].magnitude) == (2, 9)  # type: ignore[union-attr]
 
 
+@needs_torchvision
 @pytest.mark.parametrize("preset", ["light", "standard", "randaugment"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_presets_give_the_model_size_in_range(preset: str, channels: int) -> None:
@@ -62,6 +68,7 @@ def test_presets_give_the_model_size_in_range(preset: str, channels: int) -> Non
         assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
 
 
+@needs_torchvision
 def test_light_with_the_whole_area_flips_half_of_the_time() -> None:
     """scale (1, 1) on a square input keeps the whole image: the output is it or its mirror."""
     transform = train_transform("light", (6, 6), 1, crop_scale=(1.0, 1.0))
@@ -77,6 +84,7 @@ def test_light_with_the_whole_area_flips_half_of_the_time() -> None:
     assert 150 < flipped < 250  # Binomial(400, 1/2): mean 200, sd 10
 
 
+@needs_torchvision
 def test_the_evaluation_crop_is_the_centre() -> None:
     x = torch.arange(2 * 7 * 9, dtype=torch.float32).reshape(2, 7, 9)
     crop = eval_transform((7, 9), (3, 5))
@@ -84,6 +92,19 @@ def test_the_evaluation_crop_is_the_centre() -> None:
     assert torch.equal(crop(x), x[:, 2:5, 2:7])
     with pytest.raises(DataError, match="smaller than the crop"):
         eval_transform((4, 4), (5, 5))
+
+
+def test_without_torchvision_the_presets_say_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "torchvision.transforms", None)  # import fails
+    with pytest.raises(MissingDependencyError, match=r"input.augment 'light' needs torchvision, "
+                       r"which is not installed; pip install 'dmtl\[vision\]'"):
+        train_transform("light", (8, 8), 3)
+    with pytest.raises(MissingDependencyError, match="evaluation centre crop"):
+        eval_transform((10, 10), (8, 8))
+    assert train_transform("none", (8, 8), 3) is None  # no torchvision needed
+    assert eval_transform((8, 8), (8, 8)) is None
 
 
 def test_a_custom_factory_is_called_with_the_size_and_checked(
@@ -191,6 +212,7 @@ def image_config(tmp_path: Path, tiny_data: Any) -> dict[str, Any]:
     return data
 
 
+@needs_torchvision
 def test_images_are_decoded_at_size_over_crop_pct_and_centre_cropped_for_evaluation(
     image_config: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -209,6 +231,7 @@ def test_images_are_decoded_at_size_over_crop_pct_and_centre_cropped_for_evaluat
     assert torch.allclose(train.with_augment(None)[0].x, train.with_augment(None)[0].x)
 
 
+@needs_torchvision
 def test_array_sources_take_the_presets_at_their_own_size(tiny_data: Any) -> None:
     data = tiny_data()
     data["sources"][0]["input"] = {"augment": "standard"}
@@ -302,6 +325,7 @@ def test_the_run_records_the_resolved_inputs(
     assert experiment.train[0].input_shape_raw == (3, 10, 10)
 
 
+@needs_torchvision
 @pytest.mark.slow
 def test_prediction_prepares_images_as_evaluation_did(
     image_config: dict[str, Any], tmp_path: Path
