@@ -180,8 +180,8 @@ class InputConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _removed_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict) and ({"crop_padding", "hflip"} & set(data)):
-            given = ", ".join(k for k in ("crop_padding", "hflip") if k in data)
+        if isinstance(data, dict) and (set(REMOVED_INPUT_KEYS) & set(data)):
+            given = ", ".join(k for k in REMOVED_INPUT_KEYS if k in data)
             raise PydanticCustomError(
                 "removed_key",
                 f"{given}: removed; use 'augment: light' (random resized crop + horizontal "
@@ -206,7 +206,8 @@ class InputConfig(_Strict):
         return self
 
     def decode_size(self) -> int | None:
-        """The side image files are decoded at: ``floor(image_size / crop_pct)`` (timm's rule)."""
+        """The side image files are decoded at: ``floor(image_size / crop_pct)`` (timm's rule,
+        ``dmtl.data.transforms.decode_side``)."""
         if self.image_size is None:
             return None
         return math.floor(self.image_size / (self.crop_pct or 1.0))
@@ -630,6 +631,26 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     data = apply_overrides(data, overrides)
     _resolve_paths(data, path.parent)
     return validate_config(data, path)
+
+
+REMOVED_INPUT_KEYS = ("crop_padding", "hflip")
+"""``input`` keys of older versions (train-time augmentation), replaced by ``input.augment``."""
+
+
+def saved_config(data: Mapping[str, Any]) -> Config:
+    """A config a run saved (in a checkpoint), from this or an older dmtl version.
+
+    A trained model does not need the training augmentation, so the removed
+    :data:`REMOVED_INPUT_KEYS` are dropped (a config file that has them is refused, with
+    what replaces them). Every other key is validated as usual.
+    """
+    data = copy.deepcopy(dict(data))
+    for source in data.get("sources") or []:
+        section = source.get("input") if isinstance(source, dict) else None
+        if isinstance(section, dict):
+            for key in REMOVED_INPUT_KEYS:
+                section.pop(key, None)
+    return Config.model_validate(data)
 
 
 def dump_config(config: Config) -> str:

@@ -347,3 +347,17 @@ def test_prediction_prepares_images_as_evaluation_did(
     test = experiment.test[0]
     for row, path in enumerate(test.paths):
         assert torch.allclose(folder[by_path[Path(path).name]].x, test[row].x)
+
+
+def test_a_checkpoint_of_an_older_version_still_loads(tiny_data: Any) -> None:
+    """Checkpoints saved before input.augment hold crop_padding and hflip: they load, as the
+    model does not need its training augmentation; a config file with them is refused."""
+    from dmtl.build import ModelSpec
+
+    data = tiny_data()
+    data["sources"][0]["input"] = {"crop_padding": 4, "hflip": True, "mean": [0.5], "std": [1.0]}
+    spec = ModelSpec(config=data, tasks=[], edges=[], input_shape=[1, 8, 8])
+    loaded = spec.build_config().sources[0].input
+    assert (loaded.augment, loaded.mean) == ("none", [0.5])
+    with pytest.raises(ConfigError, match="removed"):
+        validate_config(data)

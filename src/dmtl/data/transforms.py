@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,15 @@ def _v2(purpose: str) -> Any:
             f"{purpose} needs torchvision, which is not installed; {VISION_EXTRA}"
         ) from None
     return v2
+
+
+def decode_side(image_size: int, crop_pct: float) -> int:
+    """The side ``floor(image_size / crop_pct)`` images are decoded at (timm's ``scale_size``).
+
+    >>> decode_side(224, 0.95), decode_side(224, 0.875), decode_side(112, 1.0)
+    (235, 256, 112)
+    """
+    return math.floor(image_size / crop_pct)
 
 
 def train_transform(
@@ -234,6 +244,7 @@ def _per_channel(values: tuple[float, ...], channels: int | None) -> list[float]
 __all__ = [
     "CheckedTransform",
     "Transform",
+    "decode_side",
     "eval_transform",
     "is_image_file_source",
     "resolve_inputs",

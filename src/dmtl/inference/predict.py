@@ -21,7 +21,6 @@ other task's predictions) and ``zs:<task>`` (its arg-max among the zero-shot cla
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from dmtl.core.tasks import Task
 from dmtl.data.batching import build_eval_loader
 from dmtl.data.manifest import RESERVED_COLUMNS, Manifest, label_columns
 from dmtl.data.sources import ArraySource, ImageSource, Source
-from dmtl.data.transforms import eval_transform
+from dmtl.data.transforms import decode_side, eval_transform
 from dmtl.errors import DataError
 from dmtl.inference.card import INVERSE_EPS, INVERSE_TAU, ModelCard
 from dmtl.inference.runtime import Predictor, load_predictor
@@ -74,7 +73,7 @@ def _decode_size(card: ModelCard) -> int | None:
     """The side image files are decoded at before the centre crop (as in training)."""
     if card.image_size is None:
         return None
-    return math.floor(card.image_size / card.crop_pct)
+    return decode_side(card.image_size, card.crop_pct)
 
 
 def _input_source(card: ModelCard, inputs: Path, root: Path | None, array: Path | None) -> Source:
