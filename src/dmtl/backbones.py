@@ -26,6 +26,10 @@ features ``(N, D)``; the factory returns ``(module, D)``. Names:
 More names can be added with :func:`register_backbone`. timm and torchvision
 are optional (``pip install 'dmtl[vision]'``) and imported only when used.
 
+:func:`backbone_data_config` reads what a pretrained timm or torchvision model expects
+of its inputs (mean, std, input size, centre-crop fraction), so the data pipeline can
+prepare images as the weights were trained.
+
 >>> backbone, dim = create_backbone("small_cnn", in_channels=1, image_size=8)
 >>> dim, tuple(backbone(torch.zeros(2, 1, 8, 8)).shape)
 (128, (2, 128))
@@ -33,10 +37,13 @@ are optional (``pip install 'dmtl[vision]'``) and imported only when used.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
+import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -346,6 +353,94 @@ def _adapt_first_conv(module: nn.Module, in_channels: int, name: str) -> None:
     setattr(parent, child, new)
 
 
+# ---- what pretrained weights expect of their inputs ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackboneDataConfig:
+    """The input a pretrained backbone was trained on.
+
+    ``mean``/``std``: per RGB channel, on pixels scaled to [0, 1]; ``image_size``: the
+    square side of its inputs; ``crop_pct``: evaluation resizes to
+    ``floor(image_size / crop_pct)`` and takes the centre ``image_size`` crop;
+    ``channels``: its input channels.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    image_size: int
+    crop_pct: float
+    channels: int = 3
+
+
+def backbone_data_config(
+    name: str, pretrained: bool, options: Mapping[str, Any] | None = None
+) -> BackboneDataConfig | None:
+    """What pretrained ``timm:<m>`` / ``torchvision:<m>`` weights expect; ``None`` otherwise.
+
+    timm: :func:`timm.data.resolve_model_data_config` of the model built on the meta
+    device (no weights are read or downloaded); an ``img_size`` option overrides its
+    input size. torchvision: the default weights' ``transforms()`` (``crop_size``,
+    ``resize_size``, ``mean``, ``std``), with ``crop_pct = crop_size / resize_size``.
+    """
+    if not pretrained:
+        return None
+    prefix, _, model = name.partition(":")
+    if prefix not in ("timm", "torchvision") or not model:
+        return None
+    key = json.dumps(dict(options or {}), sort_keys=True, default=str)
+    return _cached_data_config(prefix, model, key)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_data_config(prefix: str, model: str, options_json: str) -> BackboneDataConfig:
+    options = json.loads(options_json)
+    if prefix == "timm":
+        return _timm_data_config(model, options)
+    return _torchvision_data_config(model)
+
+
+def _timm_data_config(model: str, options: dict[str, Any]) -> BackboneDataConfig:
+    timm = _import_optional("timm", f"timm:{model}")
+    from timm.data import resolve_model_data_config
+
+    try:
+        with torch.device("meta"):
+            module = timm.create_model(model, pretrained=False, num_classes=0, **options)
+    except RuntimeError as error:
+        if "Unknown model" in str(error):
+            raise SpecError(f"backbone 'timm:{model}': {error}") from error
+        raise
+    config = resolve_model_data_config(module)
+    channels, height, width = config["input_size"]
+    size = options.get("img_size", (height, width))
+    side = size if isinstance(size, int) else int(size[-1])
+    return BackboneDataConfig(
+        mean=tuple(float(v) for v in config["mean"]),
+        std=tuple(float(v) for v in config["std"]),
+        image_size=int(side),
+        crop_pct=float(config.get("crop_pct") or 1.0),
+        channels=int(channels),
+    )
+
+
+def _torchvision_data_config(model: str) -> BackboneDataConfig:
+    torchvision = _import_optional("torchvision", f"torchvision:{model}")
+    try:
+        weights = torchvision.models.get_model_weights(model).DEFAULT
+    except ValueError as error:
+        raise SpecError(f"backbone 'torchvision:{model}': {error}") from error
+    preset = weights.transforms()
+    crop = int(preset.crop_size[0])
+    resize = int(preset.resize_size[0])
+    return BackboneDataConfig(
+        mean=tuple(float(v) for v in preset.mean),
+        std=tuple(float(v) for v in preset.std),
+        image_size=crop,
+        crop_pct=min(1.0, crop / resize),
+    )
+
+
 # ---- user factories ----------------------------------------------------------------------------
 
 
@@ -408,9 +503,11 @@ def _check_factory_call(name: str, factory: Any, arguments: dict[str, Any]) -> N
 
 __all__ = [
     "VISION_EXTRA",
+    "BackboneDataConfig",
     "BackboneFactory",
     "MissingDependencyError",
     "SpecError",
+    "backbone_data_config",
     "create_backbone",
     "list_backbones",
     "register_backbone",

@@ -13,7 +13,7 @@
 The Lightning module, the benchmarks and the tests all build through these, so the
 wiring exists once.
 
->>> from dmtl.config import Config
+>>> from dmtl.config import Config, saved_config
 >>> from dmtl.core.tasks import CategoricalTask
 >>> config = Config.model_validate({"sources": [{"name": "d", "builtin": "digits"}]})
 >>> model = build_model(config, [CategoricalTask("digit", list("0123456789"))], (1, 8, 8))
@@ -31,7 +31,7 @@ import torch
 
 from dmtl._version import __version__
 from dmtl.backbones import create_backbone
-from dmtl.config import Config
+from dmtl.config import Config, saved_config
 from dmtl.core.aggregation import Aggregator, build_aggregator
 from dmtl.core.guard import RelatednessGuard
 from dmtl.core.heads import HeadSpec
@@ -172,7 +172,7 @@ class ModelSpec:
             raise RunError(f"{where}: incomplete model spec ({error})") from None
 
     def build_config(self) -> Config:
-        return Config.model_validate(self.config)
+        return saved_config(self.config)  # also a checkpoint of an older dmtl version
 
     def build_tasks(self) -> list[Task]:
         return [task_from_dict(t) for t in self.tasks]

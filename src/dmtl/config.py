@@ -12,6 +12,7 @@ given twice in a mapping, and no tag that would build a Python object.
 from __future__ import annotations
 
 import copy
+import math
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from dmtl._textfile import read_text
 from dmtl.errors import ConfigError
@@ -157,20 +159,70 @@ class RegimeConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+AUGMENT_PRESETS = ("none", "light", "standard", "randaugment")
+"""The train-time augmentation presets of ``input.augment`` (``dmtl.data.transforms``)."""
+
+
 class InputConfig(_Strict):
-    """How inputs are decoded and normalised; ``channels``/``image_size`` apply to images only.
+    """How inputs are decoded, cropped, augmented and normalised (``docs/images.md``).
 
     ``channels`` None keeps the first image's mode (grey or RGB); ``image_size`` None keeps
-    the images' size (they must then all have the same). Train-time augmentation:
-    ``crop_padding`` (pad, then random crop back) and ``hflip`` (random left-right flip).
+    the images' size (they must then all have the same). Image files are decoded at
+    ``floor(image_size / crop_pct)`` and cropped to ``image_size``: at the centre for
+    evaluation, by the ``augment`` preset for training. With a pretrained timm or
+    torchvision backbone, ``mean``, ``std``, ``image_size``, ``crop_pct`` (and ``channels``
+    of image files) left unset come from the backbone's data config.
     """
 
     channels: Literal[1, 3] | None = None
     image_size: int | None = Field(default=None, gt=0)
     mean: list[float] | None = None
     std: list[float] | None = None
-    crop_padding: int = Field(default=0, ge=0)
-    hflip: bool = False
+    crop_pct: float | None = Field(default=None, gt=0.0, le=1.0)
+    augment: str = "none"
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (set(REMOVED_INPUT_KEYS) & set(data)):
+            given = ", ".join(k for k in REMOVED_INPUT_KEYS if k in data)
+            raise PydanticCustomError(
+                "removed_key",
+                f"{given}: removed; use 'augment: light' (random resized crop + horizontal "
+                "flip), 'standard' (+ colour jitter) or 'randaugment' (docs/images.md)",
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> InputConfig:
+        preset = self.augment
+        if preset not in AUGMENT_PRESETS and not _is_factory_name(preset):
+            raise PydanticCustomError(
+                "augment",
+                f"augment {preset!r}: expected one of {', '.join(AUGMENT_PRESETS)} "
+                "or a 'package.module:factory'",
+            )
+        low, high = self.crop_scale
+        if not 0.0 < low <= high <= 1.0:
+            raise PydanticCustomError(
+                "crop_scale", f"crop_scale {list(self.crop_scale)}: need 0 < low <= high <= 1"
+            )
+        return self
+
+    def decode_size(self) -> int | None:
+        """The side image files are decoded at: ``floor(image_size / crop_pct)`` (timm's rule,
+        ``dmtl.data.transforms.decode_side``)."""
+        if self.image_size is None:
+            return None
+        return math.floor(self.image_size / (self.crop_pct or 1.0))
+
+
+def _is_factory_name(name: str) -> bool:
+    module, _, function = name.partition(":")
+    return bool(module) and bool(function) and all(
+        part.isidentifier() for part in [*module.split("."), function]
+    )
 
 
 class SourceConfig(_Strict):
@@ -205,6 +257,8 @@ class SourceConfig(_Strict):
         return {"train": self.train_split, "val": self.val_split, "test": self.test_split}[
             self.split
         ]
+    balance: str | None = None
+    """A categorical task: this source's share of each training batch is drawn class-balanced."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> SourceConfig:
@@ -300,6 +354,8 @@ class OptimConfig(_Strict):
     weight_decay: float = Field(default=1e-4, ge=0.0)
     momentum: float = Field(default=0.9, ge=0.0)
     schedule: Literal["none", "cosine"] = "cosine"
+    backbone_lr_scale: float = Field(default=1.0, ge=0.0)
+    """The trunk learns at ``lr * backbone_lr_scale``, the heads at ``lr`` (0 freezes it)."""
 
 
 class EarlyStoppingConfig(_Strict):
@@ -333,10 +389,60 @@ class TrainerConfig(_Strict):
     training labels has about 3% of its validation labels), or all their labels (``full``)."""
 
 
+LoggerName = Literal["csv", "tensorboard", "mlflow", "wandb"]
+"""Experiment trackers, through Lightning's loggers (``csv`` is always written)."""
+
+
+_CSV_ONLY: list[LoggerName] = ["csv"]
+
+
+class MlflowConfig(_Strict):
+    """MLflow: ``tracking_uri`` (default: ``MLFLOW_TRACKING_URI``, else ``./mlruns``) and
+    ``experiment`` (default: the config's ``name``)."""
+
+    tracking_uri: str | None = None
+    experiment: str | None = None
+
+
+class WandbConfig(_Strict):
+    """Weights & Biases: ``project`` (default: the config's ``name``), ``entity``, ``mode``
+    (``online`` / ``offline``; default: ``WANDB_MODE``, else online)."""
+
+    project: str | None = None
+    entity: str | None = None
+    mode: Literal["online", "offline"] | None = None
+
+
 class OutputConfig(_Strict):
+    """Where a run writes, what it logs to, and which checkpoint it evaluates.
+
+    ``tensorboard: true`` (an older key) is read as ``loggers: [csv, tensorboard]``.
+    """
+
     dir: Path = Path("runs/run")
-    tensorboard: bool = False
+    loggers: list[LoggerName] = Field(default_factory=lambda: _CSV_ONLY.copy())
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    wandb: WandbConfig = Field(default_factory=WandbConfig)
     checkpoint: Literal["last", "best"] = "last"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tensorboard_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "tensorboard" in data:
+            data = dict(data)
+            on = data.pop("tensorboard")
+            if not isinstance(on, bool):
+                raise PydanticCustomError(
+                    "tensorboard", "tensorboard: expected true or false (or use 'loggers')"
+                )
+            if on:
+                data["loggers"] = [*(data.get("loggers") or ["csv"]), "tensorboard"]
+        return data
+
+    @model_validator(mode="after")
+    def _csv_first(self) -> OutputConfig:
+        self.loggers = ["csv", *dict.fromkeys(n for n in self.loggers if n != "csv")]
+        return self
 
 
 Variant = Literal[
@@ -651,6 +757,7 @@ def check_consistency(config: Config) -> list[tuple[str, str]]:
                     "in no relatedness edge (there is no such edge type yet)",
                 )
             )
+    problems += _input_problems(config, declared if all_declared else None)
     for name in config.method.task_weights:
         if all_declared and name not in task_names:
             problems.append((f"method.task_weights.{name}", "no such task"))
@@ -687,6 +794,37 @@ def _held_out_problems(i: int, source: SourceConfig) -> list[tuple[str, str]]:
     return problems
 
 
+def _input_problems(
+    config: Config,
+    declared: Mapping[str, CategoricalTaskConfig | BinarySetTaskConfig | RegressionTaskConfig]
+    | None,
+) -> list[tuple[str, str]]:
+    """Crops need a size; balanced sampling needs a categorical task (when tasks are known)."""
+    problems: list[tuple[str, str]] = []
+    for i, source in enumerate(config.sources):
+        if source.input.crop_pct is not None and source.input.image_size is None:
+            problems.append(
+                (
+                    f"sources.{i}.input.crop_pct",
+                    "needs input.image_size (images are decoded at image_size / crop_pct, "
+                    "then cropped to image_size)",
+                )
+            )
+        if source.balance is not None and declared is not None:
+            task = declared.get(source.balance)
+            if task is None:
+                problems.append(
+                    (f"sources.{i}.balance", f"no task {source.balance!r}; declared tasks: "
+                     f"{', '.join(declared) or 'none'}")
+                )
+            elif task.type != "categorical":
+                problems.append(
+                    (f"sources.{i}.balance", f"task {source.balance!r} is {task.type}; "
+                     "class-balanced sampling needs a categorical task")
+                )
+    return problems
+
+
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     """Read a YAML config (bounded, see the module doc), apply overrides, resolve relative
     paths, validate."""
@@ -705,6 +843,26 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     data = apply_overrides(data, overrides)
     _resolve_paths(data, path.parent)
     return validate_config(data, path)
+
+
+REMOVED_INPUT_KEYS = ("crop_padding", "hflip")
+"""``input`` keys of older versions (train-time augmentation), replaced by ``input.augment``."""
+
+
+def saved_config(data: Mapping[str, Any]) -> Config:
+    """A config a run saved (in a checkpoint), from this or an older dmtl version.
+
+    A trained model does not need the training augmentation, so the removed
+    :data:`REMOVED_INPUT_KEYS` are dropped (a config file that has them is refused, with
+    what replaces them). Every other key is validated as usual.
+    """
+    data = copy.deepcopy(dict(data))
+    for source in data.get("sources") or []:
+        section = source.get("input") if isinstance(source, dict) else None
+        if isinstance(section, dict):
+            for key in REMOVED_INPUT_KEYS:
+                section.pop(key, None)
+    return Config.model_validate(data)
 
 
 def dump_config(config: Config) -> str:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dmtl.core.tasks import Task
-from dmtl.data.sources import ArraySource, Augment, ImageSource, Sample, Source
+from dmtl.data.sources import ArraySource, ImageSource, Sample, Source
 from dmtl.errors import DataError
 
 from .conftest import WritePngs, pixels, save_png
@@ -180,35 +180,21 @@ def test_with_labels_subset_and_split(write_pngs: WritePngs, tasks: list[Task]) 
     assert sub.ids.tolist() == ["img/5.png", "img/0.png"] and torch.equal(sub[0].x, source[5].x)
 
 
-@pytest.mark.parametrize("use_torchvision", [True, False])
-def test_augmentation(tasks: list[Task], use_torchvision: bool) -> None:
+def test_training_augmentation_else_the_evaluation_transform_then_normalisation(
+    tasks: list[Task],
+) -> None:
     array = np.random.default_rng(0).random((4, 1, 6, 6), dtype=np.float32)
-    augment = Augment(hflip=True, use_torchvision=use_torchvision)
-    flip = ArraySource("a", tasks, array, {}, augment=augment)
-    torch.manual_seed(0)
-    seen = set()
-    for _ in range(20):
-        x = flip[0].x
-        original = torch.from_numpy(array[0])
-        assert torch.equal(x, original) or torch.equal(x, original.flip(-1))
-        seen.add(torch.equal(x, original))
-    assert seen == {True, False}
-    assert torch.equal(flip.raw_input(0), torch.from_numpy(array[0]))  # raw: not augmented
-    crop = ArraySource("a", tasks, array, {}, augment=Augment(2, use_torchvision=use_torchvision))
-    torch.manual_seed(1)
-    padded = torch.nn.functional.pad(torch.from_numpy(array[1]), (2, 2, 2, 2))
-    for _ in range(5):
-        x = crop[1].x
-        windows = [
-            (top, left)
-            for top in range(5)
-            for left in range(5)
-            if torch.equal(x, padded[:, top : top + 6, left : left + 6])
-        ]
-        assert windows  # the output is one window of the zero-padded image
-    assert crop.with_augment(None)[1].x.shape == (1, 6, 6)
+    source = ArraySource("a", tasks, array, {}, mean=[0.5], std=[2.0]).with_transforms(
+        augment=lambda x: x.flip(-1), eval_transform=lambda x: x[:, 1:5, 1:5]
+    )
+    original = torch.from_numpy(array[0])
+    assert torch.equal(source.raw_input(0), original)  # raw: not transformed
+    assert torch.allclose(source[0].x, (original.flip(-1) - 0.5) / 2.0)
+    evaluation = source.with_augment(None)  # what evaluation loaders use
+    assert torch.allclose(evaluation[0].x, (original[:, 1:5, 1:5] - 0.5) / 2.0)
+    assert evaluation.input_shape == (1, 4, 4) and evaluation.input_shape_raw == (1, 6, 6)
     with pytest.raises(DataError, match="augmentation needs image arrays"):
-        ArraySource("f", tasks, np.zeros((2, 5), np.float32), {}, augment=Augment(hflip=True))
+        ArraySource("f", tasks, np.zeros((2, 5), np.float32), {}, augment=lambda x: x)
 
 
 def test_16_bit_grey_images_are_rescaled_not_clipped(tmp_path: Path) -> None:

@@ -35,16 +35,23 @@ def test_the_examples_do_not_use_dmtl() -> None:
 
 
 @pytest.mark.slow
-def test_the_standalone_example_matches_dmtl_predict(trained_run: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("crop_pct", [1.0, 0.7])
+def test_the_standalone_example_matches_dmtl_predict(
+    trained_run: Path, tmp_path: Path, crop_pct: float
+) -> None:
+    """Also with a centre crop: 8x8 inputs decoded at floor(8 / 0.7) = 11, centre kept."""
+    from dataclasses import replace
+
     from PIL import Image
 
     module = load_module(trained_run / "checkpoints" / "last.ckpt")
-    path = export_model(module.model, model_card(module), tmp_path / "model.onnx").path
+    card = replace(model_card(module), crop_pct=crop_pct)
+    path = export_model(module.model, card, tmp_path / "model.onnx").path
     rng = np.random.default_rng(0)
     images = []
     for i in range(3):
         images.append(tmp_path / f"face{i}.png")
-        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(images[-1])
+        Image.fromarray(rng.integers(0, 256, (13, 9), dtype=np.uint8)).save(images[-1])
     code = _python_blocks()[0]
     code = code.replace('"runs/my/model.onnx"', repr(str(path)))
     code = code.replace('["face1.png", "face2.png"]', repr([str(p) for p in images]))

@@ -7,7 +7,6 @@ Most tests replace ``run_training`` by a fake that records what it was asked to 
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path

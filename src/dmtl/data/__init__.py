@@ -2,6 +2,8 @@
 
 - :mod:`~dmtl.data.manifest`: the manifest format (``docs/manifest.md``), read and validated;
 - :mod:`~dmtl.data.sources`: ``Source`` datasets over images on disk or arrays;
+- :mod:`~dmtl.data.transforms`: augmentation presets, the evaluation crop, the inputs a
+  pretrained backbone asks for;
 - :mod:`~dmtl.data.batching`: every source in every batch, DDP-aware;
 - :mod:`~dmtl.data.regimes`: disjoint, scarce, imbalance and overlap label hiding;
 - :mod:`~dmtl.data.builtin`: digits and Fashion-MNIST with their tasks and tables;

@@ -185,6 +185,12 @@ class MultiSourceBatchSampler(Sampler[list[int]]):
     - **Epoch length**: the number of batches needed for the source that takes the
       longest (by its share) to be seen once,
       ``max_s ceil(sizes[s] / (W * c_s))``; ``num_batches`` overrides it.
+    - **Class-balanced sources** (``classes[s]`` given: a class index per row, ``-1`` for
+      rows without that task's label): each draw of source ``s`` first picks a group,
+      each of the ``K`` classes present with probability ``f / K`` and the unlabelled
+      rows with probability ``1 - f`` (``f``: the source's labelled fraction), then the
+      next row of that group's own stream of permutations. Rows of rare classes repeat
+      within an epoch; the epoch length is unchanged.
     - **DDP**: the global draw of a step holds ``W * c_s`` rows of source ``s``; rank
       ``r`` takes the ``r``-th slice, so ranks see disjoint rows within a step and the
       same number of batches. ``rank``/``world_size`` default to ``torch.distributed``
@@ -203,6 +209,7 @@ class MultiSourceBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        classes: Sequence[np.ndarray | None] | None = None,
     ) -> None:
         self.sizes = [int(s) for s in sizes]
         if not self.sizes:
@@ -235,6 +242,8 @@ class MultiSourceBatchSampler(Sampler[list[int]]):
         self.num_batches = natural if num_batches is None else int(num_batches)
         self.seed = seed
         self.epoch = 0
+        self.classes = _checked_classes(classes, self.sizes)
+        """Per source: a class index per row (class-balanced draws), or ``None``."""
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose batches :meth:`__iter__` yields."""
@@ -254,7 +263,11 @@ class MultiSourceBatchSampler(Sampler[list[int]]):
         """Rows of ``source`` for this rank, shape ``(num_batches, c_s)``, offset applied."""
         size, count = self.sizes[source], self.counts[source]
         rng = np.random.default_rng([self.seed, self.epoch, source])
-        drawn = _draw(rng, size, self.num_batches, self.world_size * count)
+        classes = self.classes[source]
+        if classes is None:
+            drawn = _draw(rng, size, self.num_batches, self.world_size * count)
+        else:
+            drawn = _draw_balanced(rng, classes, self.num_batches, self.world_size * count)
         per_rank = drawn.reshape(self.num_batches, self.world_size, count)[:, self.rank, :]
         return per_rank + self.offsets[source]
 
@@ -285,6 +298,62 @@ def _draw(rng: np.random.Generator, size: int, steps: int, per_step: int) -> np.
         out[filled : filled + take] = perm[pos : pos + take]
         filled += take
         pos += take
+    return out.reshape(steps, per_step)
+
+
+def _checked_classes(
+    classes: Sequence[np.ndarray | None] | None, sizes: Sequence[int]
+) -> list[np.ndarray | None]:
+    if classes is None:
+        return [None] * len(sizes)
+    if len(classes) != len(sizes):
+        raise DataError(f"{len(classes)} class arrays given for {len(sizes)} sources")
+    out: list[np.ndarray | None] = []
+    for s, (values, size) in enumerate(zip(classes, sizes, strict=True)):
+        if values is None:
+            out.append(None)
+            continue
+        values = np.asarray(values, dtype=np.int64).reshape(-1)
+        if len(values) != size:
+            raise DataError(f"source {s}: {len(values)} class indices for {size} rows")
+        out.append(None if not bool((values >= 0).any()) else values)
+    return out
+
+
+def balanced_group_probabilities(classes: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The groups of a class-balanced draw and their probabilities.
+
+    Groups: the rows of each class present (in class order), then the unlabelled rows
+    (class ``-1``) if any. A class gets ``f / K`` (``K`` classes present, ``f`` the
+    labelled fraction of rows), the unlabelled rows ``1 - f``.
+
+    >>> groups, p = balanced_group_probabilities(np.array([0, 0, 0, 1, -1]))
+    >>> [g.tolist() for g in groups], p.tolist()
+    ([[0, 1, 2], [3], [4]], [0.4, 0.4, 0.2])
+    """
+    present = np.unique(classes[classes >= 0])
+    groups = [np.flatnonzero(classes == c) for c in present]
+    unlabelled = np.flatnonzero(classes < 0)
+    labelled = (len(classes) - len(unlabelled)) / len(classes)
+    probabilities = [labelled / len(present)] * len(present)
+    if len(unlabelled):
+        groups.append(unlabelled)
+        probabilities.append(len(unlabelled) / len(classes))
+    return groups, np.asarray(probabilities)
+
+
+def _draw_balanced(
+    rng: np.random.Generator, classes: np.ndarray, steps: int, per_step: int
+) -> np.ndarray:
+    """``(steps, per_step)`` rows drawn group by group (:func:`balanced_group_probabilities`):
+    a group per draw, then the next row of that group's stream of permutations."""
+    groups, probabilities = balanced_group_probabilities(classes)
+    picks = rng.choice(len(groups), size=steps * per_step, p=probabilities)
+    out = np.empty(steps * per_step, dtype=np.int64)
+    for g, rows in enumerate(groups):
+        where = np.flatnonzero(picks == g)
+        if len(where):
+            out[where] = rows[_draw(rng, len(rows), 1, len(where))[0]]
     return out.reshape(steps, per_step)
 
 
@@ -393,7 +462,9 @@ def build_train_loader(
 
     ``batch_size`` is global (split across ranks). ``proportions``: per-source weights,
     as a list or a mapping from source name (default: equal shares). ``tasks``
-    default to the union of the sources' tasks. Augmentation uses torch's RNG: in
+    default to the union of the sources' tasks. A source whose ``balance`` names one of its
+    categorical tasks is drawn class-balanced (:class:`MultiSourceBatchSampler`).
+    Augmentation uses torch's RNG: in
     workers, seeded per worker from a generator seeded with ``seed``; with
     ``num_workers=0``, the main process's global RNG.
     """
@@ -401,6 +472,7 @@ def build_train_loader(
     sampler = MultiSourceBatchSampler(
         [len(s) for s in sources], batch_size, _weights(sources, proportions),
         num_batches=num_batches, seed=seed, rank=rank, world_size=world_size,
+        classes=[balance_classes(s) for s in sources],
     )
     return DataLoader(
         SourceConcat(sources),
@@ -411,6 +483,19 @@ def build_train_loader(
         pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def balance_classes(source: Source) -> np.ndarray | None:
+    """The class of each row of ``source`` for its ``balance`` task (``-1``: unlabelled),
+    or ``None`` when it has none (or the task is not among its labels)."""
+    task = next((t for t in source.tasks if t.name == source.balance), None)
+    if task is None or task.name not in source.labels:
+        return None
+    values = source.labels[task.name]
+    classes = task.strata(values)
+    if classes is None:
+        return None
+    return np.where(task.labelled_rows(values), classes, -1)
 
 
 def build_eval_loader(

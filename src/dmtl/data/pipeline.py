@@ -38,7 +38,8 @@ from dmtl.core.relatedness import Relatedness, frequency_prior
 from dmtl.core.tasks import Task, task_from_dict
 from dmtl.data.builtin import load_builtin
 from dmtl.data.regimes import RegimeSpec, apply_regime
-from dmtl.data.sources import ArraySource, Augment, Source
+from dmtl.data.sources import ArraySource, Source
+from dmtl.data.transforms import resolve_inputs, with_input_transforms
 from dmtl.errors import ConfigError, DataError
 from dmtl.knowledge.edges import build_edges
 
@@ -159,8 +160,8 @@ def load_source(index: int, cfg: SourceConfig, declared: dict[str, Task]) -> Loa
             splits=dataset.split,
             mean=cfg.input.mean,
             std=cfg.input.std,
-            augment=_augment(cfg),
         )
+        source = _prepared(where, cfg, source)
         split = _split_column(source, cfg, where)
         return LoadedSource(cfg, source, split, list(dataset.knowledge))
     if cfg.reader is not None:
@@ -181,31 +182,36 @@ def load_source(index: int, cfg: SourceConfig, declared: dict[str, Task]) -> Loa
     return LoadedSource(cfg, source, _split_column(source, cfg, where))
 
 
-def _augment(cfg: SourceConfig) -> Augment | None:
-    if cfg.input.crop_padding or cfg.input.hflip:
-        return Augment(crop_padding=cfg.input.crop_padding, hflip=cfg.input.hflip)
-    return None
+def _prepared(where: str, cfg: SourceConfig, source: Source) -> Source:
+    """The source with its input transforms (``input``) and class-balanced draws (``balance``)."""
+    source = with_input_transforms(source, cfg, where)
+    if cfg.balance is None:
+        return source
+    try:
+        return source.with_balance(cfg.balance)
+    except DataError as error:
+        raise DataError(f"{where}.balance: {error}") from None
 
 
 def _manifest_source(where: str, cfg: SourceConfig, manifest: Any, tasks: list[Task]) -> Source:
     is_array = cfg.array is not None
     try:
-        return Source.from_manifest(
+        source = Source.from_manifest(
             cfg.name,
             manifest,
             cfg.root,
             tasks,
             array=cfg.array,
             channels=None if is_array else cfg.input.channels,
-            image_size=None if is_array else cfg.input.image_size,
+            image_size=None if is_array else cfg.input.decode_size(),
             mean=cfg.input.mean,
             std=cfg.input.std,
-            augment=_augment(cfg),
             skip_corrupt=cfg.skip_corrupt,
             allow_outside_root=cfg.allow_outside_root,
         )
     except ValueError as error:
         raise DataError(f"{where}: {error}") from None
+    return _prepared(where, cfg, source)
 
 
 def _split_column(source: Source, cfg: SourceConfig, where: str) -> np.ndarray:
@@ -300,6 +306,8 @@ def _balanced_options(
 
 
 def load_sources(config: Config) -> list[LoadedSource]:
+    """Every source of ``config`` (inputs resolved for a pretrained backbone), loaded."""
+    config = resolve_inputs(config)
     declared = declared_tasks(config)
     return [load_source(i, cfg, declared) for i, cfg in enumerate(config.sources)]
 
@@ -312,6 +320,7 @@ def build_experiment(
 ) -> Experiment:
     """Load, split, hide labels, group and relate, for one seed (default ``trainer.seed``)."""
     seed = config.trainer.seed if seed is None else seed
+    config = resolve_inputs(config)  # the run records the inputs a pretrained backbone wants
     loaded = list(loaded) if loaded is not None else load_sources(config)
     tasks = _merge_tasks(config, loaded)
     _check_heads(config, tasks)

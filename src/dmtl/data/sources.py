@@ -9,13 +9,16 @@ Two kinds share the :class:`Source` interface:
   ``(N, C, H, W)`` or ``(N, D)``; floats are used as they are, ``uint8`` is
   scaled by ``1 / 255``.
 
-Then, for both: optional train-time augmentation (:class:`Augment`, images only)
-and optional normalisation ``(x - mean) / std`` per channel.
+Then, for both, in one place (:meth:`Source.transform_input`): the training
+augmentation, or without one the evaluation transform (a centre crop; see
+:mod:`dmtl.data.transforms`), then the optional normalisation ``(x - mean) / std`` per
+channel.
 
 ``source[i]`` is a :class:`Sample` whose labels are encoded per sample (class
 index or ``-1``; label values or ``NaN``) for every task of the source.
 Sources are immutable in use: :meth:`Source.with_labels`, :meth:`Source.subset`,
-:meth:`Source.split` and :meth:`Source.with_augment` return modified copies.
+:meth:`Source.split`, :meth:`Source.with_augment` and :meth:`Source.with_transforms`
+return modified copies.
 
 >>> import numpy as np
 >>> from dmtl.core.tasks import CategoricalTask
@@ -41,7 +44,6 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -49,6 +51,10 @@ from torch.utils.data import Dataset
 from dmtl.core.tasks import Task, check_unique_task_names
 from dmtl.data.manifest import SPLITS, Manifest, check_encoded, read_manifest
 from dmtl.errors import DataError
+
+Augment = Callable[[Tensor], Tensor]
+"""A transform of one input ``(C, H, W)``: the training augmentation or the evaluation crop
+(built by :mod:`dmtl.data.transforms`)."""
 
 _GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 _SHOW_MISSING = 5
@@ -60,62 +66,6 @@ class Sample(NamedTuple):
     x: Tensor
     labels: dict[str, Tensor]
     source: int = 0
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Train-time augmentation of image inputs ``(C, H, W)``.
-
-    ``crop_padding``: pad by this many zero pixels on every side, then crop a random
-    window of the original size (0 = off); ``hflip``: flip left-right with
-    probability 1/2. Uses ``torchvision.transforms.v2`` when it is importable
-    and ``use_torchvision`` is set, else an equivalent few lines of torch.
-    Randomness comes from torch's global generator, which DataLoader seeds per worker.
-    """
-
-    crop_padding: int = 0
-    hflip: bool = False
-    use_torchvision: bool = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.crop_padding, int) or self.crop_padding < 0:
-            raise DataError(f"Augment: crop_padding must be an int >= 0, got {self.crop_padding!r}")
-
-    def __call__(self, x: Tensor) -> Tensor:
-        if x.dim() != 3:
-            raise DataError(f"augmentation needs image inputs (C, H, W), got {tuple(x.shape)}")
-        if self.use_torchvision and _v2 is not None:
-            ops: list[Any] = []
-            if self.crop_padding:
-                ops.append(_v2.RandomCrop(tuple(x.shape[-2:]), padding=self.crop_padding))
-            if self.hflip:
-                ops.append(_v2.RandomHorizontalFlip())
-            return _v2.Compose(ops)(x) if ops else x
-        return _fallback_augment(x, self.crop_padding, self.hflip)
-
-
-def _import_v2() -> Any:
-    try:
-        from torchvision.transforms import v2
-    except ImportError:  # the optional `vision` extra is not installed
-        return None
-    return v2
-
-
-_v2 = _import_v2()
-
-
-def _fallback_augment(x: Tensor, padding: int, hflip: bool) -> Tensor:
-    """Random crop of the original size after zero padding, then a random left-right flip."""
-    if padding:
-        h, w = x.shape[-2:]
-        padded = F.pad(x, (padding, padding, padding, padding))
-        top = int(torch.randint(0, 2 * padding + 1, ()))
-        left = int(torch.randint(0, 2 * padding + 1, ()))
-        x = padded[..., top : top + h, left : left + w]
-    if hflip and bool(torch.rand(()) < 0.5):
-        x = x.flip(-1)
-    return x
 
 
 def _stats(value: float | Sequence[float] | None, what: str, name: str) -> Tensor | None:
@@ -134,7 +84,10 @@ class Source(Dataset[Sample]):
     """A named dataset: tasks, encoded labels (``self.labels``), ids, optional splits.
 
     Subclasses implement :meth:`raw_input` (the input before augmentation and
-    normalisation) and :meth:`_take_inputs`.
+    normalisation) and :meth:`_take_inputs`. ``augment``: the training transform (random);
+    ``eval_transform``: the deterministic one used when there is no ``augment`` (e.g. a
+    centre crop). ``balance``: the categorical task whose classes the training sampler
+    draws evenly from this source (``None``: rows drawn evenly).
     """
 
     def __init__(
@@ -149,6 +102,7 @@ class Source(Dataset[Sample]):
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
         augment: Augment | None = None,
+        eval_transform: Augment | None = None,
         labels_checked: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
@@ -189,6 +143,8 @@ class Source(Dataset[Sample]):
         if self.std is not None and bool((self.std <= 0).any()):
             raise DataError(f"source {name!r}: std must be positive, got {self.std.tolist()}")
         self.augment = augment
+        self.eval_transform = eval_transform
+        self.balance: str | None = None
         self.skipped_corrupt = 0
         """Number of corrupt images left out (``skip_corrupt=True``)."""
         self.skipped_paths: list[str] = []
@@ -209,21 +165,28 @@ class Source(Dataset[Sample]):
     def __getitem__(self, i: int) -> Sample:
         if not -len(self) <= i < len(self):
             raise IndexError(f"source {self.name!r} has {len(self)} samples, index {i}")
-        x = self.raw_input(i)
-        if self.augment is not None:
-            x = self.augment(x)
-        if self.mean is not None and self.std is not None:
-            shape = (-1, 1, 1) if x.dim() == 3 else (-1,)
-            x = (x - self.mean.reshape(shape)) / self.std.reshape(shape)
+        x = self.transform_input(self.raw_input(i))
         labels = {name: torch.from_numpy(np.array(v[i])) for name, v in self.labels.items()}
         return Sample(x, labels, 0)
 
+    def transform_input(self, x: Tensor) -> Tensor:
+        """A raw input as the model takes it: the training ``augment`` (or, without one, the
+        ``eval_transform``), then ``(x - mean) / std``. The one place inputs are transformed."""
+        transform = self.augment if self.augment is not None else self.eval_transform
+        if transform is not None:
+            x = transform(x)
+        if self.mean is not None and self.std is not None:
+            shape = (-1, 1, 1) if x.dim() == 3 else (-1,)
+            x = (x - self.mean.reshape(shape)) / self.std.reshape(shape)
+        return x
+
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """Shape of one input (read from the first sample)."""
+        """Shape of one model input (the first sample after the evaluation transform)."""
         if len(self) == 0:
             raise DataError(f"source {self.name!r} is empty")
-        return tuple(self.raw_input(0).shape)
+        x = self.raw_input(0)
+        return tuple(x.shape if self.eval_transform is None else self.eval_transform(x).shape)
 
     # ------------------------------------------------------------------ modified copies
 
@@ -246,10 +209,48 @@ class Source(Dataset[Sample]):
         return out
 
     def with_augment(self: _S, augment: Augment | None) -> _S:
-        """A copy with another train-time augmentation (``None``: off, e.g. for evaluation)."""
+        """A copy with another train-time augmentation (``None``: off, e.g. for evaluation;
+        the evaluation transform stays)."""
         out = copy.copy(self)
         out.augment = augment
         return out
+
+    def with_transforms(self: _S, augment: Augment | None, eval_transform: Augment | None) -> _S:
+        """A copy with another training augmentation and evaluation transform."""
+        if (augment is not None or eval_transform is not None) and len(self.input_shape_raw) != 3:
+            raise DataError(
+                f"source {self.name!r}: transforms need image inputs (C, H, W), "
+                f"got {self.input_shape_raw}"
+            )
+        out = self.with_augment(augment)
+        out.eval_transform = eval_transform
+        return out
+
+    def with_balance(self: _S, task: str | None) -> _S:
+        """A copy whose training draws are class-balanced for ``task`` (a categorical task
+        of this source; ``None``: off)."""
+        if task is not None:
+            found = next((t for t in self.tasks if t.name == task), None)
+            if found is None:
+                raise DataError(
+                    f"source {self.name!r} has no task {task!r} to balance; its tasks: "
+                    f"{', '.join(t.name for t in self.tasks)}"
+                )
+            if found.strata(self.labels[task]) is None:
+                raise DataError(
+                    f"source {self.name!r}: task {task!r} is {found.kind}; class-balanced "
+                    "sampling needs a categorical task"
+                )
+        out = copy.copy(self)
+        out.balance = task
+        return out
+
+    @property
+    def input_shape_raw(self) -> tuple[int, ...]:
+        """Shape of one raw input (before any transform)."""
+        if len(self) == 0:
+            raise DataError(f"source {self.name!r} is empty")
+        return tuple(self.raw_input(0).shape)
 
     def subset(self: _S, rows: Sequence[int] | np.ndarray, name: str | None = None) -> _S:
         """A copy restricted to the given 0-based rows (in that order)."""
@@ -353,13 +354,15 @@ class ImageSource(Source):
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
         augment: Augment | None = None,
+        eval_transform: Augment | None = None,
         labels_checked: bool = False,
     ) -> None:
         self.paths = np.asarray([str(p) for p in paths], dtype=object)
         super().__init__(
             name, tasks, labels, num_samples=len(self.paths),
             ids=self.paths if ids is None else ids, splits=splits,
-            mean=mean, std=std, augment=augment, labels_checked=labels_checked,
+            mean=mean, std=std, augment=augment, eval_transform=eval_transform,
+            labels_checked=labels_checked,
         )
         if channels not in (1, 3):
             raise DataError(
@@ -603,6 +606,7 @@ class ArraySource(Source):
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
         augment: Augment | None = None,
+        eval_transform: Augment | None = None,
         labels_checked: bool = False,
     ) -> None:
         self._array_path: Path | None = None
@@ -630,9 +634,10 @@ class ArraySource(Source):
             )
         super().__init__(
             name, tasks, labels, num_samples=len(self.index), ids=ids, splits=splits,
-            mean=mean, std=std, augment=augment, labels_checked=labels_checked,
+            mean=mean, std=std, augment=augment, eval_transform=eval_transform,
+            labels_checked=labels_checked,
         )
-        if augment is not None and array.ndim != 4:
+        if (augment is not None or eval_transform is not None) and array.ndim != 4:
             raise DataError(f"source {name!r}: augmentation needs image arrays (N, C, H, W)")
         channels = array.shape[1]
         for what, stat in (("mean", self.mean), ("std", self.std)):

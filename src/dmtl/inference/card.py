@@ -15,7 +15,7 @@ The JSON document (``format_version`` 1)::
     {"format": "dmtl-model-card", "format_version": 1, "dmtl_version": "0.1.0",
      "name": "digits-scarce", "outputs": "probabilities",
      "input": {"name": "input", "shape": [1, 8, 8], "channels": 1, "image_size": 8,
-               "mean": [0.5], "std": [0.25]},
+               "mean": [0.5], "std": [0.25], "crop_pct": 1.0},
      "tasks": [{"name": "digit", "kind": "categorical", "classes": ["0", ...],
                 "zero_shot": []},
                {"name": "shape", "kind": "binary_set", "labels": ["loop", ...],
@@ -66,7 +66,9 @@ class ModelCard:
     ``channels``/``image_size``: how image files are decoded (grey or RGB, resized to a
     square side), ``None`` where the model does not say. ``mean``/``std``: the
     normalisation ``(x - mean) / std`` per channel (one value or one per channel) applied
-    after scaling 8-bit pixels to [0, 1]; ``None`` for none. ``thresholds``: per
+    after scaling 8-bit pixels to [0, 1]; ``None`` for none. ``crop_pct``: image files
+    are decoded at ``floor(image_size / crop_pct)`` and centre-cropped to ``image_size``
+    (1: no crop; ``dmtl.data.transforms``). ``thresholds``: per
     binary-set task, one decision threshold per label on its probability (0.5 unless
     given). ``edges``: the relatedness edges leaving a task with zero-shot classes.
     """
@@ -78,6 +80,7 @@ class ModelCard:
     image_size: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    crop_pct: float = 1.0
     thresholds: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     edges: tuple[Relatedness, ...] = ()
     input_name: str = "input"
@@ -124,6 +127,7 @@ class ModelCard:
                 "image_size": self.image_size,
                 "mean": None if self.mean is None else list(self.mean),
                 "std": None if self.std is None else list(self.std),
+                "crop_pct": self.crop_pct,
             },
             "tasks": [_task_to_dict(t, self.thresholds.get(t.name)) for t in self.tasks],
             "relatedness": [
@@ -191,6 +195,7 @@ class _InputDoc(_Doc):
     image_size: int | None = None
     mean: list[float] | None = None
     std: list[float] | None = None
+    crop_pct: float = Field(default=1.0, gt=0.0, le=1.0)
 
 
 class _EdgeDoc(_Doc):
@@ -228,6 +233,7 @@ class _CardFile(_Doc):
             image_size=self.input.image_size,
             mean=None if self.input.mean is None else tuple(self.input.mean),
             std=None if self.input.std is None else tuple(self.input.std),
+            crop_pct=self.input.crop_pct,
             thresholds={
                 t["name"]: tuple(t["thresholds"]) for t in self.tasks if t.get("thresholds")
             },
@@ -242,7 +248,8 @@ def model_card(module: MultiTaskModule) -> ModelCard:
 
     Image files are decoded to the channels and square size the model was trained on
     (read from its input shape ``(C, S, S)`` with ``C`` 1 or 3), else as the first
-    source's ``input`` section says; normalisation is that section's ``mean``/``std``.
+    source's ``input`` section says; normalisation is that section's ``mean``/``std``,
+    the evaluation crop its ``crop_pct``.
     """
     cfg = module.config.sources[0].input
     shape = tuple(int(s) for s in module.input_shape)
@@ -259,6 +266,7 @@ def model_card(module: MultiTaskModule) -> ModelCard:
         image_size=image_size,
         mean=None if cfg.mean is None else tuple(cfg.mean),
         std=None if cfg.std is None else tuple(cfg.std),
+        crop_pct=cfg.crop_pct or 1.0,
         edges=tuple(e for e in module.edges if e.source.zero_shot),
         input_name=_free_name("input", {t.name for t in tasks}),
     )

@@ -32,6 +32,7 @@ from dmtl.core.tasks import Task
 from dmtl.data.batching import build_eval_loader
 from dmtl.data.manifest import RESERVED_COLUMNS, Manifest, label_columns
 from dmtl.data.sources import ArraySource, ImageSource, Source, load_npy
+from dmtl.data.transforms import decode_side, eval_transform
 from dmtl.errors import DataError
 from dmtl.inference.card import INVERSE_EPS, INVERSE_TAU, ModelCard
 from dmtl.inference.runtime import Predictor, load_predictor
@@ -49,17 +50,29 @@ def input_source(
 ) -> Source:
     """A source over the inputs to predict: a manifest, a folder of images or a ``.npy`` array.
 
-    Images are decoded to the card's channels and size and every input is normalised
-    with its mean and std. The inputs' shape is checked against the model's, so a
-    mismatch is one clear error rather than a failure inside the network.
+    Images are decoded to the card's channels and size (at ``image_size / crop_pct``, then
+    centre-cropped, as in evaluation) and every input is normalised with its mean and std.
+    The inputs' shape is checked against the model's, so a mismatch is one clear error
+    rather than a failure inside the network.
     """
     source = _input_source(card, inputs, root, array)
+    if isinstance(source, ImageSource) and card.image_size is not None and len(source):
+        _, height, width = source.input_shape_raw
+        crop = eval_transform((height, width), (card.image_size, card.image_size))
+        source = source.with_transforms(None, crop)
     if len(source) and tuple(source.input_shape) != card.input_shape:
         raise DataError(
             f"{inputs}: inputs of shape {tuple(source.input_shape)}, but the model was trained "
             f"on inputs of shape {card.input_shape}"
         )
     return source
+
+
+def _decode_size(card: ModelCard) -> int | None:
+    """The side image files are decoded at before the centre crop (as in training)."""
+    if card.image_size is None:
+        return None
+    return decode_side(card.image_size, card.crop_pct)
 
 
 def _input_source(card: ModelCard, inputs: Path, root: Path | None, array: Path | None) -> Source:
@@ -79,7 +92,7 @@ def _input_source(card: ModelCard, inputs: Path, root: Path | None, array: Path 
             inputs,
             tasks,
             channels=card.channels,
-            image_size=card.image_size,
+            image_size=_decode_size(card),
             mean=mean,
             std=std,
             require_labels=False,
@@ -102,7 +115,7 @@ def _input_source(card: ModelCard, inputs: Path, root: Path | None, array: Path 
         tasks,
         array=array,
         channels=None if is_index else card.channels,
-        image_size=None if is_index else card.image_size,
+        image_size=None if is_index else _decode_size(card),
         mean=mean,
         std=std,
         require_labels=False,

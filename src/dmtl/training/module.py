@@ -357,16 +357,37 @@ class MultiTaskModule(pl.LightningModule):
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         return predictions(self.model(batch.x), self.tasks)
 
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimiser's parameter groups: the trunk at ``lr * optim.backbone_lr_scale``,
+        everything else (heads, learnt loss weights) at ``lr``.
+
+        One group when the scale is 1. With a scale of 0 the trunk is frozen: its
+        parameters stop requiring gradients and are left out of the optimiser. Learnt loss
+        weights (uncertainty weighting) get a group of their own, without weight decay.
+        """
+        optim = self.optim
+        scale = optim.backbone_lr_scale
+        own = [] if self.weighting is None else list(self.weighting.parameters())
+        weights = [{"params": own, "lr": optim.lr, "weight_decay": 0.0, "name": "loss_weights"}]
+        extra = weights if own else []
+        skip = {id(p) for p in own}
+        trunk = [p for p in self.model.backbone.parameters() if id(p) not in skip]
+        if scale == 1.0:
+            everything = [p for p in self.parameters() if id(p) not in skip]
+            return [{"params": everything, "lr": optim.lr, "name": "all"}, *extra]
+        skip |= {id(p) for p in trunk}
+        rest = [p for p in self.parameters() if id(p) not in skip]
+        groups = [{"params": rest, "lr": optim.lr, "name": "heads"}]
+        if scale == 0.0:
+            for parameter in trunk:
+                parameter.requires_grad_(False)
+        else:
+            groups.insert(0, {"params": trunk, "lr": optim.lr * scale, "name": "backbone"})
+        return [*groups, *extra]
+
     def configure_optimizers(self) -> Any:
         optim = self.optim
-        params: Any = self.parameters()
-        if self.weighting is not None and any(True for _ in self.weighting.parameters()):
-            # learned loss weights (uncertainty) take no weight decay
-            own = {id(p) for p in self.weighting.parameters()}
-            params = [
-                {"params": [p for p in self.parameters() if id(p) not in own]},
-                {"params": list(self.weighting.parameters()), "weight_decay": 0.0},
-            ]
+        params = self.parameter_groups()
         optimizer: torch.optim.Optimizer
         if optim.name == "sgd":
             optimizer = torch.optim.SGD(

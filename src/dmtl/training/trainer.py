@@ -4,8 +4,10 @@ Outputs of a run folder::
 
     <run>/config.yaml            the resolved config
     <run>/checkpoints/last.ckpt  (and best-*.ckpt when a monitor is set)
-    <run>/logs/metrics.csv       every loss term and metric (CSVLogger)
-    <run>/logs/events.*          TensorBoard, when output.tensorboard is on
+    <run>/logs/metrics.csv       every loss term and metric (CSVLogger, always)
+    <run>/logs/events.*          TensorBoard, with output.loggers: [tensorboard]
+    <run>/logs/tracking.json     the MLflow run id / W&B run id (a resumed run continues them)
+    <run>/wandb/                 W&B's local files, with output.loggers: [wandb]
     <run>/relatedness/*.csv      the tables used, one per edge
     <run>/regime.json            what the label-hiding regime hid
     <run>/metrics.json           final evaluation
@@ -14,9 +16,13 @@ Outputs of a run folder::
 from __future__ import annotations
 
 import difflib
+import json
 import os
+import re
 import shutil
-from collections.abc import Sequence
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +33,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 
 from dmtl.config import Config
 from dmtl.core.tasks import Task
-from dmtl.errors import ConfigError, OutputError, RunError
+from dmtl.errors import ConfigError, MissingDependencyError, OutputError, RunError
 from dmtl.training.module import MAX_PER_OUTPUT_METRICS
 
 
@@ -46,7 +52,7 @@ def launch_rank() -> int:
 
 OUTPUT_NAMES = frozenset(
     {"config.yaml", "checkpoints", "logs", "metrics.json", "regime.json", "relatedness",
-     "results.json", "report.md", "runs", "lightning_logs"}
+     "results.json", "report.md", "runs", "lightning_logs", "wandb"}
 )
 """What dmtl writes in a run or study folder (plus ``*.png`` plots and hidden temp files)."""
 
@@ -176,16 +182,7 @@ def build_trainer(
 ) -> pl.Trainer:
     """A Lightning ``Trainer`` logging to ``run_dir``; last/best checkpoints, Ctrl-C safety."""
     cfg = config.trainer
-    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="logs")]
-    if config.output.tensorboard:
-        try:
-            from lightning.pytorch.loggers import TensorBoardLogger
-
-            loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="", version="logs"))
-        except ModuleNotFoundError as error:  # pragma: no cover - depends on the extra
-            raise ModuleNotFoundError(
-                "TensorBoard logging needs tensorboard: pip install 'dmtl[tensorboard]'"
-            ) from error
+    loggers = build_loggers(config, run_dir)
     monitor = cfg.monitor if has_validation else None
     callbacks: list[Callback] = [
         ModelCheckpoint(
@@ -239,3 +236,138 @@ def build_trainer(
             f"devices={cfg.devices!r}, num_nodes={cfg.num_nodes}, strategy={cfg.strategy!r}, "
             f"precision={cfg.precision!r})"
         ) from None
+
+
+# ---- experiment tracking -------------------------------------------------------------------------
+
+TRACKING_FILE = "tracking.json"
+"""``<run>/logs/tracking.json``: tracker run ids, so that a resumed run logs to the same runs."""
+
+_EXTRAS = {
+    "tensorboard": ("tensorboard", "pip install 'dmtl[tensorboard]'"),
+    "mlflow": ("mlflow", "pip install 'dmtl[mlflow]'"),
+    "wandb": ("wandb", "pip install 'dmtl[wandb]'"),
+}
+
+
+def run_name(run_dir: Path) -> str:
+    """A run's name for trackers: its path below a study's ``runs/`` folder (``seed0/mtl``),
+    else the folder's name."""
+    parts = Path(run_dir).parts
+    if "runs" in parts[:-1]:
+        below = len(parts) - 1 - parts[::-1].index("runs")
+        return "/".join(parts[below + 1 :])
+    return Path(run_dir).name
+
+
+def build_loggers(config: Config, run_dir: Path) -> list[Logger]:
+    """Lightning loggers of ``output.loggers``: CSV always, then TensorBoard, MLflow, W&B.
+
+    MLflow and W&B runs are named by :func:`run_name` and get the resolved config as their
+    parameters; their ids are kept in ``logs/tracking.json``, so that a resumed run logs to
+    the same tracker runs.
+    """
+    run_dir = Path(run_dir)
+    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="logs")]
+    ids_file = run_dir / "logs" / TRACKING_FILE
+    ids: dict[str, str] = json.loads(ids_file.read_text()) if ids_file.is_file() else {}
+    new_trackers: list[Logger] = []
+    for name in config.output.loggers:
+        if name == "tensorboard":
+            loggers.append(
+                _logger("tensorboard", "TensorBoardLogger", save_dir=str(run_dir), name="",
+                        version="logs")
+            )
+            continue
+        if name not in ("mlflow", "wandb"):
+            continue
+        resumed = name in ids
+        tracker = _mlflow_logger(config, run_dir, ids) if name == "mlflow" else _wandb_logger(
+            config, run_dir, ids
+        )
+        loggers.append(tracker)
+        if not resumed:
+            new_trackers.append(tracker)
+    if ids and launch_rank() == 0:
+        ids_file.parent.mkdir(parents=True, exist_ok=True)
+        ids_file.write_text(json.dumps(ids, indent=2))
+    if new_trackers:
+        hyperparameters = _flat(config.model_dump(mode="json"))
+        for tracker in new_trackers:
+            tracker.log_hyperparams(hyperparameters)
+    return loggers
+
+
+def _logger(tracker: str, class_name: str, **kwargs: Any) -> Logger:
+    """``lightning.pytorch.loggers.<class_name>(**kwargs)``, or how to install its package."""
+    from lightning.pytorch import loggers as pl_loggers
+
+    package, extra = _EXTRAS[tracker]
+    try:
+        logger: Logger = getattr(pl_loggers, class_name)(**kwargs)
+    except ModuleNotFoundError as error:
+        raise MissingDependencyError(
+            f"output.loggers: {tracker} needs the {package} package, which is not installed; "
+            f"{extra}"
+        ) from error
+    return logger
+
+
+def _mlflow_logger(config: Config, run_dir: Path, ids: dict[str, str]) -> Logger:
+    settings = config.output.mlflow
+    kwargs: dict[str, Any] = {
+        "experiment_name": settings.experiment or config.name,
+        "run_name": run_name(run_dir),
+        "run_id": ids.get("mlflow"),
+    }
+    uri = settings.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        kwargs["tracking_uri"] = uri
+    try:
+        logger = _logger("mlflow", "MLFlowLogger", **kwargs)
+        run_id = logger.run_id  # type: ignore[attr-defined]  # starts the run: errors show now
+    except Exception as error:  # MlflowException and the stores' own errors
+        if not type(error).__module__.startswith("mlflow"):
+            raise
+        first = re.split(r"(?<=\.)\s", " ".join(str(error).split()))[0][:200].rstrip(".")
+        raise RunError(
+            f"output.loggers: mlflow cannot start a run at {uri or './mlruns'} ({first}); set "
+            "output.mlflow.tracking_uri to a server (http://host:5000) or, with the full mlflow "
+            "package, sqlite:///mlflow.db; or MLFLOW_ALLOW_FILE_STORE=true for ./mlruns"
+        ) from None
+    if run_id:
+        ids["mlflow"] = str(run_id)
+    return logger
+
+
+def _wandb_logger(config: Config, run_dir: Path, ids: dict[str, str]) -> Logger:
+    """A W&B logger for this run. A W&B run still open in this process (the previous run of
+    a study) is finished first: Lightning would otherwise log this run into it."""
+    settings = config.output.wandb
+    ids.setdefault("wandb", uuid.uuid4().hex[:12])
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+    kwargs: dict[str, Any] = {
+        "project": settings.project or config.name,
+        "name": run_name(run_dir),
+        "save_dir": str(run_dir),
+        "id": ids["wandb"],
+        "offline": settings.mode == "offline",
+    }
+    if settings.entity:
+        kwargs["entity"] = settings.entity
+    if settings.mode == "online":
+        kwargs["mode"] = "online"
+    return _logger("wandb", "WandbLogger", **kwargs)
+
+
+def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"trainer.max_epochs": 20, ...}`` from nested mappings (lists as they are)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
