@@ -163,6 +163,10 @@ def predict(
     array: Annotated[
         Path | None, typer.Option(help="The .npy array an 'index' manifest points into.")
     ] = None,
+    allow_outside_root: Annotated[
+        bool,
+        typer.Option(help="Accept manifest image paths that are absolute or leave the root."),
+    ] = False,
     overwrite: Overwrite = False,
 ) -> None:
     """Per-task probabilities and decisions, in the manifest's column naming."""
@@ -171,7 +175,9 @@ def predict(
     check_output_file(output, overwrite)
     ckpt = _resolve_checkpoint(checkpoint)
     with quiet_lightning():
-        frame = predict_to_csv(ckpt, inputs, output, root=root, array=array)
+        frame = predict_to_csv(
+            ckpt, inputs, output, root=root, array=array, allow_outside_root=allow_outside_root
+        )
     console.print(f"{len(frame)} predictions written to [bold]{output}[/]")
 
 
@@ -218,6 +224,8 @@ def _run_study(cfg: Config, out: Path, seeds: int | None, resume: bool, overwrit
             status.update(f"{escape(message)}  ({time.perf_counter() - start:.0f} s)")
             if message.startswith("FAILED"):
                 console.print(f"[red]{escape(message)}[/]")
+            elif message.startswith("warning: "):
+                warn_line(message.removeprefix("warning: "))
 
         results = run_study(
             cfg,

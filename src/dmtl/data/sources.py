@@ -451,8 +451,9 @@ def image_paths(m: Manifest, allow_outside_root: bool = False) -> np.ndarray:
             more = f" ({len(outside) - 1} more such path(s))" if len(outside) > 1 else ""
             raise DataError(
                 f"{m.where(first, 'image')}: {m.image[first]!r} is outside the root folder "
-                f"{m.root} (an absolute path, or '..' above the root){more}; set "
-                "allow_outside_root: true on the source to accept such paths"
+                f"{m.root} (an absolute path, or '..' above the root){more}; to accept such "
+                "paths set sources[].allow_outside_root: true (dmtl predict: "
+                "--allow-outside-root)"
             )
     return np.asarray([str(m.root / p) for p in m.image], dtype=object)
 

@@ -46,7 +46,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def input_source(
-    card: ModelCard, inputs: Path, root: Path | None = None, array: Path | None = None
+    card: ModelCard,
+    inputs: Path,
+    root: Path | None = None,
+    array: Path | None = None,
+    allow_outside_root: bool = False,
 ) -> Source:
     """A source over the inputs to predict: a manifest, a folder of images or a ``.npy`` array.
 
@@ -55,7 +59,7 @@ def input_source(
     The inputs' shape is checked against the model's, so a mismatch is one clear error
     rather than a failure inside the network.
     """
-    source = _input_source(card, inputs, root, array)
+    source = _input_source(card, inputs, root, array, allow_outside_root)
     if isinstance(source, ImageSource) and card.image_size is not None and len(source):
         _, height, width = source.input_shape_raw
         crop = eval_transform((height, width), (card.image_size, card.image_size))
@@ -75,7 +79,9 @@ def _decode_size(card: ModelCard) -> int | None:
     return decode_side(card.image_size, card.crop_pct)
 
 
-def _input_source(card: ModelCard, inputs: Path, root: Path | None, array: Path | None) -> Source:
+def _input_source(
+    card: ModelCard, inputs: Path, root: Path | None, array: Path | None, outside: bool
+) -> Source:
     tasks = list(card.tasks)
     mean = None if card.mean is None else list(card.mean)
     std = None if card.std is None else list(card.std)
@@ -119,6 +125,7 @@ def _input_source(card: ModelCard, inputs: Path, root: Path | None, array: Path 
         mean=mean,
         std=std,
         require_labels=False,
+        allow_outside_root=outside,
     )
 
 
@@ -216,11 +223,15 @@ def predict_to_csv(
     output: Path,
     root: Path | None = None,
     array: Path | None = None,
+    allow_outside_root: bool = False,
 ) -> pd.DataFrame:
     """Load ``model`` (a checkpoint, ``.onnx`` or TorchScript file), predict ``inputs``, write
-    ``output`` (CSV or Parquet by suffix)."""
+    ``output`` (CSV or Parquet by suffix). ``allow_outside_root``: accept manifest image
+    paths that are absolute or climb above ``root``."""
     predictor = load_predictor(model)
-    source = input_source(predictor.card, inputs, root=root, array=array)
+    source = input_source(
+        predictor.card, inputs, root=root, array=array, allow_outside_root=allow_outside_root
+    )
     frame = predict_frame(predictor, source)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".parquet":

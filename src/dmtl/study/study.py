@@ -38,7 +38,13 @@ import torch
 
 from dmtl.config import Config, EarlyStoppingConfig, Variant, dump_config
 from dmtl.data.loaders import train_loader
-from dmtl.data.pipeline import Experiment, LoadedSource, build_experiment, load_sources
+from dmtl.data.pipeline import (
+    Experiment,
+    LoadedSource,
+    build_experiment,
+    experiment_warnings,
+    load_sources,
+)
 from dmtl.errors import ConfigError
 from dmtl.knowledge.heatmap import plot_relatedness
 from dmtl.study.outputs import write_report
@@ -54,7 +60,7 @@ from dmtl.study.results import (
     upsert_run,
 )
 from dmtl.training.run import run_training
-from dmtl.training.trainer import prepare_run_dir
+from dmtl.training.trainer import check_monitor, prepare_run_dir
 
 _CA_DM: dict[str, Any] = {"co_annotation": "<study>", "distribution_matching": True}
 
@@ -130,6 +136,10 @@ def run_study(
         record_command(results, command)  # a resume: its command produced results too
     for seed in seed_list:
         experiment = build_experiment(config, seed, loaded)
+        if seed == seed_list[0]:
+            check_monitor(config, experiment.tasks)
+            for line in experiment_warnings(experiment):
+                say(f"warning: {line}")
         if results is None:
             results = _new_results(config, experiment, seed_list, command)
         results.seeds = sorted(set(results.seeds) | set(seed_list))

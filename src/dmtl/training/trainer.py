@@ -98,9 +98,10 @@ def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False
 
 
 def monitor_names(tasks: Sequence[Task]) -> list[str]:
-    """Every name ``trainer.monitor`` may take: ``val/loss`` and each ``val/<task>/<metric>``
-    the module logs (per-output metrics for tasks of at most ``MAX_PER_OUTPUT_METRICS``)."""
-    names = ["val/loss"]
+    """Every name ``trainer.monitor`` may take: ``val/loss``, ``val/selection`` (the mean over
+    tasks of their primary metric) and each ``val/<task>/<metric>`` the module logs
+    (per-output metrics for tasks of at most ``MAX_PER_OUTPUT_METRICS``)."""
+    names = ["val/loss", "val/selection"]
     for task in tasks:
         per_output = task.num_outputs <= MAX_PER_OUTPUT_METRICS
         names += [f"val/{task.name}/{metric}" for metric in task.metric_names(per_output)]
