@@ -339,17 +339,13 @@ def _key_label(key: tuple[str, int, str | None]) -> str:
 
 __all__ = [
     "REPORT_NAME",
-    "best_variants",
-    "cell",
     "differences_frame",
     "fmt_cell",
     "markdown_table",
-    "negative_transfer",
     "protocol_text",
     "ranking_frame",
     "render_markdown",
     "results_frame",
     "task_header",
     "training_frame",
-    "verdict_text",
 ]
