@@ -17,3 +17,11 @@ Resume = Annotated[bool, typer.Option("--resume", help="Continue an existing out
 Overwrite = Annotated[
     bool, typer.Option("--overwrite", help="Replace existing outputs (they are deleted).")
 ]
+AllowConfigChange = Annotated[
+    bool,
+    typer.Option(
+        "--allow-config-change",
+        help="With --resume: go on with a config that differs from the run's "
+        "(the change is recorded in config_changes.json).",
+    ),
+]

@@ -37,6 +37,9 @@ MAX_PER_OUTPUT_METRICS = 100
 SPEC_KEY = "dmtl_model_spec"
 """Where a checkpoint keeps the :class:`~dmtl.build.ModelSpec` (plain data)."""
 
+EPOCH_SUMS_KEY = "dmtl_epoch_sums"
+"""Where a checkpoint keeps the running sums of the epoch it was saved in."""
+
 
 class MultiTaskModule(pl.LightningModule):
     """A built model and objective, trained by Lightning; logs every term and metric.
@@ -118,6 +121,17 @@ class MultiTaskModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.spec is not None:
             checkpoint[SPEC_KEY] = self.spec.to_dict()
+        # the epoch's running sums: a run resumed mid-epoch logs the same epoch means
+        checkpoint[EPOCH_SUMS_KEY] = {
+            "steps": self._epoch_steps,
+            "sums": {k: torch.as_tensor(v).detach().cpu() for k, v in self._epoch_sums.items()},
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get(EPOCH_SUMS_KEY)
+        if saved:
+            self._epoch_steps = int(saved["steps"])
+            self._epoch_sums = {k: v.to(self.device) for k, v in saved["sums"].items()}
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.model(x)

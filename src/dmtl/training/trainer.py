@@ -4,7 +4,9 @@ Outputs of a run folder::
 
     <run>/config.yaml            the resolved config
     <run>/checkpoints/last.ckpt  (and best-*.ckpt when a monitor is set)
-    <run>/logs/metrics.csv       every loss term and metric (CSVLogger)
+    <run>/checkpoints/interrupted.ckpt  where Ctrl-C stopped training
+    <run>/logs/metrics.csv       every loss term and metric (CSVLogger; a resume appends)
+    <run>/config_changes.json    the config changes a resume was allowed to make
     <run>/logs/events.*          TensorBoard, when output.tensorboard is on
     <run>/relatedness/*.csv      the tables used, one per edge
     <run>/regime.json            what the label-hiding regime hid
@@ -13,6 +15,7 @@ Outputs of a run folder::
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 from pathlib import Path
@@ -22,9 +25,12 @@ import lightning.pytorch as pl
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from dmtl.config import Config
 from dmtl.errors import OutputError, RunError
+from dmtl.training.interrupt import GracefulStop, StopSignal
+from dmtl.training.resume import CHANGES_FILE, ExactResume
 
 
 def launch_rank() -> int:
@@ -42,7 +48,7 @@ def launch_rank() -> int:
 
 OUTPUT_NAMES = frozenset(
     {"config.yaml", "checkpoints", "logs", "metrics.json", "regime.json", "relatedness",
-     "results.json", "report.md", "runs", "lightning_logs"}
+     "results.json", "report.md", "runs", "lightning_logs", CHANGES_FILE}
 )
 """What dmtl writes in a run or study folder (plus ``*.png`` plots and hidden temp files)."""
 
@@ -58,26 +64,20 @@ def _foreign_entries(run_dir: Path) -> list[str]:
 def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False) -> Path:
     """Refuse to reuse a non-empty output folder unless ``resume`` or ``overwrite`` is given.
 
-    ``overwrite`` deletes only a folder that holds dmtl's outputs and nothing else, and never
-    the current folder or one above it.
+    ``resume`` needs the folder to exist (see :func:`~dmtl.training.resume.check_resume`
+    for the rest of what it needs) and cannot be combined with ``overwrite``.
+    ``overwrite`` deletes only a folder that holds dmtl's outputs and nothing else, and
+    never the current folder or one above it.
     """
     run_dir = Path(run_dir)
+    refuse_resume_with_overwrite(run_dir, resume, overwrite)
+    if resume and not run_dir.is_dir():
+        raise OutputError(
+            f"cannot resume {run_dir}: no such folder (start the run without --resume)"
+        )
     if run_dir.exists() and any(run_dir.iterdir()):
         if overwrite:
-            resolved, here = run_dir.resolve(), Path.cwd().resolve()
-            if resolved == here or resolved in here.parents:
-                raise OutputError(
-                    f"output folder {run_dir} is the current folder or above it; "
-                    "refusing to delete it (choose another output.dir)"
-                )
-            foreign = _foreign_entries(run_dir)
-            if foreign:
-                raise OutputError(
-                    f"output folder {run_dir} holds files dmtl did not write "
-                    f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); "
-                    "refusing to delete it with --overwrite (choose another output.dir)"
-                )
-            shutil.rmtree(run_dir)
+            _delete_outputs(run_dir)
         elif not resume:
             raise OutputError(
                 f"output folder {run_dir} already exists and is not empty; pass --resume to "
@@ -85,6 +85,32 @@ def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False
             )
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def refuse_resume_with_overwrite(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """:class:`~dmtl.errors.OutputError` if both are asked for (they contradict each other)."""
+    if resume and overwrite:
+        raise OutputError(
+            "--resume and --overwrite cannot be combined: --resume continues the run in "
+            f"{run_dir}, --overwrite deletes it; choose one"
+        )
+
+
+def _delete_outputs(run_dir: Path) -> None:
+    resolved, here = run_dir.resolve(), Path.cwd().resolve()
+    if resolved == here or resolved in here.parents:
+        raise OutputError(
+            f"output folder {run_dir} is the current folder or above it; "
+            "refusing to delete it (choose another output.dir)"
+        )
+    foreign = _foreign_entries(run_dir)
+    if foreign:
+        raise OutputError(
+            f"output folder {run_dir} holds files dmtl did not write "
+            f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); "
+            "refusing to delete it with --overwrite (choose another output.dir)"
+        )
+    shutil.rmtree(run_dir)
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -103,25 +129,33 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return max(found, key=lambda path: path.stat().st_mtime_ns)  # first of equals: last.ckpt
 
 
-class SaveOnInterrupt(Callback):
-    """On Ctrl-C (SIGINT), save ``checkpoints/interrupted.ckpt`` and say how to resume."""
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued.
 
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = Path(run_dir)
+    Lightning's writer deletes the file it finds (every row logged before a resume would
+    be lost); this one keeps it, takes its header, and appends. A new column rewrites the
+    file with the wider header, old rows kept (Lightning's own mechanism).
+    """
 
-    def on_exception(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
-    ) -> None:
-        if not isinstance(exception, KeyboardInterrupt):
-            return
-        path = self.run_dir / "checkpoints" / "interrupted.ckpt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(path)
-        if trainer.is_global_zero:
-            print(
-                f"\nInterrupted at step {trainer.global_step} (epoch {trainer.current_epoch}); "
-                f"checkpoint saved to {path}. Resume with --resume."
-            )
+    def __init__(self, log_dir: str) -> None:
+        super().__init__(log_dir)
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as file:
+                self.metrics_keys = next(csv.reader(file), [])
+
+    def _check_log_dir_exists(self) -> None:
+        """Lightning deletes ``metrics.csv`` here; a resumed run keeps it."""
+
+
+class AppendingCSVLogger(CSVLogger):
+    """:class:`~lightning.pytorch.loggers.CSVLogger` that appends to an existing ``metrics.csv``."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if not isinstance(self._experiment, ExperimentWriter):
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def build_trainer(
@@ -131,10 +165,16 @@ def build_trainer(
     extra_callbacks: list[Callback] | None = None,
     enable_progress_bar: bool | None = None,
     quiet: bool = False,
+    stop: StopSignal | None = None,
 ) -> pl.Trainer:
-    """A Lightning ``Trainer`` logging to ``run_dir``; last/best checkpoints, Ctrl-C safety."""
+    """A Lightning ``Trainer`` logging to ``run_dir``; last/best checkpoints, exact resume,
+    Ctrl-C safety.
+
+    ``stop``: the Ctrl-C flag :class:`~dmtl.training.interrupt.GracefulStop` watches (a new
+    one if not given; hold it with ``with stop:`` around ``fit``).
+    """
     cfg = config.trainer
-    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="logs")]
+    loggers: list[Logger] = [AppendingCSVLogger(save_dir=str(run_dir), name="", version="logs")]
     if config.output.tensorboard:
         try:
             from lightning.pytorch.loggers import TensorBoardLogger
@@ -155,7 +195,7 @@ def build_trainer(
             save_top_k=1,
             auto_insert_metric_name=False,
         ),
-        SaveOnInterrupt(run_dir),
+        ExactResume(),
     ]
     if cfg.early_stopping.enabled and monitor:
         callbacks.append(
@@ -169,6 +209,8 @@ def build_trainer(
     if progress:
         callbacks.append(RichProgressBar(leave=False))
     callbacks.extend(extra_callbacks or [])
+    # last: it saves at a step's end, after the other callbacks' on_train_batch_end
+    callbacks.append(GracefulStop(run_dir, stop or StopSignal()))
     kwargs: dict[str, Any] = {
         "accelerator": cfg.accelerator,
         "devices": cfg.devices,
