@@ -125,21 +125,23 @@ def test_prepare_run_dir(tmp_path: Path) -> None:
     assert empty.is_dir() and not any(empty.iterdir())
 
 
-def test_last_checkpoint_is_the_newer_of_last_and_interrupted(tmp_path: Path) -> None:
+def test_last_checkpoint_is_the_later_step_of_last_and_interrupted(tmp_path: Path) -> None:
     assert last_checkpoint(tmp_path) is None
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     last, interrupted = folder / "last.ckpt", folder / "interrupted.ckpt"
-    interrupted.write_text("")
+    torch.save({"global_step": 8}, interrupted)
     assert last_checkpoint(tmp_path) == interrupted
-    last.write_text("")
-    os.utime(last, ns=(1_000_000_000, 1_000_000_000))
-    os.utime(interrupted, ns=(2_000_000_000, 2_000_000_000))
-    assert last_checkpoint(tmp_path) == interrupted  # Ctrl-C after the last epoch's end
-    os.utime(last, ns=(3_000_000_000, 3_000_000_000))
+    torch.save({"global_step": 6}, last)
+    os.utime(last, ns=(3_000_000_000, 3_000_000_000))  # file times do not decide
+    os.utime(interrupted, ns=(1_000_000_000, 1_000_000_000))
+    assert last_checkpoint(tmp_path) == interrupted  # Ctrl-C mid-epoch, after epoch 0's end
+    torch.save({"global_step": 12}, last)
     assert last_checkpoint(tmp_path) == last  # the resumed run has saved again
-    os.utime(interrupted, ns=(3_000_000_000, 3_000_000_000))
-    assert last_checkpoint(tmp_path) == last  # ties: last.ckpt
+    torch.save({"global_step": 12}, interrupted)
+    assert last_checkpoint(tmp_path) == last  # the same step: last.ckpt
+    interrupted.write_bytes(b"not a checkpoint")
+    assert last_checkpoint(tmp_path) == interrupted  # so that the resume says what is wrong
 
 
 def test_nan_loss_stops_the_run_naming_term_step_and_sources(

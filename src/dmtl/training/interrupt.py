@@ -59,7 +59,7 @@ from dmtl.errors import RunError
 REPEAT_WINDOW_S = 1.0
 """A second SIGINT sooner than this after the first is the same Ctrl-C, forwarded."""
 
-FAILURE_TIMEOUT_S = 60.0
+FAILURE_TIMEOUT_S = 120.0
 """The longest a rank waits for its peers while telling them it failed."""
 
 MESSAGE_BYTES = 2048

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import csv
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
@@ -114,10 +116,11 @@ def _delete_outputs(run_dir: Path) -> None:
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint to resume from: the newer of ``last.ckpt`` and ``interrupted.ckpt``.
+    """The checkpoint to resume from: the later of ``last.ckpt`` and ``interrupted.ckpt``.
 
-    After Ctrl-C both exist, and ``interrupted.ckpt`` (mid-epoch) is the later state; once
-    the resumed run has saved ``last.ckpt`` again, that one is. Ties go to ``last.ckpt``.
+    Later by the training step each holds (not by file time, which a coarse file system
+    may give both alike); at the same step, ``last.ckpt``. An unreadable one comes first,
+    so that resuming says what is wrong with it.
     """
     found = [
         path
@@ -126,7 +129,22 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     ]
     if not found:
         return None
-    return max(found, key=lambda path: path.stat().st_mtime_ns)  # first of equals: last.ckpt
+
+    def order(path: Path) -> tuple[bool, int, bool]:
+        step = _global_step(path)
+        return step is None, step or 0, path.name == "last.ckpt"
+
+    return max(found, key=order)
+
+
+def _global_step(path: Path) -> int | None:
+    """The training step a checkpoint was saved at, or None if it cannot be read."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(checkpoint["global_step"])
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError,
+            pickle.UnpicklingError):  # the resume that reads it says what is wrong
+        return None
 
 
 class _AppendingWriter(ExperimentWriter):
