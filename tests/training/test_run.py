@@ -348,6 +348,26 @@ def test_a_keyboard_interrupt_raised_by_code_saves_nothing_and_names_the_last_ch
     assert run_training(experiment, run, resume=True, quiet=True).steps == 12
 
 
+def test_ctrl_c_before_the_first_step_stops_before_training(
+    make_experiment: MakeExperiment, tmp_path: Path
+) -> None:
+    class CtrlCAtStart(pl.Callback):
+        def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            signal.raise_signal(signal.SIGINT)
+
+    experiment = make_experiment()
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as stopped:
+        run_training(experiment, run, quiet=True, callbacks=[CtrlCAtStart()])
+    assert stopped.value.checkpoint is None
+    assert stopped.value.message == (
+        "Interrupted at step 0 (epoch 0), before any checkpoint; --resume starts the run from "
+        "the beginning."
+    )
+    assert not (run / "checkpoints").exists()
+    assert run_training(experiment, run, resume=True, quiet=True).steps == 5
+
+
 class _StopAfterFirstEpoch(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.current_epoch == 0:

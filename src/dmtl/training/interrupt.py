@@ -83,9 +83,11 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.checkpoint = checkpoint
 
 
-class _Stop(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised inside ``trainer.fit`` to leave it (Lightning handles a KeyboardInterrupt by
-    ignoring further Ctrl-C and calling ``sys.exit``, which we do not want)."""
+class StopTraining(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by :class:`GracefulStop` inside ``trainer.fit`` to leave it at a safe point;
+    :func:`~dmtl.training.run.run_training` turns it into :class:`TrainingInterrupted`.
+    (Not a KeyboardInterrupt: Lightning answers one by ignoring further Ctrl-C and calling
+    ``sys.exit``.)"""
 
     def __init__(self, checkpoint: Path | None) -> None:
         super().__init__("training stopped on request")
@@ -192,14 +194,14 @@ class GracefulStop(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _, any_stop = self._agree(trainer)
         if self._stop_at_epoch_start or any_stop:
-            raise _Stop(self._epoch_checkpoint(trainer))
+            raise StopTraining(self._epoch_checkpoint(trainer))
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         self._agreed_this_step = False
         if self._stop_agreed:  # saved at the last step's end; its row is logged now: go
-            raise _Stop(self.interrupted_path)
+            raise StopTraining(self.interrupted_path)
 
     def on_before_backward(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor
@@ -240,7 +242,7 @@ class GracefulStop(pl.Callback):
     ) -> None:
         # ranks may hold different numbers of test batches: only a lone process stops here
         if self.stop.requested and not _distributed(trainer):
-            raise _Stop(None)
+            raise StopTraining(None)
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
@@ -250,7 +252,8 @@ class GracefulStop(pl.Callback):
             # so nothing is saved (Lightning then calls sys.exit; see run_training)
             self.raw_interrupt = True
             return
-        if isinstance(exception, (_Stop, _PeerFailedError)) or not isinstance(exception, Exception):
+        ours = isinstance(exception, (StopTraining, _PeerFailedError))
+        if ours or not isinstance(exception, Exception):
             return
         if not (_distributed(trainer) and trainer.training):
             return
@@ -331,7 +334,10 @@ def stop_message(
             f"the evaluation; checkpoint saved to {checkpoint}. Resume with --resume to evaluate."
         )
     if checkpoint is None:
-        return f"Interrupted at {where}; no checkpoint was saved. Start the run again."
+        return (
+            f"Interrupted at {where}, before any checkpoint; --resume starts the run from "
+            "the beginning."
+        )
     if not saved_now:
         return (
             f"Interrupted at {where} in the middle of a step: nothing was saved there. "

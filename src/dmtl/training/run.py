@@ -20,8 +20,8 @@ from dmtl.errors import RunError
 from dmtl.training.interrupt import (
     GracefulStop,
     StopSignal,
+    StopTraining,
     TrainingInterrupted,
-    _Stop,
     stop_message,
 )
 from dmtl.training.module import MultiTaskModule
@@ -112,17 +112,7 @@ def run_training(
     changes = _check_resume(run_dir, config, resume, overwrite, allow_config_change)
     if resume and not changes and (finished := finished_summary(run_dir)) is not None:
         return _finished_result(run_dir, finished)
-    # Under DDP every rank runs this function; only the first one prepares and writes the
-    # folder (another rank would find it non-empty, or delete it, as it is being written).
-    if launch_rank() == 0:
-        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    pl.seed_everything(experiment.seed, workers=True, verbose=False)
-    if config.trainer.num_threads is not None:
-        torch.set_num_threads(config.trainer.num_threads)
-    if config.trainer.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    _prepare_process(experiment, run_dir, resume, overwrite)
     # The Trainer first: it knows this process's rank and the world size before the process
     # group exists, and the samplers must shard each global batch with them.
     stop = StopSignal()
@@ -154,16 +144,39 @@ def run_training(
         split = "test" if experiment.test else "val"
         metrics = _evaluate(trainer, module, experiment, split, checkpoint)
     result = RunResult(run_dir, metrics, split, int(trainer.global_step), wall, checkpoint)
-    summary: dict[str, Any] = {
-        "split": split,
-        "metrics": metrics,
-        "steps": result.steps,
-        "wall_s": wall,
-        "checkpoint": str(checkpoint) if checkpoint else None,
-    }
     if trainer.is_global_zero:
-        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        _write_summary(result)
     return result
+
+
+def _prepare_process(
+    experiment: Experiment, run_dir: Path, resume: bool, overwrite: bool
+) -> None:
+    """The output folder (on the first rank), the seed, threads and determinism."""
+    config = experiment.config
+    # Under DDP every rank runs this function; only the first one prepares and writes the
+    # folder (another rank would find it non-empty, or delete it, as it is being written).
+    if launch_rank() == 0:
+        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(experiment.seed, workers=True, verbose=False)
+    if config.trainer.num_threads is not None:
+        torch.set_num_threads(config.trainer.num_threads)
+    if config.trainer.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _write_summary(result: RunResult) -> None:
+    """``metrics.json``: the final evaluation; its presence marks the run as finished."""
+    summary: dict[str, Any] = {
+        "split": result.split,
+        "metrics": result.metrics,
+        "steps": result.steps,
+        "wall_s": result.wall_s,
+        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+    }
+    (result.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
 
 
 def _check_resume(
@@ -199,7 +212,7 @@ def _fit(
     try:
         trainer.fit(module, train_dataloaders=loader, val_dataloaders=val_loader,
                     ckpt_path=ckpt, weights_only=True)
-    except _Stop as stopped:
+    except StopTraining as stopped:
         raise TrainingInterrupted(
             stop_message(stopped.checkpoint, trainer, after_training=False), stopped.checkpoint
         ) from None
@@ -221,7 +234,7 @@ def _evaluate(
 ) -> dict[str, float | None]:
     try:
         return evaluate_module(trainer, module, experiment, split, checkpoint)
-    except _Stop:
+    except StopTraining:
         raise TrainingInterrupted(
             stop_message(checkpoint, trainer, after_training=True), checkpoint
         ) from None
