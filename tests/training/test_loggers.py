@@ -51,7 +51,7 @@ def test_tracker_runs_are_named_by_their_place_in_a_study(run_dir: str, name: st
 
 def test_csv_only_by_default(tiny_data: Any, tmp_path: Path) -> None:
     loggers = build_loggers(validate_config(tiny_data()), tmp_path)
-    assert [type(logger).__name__ for logger in loggers] == ["CSVLogger"]
+    assert [type(logger).__name__ for logger in loggers] == ["AppendingCSVLogger"]
     assert not (tmp_path / "logs" / TRACKING_FILE).exists()
 
 

@@ -1,4 +1,5 @@
-"""One training run from Python: outputs on disk, folder safety, NaN stop, resume, ranks."""
+"""One training run from Python: outputs on disk, folder safety, NaN stop, Ctrl-C and exact
+resume, ranks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,15 @@ import pytest
 import torch
 import yaml
 
-from dmtl.config import validate_config
+from dmtl.config import dump_config, validate_config
 from dmtl.core.objective import Objective
 from dmtl.core.relatedness import Relatedness
 from dmtl.data.loaders import eval_loader, train_loader
 from dmtl.data.pipeline import Experiment, build_experiment
-from dmtl.errors import MissingDependencyError, NonFiniteLossError, OutputError
+from dmtl.errors import MissingDependencyError, NonFiniteLossError, OutputError, RunError
+from dmtl.training.interrupt import TrainingInterrupted
 from dmtl.training.module import load_module
-from dmtl.training.run import run_training
+from dmtl.training.run import RunResult, run_training
 from dmtl.training.trainer import last_checkpoint, launch_rank, prepare_run_dir
 
 MakeExperiment = Callable[..., Experiment]
@@ -125,56 +127,23 @@ def test_prepare_run_dir(tmp_path: Path) -> None:
     assert empty.is_dir() and not any(empty.iterdir())
 
 
-def test_last_checkpoint_is_the_newer_of_last_and_interrupted(tmp_path: Path) -> None:
+def test_last_checkpoint_is_the_later_step_of_last_and_interrupted(tmp_path: Path) -> None:
     assert last_checkpoint(tmp_path) is None
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     last, interrupted = folder / "last.ckpt", folder / "interrupted.ckpt"
-    interrupted.write_text("")
+    torch.save({"global_step": 8}, interrupted)
     assert last_checkpoint(tmp_path) == interrupted
-    last.write_text("")
-    os.utime(last, ns=(1_000_000_000, 1_000_000_000))
-    os.utime(interrupted, ns=(2_000_000_000, 2_000_000_000))
-    assert last_checkpoint(tmp_path) == interrupted  # Ctrl-C after the last epoch's end
-    os.utime(last, ns=(3_000_000_000, 3_000_000_000))
+    torch.save({"global_step": 6}, last)
+    os.utime(last, ns=(3_000_000_000, 3_000_000_000))  # file times do not decide
+    os.utime(interrupted, ns=(1_000_000_000, 1_000_000_000))
+    assert last_checkpoint(tmp_path) == interrupted  # Ctrl-C mid-epoch, after epoch 0's end
+    torch.save({"global_step": 12}, last)
     assert last_checkpoint(tmp_path) == last  # the resumed run has saved again
-    os.utime(interrupted, ns=(3_000_000_000, 3_000_000_000))
-    assert last_checkpoint(tmp_path) == last  # ties: last.ckpt
-
-
-class _CtrlC(pl.Callback):
-    """Raises KeyboardInterrupt (as SIGINT does) before batch ``at`` of the second epoch."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                             batch: Any, batch_idx: int) -> None:
-        if trainer.current_epoch == 1 and batch_idx == self.at:
-            raise KeyboardInterrupt
-
-
-def test_interrupt_saves_a_checkpoint_that_resume_continues_from(
-    make_experiment: MakeExperiment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    experiment = make_experiment(trainer={"max_epochs": 2, "steps_per_epoch": 6})
-    run = tmp_path / "run"
-    handler = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.raises(SystemExit):  # Lightning exits after its graceful shutdown
-            run_training(experiment, run, quiet=True, callbacks=[_CtrlC(at=2)])
-    finally:
-        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C
-    interrupted = run / "checkpoints" / "interrupted.ckpt"
-    assert interrupted.is_file()
-    assert torch.load(interrupted, map_location="cpu", weights_only=False)["global_step"] == 8
-    out = capsys.readouterr().out
-    assert f"Interrupted at step 8 (epoch 1); checkpoint saved to {interrupted}." in out
-    assert "Resume with --resume." in out
-    assert last_checkpoint(run) == interrupted  # newer than last.ckpt of epoch 0
-    result = run_training(experiment, run, resume=True, quiet=True)
-    assert result.steps == 12
-    assert (run / "metrics.json").is_file()
+    torch.save({"global_step": 12}, interrupted)
+    assert last_checkpoint(tmp_path) == last  # the same step: last.ckpt
+    interrupted.write_bytes(b"not a checkpoint")
+    assert last_checkpoint(tmp_path) == interrupted  # so that the resume says what is wrong
 
 
 def test_nan_loss_stops_the_run_naming_term_step_and_sources(
@@ -217,19 +186,203 @@ def test_missing_timm_says_how_to_install_it(
         run_training(experiment, tmp_path / "run", quiet=True)
 
 
+# ---- Ctrl-C and resume ---------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _sigint_handler_restored() -> Iterator[None]:
+    """Whatever a test does to SIGINT, the next test finds Python's own handler."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
+
+
+class _CtrlC(pl.Callback):
+    """Sends SIGINT to this process, as Ctrl-C does, in ``hook`` at ``trainer.global_step == step``.
+
+    The signal arrives where it is sent: inside the step (``on_before_backward``, before
+    the optimiser's step), between steps, or during validation.
+    """
+
+    def __init__(self, hook: str, step: int) -> None:
+        self.hook, self.step, self.sent = hook, step, False
+
+    def _maybe(self, hook: str, trainer: pl.Trainer) -> None:
+        if hook == self.hook and trainer.global_step == self.step and not self.sent:
+            self.sent = True
+            signal.raise_signal(signal.SIGINT)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._maybe("on_train_batch_start", trainer)
+
+    def on_before_backward(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._maybe("on_before_backward", trainer)
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._maybe("on_before_optimizer_step", trainer)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._maybe("on_train_batch_end", trainer)
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._maybe("on_validation_batch_start", trainer)
+
+
+def _exact_experiment(tiny_data: Callable[..., dict[str, Any]], epochs: int) -> Experiment:
+    """Deterministic, on the CPU, with everything a step draws or schedules: dropout, a
+    cosine schedule, co-annotation and distribution matching, and a validation split."""
+    data = tiny_data(
+        trainer={"max_epochs": epochs, "steps_per_epoch": 6, "deterministic": True},
+        optim={"name": "adamw", "lr": 0.01, "schedule": "cosine"},
+        backbone={"name": "mlp", "options": {"hidden": [32]}, "dropout": 0.3},
+        method={"co_annotation": "soft", "distribution_matching": True},
+    )
+    data["sources"][0]["val_fraction"] = 0.1
+    return build_experiment(validate_config(data))
+
+
+def _assert_same_weights(expected: Path, got: Path) -> None:
+    want, have = (_state(run / "checkpoints" / "last.ckpt") for run in (expected, got))
+    assert want.keys() == have.keys()
+    different = [key for key in want if not torch.equal(want[key], have[key])]
+    assert not different, f"weights differ: {different}"
+
+
+def _assert_same_logs(expected: Path, got: Path) -> None:
+    want, have = (pd.read_csv(run / "logs" / "metrics.csv") for run in (expected, got))
+    assert sorted(want.columns) == sorted(have.columns)
+    columns = sorted(want.columns)
+    pd.testing.assert_frame_equal(want[columns], have[columns], check_exact=True)
+
+
+def test_ctrl_c_mid_epoch_saves_at_the_steps_end_and_resume_is_exact(
+    tiny_data: Callable[..., dict[str, Any]], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    experiment = _exact_experiment(tiny_data, epochs=2)
+    straight = run_training(experiment, tmp_path / "straight", quiet=True)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as stopped:
+        run_training(experiment, run, quiet=True, callbacks=[_CtrlC("on_before_backward", 8)])
+    interrupted = run / "checkpoints" / "interrupted.ckpt"
+    assert stopped.value.checkpoint == interrupted
+    assert stopped.value.message == (
+        f"Interrupted at step 9 (epoch 1); checkpoint saved to {interrupted}. Resume with --resume."
+    )
+    assert "Ctrl-C: stopping after this step" in capfd.readouterr().err  # at once, on stderr
+    saved = torch.load(interrupted, map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 9  # the step Ctrl-C came in finished, then it saved
+    loader_state = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    assert (loader_state["epoch"], loader_state["served"]) == (1, 3)
+    assert not (run / "metrics.json").exists()
+    logged = pd.read_csv(run / "logs" / "metrics.csv")
+    assert sorted(logged["step"].dropna().unique())[-1] == 8  # every row up to the stop
+    assert last_checkpoint(run) == interrupted
+    resumed = run_training(experiment, run, resume=True, quiet=True)
+    assert resumed.steps == straight.steps == 12
+    _assert_same_weights(tmp_path / "straight", run)
+    _assert_same_logs(tmp_path / "straight", run)  # the rows before the stop are all kept
+    assert resumed.metrics == straight.metrics
+
+
+@pytest.fixture(scope="module")
+def straight_exact_run(
+    tmp_path_factory: pytest.TempPathFactory, tiny_data: Callable[..., dict[str, Any]]
+) -> tuple[Experiment, Path, RunResult]:
+    experiment = _exact_experiment(tiny_data, epochs=3)
+    run = tmp_path_factory.mktemp("exact") / "straight"
+    return experiment, run, run_training(experiment, run, quiet=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("interruptions", "resumes_from"),
+    [
+        ([("on_before_backward", 0)], "interrupted"),  # during the very first step
+        ([("on_train_batch_start", 3)], "interrupted"),  # mid-epoch, before the step
+        ([("on_before_optimizer_step", 6)], "interrupted"),  # first step of an epoch
+        ([("on_train_batch_end", 6)], "last"),  # the epoch's last step: its end comes first
+        ([("on_validation_batch_start", 6)], "last"),  # during validation
+        ([("on_train_batch_start", 17)], "last"),  # the last step: before the evaluation
+        ([("on_train_batch_start", 2), ("on_before_backward", 9)], "interrupted"),  # twice
+    ],
+)
+def test_ctrl_c_anywhere_then_resume_gives_the_uninterrupted_weights_and_logs(
+    straight_exact_run: tuple[Experiment, Path, RunResult],
+    tmp_path: Path,
+    interruptions: list[tuple[str, int]],
+    resumes_from: str,
+) -> None:
+    experiment, straight_dir, straight = straight_exact_run
+    run = tmp_path / "run"
+    for i, (hook, step) in enumerate(interruptions):
+        with pytest.raises(TrainingInterrupted) as stopped:
+            run_training(experiment, run, resume=i > 0, quiet=True, callbacks=[_CtrlC(hook, step)])
+    assert stopped.value.checkpoint == run / "checkpoints" / f"{resumes_from}.ckpt"
+    assert last_checkpoint(run) == stopped.value.checkpoint
+    resumed = run_training(experiment, run, resume=True, quiet=True)
+    assert resumed.steps == straight.steps == 18
+    _assert_same_weights(straight_dir, run)
+    _assert_same_logs(straight_dir, run)
+    assert resumed.metrics == straight.metrics
+
+
+def test_a_keyboard_interrupt_raised_by_code_saves_nothing_and_names_the_last_checkpoint(
+    make_experiment: MakeExperiment, tmp_path: Path
+) -> None:
+    """Not a Ctrl-C (which finishes its step): the step may be half done, so nothing is saved."""
+
+    class RaiseInStep(pl.Callback):
+        def on_before_optimizer_step(self, trainer: pl.Trainer, *args: Any) -> None:
+            if trainer.global_step == 8:
+                raise KeyboardInterrupt
+
+    experiment = make_experiment(trainer={"max_epochs": 2, "steps_per_epoch": 6})
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as stopped:
+        run_training(experiment, run, quiet=True, callbacks=[RaiseInStep()])
+    last = run / "checkpoints" / "last.ckpt"
+    assert stopped.value.checkpoint == last
+    assert stopped.value.message == (
+        "Interrupted at step 8 (epoch 1) in the middle of a step: nothing was saved there. "
+        f"Resume with --resume, from {last}."
+    )
+    assert not (run / "checkpoints" / "interrupted.ckpt").exists()
+    assert run_training(experiment, run, resume=True, quiet=True).steps == 12
+
+
+def test_ctrl_c_before_the_first_step_stops_before_training(
+    make_experiment: MakeExperiment, tmp_path: Path
+) -> None:
+    class CtrlCAtStart(pl.Callback):
+        def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            signal.raise_signal(signal.SIGINT)
+
+    experiment = make_experiment()
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as stopped:
+        run_training(experiment, run, quiet=True, callbacks=[CtrlCAtStart()])
+    assert stopped.value.checkpoint is None
+    assert stopped.value.message == (
+        "Interrupted at step 0 (epoch 0), before any checkpoint; --resume starts the run from "
+        "the beginning."
+    )
+    assert not (run / "checkpoints").exists()
+    assert run_training(experiment, run, resume=True, quiet=True).steps == 5
+
+
 class _StopAfterFirstEpoch(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.current_epoch == 0:
             trainer.should_stop = True
 
 
-def test_resume_gives_the_same_weights_as_a_straight_run(
+def test_resume_at_an_epoch_boundary_gives_the_same_weights_as_a_straight_run(
     make_experiment: MakeExperiment, tmp_path: Path
 ) -> None:
-    """CPU, deterministic, constant learning rate: 2 epochs straight == 1 epoch, stop, resume."""
+    """CPU, deterministic: 2 epochs straight == 1 epoch, stop, resume (bit for bit)."""
     experiment = make_experiment(
         trainer={"max_epochs": 2, "deterministic": True, "steps_per_epoch": 6},
-        optim={"schedule": "none"},
+        optim={"schedule": "cosine"},
         method={"co_annotation": "soft", "distribution_matching": True},
     )
     straight = run_training(experiment, tmp_path / "straight", quiet=True)
@@ -237,23 +390,123 @@ def test_resume_gives_the_same_weights_as_a_straight_run(
                          callbacks=[_StopAfterFirstEpoch()])
     assert first.steps == 6
     half = _state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    (tmp_path / "resumed" / "metrics.json").unlink()  # as if it had stopped there
     resumed = run_training(experiment, tmp_path / "resumed", resume=True, quiet=True)
     assert straight.steps == resumed.steps == 12
-    full, again = _state(tmp_path / "straight" / "checkpoints" / "last.ckpt"), _state(
-        tmp_path / "resumed" / "checkpoints" / "last.ckpt"
-    )
-    assert full.keys() == again.keys()
-    for key in full:
-        assert torch.allclose(full[key], again[key], rtol=0, atol=1e-6), key
+    _assert_same_weights(tmp_path / "straight", tmp_path / "resumed")
+    again = _state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
     assert any(not torch.equal(half[k], again[k]) for k in half)  # the second epoch did train
-    assert resumed.metrics == pytest.approx(straight.metrics)
+    assert resumed.metrics == straight.metrics
 
 
-def test_resume_without_a_checkpoint_starts_afresh(
+def test_resume_refuses_a_missing_folder_an_empty_one_and_overwrite(
     make_experiment: MakeExperiment, tmp_path: Path
 ) -> None:
-    result = run_training(make_experiment(), tmp_path / "new", resume=True, quiet=True)
-    assert result.steps == 5
+    experiment = make_experiment()
+    with pytest.raises(OutputError, match=r"cannot resume .*new: no such folder \(start the run "
+                                          r"without --resume\)"):
+        run_training(experiment, tmp_path / "new", resume=True, quiet=True)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(OutputError, match=r"empty: it holds no run \(no config.yaml\)"):
+        run_training(experiment, tmp_path / "empty", resume=True, quiet=True)
+    run_training(experiment, tmp_path / "run", quiet=True)
+    with pytest.raises(OutputError, match="--resume and --overwrite cannot be combined"):
+        run_training(experiment, tmp_path / "run", resume=True, overwrite=True, quiet=True)
+    assert (tmp_path / "run" / "metrics.json").is_file()  # nothing was deleted
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_trains_from_the_start(
+    make_experiment: MakeExperiment, tmp_path: Path
+) -> None:
+    experiment = make_experiment()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_config(experiment.config))
+    assert run_training(experiment, run, resume=True, quiet=True).steps == 5
+
+
+def test_resume_of_a_finished_run_trains_nothing(
+    make_experiment: MakeExperiment, tmp_path: Path
+) -> None:
+    experiment = make_experiment()
+    run = tmp_path / "run"
+    first = run_training(experiment, run, quiet=True)
+    stamps = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    again = run_training(experiment, run, resume=True, quiet=True)
+    assert again.finished_before and not first.finished_before
+    assert (again.metrics, again.steps, again.split) == (first.metrics, first.steps, first.split)
+    assert again.checkpoint == first.checkpoint
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == stamps
+
+
+def test_resume_refuses_a_changed_config_listing_every_difference(
+    make_experiment: MakeExperiment, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    run_training(make_experiment(optim={"schedule": "cosine"}), run, quiet=True)
+    before = json.loads((run / "metrics.json").read_text())
+    changed = make_experiment(optim={"schedule": "cosine", "lr": 0.001},
+                              trainer={"max_epochs": 2, "progress_bar": True})
+    with pytest.raises(OutputError) as refused:
+        run_training(changed, run, resume=True, quiet=True, progress_bar=False)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(f"cannot resume {run}: the config differs from the run's (")
+    assert ("optim.lr: 0.01 -> 0.001; trainer.max_epochs: 1 -> 2 (it sets the length of the "
+            "cosine learning-rate schedule))") in message
+    assert "progress_bar" not in message  # how progress is shown may change freely
+    assert "pass --allow-config-change to go on with the new one" in message
+    assert json.loads((run / "metrics.json").read_text()) == before  # nothing touched
+    # allowed: training goes on for the second epoch, and the change is recorded
+    result = run_training(changed, run, resume=True, allow_config_change=True, quiet=True,
+                          progress_bar=False)
+    assert result.steps == 10 and not result.finished_before
+    history = json.loads((run / "config_changes.json").read_text())
+    assert len(history) == 1
+    assert history[0]["resumed_from"] == str(run / "checkpoints" / "last.ckpt")
+    assert history[0]["changes"] == [
+        {"path": "optim.lr", "old": 0.01, "new": 0.001},
+        {"path": "trainer.max_epochs", "old": 1, "new": 2},
+    ]
+    assert history[0]["metrics_before"] == before  # the first result is kept there
+    assert validate_config(yaml.safe_load((run / "config.yaml").read_text())) == changed.config
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 10
+
+
+def test_resume_with_a_changed_architecture_is_one_clear_error(
+    make_experiment: MakeExperiment, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    run_training(make_experiment(), run, quiet=True)
+    wider = make_experiment(backbone={"name": "mlp", "options": {"hidden": [48]}})
+    with pytest.raises(OutputError, match=r"backbone.options.hidden.0: 32 -> 48"):
+        run_training(wider, run, resume=True, quiet=True)
+    with pytest.raises(RunError) as refused:
+        run_training(wider, run, resume=True, allow_config_change=True, quiet=True)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(f"cannot resume from {run / 'checkpoints' / 'last.ckpt'}: its "
+                              "weights do not fit the model this config builds (")
+    assert "model.backbone.1.weight is [32, 64] in the checkpoint, [48, 64] now" in message
+    assert message.endswith("the architecture (backbone, heads, tasks) cannot change on "
+                            "resume: start a new run")
+
+
+def test_an_unreadable_checkpoint_is_one_clear_error(
+    make_experiment: MakeExperiment, tmp_path: Path
+) -> None:
+    experiment = make_experiment()
+    run = tmp_path / "run"
+    run_training(experiment, run, quiet=True)
+    (run / "metrics.json").unlink()
+    broken = run / "checkpoints" / "interrupted.ckpt"
+    broken.write_bytes((run / "checkpoints" / "last.ckpt").read_bytes()[:1000])
+    with pytest.raises(RunError, match=rf"cannot resume from {broken}: not a readable checkpoint "
+                                       r"\(.*\); delete it to resume from the one before"):
+        run_training(experiment, run, resume=True, quiet=True)
+    broken.unlink()
+    assert run_training(experiment, run, resume=True, quiet=True).steps == 5
 
 
 # ---- ranks ---------------------------------------------------------------------------------------
@@ -359,3 +612,34 @@ def test_run_result_is_a_dataclass(make_experiment: MakeExperiment, tmp_path: Pa
     result = run_training(make_experiment(), tmp_path / "r", quiet=True, steps_per_epoch=2)
     assert result.steps == 2
     assert dataclasses.asdict(result)["split"] == "test"
+
+
+def test_resume_keeps_the_guards_weights_and_the_best_selection(
+    tiny_data: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    """With the guard, early stopping on val/selection and the best checkpoint: stop after
+    epoch 1, resume, and end where a straight run ends (weights, guard, best step)."""
+    data = tiny_data(
+        trainer={"max_epochs": 3, "steps_per_epoch": 6, "deterministic": True,
+                 "monitor": "val/selection", "early_stopping": {"enabled": True, "patience": 5}},
+        method={"co_annotation": "soft", "distribution_matching": True, "guard": True},
+        output={"checkpoint": "best"},
+    )
+    data["sources"][0]["val_fraction"] = 0.2
+    experiment = build_experiment(validate_config(data))
+    straight = run_training(experiment, tmp_path / "straight", quiet=True)
+    run_training(experiment, tmp_path / "resumed", quiet=True, callbacks=[_StopAfterFirstEpoch()])
+    (tmp_path / "resumed" / "metrics.json").unlink()
+    resumed = run_training(experiment, tmp_path / "resumed", resume=True, quiet=True)
+    _assert_same_weights(tmp_path / "straight", tmp_path / "resumed")
+    assert resumed.best_step == straight.best_step is not None
+    saved = [
+        torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+        for run in (tmp_path / "straight", tmp_path / "resumed")
+    ]
+    assert saved[0]["dmtl_guard"] == saved[1]["dmtl_guard"]
+    assert set(saved[0]["dmtl_guard"]) == {
+        name for name in saved[0]["dmtl_guard"] if name.startswith(("ca", "dm"))
+    } != set()
+    assert saved[0]["dmtl_selection"] == saved[1]["dmtl_selection"]
+    assert resumed.metrics == straight.metrics

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dmtl.cli.errors import console, handle_errors, quiet_lightning, warn_line
-from dmtl.cli.options import ConfigArg, Overrides, Overwrite, Resume
+from dmtl.cli.options import AllowConfigChange, ConfigArg, Overrides, Overwrite, Resume
 from dmtl.cli.outputs import check_output_file, check_output_folder
 from dmtl.errors import ConfigError, DataError
 
@@ -54,34 +54,66 @@ def train(
     ] = None,
     resume: Resume = False,
     overwrite: Overwrite = False,
+    allow_config_change: AllowConfigChange = False,
 ) -> None:
-    """Train one model as the config says; checkpoints, logs and metrics go to the output folder."""
+    """Train one model as the config says; checkpoints, logs and metrics go to the output folder.
+
+    Ctrl-C saves a checkpoint at the end of the step in progress; --resume continues
+    from it exactly. A second Ctrl-C quits at once.
+    """
     from dmtl.cli.render import metrics_table
     from dmtl.config import load_config
     from dmtl.data.pipeline import build_experiment, experiment_warnings
+    from dmtl.training.interrupt import INTERRUPT_EXIT_CODE, TrainingInterrupted
     from dmtl.training.run import run_training
     from dmtl.training.trainer import check_monitor, launch_rank, prepare_run_dir
 
     cfg = load_config(config, set_ or [])
     run_dir = check_output_folder(out or cfg.output.dir, "--out" if out else "output.dir")
     first = launch_rank() == 0  # under DDP, every rank runs this command
-    if first:
-        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    _check_before_loading(run_dir, cfg, resume, overwrite, allow_config_change)
+    if first and not resume:
+        prepare_run_dir(run_dir, overwrite=overwrite)
     experiment = build_experiment(cfg)
     check_monitor(cfg, experiment.tasks)
     for line in experiment_warnings(experiment) if first else []:
         warn_line(line)
-    with quiet_lightning():
-        result = run_training(
-            experiment, run_dir, resume=True, progress_bar=cfg.trainer.progress_bar
-        )
+    try:
+        with quiet_lightning():
+            result = run_training(
+                experiment,
+                run_dir,
+                resume=resume,
+                allow_config_change=allow_config_change,
+                progress_bar=cfg.trainer.progress_bar,
+            )
+    except TrainingInterrupted as stopped:
+        if first:
+            console.print(stopped.message, soft_wrap=True, highlight=False)
+        raise typer.Exit(code=INTERRUPT_EXIT_CODE) from None
     if not first:
         return
+    if result.finished_before:
+        console.print(f"{run_dir} holds a finished run: nothing to resume.", soft_wrap=True)
     console.print(metrics_table(result.metrics, f"{cfg.name}: {result.split} metrics"))
     console.print(
         f"{result.steps} steps in {result.wall_s:.1f} s; outputs in [bold]{run_dir}[/] "
         f"(checkpoint {result.checkpoint})"
     )
+
+
+def _check_before_loading(
+    run_dir: Path, cfg: Config, resume: bool, overwrite: bool, allow_config_change: bool
+) -> None:
+    """Refuse a resume that cannot be honoured before the data is loaded (it may take long)."""
+    from dmtl.training.resume import check_resume
+    from dmtl.training.trainer import refuse_resume_with_overwrite
+
+    refuse_resume_with_overwrite(run_dir, resume, overwrite)
+    if allow_config_change and not resume:
+        raise ConfigError([("--allow-config-change", "only applies with --resume")])
+    if resume:
+        check_resume(run_dir, cfg, allow_config_change)
 
 
 def _resolve_checkpoint(path: Path) -> Path:
@@ -195,13 +227,20 @@ def study(
     resume: Resume = False,
     overwrite: Overwrite = False,
     variants: Variants = None,
+    allow_config_change: AllowConfigChange = False,
 ) -> None:
-    """The ablation: single-task, MTL, +co-annotation, +distribution matching, both; over seeds."""
+    """The ablation: single-task, MTL, +co-annotation, +distribution matching, both; over seeds.
+
+    --resume goes on where the study stopped (an interrupted run from its checkpoint);
+    more seeds (--seeds) or variants (--variants) may be added.
+    """
     from dmtl.config import load_config
 
     cfg = _chosen_variants(load_config(config, set_ or []), variants)
+    if allow_config_change and not resume:
+        raise ConfigError([("--allow-config-change", "only applies with --resume")])
     folder = check_output_folder(out or cfg.output.dir, "--out" if out else "output.dir")
-    _run_study(cfg, folder, seeds, resume, overwrite)
+    _run_study(cfg, folder, seeds, resume, overwrite, allow_config_change)
 
 
 def _chosen_variants(cfg: Config, variants: str | None) -> Config:
@@ -211,31 +250,49 @@ def _chosen_variants(cfg: Config, variants: str | None) -> Config:
     return cfg if variants is None else with_variants(cfg, variants)
 
 
-def _run_study(cfg: Config, out: Path, seeds: int | None, resume: bool, overwrite: bool) -> None:
+def _run_study(
+    cfg: Config,
+    out: Path,
+    seeds: int | None,
+    resume: bool,
+    overwrite: bool,
+    allow_config_change: bool = False,
+) -> None:
     from rich.markup import escape
 
     from dmtl.cli.render import print_study_table
     from dmtl.study.study import run_study
+    from dmtl.training.interrupt import INTERRUPT_EXIT_CODE, TrainingInterrupted
 
     start = time.perf_counter()
-    with quiet_lightning(), console.status("starting") as status:
+    try:
+        with quiet_lightning(), console.status("starting") as status:
 
-        def progress(message: str) -> None:
-            status.update(f"{escape(message)}  ({time.perf_counter() - start:.0f} s)")
-            if message.startswith("FAILED"):
-                console.print(f"[red]{escape(message)}[/]")
-            elif message.startswith("warning: "):
-                warn_line(message.removeprefix("warning: "))
+            def progress(message: str) -> None:
+                status.update(f"{escape(message)}  ({time.perf_counter() - start:.0f} s)")
+                if message.startswith("FAILED"):
+                    console.print(f"[red]{escape(message)}[/]")
+                elif message.startswith("warning: "):
+                    warn_line(message.removeprefix("warning: "))
 
-        results = run_study(
-            cfg,
-            out,
-            seeds,
-            resume=resume,
-            overwrite=overwrite,
-            progress=progress,
-            command=_command_line(),
+            results = run_study(
+                cfg,
+                out,
+                seeds,
+                resume=resume,
+                overwrite=overwrite,
+                allow_config_change=allow_config_change,
+                progress=progress,
+                command=_command_line(),
+            )
+    except TrainingInterrupted as stopped:
+        console.print(
+            f"{stopped.message}\nStudy interrupted; finished runs are in {out / 'results.json'}. "
+            "Resume the study with --resume.",
+            soft_wrap=True,
+            highlight=False,
         )
+        raise typer.Exit(code=INTERRUPT_EXIT_CODE) from None
     print_study_table(console, results)
     console.print(
         f"study done in {time.perf_counter() - start:.0f} s: [bold]{out / 'report.md'}[/], "

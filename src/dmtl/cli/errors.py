@@ -34,6 +34,8 @@ def handle_errors(function: F) -> F:
         except DmtlError as error:
             if os.environ.get("DMTL_DEBUG"):
                 raise
+            if getattr(error, "relayed_to_rank_zero", False):  # DDP: rank 0 prints it once
+                raise typer.Exit(code=2) from None
             # The message is text, not markup: "dmtl[vision]" or "digits[train]" must survive;
             # soft wrap: the terminal folds a long line, a log keeps it whole.
             err_console.print(

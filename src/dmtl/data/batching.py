@@ -7,6 +7,8 @@
 - :class:`MultiSourceBatchSampler`: the training batch sampler (proportions,
   cycling of small sources, seed/epoch determinism, DDP sharding).
 - :class:`SourceBatchSampler`: evaluation batches, each from one source, in order.
+- :class:`ResumableDataLoader`: the training loader, whose place in the epoch is saved
+  in checkpoints (exact resumption in the middle of an epoch).
 - :func:`build_train_loader`, :func:`build_eval_loader`: DataLoaders over sources.
 
 With DDP under Lightning, build the Trainer with ``use_distributed_sampler=False``:
@@ -196,6 +198,12 @@ class MultiSourceBatchSampler(Sampler[list[int]]):
       same number of batches. ``rank``/``world_size`` default to ``torch.distributed``
       when it is initialised, else 0/1.
 
+    - **State** (mid-epoch resumption): :meth:`state_dict` holds the epoch and the
+      batches of it already served; after :meth:`load_state_dict` the next iteration
+      starts at the first batch not served, so an interrupted epoch goes on with the
+      same batches in the same order. :class:`ResumableDataLoader` saves the batches
+      it has *handed out* instead (workers draw from the sampler ahead of use).
+
     Call :meth:`set_epoch` at every epoch (Lightning does, through ``.sampler``).
     """
 
@@ -244,12 +252,61 @@ class MultiSourceBatchSampler(Sampler[list[int]]):
         self.epoch = 0
         self.classes = _checked_classes(classes, self.sizes)
         """Per source: a class index per row (class-balanced draws), or ``None``."""
+        self.served = 0
+        """Batches of :attr:`epoch` this sampler's iterator has yielded."""
+        self._resume_at = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose batches :meth:`__iter__` yields."""
+        """Select the epoch whose batches :meth:`__iter__` yields.
+
+        A new epoch starts at its first batch; the epoch of a loaded state keeps its
+        resumption point (Lightning sets the epoch again after loading the state).
+        """
         if epoch < 0:
             raise DataError(f"epoch must be >= 0, got {epoch}")
+        if int(epoch) != self.epoch:
+            self._resume_at = 0
         self.epoch = int(epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        """The position in the epochs: ``epoch`` and the batches of it ``served``.
+
+        With the settings that define the batches (``seed``, ``num_batches``,
+        ``batch_size``, ``world_size``, the total of ``sizes``), so that a state is
+        never loaded into a sampler drawing other batches.
+        """
+        return {
+            "epoch": self.epoch,
+            "served": self.served,
+            "seed": self.seed,
+            "num_batches": self.num_batches,
+            "batch_size": self.batch_size,
+            "world_size": self.world_size,
+            "total_size": sum(self.sizes),
+        }
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Continue from ``state``: the next iteration yields the batches not yet served.
+
+        Raises :class:`~dmtl.errors.DataError` if the state was saved by a sampler
+        drawing other batches (another seed, epoch length, batch size, world size or
+        data size), naming the setting.
+        """
+        mine = self.state_dict()
+        for key in ("seed", "num_batches", "batch_size", "world_size", "total_size"):
+            if key in state and int(state[key]) != mine[key]:
+                raise DataError(
+                    f"the saved position in the training batches is for {key} {state[key]}, "
+                    f"this loader has {key} {mine[key]}; the batches would differ"
+                )
+        served = int(state["served"])
+        if not 0 <= served <= self.num_batches:
+            raise DataError(
+                f"the saved position ({served} batches served) is outside an epoch of "
+                f"{self.num_batches} batches"
+            )
+        self.epoch = int(state["epoch"])
+        self.served = self._resume_at = served
 
     @property
     def sampler(self) -> MultiSourceBatchSampler:
@@ -272,10 +329,17 @@ class MultiSourceBatchSampler(Sampler[list[int]]):
         return per_rank + self.offsets[source]
 
     def __iter__(self) -> Iterator[list[int]]:
+        start, self._resume_at = self._resume_at, 0
+        self.served = start
         streams = [self._stream(s) for s in range(len(self.sizes))]
         table = np.concatenate(streams, axis=1)
-        for row in table:
+        for row in table[start:]:
+            self.served += 1
             yield row.tolist()
+
+    def resume_point(self) -> int:
+        """The batch the next iteration starts at (0 unless a state was loaded)."""
+        return self._resume_at
 
 
 def _draw(rng: np.random.Generator, size: int, steps: int, per_step: int) -> np.ndarray:
@@ -355,6 +419,44 @@ def _draw_balanced(
         if len(where):
             out[where] = rows[_draw(rng, len(rows), 1, len(where))[0]]
     return out.reshape(steps, per_step)
+
+
+class ResumableDataLoader(DataLoader[Sample]):
+    """A training DataLoader whose place in the epoch goes into Lightning's checkpoints.
+
+    Lightning saves the ``state_dict()`` of a training loader that has one (and, on a
+    resume in the middle of an epoch, hands it back through ``load_state_dict``): here
+    the :class:`MultiSourceBatchSampler`'s state, with ``served`` counting the batches
+    this loader has *handed out* in the epoch. (With workers the sampler runs ahead of
+    the batches in use, so its own count would skip batches that were never trained on.)
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.batch_sampler, MultiSourceBatchSampler):
+            raise DataError("a ResumableDataLoader needs a MultiSourceBatchSampler")
+        self._handed_out = 0
+
+    @property
+    def position(self) -> MultiSourceBatchSampler:
+        """The batch sampler, which knows the epoch and where it starts."""
+        assert isinstance(self.batch_sampler, MultiSourceBatchSampler)
+        return self.batch_sampler
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        self._handed_out = self.position.resume_point()  # read before the sampler starts
+        for batch in super().__iter__():
+            self._handed_out += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        """The sampler's state, ``served`` being the batches of the epoch handed out."""
+        return {**self.position.state_dict(), "served": self._handed_out}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Go on from ``state`` (see :meth:`MultiSourceBatchSampler.load_state_dict`)."""
+        self.position.load_state_dict(state)
+        self._handed_out = self.position.resume_point()
 
 
 class SourceBatchSampler(Sampler[list[int]]):
@@ -474,7 +576,7 @@ def build_train_loader(
         num_batches=num_batches, seed=seed, rank=rank, world_size=world_size,
         classes=[balance_classes(s) for s in sources],
     )
-    return DataLoader(
+    return ResumableDataLoader(
         SourceConcat(sources),
         batch_sampler=sampler,
         collate_fn=collate_samples(union_tasks(sources) if tasks is None else tasks),

@@ -21,8 +21,13 @@ epoch), stops when its validation selection metric (``val/selection``: the mean 
 its tasks of their primary metric) has not improved for ``study.patience`` epochs, and
 is evaluated at its best checkpoint; validation labels follow the regime
 (``trainer.validation_labels``). With ``equal_steps`` every run trains the same number
-of steps and is evaluated at the last one. ``results.json`` is rewritten after each run,
-so an interrupted study resumes where it stopped (``--resume``).
+of steps and is evaluated at the last one.
+
+``results.json`` is rewritten after each run, so an interrupted study resumes where it
+stopped (``--resume``) without repeating finished runs: a run that was interrupted goes
+on from its checkpoint (exactly, see :func:`~dmtl.training.run.run_training`), a failed
+one is trained again. A resume refuses a config that differs from the study's
+(``config.yaml``) except in the seeds and variants it runs, unless ``allow_config_change``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import time
 import traceback
 import typing
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +60,15 @@ from dmtl.study.results import (
     TaskInfo,
     collect_hardware,
     completed,
+    find_run,
     load_results,
     record_command,
     save_results,
     upsert_run,
 )
+from dmtl.training.resume import RESUME_FREE_KEYS, check_resume, record_config_changes
 from dmtl.training.run import run_training
-from dmtl.training.trainer import check_monitor, prepare_run_dir
+from dmtl.training.trainer import check_monitor, prepare_run_dir, refuse_resume_with_overwrite
 
 _CA_DM: dict[str, Any] = {"co_annotation": "<study>", "distribution_matching": True}
 
@@ -118,6 +126,7 @@ def run_study(
     *,
     resume: bool = False,
     overwrite: bool = False,
+    allow_config_change: bool = False,
     progress: ProgressFn | None = None,
     command: str | None = None,
 ) -> StudyResults:
@@ -127,7 +136,7 @@ def run_study(
     results_path = out_dir / "results.json"
     n_seeds = seeds or config.study.seeds
     seed_list = [config.trainer.seed + i for i in range(n_seeds)]
-    prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    resuming = _prepare_study_dir(out_dir, config, resume, overwrite, allow_config_change)
     (out_dir / "config.yaml").write_text(dump_config(config))
     loaded = load_sources(config)
     config = protocol_config(config, loaded)
@@ -159,6 +168,7 @@ def run_study(
                         task.name,
                         steps_per_epoch,
                         say,
+                        resuming,
                     )
             else:
                 varied = _with_config(experiment, variant_config(config, variant))
@@ -172,11 +182,40 @@ def run_study(
                     None,
                     steps_per_epoch,
                     say,
+                    resuming,
                 )
     assert results is not None
     save_results(results, results_path)
     write_report(results, out_dir, extra_plots=_relatedness_plots(experiment, out_dir))
     return results
+
+
+STUDY_RESUME_FREE_KEYS = (*RESUME_FREE_KEYS, "study.seeds", "study.variants")
+"""What a resumed study may change freely: the seeds and variants it runs, and what a run
+may change (:data:`~dmtl.training.resume.RESUME_FREE_KEYS`)."""
+
+
+def _prepare_study_dir(
+    out_dir: Path, config: Config, resume: bool, overwrite: bool, allow_config_change: bool
+) -> _Resuming | None:
+    """Check a resume (recording an allowed change) and prepare the folder; how runs resume."""
+    refuse_resume_with_overwrite(out_dir, resume, overwrite)
+    changes = (
+        check_resume(out_dir, config, allow_config_change, ignore=STUDY_RESUME_FREE_KEYS)
+        if resume
+        else []
+    )
+    prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    if changes:
+        record_config_changes(out_dir, changes, None)
+    return _Resuming(allow_config_change) if resume else None
+
+
+@dataclass(frozen=True)
+class _Resuming:
+    """How the runs of a resumed study are resumed."""
+
+    allow_config_change: bool
 
 
 def _relatedness_plots(experiment: Experiment, out_dir: Path) -> dict[str, Path]:
@@ -279,19 +318,28 @@ def _one_run(
     task: str | None,
     steps_per_epoch: int,
     say: ProgressFn,
+    resuming: _Resuming | None = None,
 ) -> None:
     label = f"{variant}" + (f"[{task}]" if task else "") + f" seed {seed}"
     if completed(results, variant, seed, task):
         say(f"skip {label} (done)")
         return
     run_dir = out_dir / "runs" / f"seed{seed}" / (variant + (f"-{task}" if task else ""))
+    # an interrupted run goes on from its checkpoint; a failed or a new one starts afresh
+    go_on = (
+        resuming is not None
+        and find_run(results, variant, seed, task) is None
+        and (run_dir / "config.yaml").is_file()
+    )
     start = time.perf_counter()
-    say(f"train {label}")
+    say(f"{'resume' if go_on else 'train'} {label}")
     try:
         result = run_training(
             experiment,
             run_dir,
-            overwrite=True,
+            resume=go_on,
+            overwrite=not go_on,
+            allow_config_change=go_on and resuming is not None and resuming.allow_config_change,
             steps_per_epoch=steps_per_epoch,
             quiet=True,
             progress_bar=False,

@@ -46,6 +46,15 @@ MAX_PER_OUTPUT_METRICS = 100
 SPEC_KEY = "dmtl_model_spec"
 """Where a checkpoint keeps the :class:`~dmtl.build.ModelSpec` (plain data)."""
 
+EPOCH_SUMS_KEY = "dmtl_epoch_sums"
+"""Where a checkpoint keeps the running sums of the epoch it was saved in."""
+
+SELECTION_KEY = "dmtl_selection"
+"""Where a checkpoint keeps the best validation selection score so far and its step."""
+
+GUARD_KEY = "dmtl_guard"
+"""Where a checkpoint keeps the relatedness guard's term weights."""
+
 
 class MultiTaskModule(pl.LightningModule):
     """A built model and objective, trained by Lightning; logs every term and metric.
@@ -156,6 +165,27 @@ class MultiTaskModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.spec is not None:
             checkpoint[SPEC_KEY] = self.spec.to_dict()
+        # the epoch's running sums: a run resumed mid-epoch logs the same epoch means
+        checkpoint[EPOCH_SUMS_KEY] = {
+            "steps": self._epoch_steps,
+            "sums": {k: torch.as_tensor(v).detach().cpu() for k, v in self._epoch_sums.items()},
+        }
+        # what selection and the guard have learnt so far, so a resumed run decides the same
+        checkpoint[SELECTION_KEY] = {"best": self.best_selection, "step": self.best_step}
+        if self.guard is not None:
+            checkpoint[GUARD_KEY] = self.guard.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get(EPOCH_SUMS_KEY)
+        if saved:
+            self._epoch_steps = int(saved["steps"])
+            self._epoch_sums = {k: v.to(self.device) for k, v in saved["sums"].items()}
+        selection = checkpoint.get(SELECTION_KEY)
+        if selection:
+            self.best_selection, self.best_step = selection["best"], selection["step"]
+        if self.guard is not None and GUARD_KEY in checkpoint:
+            self.guard.load_state_dict(checkpoint[GUARD_KEY])
+            self.objective.term_scales = dict(self.guard.weights)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.model(x)

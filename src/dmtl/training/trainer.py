@@ -4,10 +4,12 @@ Outputs of a run folder::
 
     <run>/config.yaml            the resolved config
     <run>/checkpoints/last.ckpt  (and best-*.ckpt when a monitor is set)
-    <run>/logs/metrics.csv       every loss term and metric (CSVLogger, always)
+    <run>/checkpoints/interrupted.ckpt  where Ctrl-C stopped training
+    <run>/logs/metrics.csv       every loss term and metric (CSVLogger, always; a resume appends)
     <run>/logs/events.*          TensorBoard, with output.loggers: [tensorboard]
     <run>/logs/tracking.json     the MLflow run id / W&B run id (a resumed run continues them)
     <run>/wandb/                 W&B's local files, with output.loggers: [wandb]
+    <run>/config_changes.json    the config changes a resume was allowed to make
     <run>/relatedness/*.csv      the tables used, one per edge
     <run>/regime.json            what the label-hiding regime hid
     <run>/metrics.json           final evaluation
@@ -15,9 +17,11 @@ Outputs of a run folder::
 
 from __future__ import annotations
 
+import csv
 import difflib
 import json
 import os
+import pickle
 import re
 import shutil
 import sys
@@ -27,14 +31,18 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from dmtl.config import Config
 from dmtl.core.tasks import Task
 from dmtl.errors import ConfigError, MissingDependencyError, OutputError, RunError
+from dmtl.training.interrupt import GracefulStop, StopSignal
 from dmtl.training.module import MAX_PER_OUTPUT_METRICS
+from dmtl.training.resume import CHANGES_FILE, ExactResume
 
 
 def launch_rank() -> int:
@@ -52,7 +60,7 @@ def launch_rank() -> int:
 
 OUTPUT_NAMES = frozenset(
     {"config.yaml", "checkpoints", "logs", "metrics.json", "regime.json", "relatedness",
-     "results.json", "report.md", "runs", "lightning_logs", "wandb"}
+     "results.json", "report.md", "runs", "lightning_logs", "wandb", CHANGES_FILE}
 )
 """What dmtl writes in a run or study folder (plus ``*.png`` plots and hidden temp files)."""
 
@@ -68,26 +76,20 @@ def _foreign_entries(run_dir: Path) -> list[str]:
 def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False) -> Path:
     """Refuse to reuse a non-empty output folder unless ``resume`` or ``overwrite`` is given.
 
-    ``overwrite`` deletes only a folder that holds dmtl's outputs and nothing else, and never
-    the current folder or one above it.
+    ``resume`` needs the folder to exist (see :func:`~dmtl.training.resume.check_resume`
+    for the rest of what it needs) and cannot be combined with ``overwrite``.
+    ``overwrite`` deletes only a folder that holds dmtl's outputs and nothing else, and
+    never the current folder or one above it.
     """
     run_dir = Path(run_dir)
+    refuse_resume_with_overwrite(run_dir, resume, overwrite)
+    if resume and not run_dir.is_dir():
+        raise OutputError(
+            f"cannot resume {run_dir}: no such folder (start the run without --resume)"
+        )
     if run_dir.exists() and any(run_dir.iterdir()):
         if overwrite:
-            resolved, here = run_dir.resolve(), Path.cwd().resolve()
-            if resolved == here or resolved in here.parents:
-                raise OutputError(
-                    f"output folder {run_dir} is the current folder or above it; "
-                    "refusing to delete it (choose another output.dir)"
-                )
-            foreign = _foreign_entries(run_dir)
-            if foreign:
-                raise OutputError(
-                    f"output folder {run_dir} holds files dmtl did not write "
-                    f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); "
-                    "refusing to delete it with --overwrite (choose another output.dir)"
-                )
-            shutil.rmtree(run_dir)
+            _delete_outputs(run_dir)
         elif not resume:
             raise OutputError(
                 f"output folder {run_dir} already exists and is not empty; pass --resume to "
@@ -136,11 +138,38 @@ def check_monitor(config: Config, tasks: Sequence[Task]) -> None:
     )
 
 
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint to resume from: the newer of ``last.ckpt`` and ``interrupted.ckpt``.
+def refuse_resume_with_overwrite(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """:class:`~dmtl.errors.OutputError` if both are asked for (they contradict each other)."""
+    if resume and overwrite:
+        raise OutputError(
+            "--resume and --overwrite cannot be combined: --resume continues the run in "
+            f"{run_dir}, --overwrite deletes it; choose one"
+        )
 
-    After Ctrl-C both exist, and ``interrupted.ckpt`` (mid-epoch) is the later state; once
-    the resumed run has saved ``last.ckpt`` again, that one is. Ties go to ``last.ckpt``.
+
+def _delete_outputs(run_dir: Path) -> None:
+    resolved, here = run_dir.resolve(), Path.cwd().resolve()
+    if resolved == here or resolved in here.parents:
+        raise OutputError(
+            f"output folder {run_dir} is the current folder or above it; "
+            "refusing to delete it (choose another output.dir)"
+        )
+    foreign = _foreign_entries(run_dir)
+    if foreign:
+        raise OutputError(
+            f"output folder {run_dir} holds files dmtl did not write "
+            f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); "
+            "refusing to delete it with --overwrite (choose another output.dir)"
+        )
+    shutil.rmtree(run_dir)
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint to resume from: the later of ``last.ckpt`` and ``interrupted.ckpt``.
+
+    Later by the training step each holds (not by file time, which a coarse file system
+    may give both alike); at the same step, ``last.ckpt``. An unreadable one comes first,
+    so that resuming says what is wrong with it.
     """
     found = [
         path
@@ -149,28 +178,51 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     ]
     if not found:
         return None
-    return max(found, key=lambda path: path.stat().st_mtime_ns)  # first of equals: last.ckpt
+
+    def order(path: Path) -> tuple[bool, int, bool]:
+        step = _global_step(path)
+        return step is None, step or 0, path.name == "last.ckpt"
+
+    return max(found, key=order)
 
 
-class SaveOnInterrupt(Callback):
-    """On Ctrl-C (SIGINT), save ``checkpoints/interrupted.ckpt`` and say how to resume."""
+def _global_step(path: Path) -> int | None:
+    """The training step a checkpoint was saved at, or None if it cannot be read."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(checkpoint["global_step"])
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError,
+            pickle.UnpicklingError):  # the resume that reads it says what is wrong
+        return None
 
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = Path(run_dir)
 
-    def on_exception(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
-    ) -> None:
-        if not isinstance(exception, KeyboardInterrupt):
-            return
-        path = self.run_dir / "checkpoints" / "interrupted.ckpt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(path)
-        if trainer.is_global_zero:
-            print(
-                f"\nInterrupted at step {trainer.global_step} (epoch {trainer.current_epoch}); "
-                f"checkpoint saved to {path}. Resume with --resume."
-            )
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued.
+
+    Lightning's writer deletes the file it finds (every row logged before a resume would
+    be lost); this one keeps it, takes its header, and appends. A new column rewrites the
+    file with the wider header, old rows kept (Lightning's own mechanism).
+    """
+
+    def __init__(self, log_dir: str) -> None:
+        super().__init__(log_dir)
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as file:
+                self.metrics_keys = next(csv.reader(file), [])
+
+    def _check_log_dir_exists(self) -> None:
+        """Lightning deletes ``metrics.csv`` here; a resumed run keeps it."""
+
+
+class AppendingCSVLogger(CSVLogger):
+    """:class:`~lightning.pytorch.loggers.CSVLogger` that appends to an existing ``metrics.csv``."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if not isinstance(self._experiment, ExperimentWriter):
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def build_trainer(
@@ -180,8 +232,14 @@ def build_trainer(
     extra_callbacks: list[Callback] | None = None,
     enable_progress_bar: bool | None = None,
     quiet: bool = False,
+    stop: StopSignal | None = None,
 ) -> pl.Trainer:
-    """A Lightning ``Trainer`` logging to ``run_dir``; last/best checkpoints, Ctrl-C safety."""
+    """A Lightning ``Trainer`` logging to ``run_dir``; last/best checkpoints, exact resume,
+    Ctrl-C safety.
+
+    ``stop``: the Ctrl-C flag :class:`~dmtl.training.interrupt.GracefulStop` watches (a new
+    one if not given; hold it with ``with stop:`` around ``fit``).
+    """
     cfg = config.trainer
     loggers = build_loggers(config, run_dir)
     monitor = cfg.monitor if has_validation else None
@@ -195,7 +253,7 @@ def build_trainer(
             save_top_k=1,
             auto_insert_metric_name=False,
         ),
-        SaveOnInterrupt(run_dir),
+        ExactResume(),
     ]
     if cfg.early_stopping.enabled and monitor:
         callbacks.append(
@@ -209,6 +267,8 @@ def build_trainer(
     if progress:
         callbacks.append(RichProgressBar(leave=False))
     callbacks.extend(extra_callbacks or [])
+    # last: it saves at a step's end, after the other callbacks' on_train_batch_end
+    callbacks.append(GracefulStop(run_dir, stop or StopSignal()))
     kwargs: dict[str, Any] = {
         "accelerator": cfg.accelerator,
         "devices": cfg.devices,
@@ -269,7 +329,7 @@ def build_loggers(config: Config, run_dir: Path) -> list[Logger]:
     the same tracker runs.
     """
     run_dir = Path(run_dir)
-    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="logs")]
+    loggers: list[Logger] = [AppendingCSVLogger(save_dir=str(run_dir), name="", version="logs")]
     ids_file = run_dir / "logs" / TRACKING_FILE
     ids: dict[str, str] = json.loads(ids_file.read_text()) if ids_file.is_file() else {}
     new_trackers: list[Logger] = []
