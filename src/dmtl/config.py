@@ -158,6 +158,9 @@ class InputConfig(_Strict):
     ``channels`` None keeps the first image's mode (grey or RGB); ``image_size`` None keeps
     the images' size (they must then all have the same). Train-time augmentation:
     ``crop_padding`` (pad, then random crop back) and ``hflip`` (random left-right flip).
+    ``cache: memory`` decodes every image once, when the source is loaded, and keeps the
+    pixels in memory (``N * C * H * W`` bytes as ``uint8``; a memory-mapped ``.npy`` is
+    read into memory); refused above ``cache_max_gb`` or half the memory available.
     """
 
     channels: Literal[1, 3] | None = None
@@ -166,6 +169,8 @@ class InputConfig(_Strict):
     std: list[float] | None = None
     crop_padding: int = Field(default=0, ge=0)
     hflip: bool = False
+    cache: Literal["none", "memory"] = "none"
+    cache_max_gb: float = Field(default=8.0, gt=0)
 
 
 class SourceConfig(_Strict):
@@ -284,7 +289,10 @@ class TrainerConfig(_Strict):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     gradient_clip_val: float | None = None
     log_every_n_steps: int = Field(default=10, ge=1)
-    num_threads: int | None = Field(default=None, ge=1)
+    num_threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = "auto"
+    """torch's intra-op threads: a number; ``auto``, the cores this process may use
+    (``os.sched_getaffinity``) shared among the training processes of the machine; None
+    leaves torch's setting alone."""
     progress_bar: bool = True
 
 

@@ -39,6 +39,29 @@ Variants = Annotated[
 ]
 
 
+Jobs = Annotated[
+    str,
+    typer.Option(
+        "--jobs",
+        "-j",
+        help="Runs trained at once, each in its own process: a number, or 'auto' for the "
+        "cores this process may use. With trainer.num_threads: auto the cores are shared "
+        "among them (one thread each when jobs = cores).",
+    ),
+]
+
+
+def _jobs(value: str) -> int:
+    """``--jobs``: a positive number or ``auto`` (the usable cores)."""
+    if value.strip().lower() == "auto":
+        from dmtl.training.threads import usable_cores
+
+        return usable_cores()
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ConfigError([("--jobs", f"a number >= 1 or 'auto', got {value!r}")])
+    return int(value)
+
+
 def _command_line() -> str:
     return "dmtl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -186,12 +209,13 @@ def study(
     resume: Resume = False,
     overwrite: Overwrite = False,
     variants: Variants = None,
+    jobs: Jobs = "1",
 ) -> None:
     """The ablation: single-task, MTL, +co-annotation, +distribution matching, both; over seeds."""
     from dmtl.config import load_config
 
     cfg = _chosen_variants(load_config(config, set_ or []), variants)
-    _run_study(cfg, out or cfg.output.dir, seeds, resume, overwrite)
+    _run_study(cfg, out or cfg.output.dir, seeds, resume, overwrite, _jobs(jobs))
 
 
 def _chosen_variants(cfg: Config, variants: str | None) -> Config:
@@ -201,28 +225,23 @@ def _chosen_variants(cfg: Config, variants: str | None) -> Config:
     return cfg if variants is None else with_variants(cfg, variants)
 
 
-def _run_study(cfg: Config, out: Path, seeds: int | None, resume: bool, overwrite: bool) -> None:
-    from rich.markup import escape
-
-    from dmtl.cli.render import print_study_table
+def _run_study(
+    cfg: Config, out: Path, seeds: int | None, resume: bool, overwrite: bool, jobs: int
+) -> None:
+    from dmtl.cli.render import StudyProgressView, print_study_table
     from dmtl.study.study import run_study
 
     start = time.perf_counter()
-    with quiet_lightning(), console.status("starting") as status:
-
-        def progress(message: str) -> None:
-            status.update(f"{escape(message)}  ({time.perf_counter() - start:.0f} s)")
-            if message.startswith("FAILED"):
-                console.print(f"[red]{escape(message)}[/]")
-
+    with quiet_lightning(), StudyProgressView(console) as view:
         results = run_study(
             cfg,
             out,
             seeds,
             resume=resume,
             overwrite=overwrite,
-            progress=progress,
             command=_command_line(),
+            jobs=jobs,
+            observer=view,
         )
     print_study_table(console, results)
     console.print(
@@ -242,19 +261,21 @@ def demo(
     ] = None,
     set_: Overrides = None,
     variants: Variants = None,
+    jobs: Jobs = "auto",
 ) -> None:
-    """The study on built-in digits with 3% of the digit labels (a few minutes on a CPU)."""
+    """The study on built-in digits with 3% of the digit labels (about a minute on 2 cores)."""
     from dmtl.config import load_config
 
     config_file = resources.files("dmtl") / "configs" / "digits-demo.yaml"
     with resources.as_file(config_file) as path:
         cfg = _chosen_variants(load_config(path, set_ or []), variants)
     folder = out or Path("runs") / f"demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    n_jobs = _jobs(jobs)
     console.print(
         f"[bold]dmtl demo[/]: {cfg.name}, {seeds} seed(s), backbone {cfg.backbone.name}, "
-        f"{cfg.trainer.max_epochs} epochs -> {folder}"
+        f"{cfg.trainer.max_epochs} epochs, {n_jobs} run(s) at once -> {folder}"
     )
-    _run_study(cfg, folder, seeds, resume=False, overwrite=False)
+    _run_study(cfg, folder, seeds, resume=False, overwrite=False, jobs=n_jobs)
 
 
 def main() -> None:

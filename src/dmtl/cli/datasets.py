@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -13,8 +12,12 @@ from rich.table import Table
 from dmtl.cli.errors import console, handle_errors
 from dmtl.cli.options import Overrides
 from dmtl.cli.render import frame_table
-from dmtl.data.sources import Source
 from dmtl.errors import ConfigError, DmtlError
+
+if TYPE_CHECKING:  # pandas and torch are imported by the commands that use them
+    import pandas as pd
+
+    from dmtl.data.sources import Source
 
 datasets_app = typer.Typer(help="List, inspect, export and check datasets.", no_args_is_help=True)
 
@@ -24,7 +27,7 @@ datasets_app = typer.Typer(help="List, inspect, export and check datasets.", no_
 def list_datasets() -> None:
     """The built-in datasets and the readers for the paper's datasets."""
     from dmtl.data.builtin import list_builtin
-    from dmtl.data.readers import READERS
+    from dmtl.data.readers import READER_SUMMARIES
 
     table = Table(title="built-in datasets (dmtl datasets show NAME)")
     for column in ("name", "samples", "splits", "description"):
@@ -36,13 +39,14 @@ def list_datasets() -> None:
     readers = Table(title="dataset readers (sources: reader: NAME, root: FOLDER)")
     readers.add_column("reader")
     readers.add_column("dataset")
-    for name, reader in sorted(READERS.items()):
-        doc = (reader.__doc__ or "").strip().splitlines()
-        readers.add_row(name, doc[0] if doc else "")
+    for name, summary in sorted(READER_SUMMARIES.items()):
+        readers.add_row(name, summary)
     console.print(readers)
 
 
 def _show_sources(sources: list[Source], title: str) -> None:
+    import pandas as pd
+
     from dmtl.data.inspect import class_balance, label_counts, task_overlap
 
     counts = pd.concat([label_counts(s) for s in sources], ignore_index=True)
@@ -82,6 +86,8 @@ def _show_sources(sources: list[Source], title: str) -> None:
 
 def _per_task(sources: list[Source]) -> pd.DataFrame:
     """Samples per source labelled for each task (any of its labels, for a binary set)."""
+    import pandas as pd
+
     rows = [
         {
             "source": s.name,
@@ -125,6 +131,8 @@ def show(
         raise ConfigError(
             f"{target}: neither a built-in dataset ({', '.join(names)}) nor a config file"
         )
+    import pandas as pd
+
     from dmtl.config import load_config
     from dmtl.data.pipeline import build_experiment
 
@@ -185,6 +193,8 @@ def check(
     Reports counts per task, what the reader dropped (unknown codes), missing or corrupt
     files, and which binary labels (e.g. AUs) each source observes.
     """
+    import pandas as pd
+
     from dmtl.config import load_config
     from dmtl.data.inspect import label_counts
     from dmtl.data.pipeline import declared_tasks, load_source

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import functools
-import logging
 import os
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
@@ -17,6 +14,9 @@ from rich.markup import escape
 from dmtl.errors import (
     DmtlError,
 )
+from dmtl.training.quiet import quiet_lightning
+
+__all__ = ["console", "err_console", "handle_errors", "quiet_lightning"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -39,30 +39,3 @@ def handle_errors(function: F) -> F:
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-@contextmanager
-def quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's info lines and known harmless warnings (the run is still logged)."""
-    names = ("lightning.pytorch", "lightning.fabric", "lightning")
-    levels = {name: logging.getLogger(name).level for name in names}
-    for name in names:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        for pattern in (
-            ".*does not have many workers.*",
-            ".*You defined a `validation_step` but have no `val_dataloader`.*",
-            ".*LeafSpec.*",
-            ".*isinstance\\(treespec, LeafSpec\\).*",
-            ".*The number of training batches.*",
-            ".*Checkpoint directory.*exists and is not empty.*",
-            ".*`training_step` returned `None`.*",
-            # Task metrics are torchmetrics objects, already synchronised across ranks.
-            ".*when logging on epoch level in distributed setting.*",
-        ):
-            warnings.filterwarnings("ignore", message=pattern)
-        try:
-            yield
-        finally:
-            for name, level in levels.items():
-                logging.getLogger(name).setLevel(level)

@@ -19,33 +19,42 @@ where it stopped (``--resume``) without repeating finished runs.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
 import traceback
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 
 from dmtl.config import Config, Variant, dump_config
 from dmtl.data.loaders import train_loader
-from dmtl.data.pipeline import Experiment, build_experiment, load_sources
+from dmtl.data.pipeline import Experiment, LoadedSource, build_experiment, load_sources
 from dmtl.errors import ConfigError
 from dmtl.knowledge.heatmap import plot_relatedness
+from dmtl.study.observer import StudyObserver
 from dmtl.study.outputs import write_report
+from dmtl.study.parallel import run_parallel
 from dmtl.study.results import (
     RunRecord,
     StudyResults,
     TaskInfo,
     collect_hardware,
     completed,
+    expected_runs,
     load_results,
     record_command,
     save_results,
     upsert_run,
 )
+from dmtl.training.quiet import silence_lightning
 from dmtl.training.run import run_training
+from dmtl.training.threads import resolve_threads
 from dmtl.training.trainer import prepare_run_dir
 
 VARIANT_METHODS: dict[str, dict[str, Any]] = {
@@ -91,6 +100,26 @@ def _device_name() -> str:
 ProgressFn = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of the study: a variant, a seed and, for ``single_task``, its task."""
+
+    variant: str
+    seed: int
+    task: str | None
+    steps_per_epoch: int
+
+    @property
+    def label(self) -> str:
+        """``mtl+ca seed 0``, ``single_task[digit] seed 1``."""
+        return f"{self.variant}" + (f"[{self.task}]" if self.task else "") + f" seed {self.seed}"
+
+    def run_dir(self, out_dir: Path) -> Path:
+        """Where the run writes its files."""
+        name = self.variant + (f"-{self.task}" if self.task else "")
+        return out_dir / "runs" / f"seed{self.seed}" / name
+
+
 def run_study(
     config: Config,
     out_dir: Path,
@@ -100,9 +129,19 @@ def run_study(
     overwrite: bool = False,
     progress: ProgressFn | None = None,
     command: str | None = None,
+    jobs: int = 1,
+    observer: StudyObserver | None = None,
 ) -> StudyResults:
-    """Run (or resume) the study; write ``results.json``, ``report.md`` and plots to ``out_dir``."""
+    """Run (or resume) the study; write ``results.json``, ``report.md`` and plots to ``out_dir``.
+
+    ``jobs`` > 1 trains that many runs at once, each in its own worker process with
+    ``trainer.num_threads: auto`` sharing the usable cores among them; this process alone
+    writes ``results.json`` (after every run) and the report. ``progress`` gets one line
+    per event (``train ...``, ``skip ... (done)``, ``FAILED ...``); ``observer`` gets
+    structured events (a progress bar).
+    """
     say = progress or (lambda message: None)
+    watch = observer or StudyObserver()
     out_dir = Path(out_dir)
     results_path = out_dir / "results.json"
     n_seeds = seeds or config.study.seeds
@@ -113,8 +152,11 @@ def run_study(
     results: StudyResults | None = load_results(results_path) if results_path.is_file() else None
     if results is not None:
         record_command(results, command)  # a resume: its command produced results too
+    experiments: dict[int, Experiment] = {}
+    plan: list[PlannedRun] = []
     for seed in seed_list:
         experiment = build_experiment(config, seed, loaded)
+        experiments[seed] = experiment
         if results is None:
             results = _new_results(config, experiment, seed_list, command)
         results.seeds = sorted(set(results.seeds) | set(seed_list))
@@ -122,33 +164,19 @@ def run_study(
         results.regime[str(seed)] = experiment.records
         steps_per_epoch = config.trainer.steps_per_epoch or len(train_loader(experiment))
         for variant in config.study.variants:
-            if variant == "single_task":
-                for task in experiment.tasks:
-                    _one_run(
-                        results,
-                        results_path,
-                        out_dir,
-                        experiment.single_task(task.name),
-                        variant,
-                        seed,
-                        task.name,
-                        steps_per_epoch,
-                        say,
-                    )
-            else:
-                varied = _with_config(experiment, variant_config(config, variant))
-                _one_run(
-                    results,
-                    results_path,
-                    out_dir,
-                    varied,
-                    variant,
-                    seed,
-                    None,
-                    steps_per_epoch,
-                    say,
-                )
+            tasks = [t.name for t in experiment.tasks] if variant == "single_task" else [None]
+            plan += [PlannedRun(variant, seed, task, steps_per_epoch) for task in tasks]
     assert results is not None
+    todo = [run for run in plan if not completed(results, run.variant, run.seed, run.task)]
+    for run in plan:
+        if run not in todo:
+            say(f"skip {run.label} (done)")
+    watch.study_started(len(plan), len(plan) - len(todo))
+    book = _Bookkeeper(results, results_path, out_dir, say, watch)
+    if jobs > 1 and len(todo) > 1:
+        _run_parallel(config, todo, out_dir, jobs, book)
+    else:
+        _run_serial(config, experiments, todo, out_dir, book)
     save_results(results, results_path)
     write_report(results, out_dir, extra_plots=_relatedness_plots(experiment, out_dir))
     return results
@@ -209,37 +237,86 @@ def _new_results(
     )
 
 
-def _one_run(
-    results: StudyResults,
-    results_path: Path,
+class _Bookkeeper:
+    """Records finished runs: ``results.json`` rewritten after each, in plan order."""
+
+    def __init__(
+        self,
+        results: StudyResults,
+        path: Path,
+        out_dir: Path,
+        say: ProgressFn,
+        watch: StudyObserver,
+    ) -> None:
+        self.results, self.path, self.out_dir = results, path, out_dir
+        self.say, self.watch = say, watch
+
+    def started(self, run: PlannedRun) -> None:
+        self.say(f"train {run.label}")
+        self.watch.run_started(run.label)
+
+    def finished(self, run: PlannedRun, record: RunRecord) -> None:
+        if record.status == "failed":
+            first = (record.error or "").splitlines()[0] if record.error else ""
+            self.say(f"FAILED {run.label}: {first}")
+        upsert_run(self.results, record)
+        order = {key: i for i, key in enumerate(expected_runs(self.results))}
+        self.results.runs.sort(key=lambda r: order.get(r.key, len(order)))
+        save_results(self.results, self.path)
+        self.watch.run_finished(record)
+
+    def save(self) -> None:
+        save_results(self.results, self.path)
+
+
+def _run_serial(
+    config: Config,
+    experiments: dict[int, Experiment],
+    todo: list[PlannedRun],
     out_dir: Path,
-    experiment: Experiment,
-    variant: str,
-    seed: int,
-    task: str | None,
-    steps_per_epoch: int,
-    say: ProgressFn,
+    book: _Bookkeeper,
 ) -> None:
-    label = f"{variant}" + (f"[{task}]" if task else "") + f" seed {seed}"
-    if completed(results, variant, seed, task):
-        say(f"skip {label} (done)")
-        return
-    run_dir = out_dir / "runs" / f"seed{seed}" / (variant + (f"-{task}" if task else ""))
+    """The runs one after the other, in this process."""
+    for run in todo:
+        book.started(run)
+        progress = _EpochProgress(functools.partial(book.watch.epoch_finished, run.label))
+        try:
+            record = _one_run(experiments[run.seed], config, run, out_dir, [progress])
+        except (KeyboardInterrupt, SystemExit):
+            book.save()
+            raise
+        book.finished(run, record)
+
+
+def _one_run(
+    experiment: Experiment,
+    config: Config,
+    run: PlannedRun,
+    out_dir: Path,
+    callbacks: list[pl.Callback] | None = None,
+) -> RunRecord:
+    """Train one planned run on the seed's experiment; a failure is recorded, not raised."""
+    run_dir = run.run_dir(out_dir)
     start = time.perf_counter()
-    say(f"train {label}")
     try:
+        if run.task is not None:
+            varied = experiment.single_task(run.task)
+        else:
+            varied = _with_config(experiment, variant_config(config, run.variant))
         result = run_training(
-            experiment,
+            varied,
             run_dir,
             overwrite=True,
-            steps_per_epoch=steps_per_epoch,
+            steps_per_epoch=run.steps_per_epoch,
             quiet=True,
             progress_bar=False,
+            callbacks=callbacks,
+            checkpoint_every_epoch=False,  # a study restarts an unfinished run from scratch
         )
-        record = RunRecord(
-            variant=variant,
-            seed=seed,
-            task=task,
+        return RunRecord(
+            variant=run.variant,
+            seed=run.seed,
+            task=run.task,
             status="done",
             metrics=result.metrics,
             split=result.split,
@@ -252,22 +329,98 @@ def _one_run(
             run_dir=str(run_dir.relative_to(out_dir)),
             error=None,
         )
-    except (KeyboardInterrupt, SystemExit):
-        save_results(results, results_path)
-        raise
     except Exception as error:  # a failed run is recorded, and the study goes on
-        record = RunRecord(
-            variant=variant,
-            seed=seed,
-            task=task,
-            status="failed",
-            metrics={},
-            split="",
-            wall_s=round(time.perf_counter() - start, 3),
-            steps=0,
-            run_dir=str(run_dir.relative_to(out_dir)),
-            error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}",
-        )
-        say(f"FAILED {label}: {type(error).__name__}: {error}")
-    upsert_run(results, record)
-    save_results(results, results_path)
+        return _failed(run, run_dir, out_dir, time.perf_counter() - start,
+                       f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}")
+
+
+def _failed(run: PlannedRun, run_dir: Path, out_dir: Path, wall_s: float, error: str) -> RunRecord:
+    return RunRecord(
+        variant=run.variant,
+        seed=run.seed,
+        task=run.task,
+        status="failed",
+        metrics={},
+        split="",
+        wall_s=round(wall_s, 3),
+        steps=0,
+        run_dir=str(run_dir.relative_to(out_dir)),
+        error=error,
+    )
+
+
+class _EpochProgress(pl.Callback):
+    """Calls ``report(epoch, max_epochs)`` at the end of every training epoch (1-based)."""
+
+    def __init__(self, report: Callable[[int, int], None]) -> None:
+        self.report = report
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.report(trainer.current_epoch + 1, int(trainer.max_epochs or 0))
+
+
+# ---- parallel runs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RunJob:
+    """What a worker process needs to train one run (it rebuilds the seed's experiment)."""
+
+    config: Config
+    run: PlannedRun
+    out_dir: str
+
+
+def _run_parallel(
+    config: Config, todo: list[PlannedRun], out_dir: Path, jobs: int, book: _Bookkeeper
+) -> None:
+    """The runs in ``jobs`` worker processes; this process records every result."""
+    threads = resolve_threads(config.trainer.num_threads, processes=jobs)
+    trainer = config.trainer.model_copy(update={"num_threads": threads})
+    worker_config = config.model_copy(update={"trainer": trainer})
+    items = [_RunJob(worker_config, run, str(out_dir)) for run in todo]
+    events = run_parallel(_run_job, items, jobs, preload=("dmtl.study.study",))
+    with contextlib.closing(events):
+        try:
+            for kind, index, data in events:
+                run = todo[index]
+                if kind == "started":
+                    book.started(run)
+                elif kind == "progress":
+                    book.watch.epoch_finished(run.label, *data)
+                else:
+                    book.finished(run, _job_record(run, out_dir, kind, data))
+        except (KeyboardInterrupt, SystemExit):
+            book.save()
+            raise
+
+
+def _job_record(run: PlannedRun, out_dir: Path, kind: str, data: Any) -> RunRecord:
+    """The record of a finished job: the worker's, or a failure the worker could not record."""
+    if kind == "done":
+        return RunRecord.model_validate(data)
+    reason = data if kind == "error" else f"the worker process died (exit code {data})"
+    return _failed(run, run.run_dir(out_dir), out_dir, 0.0, str(reason))
+
+
+_WORKER_EXPERIMENTS: dict[tuple[str, int], Experiment] = {}
+"""A worker process's experiments by (config, seed): each seed is built once per worker."""
+
+
+def _run_job(job: _RunJob, report: Callable[[Any], None]) -> dict[str, Any]:
+    """In a worker process: train one run; its record as plain data."""
+    silence_lightning()  # the parent draws the progress; Lightning's chatter would break it
+    key = (job.config.model_dump_json(), job.run.seed)
+    if key not in _WORKER_EXPERIMENTS:
+        loaded = _WORKER_SOURCES.get(key[0])
+        if loaded is None:
+            loaded = _WORKER_SOURCES.setdefault(key[0], load_sources(job.config))
+        _WORKER_EXPERIMENTS[key] = build_experiment(job.config, job.run.seed, loaded)
+    progress = _EpochProgress(lambda epoch, total: report((epoch, total)))
+    record = _one_run(_WORKER_EXPERIMENTS[key], job.config, job.run, Path(job.out_dir), [progress])
+    return record.model_dump(mode="json")
+
+
+_WORKER_SOURCES: dict[str, list[LoadedSource]] = {}
+"""A worker process's loaded sources by config: read (and cached images decoded) once."""
