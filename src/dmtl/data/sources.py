@@ -251,6 +251,22 @@ class Source(Dataset[Sample]):
         """Restrict the input reader of this (copied) source to ``rows``."""
         raise NotImplementedError
 
+    @property
+    def cached(self) -> bool:
+        """Whether the inputs are held in memory (see :meth:`cache_in_memory`)."""
+        return False
+
+    @property
+    def cache_bytes(self) -> int:
+        """Memory the inputs held in memory take (0 when they are read at every access)."""
+        return 0
+
+    def cache_in_memory(self, max_bytes: float, where: str | None = None) -> Source:
+        """A copy whose inputs are held in memory (the subclasses say how); refused with a
+        :class:`~dmtl.errors.DataError` above ``max_bytes`` bytes or half the memory
+        available. ``where`` names the setting in messages."""
+        return copy.copy(self)
+
     def _augmented(self, x: Tensor) -> Tensor:
         """The train-time augmentation of inputs ``(n, ...)``: each sample on its own.
 
