@@ -654,6 +654,7 @@ def end_to_end(device: torch.device, repeats: int, threads: int, quick: bool) ->
         "command": "dmtl train CONFIG (benchmarks/cost.py: write_workload)",
         "backbone": "mlp 256-128", "batch_size": 64, "epochs": epochs,
         "train_samples": work.train, "steps": rows[0]["dmtl"]["steps"],
+        "steps_per_epoch": rows[0]["dmtl"]["steps"] // epochs,
         "repeats": rows,
         "dmtl_epoch_s": median([r["dmtl"]["epoch_s"] for r in rows]),
         "hand_epoch_s": median([r["hand"]["epoch_s"] for r in rows]),

@@ -121,7 +121,8 @@ class TinyCNN(nn.Module):
 def time_loader(
     sources: list[Source], batch_size: int, workers: int, seconds: float
 ) -> dict[str, Any]:
-    """Samples/s over at most ``seconds`` (after a first, untimed batch: worker start-up)."""
+    """Samples/s over about ``seconds`` (after a first, untimed batch: worker start-up);
+    epochs are repeated as needed, and at least 3 batches are timed."""
     loader = build_train_loader(
         sources, batch_size, seed=0, num_workers=workers, rank=0, world_size=1
     )
@@ -131,11 +132,14 @@ def time_loader(
     startup = time.perf_counter() - started
     samples = batches = 0
     started = time.perf_counter()
-    for batch in iterator:
-        samples += len(batch)
-        batches += 1
-        if time.perf_counter() - started >= seconds:
-            break
+    while time.perf_counter() - started < seconds or batches < 3:
+        for batch in iterator:
+            samples += len(batch)
+            batches += 1
+            if time.perf_counter() - started >= seconds and batches >= 3:
+                break
+        else:
+            iterator = iter(loader)  # the next epoch (persistent workers are reused)
     elapsed = time.perf_counter() - started
     del iterator, loader
     return {

@@ -229,6 +229,11 @@ def _run_study(
     cfg: Config, out: Path, seeds: int | None, resume: bool, overwrite: bool, jobs: int
 ) -> None:
     from dmtl.cli.render import StudyProgressView, print_study_table
+
+    if jobs > 1:  # the workers' fork server imports torch and Lightning while this does too
+        from dmtl.study.parallel import STUDY_PRELOAD, warm_up
+
+        warm_up(STUDY_PRELOAD)
     from dmtl.study.study import run_study
 
     start = time.perf_counter()

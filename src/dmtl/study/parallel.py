@@ -35,6 +35,10 @@ from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any, Literal
 
+STUDY_PRELOAD = ("dmtl.study.study", "dmtl.training.run")
+"""What the fork server of ``dmtl study --jobs`` imports once for all its workers (torch,
+Lightning): named here, in a light module, so that the command line can start it first."""
+
 EventKind = Literal["started", "progress", "done", "error", "died"]
 Event = tuple[EventKind, int, Any]
 Report = Callable[[Any], None]
@@ -90,6 +94,16 @@ class _Worker:
         process.start()
         child_end.close()
         return cls(process, parent_end)
+
+
+def warm_up(preload: Sequence[str]) -> None:
+    """Start the fork server now, importing ``preload`` once, while this process does other
+    work; the workers of a later :func:`run_parallel` then start at once."""
+    context = _context(preload)
+    if context.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def _context(preload: Sequence[str]) -> BaseContext:
@@ -218,4 +232,4 @@ def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
             os._exit(1)
 
 
-__all__ = ["Event", "EventKind", "Report", "run_parallel"]
+__all__ = ["STUDY_PRELOAD", "Event", "EventKind", "Report", "run_parallel", "warm_up"]

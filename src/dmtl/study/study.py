@@ -27,9 +27,8 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import torch
 
 from dmtl.config import Config, Variant, dump_config
@@ -39,7 +38,7 @@ from dmtl.errors import ConfigError
 from dmtl.knowledge.heatmap import plot_relatedness
 from dmtl.study.observer import StudyObserver
 from dmtl.study.outputs import write_report
-from dmtl.study.parallel import run_parallel
+from dmtl.study.parallel import STUDY_PRELOAD, run_parallel, warm_up
 from dmtl.study.results import (
     RunRecord,
     StudyResults,
@@ -53,9 +52,12 @@ from dmtl.study.results import (
     upsert_run,
 )
 from dmtl.training.quiet import silence_lightning
-from dmtl.training.run import run_training
 from dmtl.training.threads import resolve_threads
-from dmtl.training.trainer import prepare_run_dir
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Callback
+
+    from dmtl.training.run import RunResult
 
 VARIANT_METHODS: dict[str, dict[str, Any]] = {
     "mtl": {"co_annotation": "off", "distribution_matching": False},
@@ -140,6 +142,10 @@ def run_study(
     per event (``train ...``, ``skip ... (done)``, ``FAILED ...``); ``observer`` gets
     structured events (a progress bar).
     """
+    if jobs > 1:
+        warm_up(STUDY_PRELOAD)  # the workers' imports overlap with loading the data here
+    from dmtl.training.trainer import prepare_run_dir  # Lightning, only where it is needed
+
     say = progress or (lambda message: None)
     watch = observer or StudyObserver()
     out_dir = Path(out_dir)
@@ -269,6 +275,20 @@ class _Bookkeeper:
         save_results(self.results, self.path)
 
 
+def run_training(*args: Any, **kwargs: Any) -> RunResult:
+    """:func:`dmtl.training.run.run_training`, imported on first use: Lightning takes seconds
+    to import, and the process that only plans and records parallel runs never needs it."""
+    from dmtl.training.run import run_training as train
+
+    return train(*args, **kwargs)
+
+
+def _epoch_progress(report: Callable[[int, int], None]) -> Callback:
+    from dmtl.training.callbacks import EpochProgress
+
+    return EpochProgress(report)
+
+
 def _run_serial(
     config: Config,
     experiments: dict[int, Experiment],
@@ -279,7 +299,7 @@ def _run_serial(
     """The runs one after the other, in this process."""
     for run in todo:
         book.started(run)
-        progress = _EpochProgress(functools.partial(book.watch.epoch_finished, run.label))
+        progress = _epoch_progress(functools.partial(book.watch.epoch_finished, run.label))
         try:
             record = _one_run(experiments[run.seed], config, run, out_dir, [progress])
         except (KeyboardInterrupt, SystemExit):
@@ -293,7 +313,7 @@ def _one_run(
     config: Config,
     run: PlannedRun,
     out_dir: Path,
-    callbacks: list[pl.Callback] | None = None,
+    callbacks: list[Callback] | None = None,
 ) -> RunRecord:
     """Train one planned run on the seed's experiment; a failure is recorded, not raised."""
     run_dir = run.run_dir(out_dir)
@@ -349,17 +369,6 @@ def _failed(run: PlannedRun, run_dir: Path, out_dir: Path, wall_s: float, error:
     )
 
 
-class _EpochProgress(pl.Callback):
-    """Calls ``report(epoch, max_epochs)`` at the end of every training epoch (1-based)."""
-
-    def __init__(self, report: Callable[[int, int], None]) -> None:
-        self.report = report
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero:
-            self.report(trainer.current_epoch + 1, int(trainer.max_epochs or 0))
-
-
 # ---- parallel runs ------------------------------------------------------------------------------
 
 
@@ -380,7 +389,7 @@ def _run_parallel(
     trainer = config.trainer.model_copy(update={"num_threads": threads})
     worker_config = config.model_copy(update={"trainer": trainer})
     items = [_RunJob(worker_config, run, str(out_dir)) for run in todo]
-    events = run_parallel(_run_job, items, jobs, preload=("dmtl.study.study",))
+    events = run_parallel(_run_job, items, jobs, preload=STUDY_PRELOAD)
     with contextlib.closing(events):
         try:
             for kind, index, data in events:
@@ -417,7 +426,7 @@ def _run_job(job: _RunJob, report: Callable[[Any], None]) -> dict[str, Any]:
         if loaded is None:
             loaded = _WORKER_SOURCES.setdefault(key[0], load_sources(job.config))
         _WORKER_EXPERIMENTS[key] = build_experiment(job.config, job.run.seed, loaded)
-    progress = _EpochProgress(lambda epoch, total: report((epoch, total)))
+    progress = _epoch_progress(lambda epoch, total: report((epoch, total)))
     record = _one_run(_WORKER_EXPERIMENTS[key], job.config, job.run, Path(job.out_dir), [progress])
     return record.model_dump(mode="json")
 
