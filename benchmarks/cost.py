@@ -686,7 +686,7 @@ def demo_runs(repeats: int, quick: bool) -> dict[str, Any]:
         for r in range(repeats):
             start, cpu = time.perf_counter(), time.process_time()
             result = run_training(experiment, Path(scratch) / f"r{r}", quiet=True,
-                                  progress_bar=False, checkpoint_every_epoch=False)
+                                  progress_bar=False)
             walls.append(time.perf_counter() - start)
             cpus.append(time.process_time() - cpu)
             steps = result.steps

@@ -99,25 +99,25 @@ class Augment:
     def __call__(self, x: Tensor) -> Tensor:
         if x.dim() != 3:
             raise DataError(f"augmentation needs image inputs (C, H, W), got {tuple(x.shape)}")
-        v2 = _import_v2() if self.use_torchvision else None
-        if v2 is not None:
+        if self.use_torchvision and _v2 is not None:
             ops: list[Any] = []
             if self.crop_padding:
-                ops.append(v2.RandomCrop(tuple(x.shape[-2:]), padding=self.crop_padding))
+                ops.append(_v2.RandomCrop(tuple(x.shape[-2:]), padding=self.crop_padding))
             if self.hflip:
-                ops.append(v2.RandomHorizontalFlip())
-            return v2.Compose(ops)(x) if ops else x
+                ops.append(_v2.RandomHorizontalFlip())
+            return _v2.Compose(ops)(x) if ops else x
         return _fallback_augment(x, self.crop_padding, self.hflip)
 
 
-@functools.cache
 def _import_v2() -> Any:
-    """``torchvision.transforms.v2``, imported on first use (None without torchvision)."""
     try:
         from torchvision.transforms import v2
     except ImportError:  # the optional `vision` extra is not installed
         return None
     return v2
+
+
+_v2 = _import_v2()
 
 
 def _fallback_augment(x: Tensor, padding: int, hflip: bool) -> Tensor:
@@ -267,32 +267,35 @@ class Source(Dataset[Sample]):
         available. ``where`` names the setting in messages."""
         return copy.copy(self)
 
-    def _augmented(self, x: Tensor) -> Tensor:
-        """The train-time augmentation of inputs ``(n, ...)``: each sample on its own.
+    def transform_input(self, x: Tensor) -> Tensor:
+        """One raw input as the model takes it: the training ``augment``, then
+        ``(x - mean) / std``. The one place an input is transformed."""
+        if self.augment is not None:
+            x = self.augment(x)
+        if self.mean is not None and self.std is not None:
+            shape = (-1, 1, 1) if x.dim() == 3 else (-1,)
+            x = (x - self.mean.reshape(shape)) / self.std.reshape(shape)
+        return x
 
-        The one place augmentation is applied (a sample through :meth:`__getitem__` is a
-        batch of one), in row order, so a batch draws the same random numbers as its
-        samples would one by one.
-        """
-        if self.augment is None:
-            return x
-        return torch.stack([self.augment(row) for row in x])
-
-    def _normalised(self, x: Tensor) -> Tensor:
-        """``(x - mean) / std`` per channel over inputs ``(n, ...)``; unchanged without stats."""
+    def transform_inputs(self, x: Tensor) -> Tensor:
+        """Raw inputs ``(n, ...)`` as the model takes them: :meth:`transform_input` of each
+        row in order (so a batch draws the random numbers its samples would), or, without an
+        augmentation, one normalisation of the whole batch (the same values)."""
+        if self.augment is not None:
+            return torch.stack([self.transform_input(row) for row in x])
         if self.mean is None or self.std is None:
             return x
         shape = (1, -1, 1, 1) if x.dim() == 4 else (1, -1)
         return (x - self.mean.reshape(shape)) / self.std.reshape(shape)
 
     def get_batch(self, rows: Sequence[int] | np.ndarray) -> SampleBatch:
-        """Rows ``rows`` at once: inputs augmented and normalised, labels by tensor indexing."""
+        """Rows ``rows`` at once: inputs transformed, labels by tensor indexing."""
         pos = np.asarray(rows, dtype=np.int64).reshape(-1)
         n = len(self)
         if len(pos) and (pos.min() < -n or pos.max() >= n):
             raise IndexError(f"source {self.name!r} has {n} samples, rows {pos.tolist()[:8]}")
         pos = np.where(pos < 0, pos + n, pos)
-        x = self._normalised(self._augmented(self.raw_inputs(pos)))
+        x = self.transform_inputs(self.raw_inputs(pos))
         index = torch.from_numpy(pos)
         labels = {name: values[index] for name, values in self.label_tensors.items()}
         return SampleBatch(x, labels, 0)
@@ -300,8 +303,9 @@ class Source(Dataset[Sample]):
     def __getitem__(self, i: int) -> Sample:
         if not -len(self) <= i < len(self):
             raise IndexError(f"source {self.name!r} has {len(self)} samples, index {i}")
-        batch = self.get_batch([i])
-        return Sample(batch.x[0], {k: v[0] for k, v in batch.labels.items()}, 0)
+        x = self.transform_input(self.raw_input(i))
+        labels = {name: values[i].clone() for name, values in self.label_tensors.items()}
+        return Sample(x, labels, 0)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -331,7 +331,6 @@ def _one_run(
             quiet=True,
             progress_bar=False,
             callbacks=callbacks,
-            checkpoint_every_epoch=False,  # a study restarts an unfinished run from scratch
         )
         return RunRecord(
             variant=run.variant,

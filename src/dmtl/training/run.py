@@ -70,14 +70,8 @@ def run_training(
     quiet: bool = False,
     progress_bar: bool | None = None,
     callbacks: list[pl.Callback] | None = None,
-    checkpoint_every_epoch: bool = True,
 ) -> RunResult:
-    """Train on ``experiment``, evaluate on its test split (else validation), write the outputs.
-
-    ``checkpoint_every_epoch=False``: ``checkpoints/last.ckpt`` is written once, after
-    training, for a run that will not be resumed (a study's); the best checkpoint, with a
-    monitor, is kept as usual.
-    """
+    """Train on ``experiment``, evaluate on its test split (else validation), write the outputs."""
     config: Config = experiment.config
     # Under DDP every rank runs this function; only the first one prepares and writes the
     # folder (another rank would find it non-empty, or delete it, as it is being written).
@@ -98,7 +92,6 @@ def run_training(
         extra_callbacks=callbacks,
         enable_progress_bar=progress_bar,
         quiet=quiet,
-        checkpoint_every_epoch=checkpoint_every_epoch,
     )
     set_threads(config.trainer.num_threads, processes=trainer.num_devices)
     ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}
@@ -111,9 +104,7 @@ def run_training(
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader, val_dataloaders=val_loader, ckpt_path=ckpt)
     wall = time.perf_counter() - start
-    if not checkpoint_every_epoch:
-        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    checkpoint = _chosen_checkpoint(trainer, config, run_dir)
+    checkpoint = _chosen_checkpoint(trainer, config)
     split = "test" if experiment.test else "val"
     metrics = evaluate_module(trainer, module, experiment, split, checkpoint)
     result = RunResult(run_dir, metrics, split, int(trainer.global_step), wall, checkpoint)
@@ -129,15 +120,12 @@ def run_training(
     return result
 
 
-def _chosen_checkpoint(trainer: pl.Trainer, config: Config, run_dir: Path) -> Path | None:
+def _chosen_checkpoint(trainer: pl.Trainer, config: Config) -> Path | None:
     callback = trainer.checkpoint_callback
     if callback is None:
         return None
     best = getattr(callback, "best_model_path", "")
     last = getattr(callback, "last_model_path", "")
-    written = run_dir / "checkpoints" / "last.ckpt"  # by run_training, when not every epoch
-    if not last and written.is_file():
-        last = str(written)
     chosen = best if config.output.checkpoint == "best" and best else last
     return Path(chosen) if chosen else None
 

@@ -131,14 +131,8 @@ def build_trainer(
     extra_callbacks: list[Callback] | None = None,
     enable_progress_bar: bool | None = None,
     quiet: bool = False,
-    checkpoint_every_epoch: bool = True,
 ) -> pl.Trainer:
-    """A Lightning ``Trainer`` logging to ``run_dir``; last/best checkpoints, Ctrl-C safety.
-
-    ``checkpoint_every_epoch=False`` (a run that is never resumed, as in a study) keeps only
-    the best checkpoint during training; :func:`~dmtl.training.run.run_training` writes
-    ``last.ckpt`` once, at the end.
-    """
+    """A Lightning ``Trainer`` logging to ``run_dir``; last/best checkpoints, Ctrl-C safety."""
     cfg = config.trainer
     loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="logs")]
     if config.output.tensorboard:
@@ -154,11 +148,11 @@ def build_trainer(
     callbacks: list[Callback] = [
         ModelCheckpoint(
             dirpath=str(run_dir / "checkpoints"),
-            save_last=checkpoint_every_epoch,
+            save_last=True,
             monitor=monitor,
             mode="min" if monitor and monitor.endswith("loss") else "max",
             filename="best-{epoch}-{step}" if monitor else "epoch-{epoch}",
-            save_top_k=1 if monitor or checkpoint_every_epoch else 0,
+            save_top_k=1,
             auto_insert_metric_name=False,
         ),
         SaveOnInterrupt(run_dir),
