@@ -26,10 +26,20 @@ and the delta is ``VmHWM - VmRSS before`` (gradients, AdamW state, activations, 
 caching); without ``clear_refs``, ``getrusage`` max RSS before and after. On CUDA:
 ``torch.cuda.max_memory_allocated`` over the steps, minus what was allocated before.
 
-End-to-end: one epoch of ``dmtl train`` (``dmtl.training.run.run_training``, Lightning) against
-a hand-written loop (plain ``DataLoader`` over tensors, ``dmtl.core`` model + objective,
-``torch.optim.AdamW`` with the same cosine schedule), same experiment, same batch size,
-same number of steps, alternating, median of the repeats.
+End-to-end (CPU): the workload of a comparison with LibMTL, two tasks of Fashion-MNIST
+(12,000 training images, category + attributes, all labelled; digits without the
+dataset), an MLP 784-256-128 with two linear heads, batch 64, one thread.
+
+- ``end_to_end``: ``dmtl train`` (``run_training``, Lightning, plain multi-task learning) on
+  the workload written as user data (``x.npy`` + index manifest), against a minimal PyTorch
+  loop with its own data path (``TensorDataset`` + ``DataLoader(shuffle=True)``, CE + BCE,
+  ``torch.optim.AdamW`` with the same cosine schedule). Time per epoch in steady state:
+  from one epoch's start to the next, median of the epochs after the first; alternating
+  order, the ratio taken pair by pair. Also: CPU seconds to load one epoch's batches
+  through each data path.
+- ``objective_step``: one step with dmtl's masked objective against plain CE + BCE on the
+  same network, batch and optimiser (paired ``blocked_autorange`` timings).
+- ``demo_run``: seconds per run of the demo's config (``mtl+ca+dm``), as a study runs it.
 """
 
 from __future__ import annotations
@@ -74,6 +84,9 @@ VARIANTS = ("full", "mtl", "single")
 TARGETS = {"resnet18-112": 1.03, "celeba-heads": 1.10}
 """``full / mtl`` step-time ratio targets of the issue, per case."""
 E2E_TARGET = 1.10
+"""One epoch of ``dmtl train`` / one epoch of a minimal PyTorch loop, same workload."""
+OBJECTIVE_TARGET = 1.15
+"""A step with dmtl's masked objective / a step with plain CE + BCE."""
 
 
 @dataclass
@@ -364,148 +377,322 @@ def measure_memory(case_name: str, variant: str, device: str, threads: int,
 # --------------------------------------------------------------------------- end-to-end
 
 
-def e2e_config(device: str, quick: bool) -> tuple[str, list[str]]:
-    """The config of the end-to-end comparison: Fashion-MNIST if present, else digits."""
-    from benchmarks.common import fashion_available, fashion_overrides
+@dataclass
+class Workload:
+    """Two tasks, fully labelled, in memory: ``x`` ``(N, 1, H, W)`` float32, one categorical
+    and one binary-set task (Fashion-MNIST category + attributes, else digits digit + shape)."""
 
-    common = ["trainer.max_epochs=1", "trainer.progress_bar=false",
-              "method.co_annotation=soft", "method.distribution_matching=true",
-              f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", "trainer.devices=1"]
-    if quick:
-        return "configs/digits-scarce.yaml", [*common, "trainer.steps_per_epoch=5"]
-    if fashion_available():
-        extra = [] if device == "cuda" else ["sources.0.max_samples=12000"]
-        return "configs/fashion-disjoint.yaml", [*common, *extra, *fashion_overrides()]
-    return "configs/digits-scarce.yaml", common
+    name: str
+    x: np.ndarray
+    category: np.ndarray
+    attributes: np.ndarray
+    tasks: list[Task]
+    train: int
 
 
-def hand_loop(experiment: Any, steps: int, device: torch.device) -> dict[str, Any]:
-    """A minimal PyTorch loop (no Lightning) training the same model on the same data."""
+def e2e_workload(quick: bool) -> Workload:
+    """12,000 Fashion-MNIST training images (+ 2,000 to evaluate) if present, else digits."""
+    from benchmarks.common import fashion_available, fashion_dir
+    from dmtl.data.builtin import load_builtin
+
+    if fashion_available() and not quick:
+        data = load_builtin("fashion_mnist", root=fashion_dir(), splits=("train",), limit=14000)
+        first, second, train = "category", "attributes", 12000
+    else:
+        data = load_builtin("digits")
+        first, second, train = "digit", "shape", 1400 if not quick else 256
+    tasks = [data.task(first), data.task(second)]
+    return Workload(data.name, np.ascontiguousarray(data.inputs, dtype=np.float32),
+                    data.labels[first].astype(np.int64),
+                    data.labels[second].astype(np.float32), tasks, train)
+
+
+def write_workload(work: Workload, folder: Path, epochs: int, threads: int) -> Path:
+    """The workload as user data (``x.npy`` + index manifest) and a config; its path."""
+    import pandas as pd
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "x.npy", work.x)
+    category, attributes = work.tasks
+    frame = pd.DataFrame({"index": np.arange(len(work.x)),
+                          "split": np.where(np.arange(len(work.x)) < work.train, "train", "test"),
+                          category.name: np.asarray(category.names)[work.category]})
+    for j, label in enumerate(attributes.names):
+        frame[f"{attributes.name}/{label}"] = work.attributes[:, j].astype(int)
+    frame.to_csv(folder / "manifest.csv", index=False)
+    config = {
+        "name": f"cost-e2e-{work.name}",
+        "tasks": [{"name": category.name, "type": "categorical", "classes": list(category.names)},
+                  {"name": attributes.name, "type": "binary_set",
+                   "labels": list(attributes.names)}],
+        "sources": [{"name": work.name, "manifest": "manifest.csv", "array": "x.npy",
+                     "val_split": None}],
+        "backbone": {"name": "mlp", "options": {"hidden": [256, 128]}},
+        "optim": {"name": "adamw", "lr": 0.001, "weight_decay": 0.0001, "schedule": "cosine"},
+        "trainer": {"max_epochs": epochs, "batch_size": 64, "num_threads": threads,
+                    "progress_bar": False, "accelerator": "cpu", "devices": 1},
+        "output": {"dir": str(folder / "run")},
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+class EpochClock:
+    """Wall and CPU seconds of each epoch: from one epoch's start to the next (or the end)."""
+
+    def __init__(self) -> None:
+        self.starts: list[tuple[float, float]] = []
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def tick(self) -> None:
+        now = (time.perf_counter(), time.process_time())
+        if self.starts:
+            self.wall.append(now[0] - self.starts[-1][0])
+            self.cpu.append(now[1] - self.starts[-1][1])
+        self.starts.append(now)
+
+    def steady(self) -> tuple[float, float]:
+        """Median wall and CPU seconds of the epochs after the first (warm-up)."""
+        later = slice(1, None) if len(self.wall) > 1 else slice(None)
+        return median(self.wall[later]), median(self.cpu[later])
+
+
+def dmtl_epochs(config_path: Path, out: Path) -> dict[str, Any]:
+    """``dmtl train`` (``run_training``) on the workload; its epochs timed by a callback."""
+    import lightning.pytorch as pl
+
+    from dmtl.config import load_config
+    from dmtl.data.pipeline import build_experiment
+    from dmtl.training.quiet import quiet_lightning
+    from dmtl.training.run import run_training
+
+    clock = EpochClock()
+
+    class Timer(pl.Callback):
+        def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            clock.tick()
+
+        def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            clock.tick()
+
+    experiment = build_experiment(load_config(config_path))
+    start = time.perf_counter()
+    with quiet_lightning():
+        result = run_training(experiment, out, overwrite=True, quiet=True, progress_bar=False,
+                              callbacks=[Timer()])
+    wall, cpu = clock.steady()
+    return {"epoch_s": wall, "epoch_cpu_s": cpu, "fit_s": result.wall_s,
+            "total_s": time.perf_counter() - start, "steps": result.steps,
+            "metrics": {k: v for k, v in result.metrics.items() if k.count("/") == 1}}
+
+
+class PlainMTL(torch.nn.Module):
+    """The same MLP as dmtl's ``mlp`` backbone (784-256-128, ReLU) with two linear heads."""
+
+    def __init__(self, inputs: int, classes: int, labels: int) -> None:
+        super().__init__()
+        self.backbone = torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(inputs, 256), torch.nn.ReLU(inplace=True),
+            torch.nn.Linear(256, 128), torch.nn.ReLU(inplace=True))
+        self.category = torch.nn.Linear(128, classes)
+        self.attributes = torch.nn.Linear(128, labels)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.backbone(x)
+        return self.category(features), self.attributes(features)
+
+
+def plain_loss(logits: tuple[Tensor, Tensor], category: Tensor, attributes: Tensor) -> Tensor:
+    """``CE(category) + BCE(attributes)``, both means over the batch (everything labelled)."""
+    return (F.cross_entropy(logits[0], category)
+            + F.binary_cross_entropy_with_logits(logits[1], attributes))
+
+
+def hand_epochs(work: Workload, epochs: int, seed: int = 0) -> dict[str, Any]:
+    """A minimal PyTorch loop: ``TensorDataset`` + ``DataLoader(shuffle=True)``, CE + BCE,
+    ``torch.optim.AdamW`` with the same cosine schedule, per step, as dmtl."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    from dmtl.core.metrics import MultiTaskMetrics
-
-    config = experiment.config
-    tasks = experiment.tasks
-    names = [t.name for t in tasks]
-
-    def tensors(sources: Sequence[Any]) -> TensorDataset:
-        xs = torch.stack([s[i].x for s in sources for i in range(len(s))])
-        labels = [torch.from_numpy(np.concatenate([s.labels[n] for s in sources]))
-                  for n in names]
-        return TensorDataset(xs, *labels)
-
-    train_set = tensors(experiment.train)
-    test_set = tensors(experiment.test or experiment.val)
-    start = time.perf_counter()
-    torch.manual_seed(experiment.seed)
-    in_shape = experiment.input_shape
-    backbone, dim = create_backbone(
-        config.backbone.name, in_channels=in_shape[0] if len(in_shape) == 3 else 1,
-        image_size=in_shape[-1] if len(in_shape) == 3 else None, **config.backbone.options)
-    model = MultiTaskModel(backbone, tasks, feature_dim=dim,
-                           dropout=config.backbone.dropout).to(device)
-    m = config.method
-    objective = Objective(
-        tasks, experiment.edges, task_weights=m.task_weights, co_annotation=m.co_annotation,
-        lambda_ca=m.lambda_ca, ca_eps=m.ca_eps, ca_tau=m.ca_tau,
-        hard_threshold=m.hard_threshold, distribution_matching=m.distribution_matching,
-        dm_forward=m.dm_forward, dm_inverse=m.dm_inverse, lambda_dm=m.lambda_dm,
-        dm_eps=m.dm_eps, dm_tau=m.dm_tau, stop_gradient=m.stop_gradient,
-    ).to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.optim.lr,
-                                  weight_decay=config.optim.weight_decay)
+    torch.manual_seed(seed)
+    n = work.train
+    data = TensorDataset(torch.from_numpy(work.x[:n]), torch.from_numpy(work.category[:n]),
+                         torch.from_numpy(work.attributes[:n]))
+    loader = DataLoader(data, batch_size=64, shuffle=True)
+    model = PlainMTL(int(np.prod(work.x.shape[1:])), work.tasks[0].num_outputs,
+                     work.tasks[1].num_outputs)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    total = epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps)))
-    loader = DataLoader(train_set, batch_size=config.trainer.batch_size, shuffle=True)
-    built = time.perf_counter()
-    done = 0
-    model.train()
-    while done < steps:
-        for x, *encoded in loader:
-            labels = PartialLabels.from_encoded(tasks, dict(zip(names, encoded, strict=True)))
-            x, labels = x.to(device), labels.to(device)
+        optimiser, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+    clock = EpochClock()
+    steps = 0
+    for _ in range(epochs):
+        clock.tick()
+        for x, category, attributes in loader:
             optimiser.zero_grad(set_to_none=True)
-            loss, _ = objective(model(x), labels)
-            loss.backward()
+            plain_loss(model(x), category, attributes).backward()
             optimiser.step()
             scheduler.step()
-            done += 1
-            if done >= steps:
-                break
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    trained = time.perf_counter()
-    metrics = MultiTaskMetrics(tasks).to(device)
-    model.eval()
-    with torch.no_grad():
-        for x, *encoded in DataLoader(test_set, batch_size=config.trainer.eval_batch_size):
-            labels = PartialLabels.from_encoded(tasks, dict(zip(names, encoded, strict=True)))
-            metrics.update(model(x.to(device)), labels.to(device))
-    values = metrics.compute_flat()
-    end = time.perf_counter()
-    primary = {f"{t.name}": values.get(f"{t.name}/accuracy") for t in tasks
-               if isinstance(t, CategoricalTask)}
-    return {"train_s": trained - built, "total_s": end - start, "steps": done,
-            "metrics": {k: v for k, v in primary.items() if v is not None}}
+            steps += 1
+    clock.tick()
+    wall, cpu = clock.steady()
+    return {"epoch_s": wall, "epoch_cpu_s": cpu, "steps": steps}
 
 
-def end_to_end(device: torch.device, repeats: int, threads: int, quick: bool) -> dict[str, Any]:
+def data_epochs(work: Workload, config_path: Path) -> dict[str, float]:
+    """CPU seconds to load one epoch's batches: dmtl's train loader vs a plain DataLoader."""
+    from torch.utils.data import DataLoader, TensorDataset
+
     from dmtl.config import load_config
     from dmtl.data.loaders import train_loader
     from dmtl.data.pipeline import build_experiment
-    from dmtl.training.run import run_training
 
-    config_path, overrides = e2e_config(device.type, quick)
-    overrides = [*overrides, f"trainer.num_threads={threads}"]
-    config = load_config(REPO / config_path, overrides)
-    experiment = build_experiment(config)
-    steps = len(train_loader(experiment))
-    rows: list[dict[str, float]] = []
+    loader = train_loader(build_experiment(load_config(config_path)), rank=0, world_size=1)
+    n = work.train
+    plain = DataLoader(TensorDataset(torch.from_numpy(work.x[:n]),
+                                     torch.from_numpy(work.category[:n]),
+                                     torch.from_numpy(work.attributes[:n])),
+                       batch_size=64, shuffle=True)
+    out: dict[str, float] = {}
+    for name, batches in (("dmtl_load_s", loader), ("hand_load_s", plain)):
+        best = math.inf
+        for _ in range(3):
+            start = time.process_time()
+            for _batch in batches:
+                pass
+            best = min(best, time.process_time() - start)
+        out[name] = best
+    return out
+
+
+def objective_steps(work: Workload, repeats: int, min_run_time: float,
+                    threads: int) -> dict[str, Any]:
+    """One step (forward, loss, backward, AdamW) with dmtl's masked objective against plain
+    CE + BCE: the same network, batch and optimiser; paired timings, as for the cases."""
+    from torch.utils.benchmark import Timer
+
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randperm(work.train, generator=generator)[:64]
+    x = torch.from_numpy(work.x[rows.numpy()])
+    category = torch.from_numpy(work.category[rows.numpy()])
+    attributes = torch.from_numpy(work.attributes[rows.numpy()])
+    tasks = work.tasks
+    labels = PartialLabels.from_encoded(tasks, {tasks[0].name: category,
+                                                tasks[1].name: attributes})
+    torch.manual_seed(0)
+    plain = PlainMTL(int(np.prod(work.x.shape[1:])), tasks[0].num_outputs, tasks[1].num_outputs)
+    model = MultiTaskModel(plain.backbone, tasks, feature_dim=128)
+    model.load_state_dict({**{f"heads.{tasks[0].name}.{k}": v
+                              for k, v in plain.category.state_dict().items()},
+                           **{f"heads.{tasks[1].name}.{k}": v
+                              for k, v in plain.attributes.state_dict().items()},
+                           **{f"backbone.{k}": v for k, v in plain.backbone.state_dict().items()}})
+    objective = Objective(tasks, [])
+    optimisers = {"dmtl": torch.optim.AdamW(model.parameters(), lr=1e-3),
+                  "plain": torch.optim.AdamW(plain.parameters(), lr=1e-3)}
+
+    def dmtl_step() -> None:
+        optimisers["dmtl"].zero_grad(set_to_none=True)
+        objective(model(x), labels)[0].backward()
+        optimisers["dmtl"].step()
+
+    def plain_step() -> None:
+        optimisers["plain"].zero_grad(set_to_none=True)
+        plain_loss(plain(x), category, attributes).backward()
+        optimisers["plain"].step()
+
+    steps = {"dmtl": dmtl_step, "plain": plain_step}
+    for step in steps.values():
+        for _ in range(3):
+            step()
+    per_repeat: list[dict[str, float]] = []
+    for r in range(repeats):
+        order = ["dmtl", "plain"] if r % 2 == 0 else ["plain", "dmtl"]
+        times = {}
+        for name in order:
+            timer = Timer(stmt="step()", globals={"step": steps[name]}, num_threads=threads)
+            times[name] = float(timer.blocked_autorange(min_run_time=min_run_time).median)
+        per_repeat.append(times)
+    ratios = [t["dmtl"] / t["plain"] for t in per_repeat]
+    return {"dmtl_step_s": median([t["dmtl"] for t in per_repeat]),
+            "plain_step_s": median([t["plain"] for t in per_repeat]),
+            "ratio": median(ratios), "pair_ratios": ratios, "target": OBJECTIVE_TARGET,
+            "batch_size": 64}
+
+
+def end_to_end(device: torch.device, repeats: int, threads: int, quick: bool) -> dict[str, Any]:
+    """One epoch of ``dmtl train`` (plain MTL) against a minimal PyTorch loop on the same
+    two-task MLP workload, each with its own data path; see the report for the protocol."""
+    epochs = 2 if quick else 3
+    work = e2e_workload(quick)
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:
+        config_path = write_workload(work, Path(scratch) / "data", epochs, threads)
         for r in range(repeats):
             order = ["dmtl", "hand"] if r % 2 == 0 else ["hand", "dmtl"]
-            row: dict[str, float] = {}
+            row: dict[str, Any] = {}
             for which in order:
+                torch.set_num_threads(threads)
                 if which == "dmtl":
-                    start = time.perf_counter()
-                    result = run_training(experiment, Path(scratch) / f"run{r}", overwrite=True,
-                                          quiet=True, progress_bar=False)
-                    row["dmtl_total_s"] = time.perf_counter() - start
-                    row["dmtl_fit_s"] = result.wall_s
-                    row["dmtl_steps"] = result.steps
+                    row["dmtl"] = dmtl_epochs(config_path, Path(scratch) / f"run{r}")
                 else:
-                    torch.set_num_threads(threads)
-                    hand = hand_loop(experiment, steps, device)
-                    row["hand_train_s"] = hand["train_s"]
-                    row["hand_total_s"] = hand["total_s"]
-                    row["hand_steps"] = hand["steps"]
-            print(f"[cost] end-to-end repeat {r + 1}/{repeats}: dmtl fit "
-                  f"{row['dmtl_fit_s']:.2f} s, hand loop {row['hand_train_s']:.2f} s", flush=True)
+                    row["hand"] = hand_epochs(work, epochs)
+            row["ratio"] = row["dmtl"]["epoch_s"] / row["hand"]["epoch_s"]
+            print(f"[cost] end-to-end repeat {r + 1}/{repeats}: dmtl epoch "
+                  f"{row['dmtl']['epoch_s']:.3f} s, hand loop {row['hand']['epoch_s']:.3f} s",
+                  flush=True)
             rows.append(row)
-    fit = median([r["dmtl_fit_s"] for r in rows])
-    loop = median([r["hand_train_s"] for r in rows])
-    total_dmtl = median([r["dmtl_total_s"] for r in rows])
-    total_hand = median([r["hand_total_s"] for r in rows])
-    command = "dmtl train " + config_path + "".join(f" -s '{o}'" for o in overrides)
+        data = data_epochs(work, config_path)
+    first, second = work.tasks
     return {
-        "config": config_path,
-        "overrides": overrides,
-        "command": command,
-        "batch_size": config.trainer.batch_size,
-        "backbone": config.backbone.name,
-        "train_samples": sum(len(s) for s in experiment.train),
-        "steps": steps,
+        "workload": f"{work.name}: {work.train:,} training images {tuple(work.x.shape[1:])}, "
+                    f"tasks {first.name} ({first.num_outputs} classes) + {second.name} "
+                    f"({second.num_outputs} labels), all labelled",
+        "command": "dmtl train CONFIG (benchmarks/cost.py: write_workload)",
+        "backbone": "mlp 256-128", "batch_size": 64, "epochs": epochs,
+        "train_samples": work.train, "steps": rows[0]["dmtl"]["steps"],
+        "steps_per_epoch": rows[0]["dmtl"]["steps"] // epochs,
         "repeats": rows,
-        "dmtl_fit_s": fit,
-        "hand_train_s": loop,
-        "ratio": fit / loop,
-        "pair_ratios": [r["dmtl_fit_s"] / r["hand_train_s"] for r in rows],
-        "dmtl_total_s": total_dmtl,
-        "hand_total_s": total_hand,
-        "ratio_total": total_dmtl / total_hand,
+        "dmtl_epoch_s": median([r["dmtl"]["epoch_s"] for r in rows]),
+        "hand_epoch_s": median([r["hand"]["epoch_s"] for r in rows]),
+        "dmtl_epoch_cpu_s": median([r["dmtl"]["epoch_cpu_s"] for r in rows]),
+        "hand_epoch_cpu_s": median([r["hand"]["epoch_cpu_s"] for r in rows]),
+        "ratio": median([r["ratio"] for r in rows]),
+        "pair_ratios": [r["ratio"] for r in rows],
+        "dmtl_fit_s": median([r["dmtl"]["fit_s"] for r in rows]),
+        **data,
         "target": E2E_TARGET,
     }
+
+
+def demo_runs(repeats: int, quick: bool) -> dict[str, Any]:
+    """Seconds per run of the demo's config (``mtl+ca+dm``, one thread), as a study runs it."""
+    from dmtl.config import load_config
+    from dmtl.data.pipeline import build_experiment
+    from dmtl.study.study import variant_config
+    from dmtl.training.quiet import quiet_lightning
+    from dmtl.training.run import run_training
+
+    overrides = ["trainer.num_threads=1", "trainer.accelerator=cpu"]
+    if quick:
+        overrides.append("trainer.max_epochs=1")
+    config = load_config(REPO / "src/dmtl/configs/digits-demo.yaml", overrides)
+    experiment = build_experiment(variant_config(config, "mtl+ca+dm"))
+    walls, cpus, steps = [], [], 0
+    with tempfile.TemporaryDirectory() as scratch, quiet_lightning():
+        for r in range(repeats):
+            start, cpu = time.perf_counter(), time.process_time()
+            result = run_training(experiment, Path(scratch) / f"r{r}", quiet=True,
+                                  progress_bar=False)
+            walls.append(time.perf_counter() - start)
+            cpus.append(time.process_time() - cpu)
+            steps = result.steps
+    return {"config": "src/dmtl/configs/digits-demo.yaml", "variant": "mtl+ca+dm",
+            "overrides": overrides, "steps": steps, "run_s": median(walls),
+            "run_cpu_s": median(cpus), "runs_s": walls}
 
 
 # --------------------------------------------------------------------------- entry point
@@ -540,9 +727,12 @@ def run(results_dir: Path, command: str, *, quick: bool, device_name: str, threa
         "cases": results,
         "hardware": hardware(None if device.type == "cuda" else "cpu"),
     }
-    if e2e:
-        document["end_to_end"] = end_to_end(device, e2e_repeats or (1 if quick else 5),
-                                            threads, quick)
+    if e2e and device.type == "cpu":  # the end-to-end workloads are CPU comparisons
+        e2e_repeats = e2e_repeats or (1 if quick else 5)
+        document["end_to_end"] = end_to_end(device, e2e_repeats, threads, quick)
+        document["objective_step"] = objective_steps(
+            e2e_workload(quick), repeats, min_run_time, threads)
+        document["demo_run"] = demo_runs(1 if quick else 3, quick)
     name = "cost" if device.type == "cpu" else "gpu-cost"
     return write_result(results_dir, name, document, command, quick)
 

@@ -1,8 +1,10 @@
 """Loader section: runs ``benchmarks/loader.py`` (its own CLI) and keeps its result as JSON.
 
-``loader.py`` (manifest + PNG path with 0/1/2 workers vs the in-memory array path, and a
-tiny CNN's train step for scale) is called through its ``main(argv)``; its result goes
-into ``benchmarks/results/loader.json`` under ``"loader"``, with the equivalent command.
+``loader.py`` (manifest + PNG path with 0/1/2 workers, cached in memory, vs the in-memory
+array path, with a tiny CNN's train step for scale; 224 px JPEGs against a resnet18 step
+at 112 px) is called through its ``main(argv)``; its result goes into
+``benchmarks/results/loader.json`` under ``"loader"``, with the equivalent command.
+``--workers-per-gpu`` (``benchmarks/gpu.sh``) writes ``gpu-loader.json`` instead.
 """
 
 from __future__ import annotations
@@ -40,10 +42,12 @@ def fashion_png_dir() -> Path | None:
 
 def loader_argv(quick: bool) -> list[str]:
     if quick:
-        return ["--synthetic", "300", "--seconds", "0.2", "--workers", "0", "--device", "cpu"]
+        return ["--synthetic", "300", "--seconds", "0.2", "--workers", "0", "--device", "cpu",
+                "--jpeg", "64"]
     data = fashion_png_dir()
     source = ["--data-dir", str(data)] if data is not None else ["--synthetic", "10000"]
-    return [*source, "--seconds", "3", "--workers", "0", "1", "2", "--device", "auto"]
+    return [*source, "--seconds", "3", "--workers", "0", "1", "2", "--device", "auto",
+            "--jpeg", "1024"]
 
 
 def main(argv: Sequence[str] | None = None, results_dir: Path | None = None) -> Path:
@@ -54,11 +58,13 @@ def main(argv: Sequence[str] | None = None, results_dir: Path | None = None) -> 
     args, extra = parser.parse_known_args(argv)
     from benchmarks import loader
 
-    inner = loader_argv(args.quick) + extra
+    gpu = "--workers-per-gpu" in extra
+    inner = extra if gpu else loader_argv(args.quick) + extra
     result = loader.main(inner)
     out = args.results or results_dir or (QUICK_DIR if args.quick else RESULTS_DIR)
     payload = {"loader": result, "loader_command": "python benchmarks/loader.py " + " ".join(inner)}
-    return write_result(out, "loader", payload, command_line("loader", argv), args.quick)
+    name = "gpu-loader" if gpu else "loader"
+    return write_result(out, name, payload, command_line("loader", argv), args.quick)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "dmtl"
 
@@ -34,15 +32,6 @@ LAYERS: dict[str, int] = {
 MAX_FUNCTION_LINES = 60
 """Lines of a function's body, docstring excluded."""
 
-LONG_FUNCTIONS: dict[str, str] = {
-    "dmtl.config:check_consistency": "being split on the trust branch",
-    "dmtl.data.manifest:_parse": "being split on the trust branch",
-    "dmtl.study.study:run_study": "being split on the speed branch",
-    "dmtl.study.study:_one_run": "being split on the speed branch",
-    "dmtl.training.run:run_training": "being split on the resume branch",
-    "dmtl.training.trainer:build_trainer": "being split on the resume branch",
-}
-"""``module:function`` allowed to be longer, with the reason."""
 
 
 def _modules() -> Iterator[tuple[str, Path]]:
@@ -162,11 +151,6 @@ def test_functions_are_short() -> None:
     long = [
         f"{name}: {length} lines"
         for name, length in _function_lengths()
-        if length > MAX_FUNCTION_LINES and name not in LONG_FUNCTIONS
+        if length > MAX_FUNCTION_LINES
     ]
     assert not long, "\n".join(long)
-
-
-@pytest.mark.parametrize("name", sorted(LONG_FUNCTIONS))
-def test_every_allowed_long_function_still_exists(name: str) -> None:
-    assert name in dict(_function_lengths())

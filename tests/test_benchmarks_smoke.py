@@ -86,7 +86,14 @@ def test_cost_json(results: Path) -> None:
     assert data["cases"][1]["target_full_over_mtl"] == 1.10
     e2e = data["end_to_end"]
     assert e2e["ratio"] > 0 and e2e["target"] == 1.10
-    assert e2e["repeats"][0]["dmtl_steps"] == e2e["repeats"][0]["hand_steps"] == e2e["steps"]
+    first = e2e["repeats"][0]
+    assert first["dmtl"]["steps"] == first["hand"]["steps"] == e2e["steps"]
+    assert e2e["dmtl_epoch_s"] > 0 and e2e["hand_epoch_s"] > 0 and e2e["dmtl_load_s"] > 0
+    step = data["objective_step"]
+    assert step["ratio"] > 0 and step["target"] == 1.15
+    assert len(step["pair_ratios"]) == data["cases"][0]["repeats"]
+    demo = data["demo_run"]
+    assert demo["variant"] == "mtl+ca+dm" and demo["run_s"] > 0 and demo["steps"] > 0
 
 
 def test_ddp_json(results: Path) -> None:
@@ -104,6 +111,13 @@ def test_loader_json(results: Path) -> None:
     data = _load(results, "loader")
     assert data["loader_command"].startswith("python benchmarks/loader.py")
     assert data["loader"]["loaders"] and data["loader"]["train_step"]["samples_per_s"] > 0
+    paths = [row["path"] for row in data["loader"]["loaders"]]
+    assert "manifest + PNG, cache: memory" in paths
+    jpeg = data["loader"]["jpeg"]
+    assert jpeg["size"] == 224 and jpeg["train_size"] == 112
+    assert {row["path"] for row in jpeg["loaders"]} == {"JPEG files", "cache: memory"}
+    assert all(row["samples_per_s"] > 0 for row in jpeg["loaders"])
+    assert isinstance(jpeg["keeps_up"], bool) and jpeg["resnet18"][0]["samples_per_s"] > 0
 
 
 def test_report(results: Path) -> None:
@@ -112,5 +126,8 @@ def test_report(results: Path) -> None:
                     "## 4. GPU", "## 5. Loader", "not run on a gpu yet"):
         assert heading.lower() in page.lower(), heading
     assert "digits-scarce.yaml" in page
+    for section in ("### End to end", "### One step", "### One run of the demo",
+                    "### JPEG decoding"):
+        assert section in page, section
     assert (results / "benchmarks" / "cost-ratios.png").is_file()
     assert (results / "benchmarks" / "quality-digits.png").is_file()

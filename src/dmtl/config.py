@@ -172,6 +172,9 @@ class InputConfig(_Strict):
     evaluation, by the ``augment`` preset for training. With a pretrained timm or
     torchvision backbone, ``mean``, ``std``, ``image_size``, ``crop_pct`` (and ``channels``
     of image files) left unset come from the backbone's data config.
+    ``cache: memory`` decodes every image once, when the source is loaded, and keeps the
+    pixels in memory (``N * C * H * W`` bytes as ``uint8``; a memory-mapped ``.npy`` is
+    read into memory); refused above ``cache_max_gb`` or half the memory available.
     """
 
     channels: Literal[1, 3] | None = None
@@ -181,6 +184,8 @@ class InputConfig(_Strict):
     crop_pct: float | None = Field(default=None, gt=0.0, le=1.0)
     augment: str = "none"
     crop_scale: tuple[float, float] = (0.5, 1.0)
+    cache: Literal["none", "memory"] = "none"
+    cache_max_gb: float = Field(default=8.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -382,7 +387,10 @@ class TrainerConfig(_Strict):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     gradient_clip_val: float | None = None
     log_every_n_steps: int = Field(default=10, ge=1)
-    num_threads: int | None = Field(default=None, ge=1)
+    num_threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = "auto"
+    """torch's intra-op threads: a number; ``auto``, the cores this process may use
+    (``os.sched_getaffinity``) shared among the training processes of the machine; None
+    leaves torch's setting alone."""
     progress_bar: bool = True
     validation_labels: Literal["regime", "full"] = "regime"
     """Validation rows keep what the label regime keeps (``regime``: a task with 3% of its
@@ -687,15 +695,41 @@ def validate_config(data: Mapping[str, Any], file: str | Path | None = None) -> 
 
 def check_consistency(config: Config) -> list[tuple[str, str]]:
     """Cross-field checks: names, files, edges against declared tasks."""
-    problems: list[tuple[str, str]] = []
-    names = [s.name for s in config.sources]
-    for i, name in enumerate(names):
-        if names.index(name) != i:
-            problems.append((f"sources.{i}.name", f"duplicated source name {name!r}"))
+    problems = _duplicate_names("sources", [s.name for s in config.sources], "source")
     task_names = [t.name for t in config.tasks]
-    for i, name in enumerate(task_names):
-        if task_names.index(name) != i:
-            problems.append((f"tasks.{i}.name", f"duplicated task name {name!r}"))
+    problems += _duplicate_names("tasks", task_names, "task")
+    problems += _source_problems(config)
+    # With manifest sources only, the declared tasks are all the tasks there are, so edges
+    # and weights can be checked here; built-in datasets and readers bring their own tasks
+    # (checked when the experiment is built).
+    all_declared = all(s.manifest is not None for s in config.sources)
+    declared = {t.name: t for t in config.tasks}
+    for i, task in enumerate(config.tasks):
+        if all_declared and task.output_names() is None:
+            field = {"categorical": "classes", "binary_set": "labels"}.get(task.type, "targets")
+            problems.append(
+                (f"tasks.{i}.{field}", f"task {task.name!r} of a manifest source needs its {field}")
+            )
+    problems += _edge_problems(config, declared, all_declared)
+    problems += _input_problems(config, declared if all_declared else None)
+    for name in config.method.task_weights:
+        if all_declared and name not in task_names:
+            problems.append((f"method.task_weights.{name}", "no such task"))
+    return problems
+
+
+def _duplicate_names(section: str, names: list[str], what: str) -> list[tuple[str, str]]:
+    """One problem per repeated name in ``section``, at the repeat's index."""
+    return [
+        (f"{section}.{i}.name", f"duplicated {what} name {name!r}")
+        for i, name in enumerate(names)
+        if names.index(name) != i
+    ]
+
+
+def _source_problems(config: Config) -> list[tuple[str, str]]:
+    """Files and folders a source names exist; a manifest has tasks; held-out splits."""
+    problems: list[tuple[str, str]] = []
     for i, source in enumerate(config.sources):
         for key in ("manifest", "array"):
             path = getattr(source, key)
@@ -711,17 +745,15 @@ def check_consistency(config: Config) -> list[tuple[str, str]]:
                 )
             )
         problems += _held_out_problems(i, source)
-    # With manifest sources only, the declared tasks are all the tasks there are, so edges
-    # and weights can be checked here; built-in datasets and readers bring their own tasks
-    # (checked when the experiment is built).
-    all_declared = all(s.manifest is not None for s in config.sources)
-    declared = {t.name: t for t in config.tasks}
-    for i, task in enumerate(config.tasks):
-        if all_declared and task.output_names() is None:
-            field = {"categorical": "classes", "binary_set": "labels"}.get(task.type, "targets")
-            problems.append(
-                (f"tasks.{i}.{field}", f"task {task.name!r} of a manifest source needs its {field}")
-            )
+    return problems
+
+
+def _edge_problems(
+    config: Config, declared: dict[str, TaskConfig], all_declared: bool
+) -> list[tuple[str, str]]:
+    """Relatedness edges: no self-loop or repeat, their file exists, their ends are tasks of a
+    kind an edge can link (a categorical source; no regression target)."""
+    problems: list[tuple[str, str]] = []
     seen_edges: set[tuple[str, str]] = set()
     for i, edge in enumerate(config.relatedness):
         if edge.source == edge.target:
@@ -757,10 +789,6 @@ def check_consistency(config: Config) -> list[tuple[str, str]]:
                     "in no relatedness edge (there is no such edge type yet)",
                 )
             )
-    problems += _input_problems(config, declared if all_declared else None)
-    for name in config.method.task_weights:
-        if all_declared and name not in task_names:
-            problems.append((f"method.task_weights.{name}", "no such task"))
     return problems
 
 

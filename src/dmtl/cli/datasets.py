@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -16,7 +15,9 @@ from dmtl.cli.outputs import check_output_folder
 from dmtl.cli.render import frame_table
 from dmtl.errors import ConfigError, DmtlError, OutputError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas and torch are imported by the commands that use them
+    import pandas as pd
+
     from dmtl.config import Config, SourceConfig
     from dmtl.core.tasks import Task
     from dmtl.data.pipeline import LoadedSource
@@ -30,7 +31,7 @@ datasets_app = typer.Typer(help="List, inspect, export and check datasets.", no_
 def list_datasets() -> None:
     """The built-in datasets and the readers for the paper's datasets."""
     from dmtl.data.builtin import list_builtin
-    from dmtl.data.readers import READERS
+    from dmtl.data.readers import READER_SUMMARIES
 
     table = Table(title="built-in datasets (dmtl datasets show NAME)")
     for column in ("name", "samples", "splits", "description"):
@@ -42,13 +43,14 @@ def list_datasets() -> None:
     readers = Table(title="dataset readers (sources: reader: NAME, root: FOLDER)")
     readers.add_column("reader")
     readers.add_column("dataset")
-    for name, reader in sorted(READERS.items()):
-        doc = (reader.__doc__ or "").strip().splitlines()
-        readers.add_row(name, doc[0] if doc else "")
+    for name, summary in sorted(READER_SUMMARIES.items()):
+        readers.add_row(name, summary)
     console.print(readers)
 
 
 def _show_sources(sources: list[Source], title: str) -> None:
+    import pandas as pd
+
     from dmtl.data.inspect import class_balance, label_counts, task_overlap
 
     counts = pd.concat([label_counts(s) for s in sources], ignore_index=True)
@@ -88,6 +90,8 @@ def _show_sources(sources: list[Source], title: str) -> None:
 
 def _per_task(sources: list[Source]) -> pd.DataFrame:
     """Samples per source labelled for each task (any of its labels, for a binary set)."""
+    import pandas as pd
+
     rows = [
         {
             "source": s.name,
@@ -131,6 +135,8 @@ def show(
         raise ConfigError(
             f"{target}: neither a built-in dataset ({', '.join(names)}) nor a config file"
         )
+    import pandas as pd
+
     from dmtl.config import load_config
     from dmtl.data.pipeline import build_experiment
 
@@ -202,6 +208,7 @@ def check(
     without labels, an unknown trainer.monitor). Exit status 1 if a source cannot be read
     or an image does not decode.
     """
+
     from dmtl.config import load_config
     from dmtl.data.pipeline import declared_tasks
 
@@ -339,6 +346,8 @@ def _check_experiment(cfg: Config, loaded: list[LoadedSource]) -> int:
 
 def _print_label_tables(sources: list[Source]) -> None:
     """Samples labelled per task, and which binary labels each source observes."""
+    import pandas as pd
+
     from dmtl.data.inspect import label_counts
 
     frame = pd.concat([label_counts(s) for s in sources], ignore_index=True)

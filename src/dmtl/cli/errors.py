@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import functools
-import logging
 import os
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -14,14 +12,26 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from dmtl.errors import (
-    DmtlError,
-)
+from dmtl.errors import DmtlError
+
+__all__ = [
+    "console", "err_console", "error_message", "handle_errors", "quiet_lightning", "warn_line",
+]
 
 console = Console()
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """:func:`dmtl.training.quiet.quiet_lightning`, imported when entered: a command that
+    trains nothing does not load the training package."""
+    from dmtl.training.quiet import quiet_lightning as quiet
+
+    with quiet():
+        yield
 
 
 def handle_errors(function: F) -> F:
@@ -69,29 +79,3 @@ def warn_line(message: str) -> None:
     """Print ``warning: <message>`` on stderr, one line (not markup)."""
     err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
-
-@contextmanager
-def quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's info lines and known harmless warnings (the run is still logged)."""
-    names = ("lightning.pytorch", "lightning.fabric", "lightning")
-    levels = {name: logging.getLogger(name).level for name in names}
-    for name in names:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        for pattern in (
-            ".*does not have many workers.*",
-            ".*You defined a `validation_step` but have no `val_dataloader`.*",
-            ".*LeafSpec.*",
-            ".*isinstance\\(treespec, LeafSpec\\).*",
-            ".*The number of training batches.*",
-            ".*Checkpoint directory.*exists and is not empty.*",
-            ".*`training_step` returned `None`.*",
-            # Task metrics are torchmetrics objects, already synchronised across ranks.
-            ".*when logging on epoch level in distributed setting.*",
-        ):
-            warnings.filterwarnings("ignore", message=pattern)
-        try:
-            yield
-        finally:
-            for name, level in levels.items():
-                logging.getLogger(name).setLevel(level)

@@ -1,21 +1,25 @@
-"""Rich rendering of tables for the terminal; a study's table unwrapped where stdout is not one."""
+"""Rich rendering for the terminal: tables (a study's unwrapped where stdout is not a
+terminal)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas is imported when a table is drawn, not at `dmtl --help`
+    import pandas as pd
+
     from dmtl.study.results import StudyResults
 
 
 def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) -> Table:
     """A pandas DataFrame as a rich table (floats to ``digits`` decimals, NaN as n/a)."""
+    import pandas as pd
+
     table = Table(title=title, show_lines=False)
     for column in frame.columns:
         numeric = pd.api.types.is_numeric_dtype(frame[column])

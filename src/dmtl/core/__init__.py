@@ -1,62 +1,133 @@
 """dmtl.core: task kinds, partial labels, relatedness, losses, objective, model and metrics.
 
-Pure PyTorch (plus torchmetrics): usable from any training loop.
+Pure PyTorch (plus torchmetrics and TorchJD): usable from any training loop. The names
+below are imported on first use, so that a module needing only tasks and labels (the data
+pipeline) does not load torchmetrics and TorchJD.
 """
 
-from dmtl.core.aggregation import backward_tasks, build_aggregator
-from dmtl.core.coannotation import co_annotation_losses
-from dmtl.core.estimation import RelatednessEstimator
-from dmtl.core.heads import HeadSpec
-from dmtl.core.labels import (
-    MISSING_CLASS,
-    PartialLabels,
-    TaskLabels,
-    collate_labels,
-    empty_labels,
-    encode_sample,
-)
-from dmtl.core.losses import (
-    concordance_loss,
-    masked_binary_cross_entropy,
-    masked_cross_entropy,
-    masked_squared_error,
-    soft_cross_entropy,
-)
-from dmtl.core.maps import (
-    categorical_posterior,
-    forward_map,
-    frequency_prior,
-    inverse_binary_log_posterior,
-    inverse_categorical_map,
-)
-from dmtl.core.matching import distribution_matching_losses
-from dmtl.core.metrics import (
-    BinarySetMetrics,
-    CategoricalMetrics,
-    MultiTaskMetrics,
-    RegressionMetrics,
-    TaskMetrics,
-    binary_set_metrics,
-    categorical_metrics,
-    regression_metrics,
-)
-from dmtl.core.model import MultiTaskModel, predictions
-from dmtl.core.objective import Objective
-from dmtl.core.relatedness import Relatedness, uniform_prior
-from dmtl.core.tasks import (
-    TASK_KINDS,
-    BinarySetTask,
-    CategoricalTask,
-    RegressionTask,
-    Task,
-    task_from_dict,
-)
-from dmtl.core.weighting import (
-    DynamicWeightAverage,
-    FixedWeighting,
-    UncertaintyWeighting,
-    build_weighting,
-)
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "backward_tasks": "dmtl.core.aggregation",
+    "build_aggregator": "dmtl.core.aggregation",
+    "co_annotation_losses": "dmtl.core.coannotation",
+    "RelatednessEstimator": "dmtl.core.estimation",
+    "HeadSpec": "dmtl.core.heads",
+    "MISSING_CLASS": "dmtl.core.labels",
+    "PartialLabels": "dmtl.core.labels",
+    "TaskLabels": "dmtl.core.labels",
+    "collate_labels": "dmtl.core.labels",
+    "empty_labels": "dmtl.core.labels",
+    "encode_sample": "dmtl.core.labels",
+    "concordance_loss": "dmtl.core.losses",
+    "masked_binary_cross_entropy": "dmtl.core.losses",
+    "masked_cross_entropy": "dmtl.core.losses",
+    "masked_squared_error": "dmtl.core.losses",
+    "soft_cross_entropy": "dmtl.core.losses",
+    "categorical_posterior": "dmtl.core.maps",
+    "forward_map": "dmtl.core.maps",
+    "frequency_prior": "dmtl.core.maps",
+    "inverse_binary_log_posterior": "dmtl.core.maps",
+    "inverse_categorical_map": "dmtl.core.maps",
+    "distribution_matching_losses": "dmtl.core.matching",
+    "BinarySetMetrics": "dmtl.core.metrics",
+    "CategoricalMetrics": "dmtl.core.metrics",
+    "MultiTaskMetrics": "dmtl.core.metrics",
+    "RegressionMetrics": "dmtl.core.metrics",
+    "TaskMetrics": "dmtl.core.metrics",
+    "binary_set_metrics": "dmtl.core.metrics",
+    "categorical_metrics": "dmtl.core.metrics",
+    "regression_metrics": "dmtl.core.metrics",
+    "MultiTaskModel": "dmtl.core.model",
+    "predictions": "dmtl.core.model",
+    "Objective": "dmtl.core.objective",
+    "Relatedness": "dmtl.core.relatedness",
+    "uniform_prior": "dmtl.core.relatedness",
+    "TASK_KINDS": "dmtl.core.tasks",
+    "BinarySetTask": "dmtl.core.tasks",
+    "CategoricalTask": "dmtl.core.tasks",
+    "RegressionTask": "dmtl.core.tasks",
+    "Task": "dmtl.core.tasks",
+    "task_from_dict": "dmtl.core.tasks",
+    "DynamicWeightAverage": "dmtl.core.weighting",
+    "FixedWeighting": "dmtl.core.weighting",
+    "UncertaintyWeighting": "dmtl.core.weighting",
+    "build_weighting": "dmtl.core.weighting",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dmtl.core' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from dmtl.core.aggregation import backward_tasks, build_aggregator
+    from dmtl.core.coannotation import co_annotation_losses
+    from dmtl.core.estimation import RelatednessEstimator
+    from dmtl.core.heads import HeadSpec
+    from dmtl.core.labels import (
+        MISSING_CLASS,
+        PartialLabels,
+        TaskLabels,
+        collate_labels,
+        empty_labels,
+        encode_sample,
+    )
+    from dmtl.core.losses import (
+        concordance_loss,
+        masked_binary_cross_entropy,
+        masked_cross_entropy,
+        masked_squared_error,
+        soft_cross_entropy,
+    )
+    from dmtl.core.maps import (
+        categorical_posterior,
+        forward_map,
+        frequency_prior,
+        inverse_binary_log_posterior,
+        inverse_categorical_map,
+    )
+    from dmtl.core.matching import distribution_matching_losses
+    from dmtl.core.metrics import (
+        BinarySetMetrics,
+        CategoricalMetrics,
+        MultiTaskMetrics,
+        RegressionMetrics,
+        TaskMetrics,
+        binary_set_metrics,
+        categorical_metrics,
+        regression_metrics,
+    )
+    from dmtl.core.model import MultiTaskModel, predictions
+    from dmtl.core.objective import Objective
+    from dmtl.core.relatedness import Relatedness, uniform_prior
+    from dmtl.core.tasks import (
+        TASK_KINDS,
+        BinarySetTask,
+        CategoricalTask,
+        RegressionTask,
+        Task,
+        task_from_dict,
+    )
+    from dmtl.core.weighting import (
+        DynamicWeightAverage,
+        FixedWeighting,
+        UncertaintyWeighting,
+        build_weighting,
+    )
 
 __all__ = [
     "MISSING_CLASS",

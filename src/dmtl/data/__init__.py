@@ -9,20 +9,60 @@
 - :mod:`~dmtl.data.builtin`: digits and Fashion-MNIST with their tasks and tables;
 - :mod:`~dmtl.data.readers`: the paper's datasets in their official layouts;
 - :mod:`~dmtl.data.inspect` and :mod:`~dmtl.data.export`: label tables, PNG export.
+
+The names below are imported on first use, so that importing a light submodule
+(e.g. :mod:`dmtl.data.builtin` to list the datasets) does not load torch.
 """
 
-from dmtl.data.batching import (
-    Batch,
-    MultiSourceBatchSampler,
-    build_eval_loader,
-    build_train_loader,
-    collate_samples,
-)
-from dmtl.data.builtin import BuiltinDataset, list_builtin, load_builtin
-from dmtl.data.manifest import Manifest, read_manifest, write_manifest
-from dmtl.data.regimes import RegimeRecord, RegimeSpec, apply_regime
-from dmtl.data.sources import ArraySource, Augment, ImageSource, Sample, Source
-from dmtl.errors import DataError
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(
+        ("Batch", "MultiSourceBatchSampler", "build_eval_loader", "build_train_loader",
+         "collate_samples"),
+        "dmtl.data.batching",
+    ),
+    **dict.fromkeys(("BuiltinDataset", "list_builtin", "load_builtin"), "dmtl.data.builtin"),
+    **dict.fromkeys(("Manifest", "read_manifest", "write_manifest"), "dmtl.data.manifest"),
+    **dict.fromkeys(("RegimeRecord", "RegimeSpec", "apply_regime"), "dmtl.data.regimes"),
+    **dict.fromkeys(
+        ("ArraySource", "Augment", "ImageSource", "Sample", "SampleBatch", "Source"),
+        "dmtl.data.sources",
+    ),
+    "DataError": "dmtl.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dmtl.data' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from dmtl.data.batching import (
+        Batch,
+        MultiSourceBatchSampler,
+        build_eval_loader,
+        build_train_loader,
+        collate_samples,
+    )
+    from dmtl.data.builtin import BuiltinDataset, list_builtin, load_builtin
+    from dmtl.data.manifest import Manifest, read_manifest, write_manifest
+    from dmtl.data.regimes import RegimeRecord, RegimeSpec, apply_regime
+    from dmtl.data.sources import ArraySource, Augment, ImageSource, Sample, SampleBatch, Source
+    from dmtl.errors import DataError
 
 __all__ = [
     "ArraySource",
@@ -36,6 +76,7 @@ __all__ = [
     "RegimeRecord",
     "RegimeSpec",
     "Sample",
+    "SampleBatch",
     "Source",
     "apply_regime",
     "build_eval_loader",

@@ -35,7 +35,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Sampler
 
 from dmtl.core.labels import PartialLabels, TaskLabels
 from dmtl.core.tasks import Task
-from dmtl.data.sources import Sample, Source
+from dmtl.data.sources import Sample, SampleBatch, Source
 from dmtl.errors import DataError
 
 
@@ -91,36 +91,52 @@ def _device_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.device | 
 
 
 class SampleCollator:
-    """Collate :class:`Sample` objects into a :class:`Batch` (a class, so workers can pickle it).
+    """Collate samples into a :class:`Batch` (a class, so workers can pickle it).
 
-    A task missing from a sample's labels (its source lacks the task) is unlabelled.
+    Takes either :class:`Sample` objects (one per row) or :class:`SampleBatch` chunks
+    (rows of one source each, as :meth:`SourceConcat.__getitems__` returns them): chunks
+    are concatenated as they are. A task missing from a sample's labels (its source
+    lacks the task) is unlabelled.
     """
 
     def __init__(self, tasks: Sequence[Task]) -> None:
         self.tasks = tuple(tasks)
+        self._fillers = {t.name: torch.as_tensor(t.unlabelled(1)) for t in self.tasks}
 
-    def __call__(self, samples: Sequence[Sample]) -> Batch:
+    def __call__(self, samples: Sequence[Sample] | Sequence[SampleBatch]) -> Batch:
         if not samples:
             raise DataError("cannot collate an empty batch")
-        shapes = {tuple(s.x.shape) for s in samples}
+        if isinstance(samples[0], SampleBatch):
+            return self._from_chunks(samples)  # type: ignore[arg-type]
+        chunks = [
+            SampleBatch(s.x.unsqueeze(0), {k: v.unsqueeze(0) for k, v in s.labels.items()},
+                        s.source)
+            for s in samples
+        ]
+        return self._from_chunks(chunks)
+
+    def _from_chunks(self, chunks: Sequence[SampleBatch]) -> Batch:
+        shapes = {tuple(c.x.shape[1:]) for c in chunks}
         if len(shapes) > 1:
-            by_source = sorted({(s.source, tuple(s.x.shape)) for s in samples})
+            by_source = sorted({(c.source, tuple(c.x.shape[1:])) for c in chunks})
             raise DataError(
                 "samples in one batch have different input shapes "
                 f"(source index, shape): {by_source[:6]}; give the image sources one "
                 "image_size (and channels) so that inputs can be stacked"
             )
-        x = torch.stack([s.x for s in samples])
+        x = chunks[0].x if len(chunks) == 1 else torch.cat([c.x for c in chunks])
         encoded: dict[str, Tensor] = {}
-        for task in self.tasks:
-            filler = _unlabelled(task)
-            encoded[task.name] = torch.stack([s.labels.get(task.name, filler) for s in samples])
-        source = torch.tensor([s.source for s in samples], dtype=torch.long)
+        for name, filler in self._fillers.items():
+            parts = [
+                c.labels[name] if name in c.labels
+                else filler.expand(len(c.x), *filler.shape[1:])
+                for c in chunks
+            ]
+            encoded[name] = parts[0] if len(parts) == 1 else torch.cat(parts)
+        source = torch.cat(
+            [torch.full((len(c.x),), c.source, dtype=torch.long) for c in chunks]
+        )
         return Batch(x, PartialLabels.from_encoded(self.tasks, encoded), source)
-
-
-def _unlabelled(task: Task) -> Tensor:
-    return torch.as_tensor(task.unlabelled(1)[0])
 
 
 def collate_samples(tasks: Sequence[Task]) -> SampleCollator:
@@ -495,10 +511,16 @@ class SourceBatchSampler(Sampler[list[int]]):
 
 
 class SourceConcat(ConcatDataset[Sample]):
-    """Concatenated sources whose samples carry the index of their source."""
+    """Concatenated sources whose samples carry the index of their source.
+
+    DataLoader asks for a whole batch at once (:meth:`__getitems__`): each run of
+    indices from one source is fetched by that source in one call
+    (:meth:`~dmtl.data.sources.Source.get_batch`).
+    """
 
     def __init__(self, sources: Sequence[Source]) -> None:
         super().__init__(list(sources))
+        self._starts = np.asarray([0, *self.cumulative_sizes[:-1]], dtype=np.int64)
 
     def __getitem__(self, idx: int) -> Sample:
         if idx < 0:
@@ -506,6 +528,24 @@ class SourceConcat(ConcatDataset[Sample]):
         source = int(np.searchsorted(self.cumulative_sizes, idx, side="right"))
         start = self.cumulative_sizes[source - 1] if source else 0
         return self.datasets[source][idx - start]._replace(source=source)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[SampleBatch]:
+        """The samples of ``indices``, in order, as one chunk per run of a source's rows."""
+        index = np.asarray(indices, dtype=np.int64).reshape(-1)
+        index = np.where(index < 0, index + len(self), index)
+        if len(index) and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"indices outside 0..{len(self) - 1}: {index.tolist()[:8]}")
+        owner = np.searchsorted(self.cumulative_sizes, index, side="right")
+        cuts = np.flatnonzero(np.diff(owner)) + 1
+        chunks: list[SampleBatch] = []
+        for run in np.split(np.arange(len(index)), cuts):
+            if not len(run):
+                continue
+            source = int(owner[run[0]])
+            dataset: Source = self.datasets[source]  # type: ignore[assignment]
+            chunk = dataset.get_batch(index[run] - self._starts[source])
+            chunks.append(chunk._replace(source=source))
+        return chunks
 
 
 def union_tasks(sources: Sequence[Source]) -> list[Task]:

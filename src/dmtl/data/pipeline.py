@@ -194,6 +194,15 @@ def _prepared(where: str, cfg: SourceConfig, source: Source) -> Source:
 
 
 def _manifest_source(where: str, cfg: SourceConfig, manifest: Any, tasks: list[Task]) -> Source:
+    source = _read_manifest_source(where, cfg, manifest, tasks)
+    if cfg.input.cache == "memory":  # decoded once, here; every copy of the source shares it
+        source = source.cache_in_memory(cfg.input.cache_max_gb * 2**30, f"{where}.input.cache")
+    return source
+
+
+def _read_manifest_source(
+    where: str, cfg: SourceConfig, manifest: Any, tasks: list[Task]
+) -> Source:
     is_array = cfg.array is not None
     try:
         source = Source.from_manifest(

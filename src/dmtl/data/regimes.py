@@ -288,7 +288,11 @@ def _plan_disjoint(
     proportions: Sequence[float] | None = None,
 ) -> _Plan:
     names = list(labels)
-    checked = _check_groups("disjoint", groups, names, _active(labels, tasks, rows))
+    active = _active(labels, tasks, rows)
+    checked = _check_groups("disjoint", groups, names, active)
+    if groups is None and proportions is not None and len(proportions) == len(names):
+        # one proportion per task: a task with no label in scope has no group, nor a share
+        proportions = [p for name, p in zip(names, proportions, strict=True) if name in active]
     props = _check_proportions("disjoint", proportions, len(checked), "proportions")
     n = len(labels[names[0]])
     keep, records = _disjoint_plan(n, rows, checked, props, rng, names)

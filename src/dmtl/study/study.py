@@ -28,17 +28,23 @@ stopped (``--resume``) without repeating finished runs: a run that was interrupt
 on from its checkpoint (exactly, see :func:`~dmtl.training.run.run_training`), a failed
 one is trained again. A resume refuses a config that differs from the study's
 (``config.yaml``) except in the seeds and variants it runs, unless ``allow_config_change``.
+
+``--jobs N`` trains N runs at once in worker processes (:mod:`dmtl.study.parallel`), each
+with its share of the cores; this process alone writes ``results.json`` and the report.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import time
 import traceback
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -53,22 +59,29 @@ from dmtl.data.pipeline import (
 )
 from dmtl.errors import ConfigError
 from dmtl.knowledge.heatmap import plot_relatedness
+from dmtl.study.observer import StudyObserver
 from dmtl.study.outputs import write_report
+from dmtl.study.parallel import STUDY_PRELOAD, run_parallel, warm_up
 from dmtl.study.results import (
     RunRecord,
     StudyResults,
     TaskInfo,
     collect_hardware,
     completed,
+    expected_runs,
     find_run,
     load_results,
     record_command,
     save_results,
     upsert_run,
 )
-from dmtl.training.resume import RESUME_FREE_KEYS, check_resume, record_config_changes
-from dmtl.training.run import run_training
-from dmtl.training.trainer import check_monitor, prepare_run_dir, refuse_resume_with_overwrite
+from dmtl.training.quiet import silence_lightning
+from dmtl.training.threads import resolve_threads
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Callback
+
+    from dmtl.training.run import RunResult
 
 _CA_DM: dict[str, Any] = {"co_annotation": "<study>", "distribution_matching": True}
 
@@ -119,6 +132,28 @@ def _device_name() -> str:
 ProgressFn = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of the study: a variant, a seed and, for ``single_task``, its task."""
+
+    variant: str
+    seed: int
+    task: str | None
+    steps_per_epoch: int
+    resume: bool = False
+    """Go on from the run's checkpoint (it was interrupted in an earlier, resumed study)."""
+
+    @property
+    def label(self) -> str:
+        """``mtl+ca seed 0``, ``single_task[digit] seed 1``."""
+        return f"{self.variant}" + (f"[{self.task}]" if self.task else "") + f" seed {self.seed}"
+
+    def run_dir(self, out_dir: Path) -> Path:
+        """Where the run writes its files."""
+        name = self.variant + (f"-{self.task}" if self.task else "")
+        return out_dir / "runs" / f"seed{self.seed}" / name
+
+
 def run_study(
     config: Config,
     out_dir: Path,
@@ -129,26 +164,39 @@ def run_study(
     allow_config_change: bool = False,
     progress: ProgressFn | None = None,
     command: str | None = None,
+    jobs: int = 1,
+    observer: StudyObserver | None = None,
 ) -> StudyResults:
-    """Run (or resume) the study; write ``results.json``, ``report.md`` and plots to ``out_dir``."""
+    """Run (or resume) the study; write ``results.json``, ``report.md`` and plots to ``out_dir``.
+
+    ``jobs`` > 1 trains that many runs at once, each in its own worker process with
+    ``trainer.num_threads: auto`` sharing the usable cores among them; this process alone
+    writes ``results.json`` (after every run) and the report. ``progress`` gets one line
+    per event (``train ...``, ``resume ...``, ``skip ... (done)``, ``FAILED ...``);
+    ``observer`` gets structured events (a progress bar).
+    """
+    if jobs > 1:
+        warm_up(STUDY_PRELOAD)  # the workers' imports overlap with loading the data here
     say = progress or (lambda message: None)
+    watch = observer or StudyObserver()
     out_dir = Path(out_dir)
     results_path = out_dir / "results.json"
     n_seeds = seeds or config.study.seeds
     seed_list = [config.trainer.seed + i for i in range(n_seeds)]
-    resuming = _prepare_study_dir(out_dir, config, resume, overwrite, allow_config_change)
+    _prepare_study_dir(out_dir, config, resume, overwrite, allow_config_change)
     (out_dir / "config.yaml").write_text(dump_config(config))
     loaded = load_sources(config)
     config = protocol_config(config, loaded)
     results: StudyResults | None = load_results(results_path) if results_path.is_file() else None
     if results is not None:
         record_command(results, command)  # a resume: its command produced results too
+    experiments: dict[int, Experiment] = {}
+    plan: list[PlannedRun] = []
     for seed in seed_list:
         experiment = build_experiment(config, seed, loaded)
+        experiments[seed] = experiment
         if seed == seed_list[0]:
-            check_monitor(config, experiment.tasks)
-            for line in experiment_warnings(experiment):
-                say(f"warning: {line}")
+            _check_study(config, experiment, say)
         if results is None:
             results = _new_results(config, experiment, seed_list, command)
         results.seeds = sorted(set(results.seeds) | set(seed_list))
@@ -156,66 +204,68 @@ def run_study(
         results.regime[str(seed)] = experiment.records
         steps_per_epoch = config.trainer.steps_per_epoch or len(train_loader(experiment))
         for variant in config.study.variants:
-            if variant == "single_task":
-                for task in experiment.tasks:
-                    _one_run(
-                        results,
-                        results_path,
-                        out_dir,
-                        experiment.single_task(task.name),
-                        variant,
-                        seed,
-                        task.name,
-                        steps_per_epoch,
-                        say,
-                        resuming,
-                    )
-            else:
-                varied = _with_config(experiment, variant_config(config, variant))
-                _one_run(
-                    results,
-                    results_path,
-                    out_dir,
-                    varied,
-                    variant,
-                    seed,
-                    None,
-                    steps_per_epoch,
-                    say,
-                    resuming,
-                )
+            tasks = [t.name for t in experiment.tasks] if variant == "single_task" else [None]
+            plan += [PlannedRun(variant, seed, task, steps_per_epoch) for task in tasks]
     assert results is not None
+    todo = _runs_to_do(plan, results, out_dir, resume, say)
+    watch.study_started(len(plan), len(plan) - len(todo))
+    book = _Bookkeeper(results, results_path, out_dir, say, watch)
+    if jobs > 1 and len(todo) > 1:
+        _run_parallel(config, todo, out_dir, jobs, allow_config_change, book)
+    else:
+        _run_serial(config, experiments, todo, out_dir, allow_config_change, book)
     save_results(results, results_path)
     write_report(results, out_dir, extra_plots=_relatedness_plots(experiment, out_dir))
     return results
 
 
-STUDY_RESUME_FREE_KEYS = (*RESUME_FREE_KEYS, "study.seeds", "study.variants")
-"""What a resumed study may change freely: the seeds and variants it runs, and what a run
-may change (:data:`~dmtl.training.resume.RESUME_FREE_KEYS`)."""
+def _check_study(config: Config, experiment: Experiment, say: ProgressFn) -> None:
+    """Refuse a monitor the runs cannot log; say what the experiment's data will not teach."""
+    from dmtl.training.trainer import check_monitor  # Lightning, only where it is needed
+
+    check_monitor(config, experiment.tasks)
+    for line in experiment_warnings(experiment):
+        say(f"warning: {line}")
+
+
+def _runs_to_do(
+    plan: list[PlannedRun], results: StudyResults, out_dir: Path, resume: bool, say: ProgressFn
+) -> list[PlannedRun]:
+    """The planned runs not yet done. In a resumed study, a run that was interrupted (no
+    record, a run folder) goes on from its checkpoint; a failed or a new one starts afresh."""
+    todo: list[PlannedRun] = []
+    for run in plan:
+        if completed(results, run.variant, run.seed, run.task):
+            say(f"skip {run.label} (done)")
+            continue
+        interrupted = (
+            resume
+            and find_run(results, run.variant, run.seed, run.task) is None
+            and (run.run_dir(out_dir) / "config.yaml").is_file()
+        )
+        todo.append(dataclasses.replace(run, resume=interrupted))
+    return todo
+
+
+STUDY_FREE_KEYS = ("study.seeds", "study.variants")
+"""What a resumed study may change freely: the seeds and variants it runs, besides what a
+run may change (:data:`~dmtl.training.resume.RESUME_FREE_KEYS`)."""
 
 
 def _prepare_study_dir(
     out_dir: Path, config: Config, resume: bool, overwrite: bool, allow_config_change: bool
-) -> _Resuming | None:
-    """Check a resume (recording an allowed change) and prepare the folder; how runs resume."""
+) -> None:
+    """Check a resume (recording an allowed change) and prepare the folder."""
+    # Lightning, only where it is needed: not in ``dmtl --help``
+    from dmtl.training.resume import RESUME_FREE_KEYS, check_resume, record_config_changes
+    from dmtl.training.trainer import prepare_run_dir, refuse_resume_with_overwrite
+
     refuse_resume_with_overwrite(out_dir, resume, overwrite)
-    changes = (
-        check_resume(out_dir, config, allow_config_change, ignore=STUDY_RESUME_FREE_KEYS)
-        if resume
-        else []
-    )
+    free = (*RESUME_FREE_KEYS, *STUDY_FREE_KEYS)
+    changes = check_resume(out_dir, config, allow_config_change, ignore=free) if resume else []
     prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
     if changes:
         record_config_changes(out_dir, changes, None)
-    return _Resuming(allow_config_change) if resume else None
-
-
-@dataclass(frozen=True)
-class _Resuming:
-    """How the runs of a resumed study are resumed."""
-
-    allow_config_change: bool
 
 
 def _relatedness_plots(experiment: Experiment, out_dir: Path) -> dict[str, Path]:
@@ -308,46 +358,106 @@ def _new_results(
     )
 
 
-def _one_run(
-    results: StudyResults,
-    results_path: Path,
+class _Bookkeeper:
+    """Records finished runs: ``results.json`` rewritten after each, in plan order."""
+
+    def __init__(
+        self,
+        results: StudyResults,
+        path: Path,
+        out_dir: Path,
+        say: ProgressFn,
+        watch: StudyObserver,
+    ) -> None:
+        self.results, self.path, self.out_dir = results, path, out_dir
+        self.say, self.watch = say, watch
+
+    def started(self, run: PlannedRun) -> None:
+        self.say(f"{'resume' if run.resume else 'train'} {run.label}")
+        self.watch.run_started(run.label)
+
+    def finished(self, run: PlannedRun, record: RunRecord) -> None:
+        if record.status == "failed":
+            first = (record.error or "").splitlines()[0] if record.error else ""
+            self.say(f"FAILED {run.label}: {first}")
+        upsert_run(self.results, record)
+        order = {key: i for i, key in enumerate(expected_runs(self.results))}
+        self.results.runs.sort(key=lambda r: order.get(r.key, len(order)))
+        save_results(self.results, self.path)
+        self.watch.run_finished(record)
+
+    def save(self) -> None:
+        save_results(self.results, self.path)
+
+
+def run_training(*args: Any, **kwargs: Any) -> RunResult:
+    """:func:`dmtl.training.run.run_training`, imported on first use: Lightning takes seconds
+    to import, and the process that only plans and records parallel runs never needs it."""
+    from dmtl.training.run import run_training as train
+
+    return train(*args, **kwargs)
+
+
+def _epoch_progress(report: Callable[[int, int], None]) -> Callback:
+    from dmtl.training.callbacks import EpochProgress
+
+    return EpochProgress(report)
+
+
+def _run_serial(
+    config: Config,
+    experiments: dict[int, Experiment],
+    todo: list[PlannedRun],
     out_dir: Path,
-    experiment: Experiment,
-    variant: str,
-    seed: int,
-    task: str | None,
-    steps_per_epoch: int,
-    say: ProgressFn,
-    resuming: _Resuming | None = None,
+    allow_config_change: bool,
+    book: _Bookkeeper,
 ) -> None:
-    label = f"{variant}" + (f"[{task}]" if task else "") + f" seed {seed}"
-    if completed(results, variant, seed, task):
-        say(f"skip {label} (done)")
-        return
-    run_dir = out_dir / "runs" / f"seed{seed}" / (variant + (f"-{task}" if task else ""))
-    # an interrupted run goes on from its checkpoint; a failed or a new one starts afresh
-    go_on = (
-        resuming is not None
-        and find_run(results, variant, seed, task) is None
-        and (run_dir / "config.yaml").is_file()
-    )
+    """The runs one after the other, in this process."""
+    for run in todo:
+        book.started(run)
+        progress = _epoch_progress(functools.partial(book.watch.epoch_finished, run.label))
+        try:
+            record = _one_run(
+                experiments[run.seed], config, run, out_dir, allow_config_change, [progress]
+            )
+        except (KeyboardInterrupt, SystemExit):
+            book.save()
+            raise
+        book.finished(run, record)
+
+
+def _one_run(
+    experiment: Experiment,
+    config: Config,
+    run: PlannedRun,
+    out_dir: Path,
+    allow_config_change: bool = False,
+    callbacks: list[Callback] | None = None,
+) -> RunRecord:
+    """Train (or, ``run.resume``, go on with) one planned run on the seed's experiment;
+    a failure is recorded, not raised."""
+    run_dir = run.run_dir(out_dir)
     start = time.perf_counter()
-    say(f"{'resume' if go_on else 'train'} {label}")
     try:
+        if run.task is not None:
+            varied = experiment.single_task(run.task)
+        else:
+            varied = _with_config(experiment, variant_config(config, run.variant))
         result = run_training(
-            experiment,
+            varied,
             run_dir,
-            resume=go_on,
-            overwrite=not go_on,
-            allow_config_change=go_on and resuming is not None and resuming.allow_config_change,
-            steps_per_epoch=steps_per_epoch,
+            resume=run.resume,
+            overwrite=not run.resume,
+            allow_config_change=run.resume and allow_config_change,
+            steps_per_epoch=run.steps_per_epoch,
             quiet=True,
             progress_bar=False,
+            callbacks=callbacks,
         )
-        record = RunRecord(
-            variant=variant,
-            seed=seed,
-            task=task,
+        return RunRecord(
+            variant=run.variant,
+            seed=run.seed,
+            task=run.task,
             status="done",
             metrics=result.metrics,
             split=result.split,
@@ -359,22 +469,96 @@ def _one_run(
             run_dir=str(run_dir.relative_to(out_dir)),
             error=None,
         )
-    except (KeyboardInterrupt, SystemExit):
-        save_results(results, results_path)
-        raise
     except Exception as error:  # a failed run is recorded, and the study goes on
-        record = RunRecord(
-            variant=variant,
-            seed=seed,
-            task=task,
-            status="failed",
-            metrics={},
-            split="",
-            wall_s=round(time.perf_counter() - start, 3),
-            steps=0,
-            run_dir=str(run_dir.relative_to(out_dir)),
-            error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}",
-        )
-        say(f"FAILED {label}: {type(error).__name__}: {error}")
-    upsert_run(results, record)
-    save_results(results, results_path)
+        return _failed(run, run_dir, out_dir, time.perf_counter() - start,
+                       f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}")
+
+
+def _failed(run: PlannedRun, run_dir: Path, out_dir: Path, wall_s: float, error: str) -> RunRecord:
+    return RunRecord(
+        variant=run.variant,
+        seed=run.seed,
+        task=run.task,
+        status="failed",
+        metrics={},
+        split="",
+        wall_s=round(wall_s, 3),
+        steps=0,
+        run_dir=str(run_dir.relative_to(out_dir)),
+        error=error,
+    )
+
+
+# ---- parallel runs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RunJob:
+    """What a worker process needs to train one run (it rebuilds the seed's experiment)."""
+
+    config: Config
+    run: PlannedRun
+    out_dir: str
+    allow_config_change: bool
+
+
+def _run_parallel(
+    config: Config,
+    todo: list[PlannedRun],
+    out_dir: Path,
+    jobs: int,
+    allow_config_change: bool,
+    book: _Bookkeeper,
+) -> None:
+    """The runs in ``jobs`` worker processes; this process records every result."""
+    threads = resolve_threads(config.trainer.num_threads, processes=jobs)
+    trainer = config.trainer.model_copy(update={"num_threads": threads})
+    worker_config = config.model_copy(update={"trainer": trainer})
+    items = [_RunJob(worker_config, run, str(out_dir), allow_config_change) for run in todo]
+    events = run_parallel(_run_job, items, jobs, preload=STUDY_PRELOAD)
+    with contextlib.closing(events):
+        try:
+            for kind, index, data in events:
+                run = todo[index]
+                if kind == "started":
+                    book.started(run)
+                elif kind == "progress":
+                    book.watch.epoch_finished(run.label, *data)
+                else:
+                    book.finished(run, _job_record(run, out_dir, kind, data))
+        except (KeyboardInterrupt, SystemExit):
+            book.save()
+            raise
+
+
+def _job_record(run: PlannedRun, out_dir: Path, kind: str, data: Any) -> RunRecord:
+    """The record of a finished job: the worker's, or a failure the worker could not record."""
+    if kind == "done":
+        return RunRecord.model_validate(data)
+    reason = data if kind == "error" else f"the worker process died (exit code {data})"
+    return _failed(run, run.run_dir(out_dir), out_dir, 0.0, str(reason))
+
+
+_WORKER_EXPERIMENTS: dict[tuple[str, int], Experiment] = {}
+"""A worker process's experiments by (config, seed): each seed is built once per worker."""
+
+
+def _run_job(job: _RunJob, report: Callable[[Any], None]) -> dict[str, Any]:
+    """In a worker process: train one run; its record as plain data."""
+    silence_lightning()  # the parent draws the progress; Lightning's chatter would break it
+    key = (job.config.model_dump_json(), job.run.seed)
+    if key not in _WORKER_EXPERIMENTS:
+        loaded = _WORKER_SOURCES.get(key[0])
+        if loaded is None:
+            loaded = _WORKER_SOURCES.setdefault(key[0], load_sources(job.config))
+        _WORKER_EXPERIMENTS[key] = build_experiment(job.config, job.run.seed, loaded)
+    progress = _epoch_progress(lambda epoch, total: report((epoch, total)))
+    record = _one_run(
+        _WORKER_EXPERIMENTS[key], job.config, job.run, Path(job.out_dir),
+        job.allow_config_change, [progress],
+    )
+    return record.model_dump(mode="json")
+
+
+_WORKER_SOURCES: dict[str, list[LoadedSource]] = {}
+"""A worker process's loaded sources by config: read (and cached images decoded) once."""

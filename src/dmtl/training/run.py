@@ -32,6 +32,7 @@ from dmtl.training.resume import (
     finished_summary,
     record_config_changes,
 )
+from dmtl.training.threads import set_threads
 from dmtl.training.trainer import (
     build_trainer,
     last_checkpoint,
@@ -133,6 +134,7 @@ def run_training(
         quiet=quiet,
         stop=stop,
     )
+    set_threads(config.trainer.num_threads, processes=trainer.num_devices)
     ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}
     loader = train_loader(experiment, steps_per_epoch, **ranks)
     module = make_module(experiment, steps_per_epoch=len(loader))
@@ -151,8 +153,25 @@ def run_training(
         checkpoint = _chosen_checkpoint(trainer, config)
         split = "test" if experiment.test else "val"
         metrics = _evaluate(trainer, module, experiment, split, checkpoint)
+    result = _run_result(run_dir, trainer, module, metrics, split, wall, checkpoint)
+    if trainer.is_global_zero:
+        _write_summary(result)
+    return result
+
+
+def _run_result(
+    run_dir: Path,
+    trainer: pl.Trainer,
+    module: MultiTaskModule,
+    metrics: dict[str, float | None],
+    split: str,
+    wall: float,
+    checkpoint: Path | None,
+) -> RunResult:
+    """What the run gives back: its test metrics, the steps and epochs it took, the step it
+    was selected at and whether early stopping ended it."""
     stopper = trainer.early_stopping_callback
-    result = RunResult(
+    return RunResult(
         run_dir,
         metrics,
         split,
@@ -163,9 +182,6 @@ def run_training(
         best_step=module.best_step,
         stopped_early=None if stopper is None else bool(stopper.stopped_epoch > 0),
     )
-    if trainer.is_global_zero:
-        _write_summary(result)
-    return result
 
 
 def _trainer_config(config: Config) -> Config:
@@ -180,7 +196,7 @@ def _trainer_config(config: Config) -> Config:
 def _prepare_process(
     experiment: Experiment, run_dir: Path, resume: bool, overwrite: bool
 ) -> None:
-    """The output folder (on the first rank), the seed, threads and determinism."""
+    """The output folder (on the first rank), the seed and determinism."""
     config = experiment.config
     # Under DDP every rank runs this function; only the first one prepares and writes the
     # folder (another rank would find it non-empty, or delete it, as it is being written).
@@ -189,8 +205,6 @@ def _prepare_process(
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(experiment.seed, workers=True, verbose=False)
-    if config.trainer.num_threads is not None:
-        torch.set_num_threads(config.trainer.num_threads)
     if config.trainer.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
 

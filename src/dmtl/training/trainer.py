@@ -243,32 +243,8 @@ def build_trainer(
     cfg = config.trainer
     loggers = build_loggers(config, run_dir)
     monitor = cfg.monitor if has_validation else None
-    callbacks: list[Callback] = [
-        ModelCheckpoint(
-            dirpath=str(run_dir / "checkpoints"),
-            save_last=True,
-            monitor=monitor,
-            mode=monitor_mode(monitor) if monitor else "max",
-            filename="best-{epoch}-{step}" if monitor else "epoch-{epoch}",
-            save_top_k=1,
-            auto_insert_metric_name=False,
-        ),
-        ExactResume(),
-    ]
-    if cfg.early_stopping.enabled and monitor:
-        callbacks.append(
-            EarlyStopping(
-                monitor=monitor,
-                patience=cfg.early_stopping.patience,
-                mode=monitor_mode(monitor),
-            )
-        )
     progress = cfg.progress_bar if enable_progress_bar is None else enable_progress_bar
-    if progress:
-        callbacks.append(RichProgressBar(leave=False))
-    callbacks.extend(extra_callbacks or [])
-    # last: it saves at a step's end, after the other callbacks' on_train_batch_end
-    callbacks.append(GracefulStop(run_dir, stop or StopSignal()))
+    callbacks = _callbacks(config, run_dir, monitor, progress, extra_callbacks, stop)
     kwargs: dict[str, Any] = {
         "accelerator": cfg.accelerator,
         "devices": cfg.devices,
@@ -297,6 +273,43 @@ def build_trainer(
             f"devices={cfg.devices!r}, num_nodes={cfg.num_nodes}, strategy={cfg.strategy!r}, "
             f"precision={cfg.precision!r})"
         ) from None
+
+
+def _callbacks(
+    config: Config,
+    run_dir: Path,
+    monitor: str | None,
+    progress: bool,
+    extra_callbacks: list[Callback] | None,
+    stop: StopSignal | None,
+) -> list[Callback]:
+    """Checkpoints (last and best by ``monitor``), exact resume, early stopping, the progress
+    bar, the caller's callbacks, and Ctrl-C safety last (it saves at a step's end, after the
+    other callbacks' ``on_train_batch_end``)."""
+    callbacks: list[Callback] = [
+        ModelCheckpoint(
+            dirpath=str(run_dir / "checkpoints"),
+            save_last=True,
+            monitor=monitor,
+            mode=monitor_mode(monitor) if monitor else "max",
+            filename="best-{epoch}-{step}" if monitor else "epoch-{epoch}",
+            save_top_k=1,
+            auto_insert_metric_name=False,
+        ),
+        ExactResume(),
+    ]
+    early_stopping = config.trainer.early_stopping
+    if early_stopping.enabled and monitor:
+        callbacks.append(
+            EarlyStopping(
+                monitor=monitor, patience=early_stopping.patience, mode=monitor_mode(monitor)
+            )
+        )
+    if progress:
+        callbacks.append(RichProgressBar(leave=False))
+    callbacks.extend(extra_callbacks or [])
+    callbacks.append(GracefulStop(run_dir, stop or StopSignal()))
+    return callbacks
 
 
 # ---- experiment tracking -------------------------------------------------------------------------

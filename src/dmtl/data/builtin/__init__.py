@@ -18,13 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dmtl.core.relatedness import Relatedness
-from dmtl.core.tasks import Task
 from dmtl.errors import DataError
+
+if TYPE_CHECKING:  # listing the datasets loads no torch
+    from dmtl.core.relatedness import Relatedness
+    from dmtl.core.tasks import Task
 
 SPLITS = ("train", "test")
 

@@ -1,0 +1,65 @@
+"""The command line starts fast: its modules, ``--help``, ``config show`` and ``datasets list``
+load no torch (nor pandas, Lightning, torchmetrics); the reader list matches the readers.
+
+Each check runs a fresh interpreter (a subprocess), where nothing was imported before,
+and reads ``sys.modules`` at the end. No timing is asserted (the machine may be busy);
+the README states the measured time of ``dmtl --help``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+HEAVY = ("torch", "lightning", "torchmetrics", "pandas", "torchvision", "timm", "PIL")
+
+
+def _loaded_after(code: str) -> list[str]:
+    """The heavy packages imported by running ``code`` in a fresh interpreter."""
+    probe = (
+        f"{code}\nimport json, sys\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return list(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("module", ["dmtl", "dmtl.cli", "dmtl.config", "dmtl.data",
+                                    "dmtl.data.builtin", "dmtl.data.readers"])
+def test_importing_loads_no_heavy_package(module: str) -> None:
+    assert _loaded_after(f"import {module}") == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["train", "--help"], ["config", "show", "{config}"], ["datasets", "list"]],
+)
+def test_light_commands_load_no_heavy_package(argv: list[str]) -> None:
+    config = SRC / "dmtl" / "configs" / "digits-demo.yaml"
+    args = [a.format(config=config) for a in argv]
+    code = (
+        "import sys\nfrom dmtl.cli import main\n"
+        f"sys.argv = ['dmtl', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit as stop:\n    assert not stop.code, stop.code\n"
+    )
+    assert _loaded_after(code) == []
+
+
+def test_the_listed_readers_are_the_registered_ones() -> None:
+    from dmtl.data.readers import READER_SUMMARIES, READERS
+
+    assert sorted(READER_SUMMARIES) == sorted(READERS)
+    for name, reader in READERS.items():
+        first = (reader.__doc__ or "").strip().splitlines()[0]
+        assert READER_SUMMARIES[name] == first, name
