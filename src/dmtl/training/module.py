@@ -328,7 +328,8 @@ class MultiTaskModule(pl.LightningModule):
         self.objective.term_scales = self.guard.update(cosines)
         self.log_dict(
             {f"guard/{name}": weight for name, weight in self.objective.term_scales.items()},
-            on_step=False, on_epoch=True,
+            on_step=False,
+            on_epoch=True,
         )
 
     def _first_validation_batch(self) -> Batch | None:
@@ -443,13 +444,9 @@ class MultiTaskModule(pl.LightningModule):
                 params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
             )
         elif optim.name == "adam":
-            optimizer = torch.optim.Adam(
-                params, lr=optim.lr, weight_decay=optim.weight_decay, fused=True
-            )
-        else:  # fused: one kernel for all parameters, not a few per parameter tensor
-            optimizer = torch.optim.AdamW(
-                params, lr=optim.lr, weight_decay=optim.weight_decay, fused=True
-            )
+            optimizer = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
         if optim.schedule == "none":
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1
