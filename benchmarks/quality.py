@@ -17,7 +17,7 @@ the guard, with UPGrad, with uncertainty weighting).
 Settings (``--device cpu``, the default, sized for well under an hour on 2 cores):
 
 - digits (scikit-learn, 8x8): the ``configs/digits-scarce.yaml`` set-up (MLP, a budget of
-  30 epochs) with scarce 1 %, 3 %, 10 % of the digit labels (other tasks on the rest),
+  90 epochs) with scarce 1 %, 3 %, 10 % of the digit labels (other tasks on the rest),
   disjoint, overlap 5 % with ``digit -> ink`` estimated from the co-annotated 5 %, and
   ``unlabelled``: half of the training images without any label, and 3 % of the digit
   labels on the rest; plus one-setting comparisons at 3 %: the former equal-steps
@@ -85,7 +85,7 @@ class Settings:
     """Sizes of the run (``--quick``: 1 seed, 1 epoch, tiny)."""
 
     seeds: int = 5
-    digits_epochs: int | None = None  # None: the config's (30)
+    digits_epochs: int | None = None  # None: the config's (90)
     fashion_epochs: int | None = 5
     fashion_max_samples: int | None = 12000
     fashion_backbone: str | None = "mlp"

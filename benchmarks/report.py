@@ -153,7 +153,7 @@ def _comparison(studies: dict[str, Doc], study: Doc) -> list[str]:
         return []
     names = {"stop-gradient": ("stop-gradient (default)", "gradient through the target"),
              "co-annotation": ("soft co-annotation (default)", "hard co-annotation"),
-             "budget": ("30 epochs (default)", "60 epochs")}
+             "protocol": ("early stopping (default)", "equal steps")}
     left, right = names.get(study.get("switch") or "", ("default", "changed"))
     rows = []
     for variant in study["variants"]:
@@ -164,8 +164,7 @@ def _comparison(studies: dict[str, Doc], study: Doc) -> list[str]:
                      and b.get("mean") is not None else None)
             single = base["variants"].get("single_task", {}).get(task)
             rows.append([variant, task, _pm(a), _pm(b), _num(delta, "+.3f"), _pm(single)])
-    note = [text("comparison_budget")] if study.get("switch") == "budget" else []
-    return [_table(["variant", "task", left, right, "difference", "single-task"], rows), *note]
+    return [_table(["variant", "task", left, right, "difference", "single-task"], rows)]
 
 
 def _negative_transfer_notes(doc: Doc) -> list[str]:
@@ -303,6 +302,20 @@ def _cost_row(entry: Doc, quick: bool | None) -> list[str]:
             *(_memory_cell(memory.get(v)) for v in ("full", "mtl", "single"))]
 
 
+def _aggregator_row(entry: Doc, quick: bool | None) -> list[str] | None:
+    """``upgrad`` against ``full`` (summed gradients) for one case, if it was measured."""
+    ratio = entry["ratios"].get("upgrad/full")
+    if ratio is None:
+        return None
+    target = entry.get("target_upgrad_over_full")
+    reached = None if target is None else ratio["median"] <= target
+    return [entry["case"]["title"], f"{entry['step_s']['upgrad'] * 1e3:.1f}",
+            f"{entry['step_s']['full'] * 1e3:.1f}",
+            f"{ratio['median']:.3f} ({ratio['min']:.3f}–{ratio['max']:.3f})",
+            f"≤ {target:.2f}: {_yes(reached, quick)}" if target else "—",
+            _memory_cell((entry.get("memory") or {}).get("upgrad"))]
+
+
 def _end_to_end(e2e: Doc, device: str, quick: bool | None) -> list[str]:
     reached = e2e["ratio"] <= e2e["target"]
     pairs = ", ".join(f"{r:.2f}" for r in e2e["pair_ratios"])
@@ -350,6 +363,11 @@ def cost_section(doc: Doc | None, out: Path, title: str = "Cost",
               "target (full/mtl)", "mem full", "mem mtl", "mem single"]
     blocks += [_table(header, [_cost_row(e, quick) for e in doc.get("cases", [])]),
                text("cost_columns")]
+    aggregated = [r for e in doc.get("cases", []) if (r := _aggregator_row(e, quick))]
+    if aggregated:
+        blocks += [text("cost_aggregator"), _table(
+            ["case", "upgrad ms", "full (sum) ms", "upgrad/full (range)", "target",
+             "mem upgrad"], aggregated)]
     path = out.parent / "benchmarks" / ("gpu-cost-ratios.png" if cuda else "cost-ratios.png")
     if _cost_plot(doc, path):
         blocks.append(f"![cost ratios]({_rel(path, out)})")
@@ -475,6 +493,12 @@ def _summary(results: dict[str, Doc]) -> str:
             value = entry["ratios"]["full/mtl"]["median"]
             rows.append(["cost", f"{entry['case']['name']}: full/mtl step time ≤ {target:.2f}",
                          f"{value:.3f}", _yes(value <= target, cost.get("quick"))])
+        target = entry.get("target_upgrad_over_full")
+        if target and "upgrad/full" in entry["ratios"]:
+            value = entry["ratios"]["upgrad/full"]["median"]
+            rows.append(["cost", f"{entry['case']['name']}: UPGrad / summed gradients step "
+                         f"time ≤ {target:.2f}", f"{value:.3f}",
+                         _yes(value <= target, cost.get("quick"))])
     e2e = cost.get("end_to_end")
     if e2e:
         rows.append(["cost", f"one epoch of `dmtl train` / minimal loop ≤ {e2e['target']:.2f}",

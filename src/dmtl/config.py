@@ -364,8 +364,13 @@ class OptimConfig(_Strict):
 
 
 class EarlyStoppingConfig(_Strict):
+    """Stop when ``trainer.monitor`` has not improved for ``patience`` validations, watched
+    from epoch ``min_epochs`` on: the first epochs' validation metrics, noisy where
+    validation labels are few, cannot end a run."""
+
     enabled: bool = False
     patience: int = Field(default=5, ge=1)
+    min_epochs: int = Field(default=0, ge=0)
 
 
 class TrainerConfig(_Strict):
@@ -473,7 +478,8 @@ class StudyConfig(_Strict):
 
     ``protocol``: ``early_stopping`` (each run trains up to ``budget_epochs``, default
     ``trainer.max_epochs``, stops when its validation selection metric has not improved
-    for ``patience`` epochs, and is evaluated at its best checkpoint) or ``equal_steps``
+    for ``patience`` epochs but not before ``min_epochs``, default a quarter of the
+    budget, and is evaluated at its best checkpoint) or ``equal_steps``
     (every run the same number of steps, evaluated at the last one). Sources without
     validation rows give ``val_fraction`` of their training rows to validation under
     early stopping.
@@ -485,6 +491,7 @@ class StudyConfig(_Strict):
     protocol: Literal["early_stopping", "equal_steps"] = "early_stopping"
     budget_epochs: int | None = Field(default=None, ge=1)
     patience: int = Field(default=5, ge=1)
+    min_epochs: int | None = Field(default=None, ge=0)
     val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
 
 

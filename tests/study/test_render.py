@@ -69,6 +69,7 @@ def test_variants_option_sets_the_study_variants_in_order(config: Config) -> Non
     chosen = with_variants(config, "mtl+ca+dm, single_task,mtl")
     assert chosen.study.variants == ["mtl+ca+dm", "single_task", "mtl"]
     assert config.study.variants != chosen.study.variants  # the original is not changed
+    assert with_variants(config, "all").study.variants == list(typing.get_args(Variant))
 
 
 def test_variants_option_refuses_unknown_repeated_or_no_names(config: Config) -> None:

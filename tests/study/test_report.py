@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from dmtl.study.report import (
+    budget_warning,
     differences_frame,
     markdown_table,
     protocol_text,
@@ -99,6 +100,15 @@ def test_training_frame_and_protocol(three_seed_results: StudyResults) -> None:
     assert mtl == ["mtl", 3, "10", "5", "30", "1/3", "2"]  # epochs 4, 5, 6 -> 5
     assert frame[frame["run"] == "mtl+dm"].iloc[0].tolist()[3:6] == ["n/a", "n/a", "n/a"]
     assert protocol_text(None) == "not recorded in these results"
+    r.protocol = {"name": "early_stopping", "budget_epochs": 90}
+    assert budget_warning(r) == (
+        "2 of 18 runs trained to the budget without stopping early (mtl): the budget, not "
+        "their validation metric, ended them, so they may be under-trained; a larger "
+        "study.budget_epochs gives them room"
+    )
+    assert "**Budget:** 2 of 18 runs" in render_markdown(r)
+    r.protocol = {"name": "equal_steps", "epochs": 90}  # every run trains to the end there
+    assert budget_warning(r) is None and "**Budget:**" not in render_markdown(r)
     assert protocol_text({"name": "early_stopping", "budget_epochs": 60, "patience": 5,
                           "validation": "regime"}) == (
         "early_stopping (budget epochs: 60, patience: 5, validation: regime)"

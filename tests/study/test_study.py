@@ -201,8 +201,8 @@ def test_the_training_protocol_fields_are_recorded(
     results = run_study(validate_config(stopped), tmp_path / "s")
     assert {(r.epochs, r.best_step, r.stopped_early) for r in results.runs} == {(4, 17, True)}
     assert results.protocol == {
-        "name": "early_stopping", "budget_epochs": 1, "patience": 3, "monitor": "val/selection",
-        "validation": "regime", "val_fraction": 0.1,
+        "name": "early_stopping", "budget_epochs": 1, "patience": 3, "min_epochs": 1,
+        "monitor": "val/selection", "validation": "regime", "val_fraction": 0.1,
     }
     report = (tmp_path / "s" / "report.md").read_text()
     assert "| mtl | 1 | 5 | 4 | 17 | 1/1 |" in report

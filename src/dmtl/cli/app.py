@@ -35,7 +35,7 @@ Variants = Annotated[
     typer.Option(
         "--variants",
         help="Comma-separated variants to run, in that order (default: study.variants), "
-        "e.g. single_task,mtl,mtl+ca+dm.",
+        "e.g. single_task,mtl,mtl+ca+dm; 'all' for every variant.",
     ),
 ]
 
@@ -324,6 +324,10 @@ def _run_study(
         )
         raise typer.Exit(code=INTERRUPT_EXIT_CODE) from None
     print_study_table(console, results)
+    from dmtl.study.report import budget_warning
+
+    if (budget := budget_warning(results)) is not None:
+        warn_line(budget)
     console.print(
         f"study done in {time.perf_counter() - start:.0f} s: [bold]{out / 'report.md'}[/], "
         f"{out / 'results.json'}",

@@ -203,6 +203,21 @@ def training_frame(results: StudyResults) -> pd.DataFrame:
     })
 
 
+def budget_warning(results: StudyResults) -> str | None:
+    """Under early stopping, a line naming the runs that trained to the budget: the budget,
+    not their validation metric, ended them, and they may be under-trained."""
+    if (results.protocol or {}).get("name") != "early_stopping":
+        return None
+    full = [r for r in results.runs if r.status == "done" and r.stopped_early is False]
+    if not full:
+        return None
+    labels = sorted({_run_label(r) for r in full})
+    done = sum(r.status == "done" for r in results.runs)
+    return (f"{len(full)} of {done} runs trained to the budget without stopping early "
+            f"({', '.join(labels)}): the budget, not their validation metric, ended them, so "
+            "they may be under-trained; a larger study.budget_epochs gives them room")
+
+
 def protocol_text(protocol: Mapping[str, Any] | None) -> str:
     """``early_stopping (budget epochs: 60, patience: 5, validation: regime)``."""
     if not protocol:
@@ -311,6 +326,8 @@ def render_markdown(results: StudyResults, plots: Mapping[str, str] | None = Non
             *_noise_lines(results), "", NOISE_RULE, ""]
     out += ["## Training", "", f"Protocol: {protocol_text(results.protocol)}.", "",
             markdown_table(training_frame(results)), "", TRAINING_NOTE, ""]
+    if (budget := budget_warning(results)) is not None:
+        out += [f"**Budget:** {budget}.", ""]
     out += ["## Failed runs", "", *_failed_lines(results), ""]
     if plots:
         out += ["## Plots", "", *(f"- [{caption}]({path})" for caption, path in plots.items()),

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 import time
 import traceback
 import typing
@@ -107,13 +108,16 @@ def variant_config(config: Config, variant: str) -> Config:
 
 
 def with_variants(config: Config, names: str) -> Config:
-    """The config with ``study.variants`` set from ``names`` (comma-separated, in that order).
+    """The config with ``study.variants`` set from ``names`` (comma-separated, in that order;
+    ``all``: every variant).
 
     The allowed names are those of ``config.Variant``; an unknown or repeated name is a
     :class:`~dmtl.errors.ConfigError` listing the known ones.
     """
     known: tuple[str, ...] = typing.get_args(Variant)
     chosen = [name.strip() for name in names.split(",") if name.strip()]
+    if chosen == ["all"]:
+        chosen = list(known)
     unknown = [name for name in chosen if name not in known]
     if unknown or not chosen:
         got = f"unknown variant {', '.join(map(repr, unknown))}" if unknown else "no variant"
@@ -301,7 +305,8 @@ def protocol_config(config: Config, loaded: Sequence[LoadedSource]) -> Config:
     """The config every run of the study trains with, under ``study.protocol``.
 
     ``early_stopping``: ``trainer.max_epochs`` = the budget, ``trainer.monitor`` =
-    ``val/selection`` with early stopping after ``study.patience`` epochs, evaluation at the
+    ``val/selection`` with early stopping after ``study.patience`` epochs (not before
+    ``study.min_epochs``, default a quarter of the budget), evaluation at the
     best checkpoint, and ``study.val_fraction`` of the training rows of every source that
     has no validation rows carved for validation. ``equal_steps``: the config as it is.
     """
@@ -315,12 +320,13 @@ def protocol_config(config: Config, loaded: Sequence[LoadedSource]) -> Config:
         )
         carved = {"val_fraction": study.val_fraction}
         sources.append(cfg if has_val else cfg.model_copy(update=carved))
+    budget = study.budget_epochs or config.trainer.max_epochs
+    min_epochs = study.min_epochs if study.min_epochs is not None else math.ceil(budget / 4)
+    stopping = EarlyStoppingConfig(
+        enabled=True, patience=study.patience, min_epochs=min(min_epochs, budget)
+    )
     trainer = config.trainer.model_copy(
-        update={
-            "max_epochs": study.budget_epochs or config.trainer.max_epochs,
-            "monitor": "val/selection",
-            "early_stopping": EarlyStoppingConfig(enabled=True, patience=study.patience),
-        }
+        update={"max_epochs": budget, "monitor": "val/selection", "early_stopping": stopping}
     )
     output = config.output.model_copy(update={"checkpoint": "best"})
     return config.model_copy(update={"sources": sources, "trainer": trainer, "output": output})
@@ -334,6 +340,7 @@ def _protocol(config: Config) -> dict[str, Any]:
             "name": "early_stopping",
             "budget_epochs": trainer.max_epochs,
             "patience": trainer.early_stopping.patience,
+            "min_epochs": trainer.early_stopping.min_epochs,
             "monitor": trainer.monitor,
             "validation": trainer.validation_labels,
             "val_fraction": config.study.val_fraction,

@@ -33,13 +33,14 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from dmtl.config import Config
 from dmtl.core.tasks import Task
 from dmtl.errors import ConfigError, MissingDependencyError, OutputError, RunError
+from dmtl.training.callbacks import EarlyStoppingAfter
 from dmtl.training.interrupt import GracefulStop, StopSignal
 from dmtl.training.module import MAX_PER_OUTPUT_METRICS
 from dmtl.training.resume import CHANGES_FILE, ExactResume
@@ -301,8 +302,11 @@ def _callbacks(
     early_stopping = config.trainer.early_stopping
     if early_stopping.enabled and monitor:
         callbacks.append(
-            EarlyStopping(
-                monitor=monitor, patience=early_stopping.patience, mode=monitor_mode(monitor)
+            EarlyStoppingAfter(
+                monitor=monitor,
+                patience=early_stopping.patience,
+                mode=monitor_mode(monitor),
+                min_epochs=early_stopping.min_epochs,
             )
         )
     if progress:
