@@ -131,6 +131,15 @@ def test_a_task_a_source_lacks_is_unlabelled_in_the_batch() -> None:
     assert batch.labels["digit"].mask.all() and not batch.labels["attr"].mask.any()
 
 
+def test_moving_a_batch_where_it_already_is_copies_nothing() -> None:
+    concat = SourceConcat([_array_source("a", 4)])
+    batch = collate_samples(_tasks())(concat.__getitems__([0, 1]))
+    moved = batch.to(torch.device("cpu"), non_blocking=True)  # what Lightning does each step
+    assert moved.x is batch.x and moved.labels is batch.labels and moved.source is batch.source
+    doubled = batch.to(torch.float64)
+    assert doubled.x.dtype == torch.float64 and doubled.labels is batch.labels
+
+
 # ---- the in-memory cache ------------------------------------------------------------------------
 
 

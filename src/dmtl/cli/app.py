@@ -47,7 +47,7 @@ Jobs = Annotated[
         "-j",
         help="Runs trained at once, each in its own process: a number, or 'auto' for the "
         "cores this process may use. With trainer.num_threads: auto the cores are shared "
-        "among them (one thread each when jobs = cores).",
+        "among them (one thread each when jobs = cores); on a GPU the runs share it.",
     ),
 ]
 

@@ -59,7 +59,8 @@ class Batch:
         """
         device = _device_of(args, kwargs)
         x = self.x.to(*args, **kwargs)
-        if device is None:
+        if device is None or (x is self.x and self.source.device == device):
+            # nothing moves (e.g. CPU to CPU, every step): labels and sources stay as they are
             return Batch(x, self.labels, self.source)
         non_blocking = bool(kwargs.get("non_blocking", False))
         return Batch(
