@@ -167,6 +167,32 @@ def _comparison(studies: dict[str, Doc], study: Doc) -> list[str]:
     return [_table(["variant", "task", left, right, "difference", "single-task"], rows)]
 
 
+def _variants_across_regimes(doc: Doc) -> list[str]:
+    """Per multi-task variant, over the regimes: where it shows negative transfer, its mean
+    rank (the report's ranking, averaged over the regimes) and how often it ranks first."""
+    regimes = [s for s in doc.get("studies", []) if s.get("kind") == "regime"]
+    variants = [v for v in dict.fromkeys(v for s in regimes for v in s.get("variants", {}))
+                if v != "single_task"]
+    if not regimes or not variants:
+        return []
+    from benchmarks.quality import best_variant
+
+    rows = []
+    for variant in variants:
+        ran = [s for s in regimes if variant in s.get("variants", {})]
+        hurt = [f"{s['name']} ({', '.join(s['negative'][variant])})" for s in ran
+                if s.get("negative", {}).get(variant)]
+        ranks = [s["ranking"][variant] for s in ran if variant in s.get("ranking", {})]
+        rank = sum(ranks) / len(ranks) if ranks else None
+        first = sum(best_variant(s) == variant for s in ran)
+        rows.append([variant, f"{len(ran) - len(hurt)} of {len(ran)}", _num(rank),
+                     str(first), "; ".join(hurt) or "—"])
+    rows.sort(key=lambda r: (r[2] == "n/a", float(r[2]) if r[2] != "n/a" else 0.0))
+    return [text("variants_across_regimes"), _table(
+        ["variant", "regimes without negative transfer", "mean rank (single-task ranked too)",
+         "ranked first", "negative transfer in (tasks)"], rows)]
+
+
 def _negative_transfer_notes(doc: Doc) -> list[str]:
     """Where the best variant shows negative transfer, next to plain MTL on the same task."""
     from benchmarks.quality import best_variant
@@ -238,7 +264,7 @@ def quality_section(doc: Doc | None, out: Path, title: str = "Quality") -> list[
         rows = [[t["target"], t["measured"], _yes(t["reached"], doc.get("quick"))]
                 for t in targets]
         blocks += ["### Targets", _table(["target", "measured", "reached"], rows),
-                   *_negative_transfer_notes(doc)]
+                   *_variants_across_regimes(doc), *_negative_transfer_notes(doc)]
     studies = doc.get("studies", [])
     for task, dataset, label in (("digit", "digits", "Digits"),
                                  ("category", "fashion", "Fashion-MNIST")):
