@@ -74,14 +74,14 @@ def test_cost_json(results: Path) -> None:
     names = [c["case"]["name"] for c in data["cases"]]
     assert names == ["small_cnn-28", "celeba-heads"]
     for case in data["cases"]:
-        assert set(case["step_s"]) == {"full", "mtl", "single"}
+        assert set(case["step_s"]) == {"full", "mtl", "single", "upgrad"}
         assert all(t > 0 for t in case["step_s"].values())
-        for pair in ("full/mtl", "full/single", "mtl/single"):
+        for pair in ("full/mtl", "full/single", "mtl/single", "upgrad/full"):
             ratio = case["ratios"][pair]
             assert ratio["min"] <= ratio["median"] <= ratio["max"]
             assert len(ratio["values"]) == case["repeats"]
     memory = data["cases"][0]["memory"]
-    assert set(memory) == {"full", "mtl", "single"}
+    assert set(memory) == {"full", "mtl", "single", "upgrad"}
     assert all("delta_mib" in m and "method" in m for m in memory.values())
     assert data["cases"][1]["target_full_over_mtl"] == 1.10
     e2e = data["end_to_end"]

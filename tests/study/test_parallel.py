@@ -70,11 +70,14 @@ def test_ctrl_c_stops_the_parent_and_its_workers(tmp_path: Path) -> None:
         "import sys\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "from test_parallel import work\n"
+        "from contextlib import closing\n"
         "from dmtl.study.parallel import run_parallel\n"
         "if __name__ == '__main__':\n"
-        "    for kind, i, data in run_parallel(work, ['sleep', 'sleep'], 2, grace_s=5.0):\n"
-        "        if kind == 'progress':\n"
-        "            print(data, flush=True)\n"
+        "    # as the study consumes it: closed wherever Ctrl-C lands, even between events\n"
+        "    with closing(run_parallel(work, ['sleep', 'sleep'], 2, grace_s=5.0)) as events:\n"
+        "        for kind, i, data in events:\n"
+        "            if kind == 'progress':\n"
+        "                print(data, flush=True)\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
