@@ -12,6 +12,7 @@ PACKAGE = SRC / "dmtl"
 
 LAYERS: dict[str, int] = {
     "dmtl._version": 0,
+    "dmtl._lazy": 0,
     "dmtl._textfile": 0,
     "dmtl.errors": 0,
     "dmtl.config": 0,
