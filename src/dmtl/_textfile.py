@@ -17,6 +17,9 @@ ValueError: ...m.csv: line 2, byte 21: not UTF-8 text (byte 0xe9); save the mani
 from __future__ import annotations
 
 import codecs
+import errno
+import os
+import stat
 from pathlib import Path
 
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
@@ -33,6 +36,9 @@ def read_text(
     Raises ``error(message)`` with a one-line message naming ``path`` when the file cannot
     be read, is larger than ``max_bytes``, or holds bytes that are not UTF-8.
     """
+    problem_kind = not_a_file(path, what)
+    if problem_kind is not None and problem_kind != "missing":  # never open a pipe: it blocks
+        raise error(f"{path}: {problem_kind}")
     try:
         if max_bytes is not None:
             size = path.stat().st_size
@@ -71,3 +77,37 @@ def decode_utf8(data: bytes, path: Path | str, what: str, error: type[Exception]
             f"{path}: line {line}, byte {offset}: not UTF-8 text "
             f"(byte 0x{data[offset]:02x}); save the {what} as UTF-8"
         ) from None
+
+
+def not_a_file(path: str | os.PathLike[str], what: str = "file") -> str | None:
+    """Why ``path`` names no regular file, in words (``None`` if it does); never opens it.
+
+    ``"missing"``; ``"a broken symbolic link"``; ``"a symbolic link loop"``; ``"a folder,
+    not a <what>"``; ``"a named pipe, not a regular file"`` (or a socket, a device: opening
+    a pipe would wait for a writer forever); ``"cannot be read (<reason>)"``.
+
+    >>> import tempfile
+    >>> not_a_file(tempfile.mkdtemp(), "image file")
+    'a folder, not an image file'
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken symbolic link" if os.path.islink(path) else "missing"
+    except OSError as problem:
+        if problem.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        if problem.errno == errno.ENOTDIR:
+            return "missing (a part of its path is a file, not a folder)"
+        return f"cannot be read ({problem.strerror or problem})"
+    if stat.S_ISDIR(mode):
+        article = "an" if what[:1] in "aeiou" else "a"
+        return f"a folder, not {article} {what}"
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a named pipe" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode)
+            else "a device"
+        )
+        return f"{kind}, not a regular file"
+    return None

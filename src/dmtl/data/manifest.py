@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dmtl._textfile import read_text
+from dmtl._textfile import not_a_file, read_text
 from dmtl.core.tasks import LabelCellError, Task, check_unique_task_names
 from dmtl.core.tasks.categorical import preview
 from dmtl.errors import DataError
@@ -305,8 +305,11 @@ _OTHER_SEPARATORS = {";": "';'", "\t": "tab", "|": "'|'"}
 
 def _read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray | None]:
     """The manifest as text cells (CSV, with each row's line) or as read (Parquet)."""
-    if not path.is_file():
+    problem = not_a_file(path, "manifest file")
+    if problem == "missing":
         raise DataError(f"{path}: manifest file not found")
+    if problem is not None:
+        raise DataError(f"{path}: {problem}")
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
         return _read_csv(path)

@@ -54,6 +54,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from dmtl._textfile import not_a_file
 from dmtl.core.tasks import Task, check_unique_task_names
 from dmtl.data.manifest import SPLITS, Manifest, check_encoded, read_manifest
 from dmtl.errors import DataError
@@ -546,7 +547,7 @@ def _image_source(
     """An :class:`ImageSource` from an ``image`` manifest (see :meth:`Source.from_manifest`)."""
     paths = image_paths(m, allow_outside_root)
     if check_files or skip_corrupt:
-        _check_exist(m, paths)
+        _check_exist(m, paths, allow_empty=skip_corrupt)
     if channels is None:
         channels = _guess_channels(paths[0], m.where(0, "image")) if len(paths) else 3
     keep = np.arange(len(m))
@@ -640,6 +641,9 @@ def decode_pixels(path: str | Path, channels: int, size: tuple[int, int] | None)
     Pillow's speed at 224 px. Other files, and JPEGs it does not take (CMYK, colour to
     grey), are read by Pillow.
     """
+    problem = _image_file_problem(path)
+    if problem is not None:  # a named pipe is never opened (it would block)
+        raise DataError(f"{path}: cannot decode the image: the path is {problem}")
     if str(path).lower().endswith(_JPEG_SUFFIXES):
         fast = _decode_jpeg_fast(path, channels)
         if fast is not None:
@@ -712,17 +716,47 @@ def _decode_wide(file: Image.Image, channels: int, size: tuple[int, int] | None)
     return x.expand(channels, -1, -1).clone() if channels == 3 else x
 
 
-def _check_exist(m: Manifest, paths: np.ndarray) -> None:
-    missing = [i for i, p in enumerate(paths) if not os.path.isfile(p)]
-    if missing:
-        shown = "; ".join(f"row {m.row_number(i)}: {paths[i]}" for i in missing[:_SHOW_MISSING])
+def _check_exist(m: Manifest, paths: np.ndarray, allow_empty: bool = False) -> None:
+    """Every image path names a regular file (never opened: a named pipe would block), not
+    an empty one unless ``allow_empty`` (``skip_corrupt`` leaves those out); else one error
+    with the count and the first rows."""
+    problems = [
+        (i, why) for i, p in enumerate(paths)
+        if (why := _image_file_problem(p)) is not None and not (allow_empty and why == _EMPTY)
+    ]
+    if not problems:
+        return
+    shown = problems[:_SHOW_MISSING]
+    if all(why == "missing" for _, why in problems):
+        listed = "; ".join(f"row {m.row_number(i)}: {paths[i]}" for i, _ in shown)
         raise DataError(
-            f"{m.origin}, column 'image': {len(missing)} of {len(paths)} image file(s) are "
-            f"missing under {m.root}; first {min(len(missing), _SHOW_MISSING)}: {shown}"
+            f"{m.origin}, column 'image': {len(problems)} of {len(paths)} image file(s) are "
+            f"missing under {m.root}; first {len(shown)}: {listed}"
         )
+    listed = "; ".join(f"row {m.row_number(i)}: {paths[i]} ({why})" for i, why in shown)
+    raise DataError(
+        f"{m.origin}, column 'image': {len(problems)} of {len(paths)} image path(s) name no "
+        f"readable image file under {m.root} (expected a regular, non-empty file); first "
+        f"{len(shown)}: {listed}"
+    )
+
+
+_EMPTY = "an empty file (0 bytes)"
+
+
+def _image_file_problem(path: str | Path) -> str | None:
+    """Why ``path`` is no image file to decode (missing, a folder, a named pipe, a link loop,
+    empty), without opening it; ``None`` if it is a non-empty regular file."""
+    problem = not_a_file(path, "image file")
+    if problem is None and os.stat(path).st_size == 0:
+        return _EMPTY
+    return problem
 
 
 def _guess_channels(path: str, where: str) -> int:
+    problem = _image_file_problem(path)
+    if problem is not None:
+        raise DataError(f"{where}: {path} is {problem}")
     try:
         with Image.open(path) as img:
             return 1 if img.mode in _GREY_MODES else 3
@@ -734,6 +768,9 @@ def _guess_channels(path: str, where: str) -> int:
 
 def _decode_problem(path: str) -> str | None:
     """Why an image file does not decode completely (``None``: it does)."""
+    problem = _image_file_problem(path)
+    if problem is not None:
+        return f"the path is {problem}"
     try:
         with Image.open(path) as img:
             img.load()
@@ -990,8 +1027,11 @@ def _load_npy(path: Path) -> np.ndarray:
     """A ``.npy`` file, memory-mapped; never unpickled (an object array is refused)."""
     if path.suffix.lower() != ".npy":
         raise DataError(f"{path}: expected a .npy array file")
-    if not path.is_file():
-        raise DataError(f"{path}: array file not found")
+    problem = not_a_file(path, "array file")
+    if problem is not None:
+        raise DataError(
+            f"{path}: array file not found" if problem == "missing" else f"{path}: {problem}"
+        )
     try:
         with path.open("rb") as handle:
             version = np.lib.format.read_magic(handle)
