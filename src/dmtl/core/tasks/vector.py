@@ -92,6 +92,8 @@ class VectorTask(Task):
                     values[position] = float(cells[position])
                 except ValueError:
                     values[position] = np.inf  # never valid: reported below
+                if np.isnan(values[position]):  # the text "nan": only an empty cell is unseen
+                    values[position] = np.inf
         bad = np.flatnonzero(~np.isnan(values) & ~self._valid_entries(values))
         if len(bad):
             raise LabelCellError(
