@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,8 +38,9 @@ from dmtl.core.labels import PartialLabels
 from dmtl.core.relatedness import Relatedness, frequency_prior
 from dmtl.core.tasks import Task, task_from_dict
 from dmtl.data.builtin import load_builtin
+from dmtl.data.manifest import Manifest
 from dmtl.data.regimes import RegimeSpec, apply_regime
-from dmtl.data.sources import ArraySource, Source
+from dmtl.data.sources import ArraySource, ImageSource, Source
 from dmtl.data.transforms import resolve_inputs, with_input_transforms
 from dmtl.errors import ConfigError, DataError
 from dmtl.knowledge.edges import build_edges
@@ -161,6 +163,7 @@ def load_source(index: int, cfg: SourceConfig, declared: dict[str, Task]) -> Loa
             mean=cfg.input.mean,
             std=cfg.input.std,
         )
+        source.array_origin = f"built-in dataset {cfg.builtin!r} {sorted(cfg.options.items())}"
         source = _prepared(where, cfg, source)
         split = _split_column(source, cfg, where)
         return LoadedSource(cfg, source, split, list(dataset.knowledge))
@@ -336,6 +339,7 @@ def build_experiment(
     experiment = Experiment(config, seed, tasks, [], [], [], [], [], {})
     for index, item in enumerate(loaded):
         _add_source(experiment, index, item)
+    _check_held_out_rows_do_not_train(experiment)
     if not experiment.without_unlabelled().train:
         raise DataError("sources: no training sample is labelled for any task")
     experiment.tasks = _balanced_options(config, tasks, experiment.train_values)
@@ -391,6 +395,80 @@ def _add_source(experiment: Experiment, index: int, item: LoadedSource) -> None:
     _regime_on_validation(experiment, index, cfg, record)
     _add_strata(experiment, training, cfg, record)
     experiment.records[cfg.name] = record
+
+
+def row_keys(source: Source) -> np.ndarray | None:
+    """What each row's input is, to find one row in two places: its image file (the absolute
+    path, ``.`` and ``..`` resolved as text, symbolic links not followed), or its array
+    (:attr:`~dmtl.data.sources.ArraySource.array_origin`: the ``.npy`` file or the built-in
+    dataset) and index there. ``None`` for a source of another kind (not compared)."""
+    if isinstance(source, ImageSource):
+        return np.array([os.path.abspath(p) for p in source.paths], dtype=object)
+    if isinstance(source, ArraySource):
+        origin = source.array_origin or f"<in-memory array {id(source.array)}>"
+        return np.array([f"{origin}, row {i}" for i in source.index.tolist()], dtype=object)
+    return None
+
+
+def _check_held_out_rows_do_not_train(experiment: Experiment) -> None:
+    """A validation or test row that is also a training row (the same input, see
+    :func:`row_keys`), or a test row that is also a validation row, is an error naming
+    both: e.g. a test manifest listed again as a training source, or an image listed in
+    two splits of one manifest. Scores on such rows would measure memory."""
+    seen: dict[str, tuple[str, Source, int]] = {}
+    groups = [("training", experiment.train), ("validation", experiment.val),
+              ("test", experiment.test)]
+    for role, sources in groups:
+        for source in sources:
+            keys = row_keys(source)
+            if keys is None:
+                continue
+            clashes = [
+                (p, seen[k]) for p, k in enumerate(keys.tolist())
+                if k in seen and seen[k][0] != role
+            ]
+            if clashes:
+                _raise_leak(experiment, role, source, clashes, keys)
+            for position, key in enumerate(keys.tolist()):
+                seen.setdefault(key, (role, source, position))
+
+
+def _raise_leak(
+    experiment: Experiment, role: str, source: Source,
+    clashes: list[tuple[int, tuple[str, Source, int]]], keys: np.ndarray,
+) -> None:
+    position, (other_role, other, other_position) = clashes[0]
+    index = {cfg.name: i for i, cfg in enumerate(experiment.config.sources)}
+    here, there = _base_name(source.name), _base_name(other.name)
+    more = f" ({len(clashes) - 1} more such row(s))" if len(clashes) > 1 else ""
+    hint = (
+        "the source lists this input in two rows that went to different splits: keep one"
+        if here == there
+        else "give a test (or validation) set once, as its own source with split: test "
+        "(or val), never also as a training source"
+    )
+    raise DataError(
+        f"sources.{index.get(here, '?')} ({here}): {role} row {_describe_row(source, position)} "
+        f"is also a {other_role} row of sources.{index.get(there, '?')} ({there}): "
+        f"{_describe_row(other, other_position)}; both are {keys[position]}{more}. A row is "
+        f"trained on or held out, never both: {hint}"
+    )
+
+
+def _base_name(name: str) -> str:
+    """The config name of a source from its split's name (``s[test]`` -> ``s``)."""
+    return name[: name.rindex("[")] if name.endswith("]") and "[" in name else name
+
+
+def _describe_row(source: Source, position: int) -> str:
+    """Where a row of ``source`` comes from: its manifest file and row, else its id."""
+    manifest = getattr(source, "manifest", None)
+    ident = source.ids[position]
+    if isinstance(manifest, Manifest):
+        rows = np.flatnonzero(manifest.ids == ident)
+        if len(rows):
+            return manifest.where(int(rows[0]))
+    return f"id {ident!r}"
 
 
 def _subsample(

@@ -468,6 +468,36 @@ class ImageSource(Source):
                 )
         self._cache: np.ndarray | None = None
         self._cache_rows: np.ndarray | None = None
+        self.reference: tuple[str, tuple[int, int]] | None = None
+        """Without ``image_size``: an image (path) and its size ``(H, W)`` that every image
+        must have (images are not resized); ``None``: the first image of each batch."""
+
+    def where(self, i: int) -> str:
+        """Row ``i`` as its manifest names it (file, row, line), else by its id."""
+        if self.manifest is not None:
+            found = np.flatnonzero(self.manifest.ids == self.ids[i])
+            if len(found):
+                return self.manifest.where(int(found[0]))
+        return f"source {self.name!r}, id {self.ids[i]!r}"
+
+    def _check_sizes(self, rows: np.ndarray, images: Sequence[Tensor]) -> None:
+        """Images not resized (no ``image_size``) must share one size: else an error naming
+        the first that differs, its size and the expected one (not a failed stack)."""
+        if self.image_size is not None or not images:
+            return
+        path, expected = (
+            self.reference if self.reference is not None
+            else (str(self.paths[rows[0]]), tuple(images[0].shape[-2:]))
+        )
+        for i, image in zip(rows.tolist(), images, strict=True):
+            size = tuple(image.shape[-2:])
+            if size != expected:
+                raise DataError(
+                    f"{self.paths[i]} ({self.where(i)}): the image is {_hw(size)}, expected "
+                    f"{_hw(expected)} (height x width) like {path}; images are not resized without "
+                    "input.image_size: set it (every image is then resized to it), or resize "
+                    "this image ('dmtl datasets check' lists every image of another size)"
+                )
 
     def raw_input(self, i: int) -> Tensor:
         if self._cache is not None and self._cache_rows is not None:
@@ -477,7 +507,9 @@ class ImageSource(Source):
     def raw_inputs(self, rows: np.ndarray) -> Tensor:
         if self._cache is not None and self._cache_rows is not None:
             return pixels_to_float(torch.from_numpy(self._cache[self._cache_rows[rows]]))
-        return super().raw_inputs(rows)
+        images = [self.raw_input(int(i)) for i in rows]
+        self._check_sizes(rows, images)
+        return torch.stack(images)
 
     def _take_inputs(self, rows: np.ndarray) -> None:
         self.paths = self.paths[rows]
@@ -548,8 +580,6 @@ def _image_source(
     paths = image_paths(m, allow_outside_root)
     if check_files or skip_corrupt:
         _check_exist(m, paths, allow_empty=skip_corrupt)
-    if channels is None:
-        channels = _guess_channels(paths[0], m.where(0, "image")) if len(paths) else 3
     keep = np.arange(len(m))
     skipped: list[str] = []
     if skip_corrupt:
@@ -563,13 +593,19 @@ def _image_source(
                 stacklevel=3,
             )
     m = m.select(keep) if skipped else m
+    reference = None
+    if len(keep) and (channels is None or image_size is None):  # the first image's header
+        first_channels, first_size = _image_header(paths[keep[0]], m.where(0, "image"))
+        channels = first_channels if channels is None else channels
+        reference = None if image_size is not None else (str(paths[keep[0]]), first_size)
     source = ImageSource(
-        name, m.tasks, paths[keep], m.labels, channels=channels, image_size=image_size,
+        name, m.tasks, paths[keep], m.labels, channels=channels or 3, image_size=image_size,
         ids=m.ids, splits=m.split, mean=mean, std=std, augment=augment, labels_checked=True,
     )
     source.skipped_corrupt = len(skipped)
     source.skipped_paths = skipped
     source.manifest = m
+    source.reference = reference
     return source
 
 
@@ -753,17 +789,23 @@ def _image_file_problem(path: str | Path) -> str | None:
     return problem
 
 
-def _guess_channels(path: str, where: str) -> int:
+def _image_header(path: str, where: str) -> tuple[int, tuple[int, int]]:
+    """The channels (1 grey, 3 RGB) and size ``(H, W)`` of an image, from its header."""
     problem = _image_file_problem(path)
     if problem is not None:
         raise DataError(f"{where}: {path} is {problem}")
     try:
         with Image.open(path) as img:
-            return 1 if img.mode in _GREY_MODES else 3
+            return (1 if img.mode in _GREY_MODES else 3), (img.size[1], img.size[0])
     except FileNotFoundError:
         raise DataError(f"{where}: image file not found: {path}") from None
     except Exception as error:
         raise DataError(f"{where}: cannot open {path} ({type(error).__name__})") from None
+
+
+def _hw(size: tuple[int, ...]) -> str:
+    """A size ``(H, W)`` as ``HxW``."""
+    return f"{size[0]}x{size[1]}"
 
 
 def _decode_problem(path: str) -> str | None:
@@ -893,8 +935,13 @@ class ArraySource(Source):
         labels_checked: bool = False,
     ) -> None:
         self._array_path: Path | None = None
+        self.array_origin: str | None = None
+        """What the array is (its ``.npy`` file, absolute; or e.g. a built-in dataset's name),
+        kept when it is read into memory: rows of two sources with the same origin and index
+        are the same input."""
         if isinstance(array, (str, Path)):
             self._array_path = Path(array)
+            self.array_origin = os.path.abspath(self._array_path)
             array = _load_npy(self._array_path)
         if not isinstance(array, np.ndarray):
             raise DataError(f"source {name!r}: expected a NumPy array, got {type(array).__name__}")
