@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pandas and torch are imported by the commands that use them
     from dmtl.config import Config, SourceConfig
     from dmtl.core.tasks import Task
     from dmtl.data.pipeline import LoadedSource
-    from dmtl.data.sources import Source, UnreadableImage
+    from dmtl.data.sources import ImageCheck, Source
 
 datasets_app = typer.Typer(help="List, inspect, export and check datasets.", no_args_is_help=True)
 
@@ -214,22 +214,24 @@ def check(
 
     cfg = load_config(config, set_ or [])
     declared = declared_tasks(cfg)
-    problems = unreadable = 0
+    problems = unreadable = odd_sized = 0
     loaded: list[LoadedSource] = []
     for i, source_cfg in enumerate(cfg.sources):
         item = _check_source(i, source_cfg, declared)
         if item is None:
             problems += 1
             continue
-        unreadable += _check_images(i, item)
+        found_unreadable, found_odd = _check_images(i, item)
+        unreadable, odd_sized = unreadable + found_unreadable, odd_sized + found_odd
         loaded.append(item)
     if loaded:
         _print_label_tables([item.source for item in loaded])
     if not problems and loaded:
         problems += _check_experiment(cfg, loaded)
-    if problems or unreadable:
+    if problems or unreadable or odd_sized:
         parts = [f"{problems} source(s) with problems"] if problems else []
         parts += [f"{unreadable} unreadable image(s)"] if unreadable else []
+        parts += [f"{odd_sized} image(s) of another size"] if odd_sized else []
         console.print(f"[red]{', '.join(parts)}[/]")
         raise typer.Exit(code=1)
     console.print("[green]all sources readable[/]")
@@ -258,8 +260,9 @@ def _check_source(i: int, cfg: SourceConfig, declared: dict[str, Task]) -> Loade
     return item
 
 
-def _check_images(i: int, item: LoadedSource) -> int:
-    """Decode every image of a loaded source; print the unreadable ones; return their count."""
+def _check_images(i: int, item: LoadedSource) -> tuple[int, int]:
+    """Decode every image of a loaded source; print the unreadable ones and (when images are
+    not resized) those of another size than most; return the two counts."""
     from dmtl.data.sources import ImageSource
 
     source = item.source
@@ -269,29 +272,52 @@ def _check_images(i: int, item: LoadedSource) -> int:
             f"e.g. {escape(source.skipped_paths[0])}[/]",
             soft_wrap=True,
         )
-    if not isinstance(source, ImageSource) or item.config.skip_corrupt:
-        return 0  # no image files, or every image kept was decoded when loading
+    if not isinstance(source, ImageSource):
+        return 0, 0  # no image files
     found = _decode_with_progress(f"sources.{i} ({item.config.name})", source)
-    for image in found[:_SHOW_UNREADABLE]:
+    for image in found.unreadable[:_SHOW_UNREADABLE]:
         console.print(
             f"  [red]unreadable: {escape(image.path)} ({escape(image.where)}): "
             f"{escape(image.problem)}[/]",
             soft_wrap=True,
         )
-    if len(found) > _SHOW_UNREADABLE:
-        console.print(f"  [red]... and {len(found) - _SHOW_UNREADABLE} more unreadable images[/]")
-    if found:
-        console.print(f"  [red]{len(found)} of {len(source)} images do not decode[/]")
+    unreadable = len(found.unreadable)
+    if unreadable > _SHOW_UNREADABLE:
+        console.print(f"  [red]... and {unreadable - _SHOW_UNREADABLE} more unreadable images[/]")
+    if unreadable:
+        console.print(f"  [red]{unreadable} of {len(source)} images do not decode[/]")
     else:
         console.print(f"  all {len(source)} images decode")
-    return len(found)
+    _print_odd_sized(i, found, len(source))
+    return unreadable, len(found.odd_sized)
+
+
+def _print_odd_sized(i: int, found: ImageCheck, total: int) -> None:
+    """The images whose size is not the one most images have (images not resized)."""
+    if not found.odd_sized or found.common_size is None:
+        return
+    height, width = found.common_size
+    for image in found.odd_sized[:_SHOW_UNREADABLE]:
+        console.print(
+            f"  [red]other size: {escape(image.path)} ({escape(image.where)}): "
+            f"{image.size[0]}x{image.size[1]}, expected {height}x{width} (height x width)[/]",
+            soft_wrap=True,
+        )
+    if len(found.odd_sized) > _SHOW_UNREADABLE:
+        console.print(f"  [red]... and {len(found.odd_sized) - _SHOW_UNREADABLE} more[/]")
+    console.print(
+        f"  [red]{len(found.odd_sized)} of {total} images are not {height}x{width}, the size "
+        f"of the others; images are not resized without input.image_size: set "
+        f"sources.{i}.input.image_size to resize every image, or resize these[/]",
+        soft_wrap=True,
+    )
 
 
 _SHOW_UNREADABLE = 50
 
 
-def _decode_with_progress(label: str, source: Source) -> list[UnreadableImage]:
-    """:func:`~dmtl.data.sources.unreadable_images` with a rich progress bar on a terminal,
+def _decode_with_progress(label: str, source: Source) -> ImageCheck:
+    """:func:`~dmtl.data.sources.check_images` with a rich progress bar on a terminal,
     else a plain line every tenth of a large source."""
     from rich.progress import (
         BarColumn,
@@ -301,7 +327,7 @@ def _decode_with_progress(label: str, source: Source) -> list[UnreadableImage]:
         TimeRemainingColumn,
     )
 
-    from dmtl.data.sources import unreadable_images
+    from dmtl.data.sources import check_images
 
     total = len(source)
     if console.is_terminal:
@@ -311,7 +337,7 @@ def _decode_with_progress(label: str, source: Source) -> list[UnreadableImage]:
         )
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task(f"decoding {escape(label)}", total=total)
-            return unreadable_images(source, lambda k: bar.advance(task, k))
+            return check_images(source, lambda k: bar.advance(task, k))
     step = max(total // 10, 1) if total >= _PLAIN_PROGRESS_FROM else total
     done = 0
 
@@ -321,7 +347,7 @@ def _decode_with_progress(label: str, source: Source) -> list[UnreadableImage]:
         if done % step == 0 and done < total:
             console.print(f"  decoded {done}/{total} images of {escape(label)}")
 
-    return unreadable_images(source, report)
+    return check_images(source, report)
 
 
 _PLAIN_PROGRESS_FROM = 1000

@@ -340,6 +340,7 @@ def build_experiment(
     for index, item in enumerate(loaded):
         _add_source(experiment, index, item)
     _check_held_out_rows_do_not_train(experiment)
+    _check_input_shapes(experiment)
     if not experiment.without_unlabelled().train:
         raise DataError("sources: no training sample is labelled for any task")
     experiment.tasks = _balanced_options(config, tasks, experiment.train_values)
@@ -453,6 +454,36 @@ def _raise_leak(
         f"{_describe_row(other, other_position)}; both are {keys[position]}{more}. A row is "
         f"trained on or held out, never both: {hint}"
     )
+
+
+def _check_input_shapes(experiment: Experiment) -> None:
+    """Every source gives inputs of one shape (a batch draws rows of every source, and one
+    model takes them): else an error naming the two sources and an input of each."""
+    index = {cfg.name: i for i, cfg in enumerate(experiment.config.sources)}
+    first: tuple[Source, tuple[int, ...]] | None = None
+    for source in [*experiment.train, *experiment.val, *experiment.test]:
+        if len(source) == 0:
+            continue
+        shape = source.input_shape
+        if first is None:
+            first = (source, shape)
+        elif shape != first[1]:
+            other, expected = first
+            here, there = _base_name(source.name), _base_name(other.name)
+            raise DataError(
+                f"sources.{index.get(here, '?')} ({here}): inputs of shape {shape} "
+                f"({_first_input(source)}), but sources.{index.get(there, '?')} ({there}) has "
+                f"{expected} ({_first_input(other)}); one model takes one input shape: set "
+                "input.image_size (and input.channels) on the sources of image files to "
+                "resize them to one size"
+            )
+
+
+def _first_input(source: Source) -> str:
+    """The first input of a source, for messages: its image file, else its row."""
+    if isinstance(source, ImageSource):
+        return f"e.g. {source.paths[0]}"
+    return f"e.g. id {source.ids[0]!r}"
 
 
 def _base_name(name: str) -> str:

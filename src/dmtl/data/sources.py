@@ -41,6 +41,7 @@ import copy
 import functools
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -808,28 +809,29 @@ def _hw(size: tuple[int, ...]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
-def _decode_problem(path: str) -> str | None:
-    """Why an image file does not decode completely (``None``: it does)."""
+def _decode_report(path: str) -> tuple[str | None, tuple[int, int] | None]:
+    """Why an image file does not decode completely (``None``: it does), and its size
+    ``(H, W)`` when it does."""
     problem = _image_file_problem(path)
     if problem is not None:
-        return f"the path is {problem}"
+        return f"the path is {problem}", None
     try:
         with Image.open(path) as img:
             img.load()
+            return None, (img.size[1], img.size[0])
     except Exception as error:  # Pillow raises many types for broken files
-        return f"{type(error).__name__}: {' '.join(str(error).split())}"
-    return None
+        return f"{type(error).__name__}: {' '.join(str(error).split())}", None
 
 
-def _decode_problems(
+def _decode_reports(
     paths: Sequence[str] | np.ndarray, progress: Callable[[int], None] | None = None
-) -> list[str | None]:
-    """:func:`_decode_problem` of every path, decoded in a thread pool, in order;
+) -> list[tuple[str | None, tuple[int, int] | None]]:
+    """:func:`_decode_report` of every path, decoded in a thread pool, in order;
     ``progress(1)`` after each."""
-    out: list[str | None] = []
+    out: list[tuple[str | None, tuple[int, int] | None]] = []
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        for problem in pool.map(_decode_problem, paths):
-            out.append(problem)
+        for report in pool.map(_decode_report, paths):
+            out.append(report)
             if progress is not None:
                 progress(1)
     return out
@@ -837,7 +839,7 @@ def _decode_problems(
 
 def _decodable(paths: np.ndarray) -> np.ndarray:
     """Whether each image decodes completely (checked in a thread pool)."""
-    return np.array([p is None for p in _decode_problems(paths)], dtype=bool).reshape(-1)
+    return np.array([p is None for p, _ in _decode_reports(paths)], dtype=bool).reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -849,26 +851,73 @@ class UnreadableImage:
     problem: str
 
 
+@dataclass(frozen=True)
+class OddSizedImage:
+    """An image whose size ``(H, W)`` differs from most of its source's (not resized)."""
+
+    path: str
+    where: str
+    size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """What decoding every image of a source found: the unreadable images, and, when the
+    source does not resize its images, those of another size than ``common_size`` (the
+    size most images have; on a tie, the first image's)."""
+
+    unreadable: list[UnreadableImage]
+    odd_sized: list[OddSizedImage]
+    common_size: tuple[int, int] | None
+
+
+def check_images(source: Source, progress: Callable[[int], None] | None = None) -> ImageCheck:
+    """Decode every image of ``source`` (threads); report those that fail and, without
+    ``image_size``, those of another size than most, each with its manifest row. A source
+    of another kind has no image to decode: nothing found."""
+    if not isinstance(source, ImageSource):
+        return ImageCheck([], [], None)
+    reports = _decode_reports(source.paths, progress)
+    sizes = Counter(size for _, size in reports if size is not None)
+    common = sizes.most_common(1)[0][0] if sizes and source.image_size is None else None
+    bad = [
+        i for i, (problem, size) in enumerate(reports)
+        if problem is not None or (common is not None and size != common)
+    ]
+    where = _row_names(source, bad)
+    unreadable = [
+        UnreadableImage(str(source.paths[i]), where[i], problem)
+        for i in bad if (problem := reports[i][0]) is not None
+    ]
+    odd_sized = [
+        OddSizedImage(str(source.paths[i]), where[i], size)
+        for i in bad if (size := reports[i][1]) is not None
+    ]
+    return ImageCheck(unreadable, odd_sized, common)
+
+
 def unreadable_images(
     source: Source, progress: Callable[[int], None] | None = None
 ) -> list[UnreadableImage]:
     """Decode every image of ``source`` (threads) and return those that fail, each with its
     manifest row. A source of another kind has no image to decode: ``[]``."""
-    if not isinstance(source, ImageSource):
-        return []
+    return check_images(source, progress).unreadable
+
+
+def _row_names(source: ImageSource, rows: Sequence[int]) -> dict[int, str]:
+    """Where each of ``rows`` is in the source's manifest (file, row, line), else its id."""
     manifest = source.manifest
+    if not rows:
+        return {}
     position = {} if manifest is None else {k: i for i, k in enumerate(manifest.ids)}
-    found = []
-    for i, problem in enumerate(_decode_problems(source.paths, progress)):
-        if problem is None:
-            continue
+    out = {}
+    for i in rows:
         row = position.get(source.ids[i])
-        where = (
+        out[i] = (
             manifest.where(row) if manifest is not None and row is not None
             else f"source {source.name!r}, id {source.ids[i]!r}"
         )
-        found.append(UnreadableImage(str(source.paths[i]), where, problem))
-    return found
+    return out
 
 
 def _usable_cores() -> int:
