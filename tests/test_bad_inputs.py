@@ -11,6 +11,7 @@ own tests at the end (it lists unreadable images and exits with status 1).
 from __future__ import annotations
 
 import copy
+import io
 import os
 import pickle
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image
@@ -383,6 +385,32 @@ def _(kit: Kit) -> list[str | Path]:
     return ["datasets", "show", kit.manifest(MANIFEST.replace("train,a,1,0", "train,a,2,0"))]
 
 
+@case("manifest-binary-cell-nan", "row 3 (line 4), column 'attr/y'", "expected 0 or 1 (or empty)",
+      "got 'nan'")
+def _(kit: Kit) -> list[str | Path]:
+    return ["train", kit.manifest(MANIFEST.replace("2,images/2.png,train,c,1,", "2,images/2.png,train,c,1,nan"))]
+
+
+@case("manifest-binary-cell-NaN-in-parquet-text", "m.parquet, row 2, column 'attr/x'", "got 'NaN'")
+def _(kit: Kit) -> list[str | Path]:
+    frame = pd.read_csv(io.StringIO(MANIFEST), dtype=str, keep_default_na=False)
+    frame.loc[1, "attr/x"] = "NaN"  # text, not a missing value
+    frame.to_parquet(kit.dir / "m.parquet")
+    return ["train", kit.config(manifest="m.parquet")]
+
+
+@case("manifest-regression-cell-nan", "row 2 (line 3), column 'score/v'", "expected a finite number",
+      "got 'NaN'")
+def _(kit: Kit) -> list[str | Path]:
+    kit.file("r.csv", "image,score/v\nimages/0.png,0.5\nimages/1.png,NaN\nimages/2.png,\n")
+
+    def edit(data: dict[str, Any]) -> None:
+        data["tasks"].append({"name": "score", "type": "regression", "targets": ["v"]})
+        data["sources"].append({"name": "r", "manifest": "r.csv"})
+
+    return ["train", kit.config(edit=edit)]
+
+
 @case("manifest-duplicated-id", "column 'id'", "id '1' is duplicated", "rows 2, 3")
 def _(kit: Kit) -> list[str | Path]:
     return ["datasets", "show", kit.manifest(MANIFEST.replace("2,images/2", "1,images/2"))]
@@ -426,6 +454,65 @@ def _(kit: Kit) -> list[str | Path]:
     return ["datasets", "show", kit.config(split="test")]
 
 
+@case("test-manifest-also-a-training-source", "sources.1 (t): test row", "test.csv, row 1 (line 2)",
+      "is also a training row of sources.2 (again)", "images/4.png", "(1 more such row(s))",
+      "never also as a training source")
+def _(kit: Kit) -> list[str | Path]:
+    _train_and_test_files(kit)
+    return ["train", kit.config(edit=_sources(
+        {"name": "s", "manifest": "train.csv"}, {"name": "t", "manifest": "test.csv", "split": "test"},
+        {"name": "again", "manifest": "test.csv"},
+    ))]
+
+
+@case("split-manifest-again-with-val-fraction", "validation row", "m.csv, row",
+      "is also a training row of sources.", "never also as a training source")
+def _(kit: Kit) -> list[str | Path]:
+    return ["train", kit.config(edit=_sources(
+        {"name": "s", "manifest": "m.csv", "val_fraction": 0.5},
+        {"name": "again", "manifest": "m.csv"},
+    ))]
+
+
+@case("split-manifest-again-with-its-test-split-training", "sources.0 (s): test row",
+      "m.csv, row 5 (line 6)", "is also a training row of sources.1 (again): ")
+def _(kit: Kit) -> list[str | Path]:
+    return ["train", kit.config(edit=_sources(
+        {"name": "s", "manifest": "m.csv"},
+        {"name": "again", "manifest": "m.csv", "train_split": "test", "test_split": None},
+    ))]
+
+
+@case("manifest-image-in-two-splits", "sources.0 (s): test row", "bad.csv, row 5 (line 6)",
+      "is also a training row of sources.0 (s): ", "bad.csv, row 1 (line 2)", "images/0.png",
+      "went to different splits: keep one")
+def _(kit: Kit) -> list[str | Path]:
+    return ["train", kit.manifest(MANIFEST.replace("4,images/4.png,test", "4,images/0.png,test"))]
+
+
+@case("index-manifest-row-in-two-splits", "sources.0 (s): test row", "x.npy, row 0")
+def _(kit: Kit) -> list[str | Path]:
+    np.save(kit.dir / "x.npy", np.zeros((3, 4), np.float32))
+    kit.file("index.csv", "id,index,split,digit\na,0,train,a\nb,1,train,b\nc,0,test,a\n")
+    return ["train", kit.config(manifest="index.csv", array="x.npy")]
+
+
+def _train_and_test_files(kit: Kit) -> None:
+    """``train.csv`` and ``test.csv``: the rows of MANIFEST's two splits, without the column."""
+    header, *rows = MANIFEST.splitlines()
+    header = header.replace(",split", "")
+    for split in ("train", "test"):
+        kept = [r.replace(f",{split},", ",") for r in rows if f",{split}," in r]
+        kit.file(f"{split}.csv", "\n".join([header, *kept]) + "\n")
+
+
+def _sources(*entries: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    def edit(data: dict[str, Any]) -> None:
+        data["sources"] = list(entries)
+
+    return edit
+
+
 @case("zero-shot-class-with-training-labels", "sources.0 (s)", "1 training row(s)",
       "class 'c' of task 'digit'", "zero-shot")
 def _(kit: Kit) -> list[str | Path]:
@@ -446,11 +533,63 @@ def _(kit: Kit) -> list[str | Path]:
     return ["datasets", "show", kit.config()]
 
 
-@case("image-path-is-a-folder", "1 of 6 image file(s) are missing", "row 1: ")
+@case("image-path-is-a-folder", "1 of 6 image path(s) name no readable image file",
+      "images/0.png (a folder, not an image file)", "row 1: ")
 def _(kit: Kit) -> list[str | Path]:
     (kit.dir / "images/0.png").unlink()
     (kit.dir / "images/0.png").mkdir()
     return ["datasets", "show", kit.config()]
+
+
+@case("image-path-is-a-named-pipe", "row 2: ", "images/1.png (a named pipe, not a regular file)")
+def _(kit: Kit) -> list[str | Path]:
+    (kit.dir / "images/1.png").unlink()
+    os.mkfifo(kit.dir / "images/1.png")  # opened, it would wait for a writer forever
+    return ["train", kit.config()]
+
+
+@case("image-path-is-a-symlink-loop", "row 3: ", "images/2.png (a symbolic link loop)")
+def _(kit: Kit) -> list[str | Path]:
+    (kit.dir / "images/2.png").unlink()
+    (kit.dir / "images/2.png").symlink_to(kit.dir / "images/2.png")
+    return ["train", kit.config()]
+
+
+@case("image-path-is-a-broken-symlink", "row 3: ", "images/2.png (a broken symbolic link)")
+def _(kit: Kit) -> list[str | Path]:
+    (kit.dir / "images/2.png").unlink()
+    (kit.dir / "images/2.png").symlink_to(kit.dir / "gone.png")
+    return ["train", kit.config()]
+
+
+@case("image-empty-file", "1 of 6 image path(s)", "row 4: ", "images/3.png (an empty file, 0 bytes)")
+def _(kit: Kit) -> list[str | Path]:
+    kit.file("images/3.png", b"")
+    return ["train", kit.config()]
+
+
+@case("first-image-of-another-size", "m.csv, row 5 (line 6)",
+      "images/4.png", "the image is 8x8, expected 16x16 (height x width) like", "images/0.png")
+def _(kit: Kit) -> list[str | Path]:
+    Image.fromarray(np.full((16, 16), 7, np.uint8)).save(kit.dir / "images/0.png")
+    return ["train", kit.config()]
+
+
+@case("sources-of-two-image-sizes", "sources.1 (big): inputs of shape (1, 16, 16)",
+      "big/0.png", "sources.0 (s) has (1, 8, 8)", "input.image_size")
+def _(kit: Kit) -> list[str | Path]:
+    for i in range(6):
+        kit.file(f"big/{i}.png", b"")
+        Image.fromarray(np.full((16, 16), 9, np.uint8)).save(kit.dir / f"big/{i}.png")
+    kit.file("big.csv", MANIFEST.replace("images/", "big/"))
+    return ["train", kit.config(edit=_add_source({"name": "big", "manifest": "big.csv"}))]
+
+
+def _add_source(entry: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    def edit(data: dict[str, Any]) -> None:
+        data["sources"].append(entry)
+
+    return edit
 
 
 def _index_source(kit: Kit, array: Path, index: str = "0\n1\n2\n") -> list[str | Path]:
@@ -731,7 +870,9 @@ def _subprocess_env() -> dict[str, str]:
     return env
 
 
-REAL_PROCESS = ["yaml-alias-bomb", "config-not-utf8", "held-out-with-regime"]
+REAL_PROCESS = [
+    "yaml-alias-bomb", "config-not-utf8", "held-out-with-regime", "image-path-is-a-named-pipe",
+]
 
 
 @pytest.mark.slow
@@ -913,3 +1054,76 @@ def test_unreadable_images_reports_progress_and_rows(tmp_path: Path) -> None:
     # a subset keeps naming each image's own row
     subset = item.source.subset([3, 0])
     assert [f.where for f in unreadable_images(subset)] == [f"{tmp_path / 'm.csv'}, row 4 (line 5)"]
+
+
+# ---- images of another size, folders and pipes (datasets check, then train) ------------------
+
+
+@pytest.mark.slow
+def test_an_image_of_another_size_is_listed_by_check_and_named_by_train(tmp_path: Path) -> None:
+    kit = Kit(tmp_path)
+    Image.fromarray(np.full((16, 16), 7, np.uint8)).save(tmp_path / "images/3.png")
+    code, text = _invoke("datasets", "check", kit.config())
+    assert code == 1, text
+    assert "all 6 images decode" in text  # it decodes: its size is the problem
+    assert (f"other size: {tmp_path / 'images/3.png'} ({tmp_path / 'm.csv'}, row 4 (line 5)): "
+            "16x16, expected 8x8 (height x width)") in text
+    assert "1 of 6 images are not 8x8, the size of the others" in text
+    assert "set sources.0.input.image_size" in text
+    assert "1 image(s) of another size" in text
+    # training stops at the batch holding it, with one line naming it (not a failed stack)
+    result = CliRunner().invoke(app, ["train", str(kit.config())])
+    assert result.exit_code == 2, result.output
+    line = _check_one_error_line(
+        result.output, (f"{tmp_path / 'images/3.png'} ({tmp_path / 'm.csv'}, row 4 (line 5))",
+                        "the image is 16x16, expected 8x8 (height x width)", "input.image_size"),
+    )
+    assert "stack expects" not in line
+    # resized to one size: differing sizes are fine for both
+    resized = kit.config("resized.yaml", edit=_set("sources.0.input", {"image_size": 8}))
+    code, text = _invoke("datasets", "check", resized)
+    assert code == 0, text
+    assert "other size" not in text
+    code, text = _invoke("train", resized, "--overwrite")
+    assert code == 0, text
+
+
+def test_datasets_check_names_folders_pipes_and_empty_files(tmp_path: Path) -> None:
+    kit = Kit(tmp_path)
+    (tmp_path / "images/0.png").unlink()
+    (tmp_path / "images/0.png").mkdir()
+    (tmp_path / "images/1.png").unlink()
+    os.mkfifo(tmp_path / "images/1.png")
+    code, text = _invoke("datasets", "check", kit.config())
+    assert code == 1
+    assert "missing" not in text
+    assert f"row 1: {tmp_path / 'images/0.png'} (a folder, not an image file)" in text
+    assert f"row 2: {tmp_path / 'images/1.png'} (a named pipe, not a regular file)" in text
+    # skip_corrupt leaves an empty (corrupt) file out, but never a pipe
+    (tmp_path / "images/0.png").rmdir()
+    kit.file("images/0.png", b"")
+    code, text = _invoke("datasets", "check", kit.config(skip_corrupt=True))
+    assert code == 1
+    assert "(a named pipe, not a regular file)" in text
+    (tmp_path / "images/1.png").unlink()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "images/1.png")
+    with pytest.warns(UserWarning, match="skipped 1 corrupt image"):
+        code, text = _invoke("datasets", "check", kit.config(skip_corrupt=True))
+    assert code == 0, text
+    assert "corrupt images skipped (skip_corrupt): 1" in text
+
+
+def test_a_row_in_two_roles_is_refused_by_check_and_one_role_twice_is_fine(tmp_path: Path) -> None:
+    kit = Kit(tmp_path)
+    _train_and_test_files(kit)
+    leak = kit.config(edit=_sources(
+        {"name": "s", "manifest": "train.csv"}, {"name": "t", "manifest": "test.csv", "split": "test"},
+        {"name": "again", "manifest": "test.csv"},
+    ))
+    code, text = _invoke("datasets", "check", leak)
+    assert code == 1
+    assert "sources.1 (t): test row" in text and "training row of sources.2 (again)" in text
+    # the same image in two training rows (say, labels of two datasets) is no leak
+    kit.file("twice.csv", MANIFEST.replace("1,images/1.png,train", "1,images/0.png,train"))
+    code, text = _invoke("datasets", "check", kit.config(manifest="twice.csv"))
+    assert code == 0, text

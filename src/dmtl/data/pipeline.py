@@ -464,6 +464,8 @@ def _check_input_shapes(experiment: Experiment) -> None:
     for source in [*experiment.train, *experiment.val, *experiment.test]:
         if len(source) == 0:
             continue
+        if isinstance(source, ImageSource):  # its first image against the source's first
+            source.check_sizes(np.zeros(1, np.int64), [source.raw_input(0)])
         shape = source.input_shape
         if first is None:
             first = (source, shape)

@@ -481,7 +481,7 @@ class ImageSource(Source):
                 return self.manifest.where(int(found[0]))
         return f"source {self.name!r}, id {self.ids[i]!r}"
 
-    def _check_sizes(self, rows: np.ndarray, images: Sequence[Tensor]) -> None:
+    def check_sizes(self, rows: np.ndarray, images: Sequence[Tensor]) -> None:
         """Images not resized (no ``image_size``) must share one size: else an error naming
         the first that differs, its size and the expected one (not a failed stack)."""
         if self.image_size is not None or not images:
@@ -509,7 +509,7 @@ class ImageSource(Source):
         if self._cache is not None and self._cache_rows is not None:
             return pixels_to_float(torch.from_numpy(self._cache[self._cache_rows[rows]]))
         images = [self.raw_input(int(i)) for i in rows]
-        self._check_sizes(rows, images)
+        self.check_sizes(rows, images)
         return torch.stack(images)
 
     def _take_inputs(self, rows: np.ndarray) -> None:
@@ -778,7 +778,7 @@ def _check_exist(m: Manifest, paths: np.ndarray, allow_empty: bool = False) -> N
     )
 
 
-_EMPTY = "an empty file (0 bytes)"
+_EMPTY = "an empty file, 0 bytes"
 
 
 def _image_file_problem(path: str | Path) -> str | None:
