@@ -679,6 +679,8 @@ def decode_pixels(path: str | Path, channels: int, size: tuple[int, int] | None)
     grey), are read by Pillow.
     """
     problem = _image_file_problem(path)
+    if problem == "missing":
+        raise DataError(f"{path}: image file not found")
     if problem is not None:  # a named pipe is never opened (it would block)
         raise DataError(f"{path}: cannot decode the image: the path is {problem}")
     if str(path).lower().endswith(_JPEG_SUFFIXES):
