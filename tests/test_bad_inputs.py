@@ -388,10 +388,12 @@ def _(kit: Kit) -> list[str | Path]:
 @case("manifest-binary-cell-nan", "row 3 (line 4), column 'attr/y'", "expected 0 or 1 (or empty)",
       "got 'nan'")
 def _(kit: Kit) -> list[str | Path]:
-    return ["train", kit.manifest(MANIFEST.replace("2,images/2.png,train,c,1,", "2,images/2.png,train,c,1,nan"))]
+    row = "2,images/2.png,train,c,1,"
+    return ["train", kit.manifest(MANIFEST.replace(row, row + "nan"))]
 
 
-@case("manifest-binary-cell-NaN-in-parquet-text", "m.parquet, row 2, column 'attr/x'", "got 'NaN'")
+@case("manifest-binary-cell-NaN-in-parquet-text", "m.parquet, row 2, column 'attr/x'",
+      "got 'NaN'")
 def _(kit: Kit) -> list[str | Path]:
     frame = pd.read_csv(io.StringIO(MANIFEST), dtype=str, keep_default_na=False)
     frame.loc[1, "attr/x"] = "NaN"  # text, not a missing value
@@ -399,8 +401,8 @@ def _(kit: Kit) -> list[str | Path]:
     return ["train", kit.config(manifest="m.parquet")]
 
 
-@case("manifest-regression-cell-nan", "row 2 (line 3), column 'score/v'", "expected a finite number",
-      "got 'NaN'")
+@case("manifest-regression-cell-nan", "row 2 (line 3), column 'score/v'",
+      "expected a finite number", "got 'NaN'")
 def _(kit: Kit) -> list[str | Path]:
     kit.file("r.csv", "image,score/v\nimages/0.png,0.5\nimages/1.png,NaN\nimages/2.png,\n")
 
@@ -460,7 +462,8 @@ def _(kit: Kit) -> list[str | Path]:
 def _(kit: Kit) -> list[str | Path]:
     _train_and_test_files(kit)
     return ["train", kit.config(edit=_sources(
-        {"name": "s", "manifest": "train.csv"}, {"name": "t", "manifest": "test.csv", "split": "test"},
+        {"name": "s", "manifest": "train.csv"},
+        {"name": "t", "manifest": "test.csv", "split": "test"},
         {"name": "again", "manifest": "test.csv"},
     ))]
 
@@ -562,7 +565,8 @@ def _(kit: Kit) -> list[str | Path]:
     return ["train", kit.config()]
 
 
-@case("image-empty-file", "1 of 6 image path(s)", "row 4: ", "images/3.png (an empty file, 0 bytes)")
+@case("image-empty-file", "1 of 6 image path(s)", "row 4: ",
+      "images/3.png (an empty file, 0 bytes)")
 def _(kit: Kit) -> list[str | Path]:
     kit.file("images/3.png", b"")
     return ["train", kit.config()]
@@ -1117,7 +1121,8 @@ def test_a_row_in_two_roles_is_refused_by_check_and_one_role_twice_is_fine(tmp_p
     kit = Kit(tmp_path)
     _train_and_test_files(kit)
     leak = kit.config(edit=_sources(
-        {"name": "s", "manifest": "train.csv"}, {"name": "t", "manifest": "test.csv", "split": "test"},
+        {"name": "s", "manifest": "train.csv"},
+        {"name": "t", "manifest": "test.csv", "split": "test"},
         {"name": "again", "manifest": "test.csv"},
     ))
     code, text = _invoke("datasets", "check", leak)

@@ -154,7 +154,7 @@ def load_source(index: int, cfg: SourceConfig, declared: dict[str, Task]) -> Loa
             dataset = load_builtin(cfg.builtin, **cfg.options)
         except (ValueError, FileNotFoundError, OSError) as error:
             raise DataError(f"{where}.builtin: {error}") from None
-        source: Source = ArraySource(
+        array_source = ArraySource(
             cfg.name,
             dataset.tasks,
             dataset.inputs,
@@ -163,8 +163,9 @@ def load_source(index: int, cfg: SourceConfig, declared: dict[str, Task]) -> Loa
             mean=cfg.input.mean,
             std=cfg.input.std,
         )
-        source.array_origin = f"built-in dataset {cfg.builtin!r} {sorted(cfg.options.items())}"
-        source = _prepared(where, cfg, source)
+        options = sorted(cfg.options.items())
+        array_source.array_origin = f"built-in dataset {cfg.builtin!r} {options}"
+        source = _prepared(where, cfg, array_source)
         split = _split_column(source, cfg, where)
         return LoadedSource(cfg, source, split, list(dataset.knowledge))
     if cfg.reader is not None:
