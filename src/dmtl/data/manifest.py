@@ -8,6 +8,9 @@ The format is described in ``docs/manifest.md``. Columns:
 - ``<task>/<label>`` for a binary-set task: ``0``, ``1`` or empty (= not observed);
 - ``<task>/<target>`` for a regression task: a number or empty (= not annotated).
 
+Only an empty cell is "not labelled": the text ``nan`` in a binary-set or regression cell
+is an error naming its row (a numeric Parquet/DataFrame column's ``NaN`` is its empty cell).
+
 What a cell may hold is the task kind's to say (``task.parse_columns``); numeric
 columns (Parquet, DataFrames from a reader) are read as numbers, never as text.
 
