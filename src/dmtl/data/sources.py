@@ -46,6 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -786,10 +787,13 @@ _EMPTY = "an empty file, 0 bytes"
 def _image_file_problem(path: str | Path) -> str | None:
     """Why ``path`` is no image file to decode (missing, a folder, a named pipe, a link loop,
     empty), without opening it; ``None`` if it is a non-empty regular file."""
-    problem = not_a_file(path, "image file")
-    if problem is None and os.stat(path).st_size == 0:
-        return _EMPTY
-    return problem
+    try:
+        status = os.stat(path)  # one stat for a good file
+    except OSError:
+        return not_a_file(path, "image file")
+    if not S_ISREG(status.st_mode):
+        return not_a_file(path, "image file")
+    return _EMPTY if status.st_size == 0 else None
 
 
 def _image_header(path: str, where: str) -> tuple[int, tuple[int, int]]:
