@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
+from dmtl.core.tasks import BinarySetTask, CategoricalTask, RegressionTask, Task
 from dmtl.data.manifest import Manifest, read_manifest, write_manifest
 from dmtl.errors import DataError
 
@@ -158,6 +158,28 @@ def test_binary_value_other_than_0_1_empty(tmp_path: Path, tasks: list[Task], va
         "expected 0 or 1 (or empty)",
         repr(value),
     )
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "-nan", " NAN ", "NA", "inf"])
+def test_the_text_nan_is_no_empty_cell(tmp_path: Path, tasks: list[Task], value: str) -> None:
+    expect_error(
+        tmp_path, tasks, f"image,attr/even\na,1\nb,\nc,{value}\n", "row 3 (line 4)",
+        "column 'attr/even'", "expected 0 or 1 (or empty)", repr(value.strip()),
+    )
+    regression = [RegressionTask("score", ["v"])]
+    expect_error(
+        tmp_path, regression, f"image,score/v\na,0.5\nb,\nc,{value}\n", "row 3 (line 4)",
+        "column 'score/v'", "expected a finite number (or empty)",
+    )
+
+
+def test_only_an_empty_cell_is_not_observed(tmp_path: Path, tasks: list[Task]) -> None:
+    m = Manifest.read(write_csv(tmp_path, "image,attr/even,attr/big\na,1,\nb, ,0\n"), tasks)
+    assert np.isnan(m.labels["attr"][:, 1][0]) and np.isnan(m.labels["attr"][:, 0][1])
+    # a numeric column's missing values (Parquet, DataFrames) are its empty cells
+    frame = pd.DataFrame({"image": ["a", "b"], "attr/even": [np.nan, 1.0], "attr/big": [None, 0]})
+    labels = Manifest.from_frame(frame, tasks).labels["attr"]
+    assert np.isnan(labels[0]).all() and labels[1].tolist() == [1.0, 0.0]
 
 
 def test_binary_accepts_float_text(tmp_path: Path, tasks: list[Task]) -> None:
