@@ -10,11 +10,11 @@ from dmtl.study.report import (
     budget_warning,
     differences_frame,
     markdown_table,
+    per_output_frame,
     protocol_text,
     ranking_frame,
     render_markdown,
     results_frame,
-    per_output_frame,
     study_warnings,
     training_frame,
 )

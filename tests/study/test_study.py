@@ -331,9 +331,8 @@ def test_user_warnings_are_relayed_as_lines_others_pass_through() -> None:
     from dmtl.study.study import relayed_warnings
 
     lines: list[str] = []
-    with pytest.warns(DeprecationWarning, match="old"):
-        with relayed_warnings(lines.append):
-            warnings.warn("source 's': skipped 1 corrupt image(s) of 40", stacklevel=1)
-            warnings.warn("source 's': skipped 1 corrupt image(s) of 40", stacklevel=1)
-            warnings.warn("old", DeprecationWarning, stacklevel=1)
+    with pytest.warns(DeprecationWarning, match="old"), relayed_warnings(lines.append):
+        warnings.warn("source 's': skipped 1 corrupt image(s) of 40", stacklevel=1)
+        warnings.warn("source 's': skipped 1 corrupt image(s) of 40", stacklevel=1)
+        warnings.warn("old", DeprecationWarning, stacklevel=1)
     assert lines == ["source 's': skipped 1 corrupt image(s) of 40"] * 2  # deduplicated later
