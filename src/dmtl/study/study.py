@@ -347,6 +347,8 @@ def _relatedness_plots(experiment: Experiment, out_dir: Path) -> dict[str, Path]
             list(edge.target.names),
             path,
             title=f"p({edge.target.name} | {edge.source.name}) ({origin})",
+            row_label=f"{edge.source.name} (source)",
+            col_label=f"{edge.target.name} (target)",
         )
         plots[f"Relatedness {edge.name} ({origin})"] = path
     return plots
