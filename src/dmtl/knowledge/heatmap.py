@@ -71,8 +71,8 @@ def plot_relatedness(
     ``row_label``/``col_label`` name the axes (e.g. the source and the target task).
 
     The colour scale spans ``[0, 1]`` when every value lies in it (probabilities), else
-    the values' range. Values are written in the cells when both sides are ``<= ANNOTATE_MAX``; larger
-    tables get smaller, rotated tick labels, and beyond ``MAX_TICKS`` names an axis
+    the values' range. Values are written in the cells when both sides are
+    ``<= ANNOTATE_MAX``; larger tables get smaller, rotated tick labels, and beyond ``MAX_TICKS`` names an axis
     labels an evenly spaced subset (10,177 identities cannot all be read, and drawing
     them takes minutes). NaN cells are left blank. Raises ``ValueError`` when the
     table is not 2-D or the names do not match its shape.
