@@ -72,9 +72,9 @@ def plot_relatedness(
 
     The colour scale spans ``[0, 1]`` when every value lies in it (probabilities), else
     the values' range. Values are written in the cells when both sides are
-    ``<= ANNOTATE_MAX``; larger tables get smaller, rotated tick labels, and beyond ``MAX_TICKS`` names an axis
-    labels an evenly spaced subset (10,177 identities cannot all be read, and drawing
-    them takes minutes). NaN cells are left blank. Raises ``ValueError`` when the
+    ``<= ANNOTATE_MAX``; larger tables get smaller, rotated tick labels, and beyond
+    ``MAX_TICKS`` names an axis labels an evenly spaced subset (10,177 identities cannot
+    all be read, and drawing them takes minutes). NaN cells are left blank. Raises ``ValueError`` when the
     table is not 2-D or the names do not match its shape.
     """
     data = np.asarray(table, dtype=float)
