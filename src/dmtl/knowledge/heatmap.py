@@ -74,8 +74,8 @@ def plot_relatedness(
     the values' range. Values are written in the cells when both sides are
     ``<= ANNOTATE_MAX``; larger tables get smaller, rotated tick labels, and beyond
     ``MAX_TICKS`` names an axis labels an evenly spaced subset (10,177 identities cannot
-    all be read, and drawing them takes minutes). NaN cells are left blank. Raises ``ValueError`` when the
-    table is not 2-D or the names do not match its shape.
+    all be read, and drawing them takes minutes). NaN cells are left blank. Raises
+    ``ValueError`` when the table is not 2-D or the names do not match its shape.
     """
     data = np.asarray(table, dtype=float)
     _check_shape(data, row_names, col_names)
