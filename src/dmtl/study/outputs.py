@@ -81,31 +81,31 @@ def validation_terms(results: StudyResults) -> list[str]:
 
 def write_curves(results: StudyResults, out: Path) -> dict[str, str]:
     """Draw the loss and the validation curves of every seed into ``out`` and save their data
-    (:data:`CURVES_CSV`); ``{caption: file}`` of what was written (nothing without logs)."""
+    (:data:`CURVES_CSV`); ``{caption: file}`` of the figures written (none without logs)."""
     logs = training_logs(results, out)
-    wanted = set(validation_terms(results))
+    order = validation_terms(results)
     try:
-        frames = {
-            LEARNING_CURVES_PLOT: curves_frame(logs, is_loss_term),
-            VALIDATION_CURVES_PLOT: curves_frame(logs, wanted.__contains__),
-        }
+        every = curves_frame(logs, lambda term: is_loss_term(term) or term in order)
     except _BAD_LOG:
         return {}  # malformed logs: the report is still worth writing
-    labels = list(dict.fromkeys(label for f in frames.values() for label in f["run"]))
-    colors = run_colors(labels)  # one colour per run in both figures
+    losses = every["term"].map(is_loss_term).astype(bool)
+    figures = {
+        LEARNING_CURVES_PLOT: ("Loss terms over training steps", "", every[losses]),
+        VALIDATION_CURVES_PLOT: ("Validation metrics over training steps",
+                                 " (val/selection: mean primary metric over the run's tasks)",
+                                 every[~losses]),
+    }
+    colors = run_colors(list(dict.fromkeys(every["run"])))  # a run's colour in both figures
     best = {(label, seed): log.best_step for label, seeds in logs.items()
             for seed, log in seeds.items()}
-    titles = {LEARNING_CURVES_PLOT: "Loss terms over training steps",
-              VALIDATION_CURVES_PLOT: "Validation metrics over training steps "
-              "(val/selection: mean primary metric over the run's tasks)"}
     written: dict[str, str] = {}
-    for name, frame in frames.items():
+    for name, (title, detail, frame) in figures.items():
         if not frame.empty:
-            plot_curves(frame, out / name, best_steps=best, title=titles[name], colors=colors,
-                        order=validation_terms(results))
-            written[f"{titles[name].split(' (')[0]} ({_CURVE_NOTE})"] = name
+            plot_curves(frame, out / name, best_steps=best, title=title + detail,
+                        colors=colors, order=order)
+            written[f"{title} ({_CURVE_NOTE})"] = name
     if written:
-        pd.concat(frames.values(), ignore_index=True).to_csv(out / CURVES_CSV, index=False)
+        every.to_csv(out / CURVES_CSV, index=False)
     return written
 
 
