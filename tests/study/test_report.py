@@ -10,21 +10,25 @@ from dmtl.study.report import (
     budget_warning,
     differences_frame,
     markdown_table,
+    per_output_frame,
     protocol_text,
     ranking_frame,
     render_markdown,
     results_frame,
+    study_warnings,
     training_frame,
 )
-from dmtl.study.results import RunRecord, StudyResults, upsert_run
+from dmtl.study.results import RunRecord, StudyResults, TaskInfo, upsert_run
 
 Make = Callable[..., StudyResults]
 
 SECTIONS = [
+    "## Warnings",
     "## Results (primary metric, mean ± std over seeds)",
     "## Difference to single-task (95 % confidence interval over seeds)",
     "## Ranking",
     "## Best variant and variants within noise of it, per task",
+    "## Per class and per label",
     "## Training",
     "## Failed runs",
 ]
@@ -106,9 +110,11 @@ def test_training_frame_and_protocol(three_seed_results: StudyResults) -> None:
         "their validation metric, ended them, so they may be under-trained; a larger "
         "study.budget_epochs gives them room"
     )
-    assert "**Budget:** 2 of 18 runs" in render_markdown(r)
+    md = render_markdown(r)
+    assert "## Warnings\n\n- 2 of 18 runs trained to the budget" in md
+    assert md.count("trained to the budget") == 1
     r.protocol = {"name": "equal_steps", "epochs": 90}  # every run trains to the end there
-    assert budget_warning(r) is None and "**Budget:**" not in render_markdown(r)
+    assert budget_warning(r) is None and "## Warnings" not in render_markdown(r)
     assert protocol_text({"name": "early_stopping", "budget_epochs": 60, "patience": 5,
                           "validation": "regime"}) == (
         "early_stopping (budget epochs: 60, patience: 5, validation: regime)"
@@ -118,6 +124,8 @@ def test_training_frame_and_protocol(three_seed_results: StudyResults) -> None:
 def test_report_sections_and_rules(three_seed_results: StudyResults) -> None:
     r = three_seed_results
     r.protocol = {"name": "fixed_epochs", "epochs": 30}
+    r.warnings = ["no test data: the final metrics are on the validation data"]
+    _with_per_class_f1(r)
     upsert_run(
         r,
         RunRecord(
@@ -192,3 +200,92 @@ def test_report_follows_the_variants_of_the_results(make_results: Make) -> None:
     assert list(results_frame(r)["variant"]) == ["single_task (baseline)", "mtl+upgrad", "mtl"]
     assert list(ranking_frame(r)["variant"]) == ["mtl+upgrad", "single_task", "mtl"]
     assert list(differences_frame(r)["variant"].unique()) == ["mtl+upgrad", "mtl"]
+
+
+def _with_per_class_f1(r: StudyResults) -> StudyResults:
+    """Per-class F1 of ``digit`` (class ``c`` of seed ``s``: primary − 0.01·c + 0.001·s) and
+    per-label F1 of ``shape`` (``round``: primary, ``straight``: primary − 0.2)."""
+    for run in r.runs:
+        for task, primary in (("digit", "digit/accuracy"), ("shape", "shape/f1_mean")):
+            value = run.metrics.get(primary)
+            if value is None:
+                continue
+            if task == "digit":
+                run.metrics |= {f"digit/f1/{c}": value - 0.01 * c + 0.001 * run.seed
+                                for c in range(10)}
+            else:
+                run.metrics |= {"shape/f1/round": value, "shape/f1/straight": value - 0.2}
+    return r
+
+
+def test_per_output_frame_gives_mean_and_std_per_class(three_seed_results: StudyResults) -> None:
+    r = _with_per_class_f1(three_seed_results)
+    digit = per_output_frame(r, "digit")
+    assert digit is not None
+    assert list(digit.columns) == ["class", "single_task", "mtl", "mtl+ca", "mtl+dm", "mtl+ca+dm"]
+    assert list(digit["class"]) == list("0123456789")
+    # class 3 of mtl+ca+dm: 0.95 - 0.03 + 0.000, 0.96 - 0.03 + 0.001, 0.97 - 0.03 + 0.002
+    # = 0.920, 0.931, 0.942: mean 0.931, sample std 0.011; the best of the row: bold
+    assert digit.iloc[3]["mtl+ca+dm"] == "**0.931 ± 0.011**"
+    assert digit.iloc[3]["single_task"] == "0.891 ± 0.021"
+    shape = per_output_frame(r, "shape")
+    assert shape is not None and list(shape["label"]) == ["round", "straight"]
+    assert shape.iloc[1]["mtl+dm"] == "0.510 ± 0.010"  # 0.70, 0.71, 0.72 minus 0.2
+
+
+def test_report_per_class_tables_fold_long_ones_and_name_what_is_not_recorded(
+    three_seed_results: StudyResults,
+) -> None:
+    r = _with_per_class_f1(three_seed_results)
+    md = render_markdown(r)
+    assert "### digit: F1 per class (10)\n\n| class | single_task | mtl |" in md
+    assert "### shape: F1 per label (2)\n\n| label |" in md
+    # a task of 150 classes has no per-class metrics in results.json: the report says why
+    r.tasks["id"] = TaskInfo(kind="categorical", primary_metric="accuracy",
+                             names=[f"p{i}" for i in range(150)])
+    md = render_markdown(r)
+    assert ("### id: F1 per class (150)\n\nNot recorded: per-class metrics are kept for "
+            "tasks of at most 100 outputs, and id has 150.") in md
+    # 30 classes recorded: the table is folded
+    r.tasks["id"] = TaskInfo(kind="categorical", primary_metric="accuracy",
+                             names=[f"p{i}" for i in range(30)])
+    for run in r.runs:
+        if run.variant == "mtl" and run.status == "done":
+            run.metrics |= {f"id/f1/p{i}": 0.5 for i in range(30)}
+    md = render_markdown(r)
+    assert "### id: F1 per class (30)\n\n<details>\n<summary>30 rows</summary>" in md
+
+
+def test_report_limit_is_the_training_modules() -> None:
+    from dmtl.study.report import PER_OUTPUT_LIMIT
+    from dmtl.training.module import MAX_PER_OUTPUT_METRICS
+
+    assert PER_OUTPUT_LIMIT == MAX_PER_OUTPUT_METRICS
+
+
+def test_each_warning_once(three_seed_results: StudyResults) -> None:
+    r = three_seed_results
+    r.protocol = {"name": "early_stopping", "budget_epochs": 90}
+    for run in r.runs:
+        run.stopped_early = run.variant != "mtl"
+    budget = budget_warning(r)
+    assert budget is not None
+    r.warnings = ["task 'ink' has no labelled training sample", budget,
+                  "task 'ink' has no labelled training sample"]
+    assert study_warnings(r) == ["task 'ink' has no labelled training sample", budget]
+    md = render_markdown(r)
+    assert md.count("task 'ink' has no labelled training sample") == 1
+    assert md.count(budget) == 1
+
+
+def test_report_gives_one_defined_wall_time(three_seed_results: StudyResults) -> None:
+    r = three_seed_results
+    md = render_markdown(r)
+    assert "- Wall time: n/a (not recorded in these results)" in md  # an older file
+    r.wall_s = 605.4
+    md = render_markdown(r)
+    assert "- Wall time: 605 s (elapsed from the start of the study to its report)\n" in md
+    assert "total wall time" not in md and md.count("Wall time") == 1
+    r.commands.append("dmtl study crafted.yaml --resume")
+    assert "605 s (elapsed from the start of the study to its report, summed over its 2 " \
+           "commands)" in render_markdown(r)

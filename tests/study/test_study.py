@@ -285,3 +285,54 @@ def test_a_real_study_of_two_variants(tiny_data: Callable[..., dict[str, Any]],
     assert "train/ca/digit->shape_step" in logs and "train/dm/digit->shape_step" in logs
     report = (out / "report.md").read_text()
     assert "| mtl+ca+dm |" in report and "negative transfer" in report
+
+
+def test_results_record_the_effective_config_and_the_wall_time(
+    config: Config, fake: FakeTraining, tmp_path: Path
+) -> None:
+    """What ran: the seeds of the command (not the file's), the study folder, every variant
+    a resume added; one wall time, summed over the commands."""
+    out = tmp_path / "study"
+    assert config.study.seeds == 1
+    first = run_study(config, out, seeds=2)
+    assert first.config["study"]["seeds"] == 2
+    assert first.config["output"]["dir"] == str(out)
+    assert first.config["trainer"]["monitor"] == "val/selection"  # under the protocol
+    assert first.wall_s is not None and first.wall_s > 0
+    assert "study:\n  seeds: 2\n" in (out / "config.yaml").read_text()
+    spent = first.wall_s
+    more = run_study(config, out, seeds=3, resume=True)
+    assert more.config["study"]["seeds"] == 3
+    assert more.wall_s is not None and more.wall_s >= spent
+    report = (out / "report.md").read_text()
+    assert f"- Wall time: {more.wall_s:.0f} s (elapsed from the start of the study" in report
+    assert '"seeds": 3' in report
+
+
+def test_a_warning_is_said_and_recorded_once_for_every_seed(
+    config: Config, fake: FakeTraining, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    line = "task 'ink' has no labelled training sample; it learns only through its edges"
+    monkeypatch.setattr("dmtl.study.study.experiment_warnings", lambda experiment: [line])
+    messages: list[str] = []
+    results = run_study(config, tmp_path / "s", seeds=3, progress=messages.append)
+    assert messages.count(f"warning: {line}") == 1
+    assert results.warnings == [line]
+    assert (tmp_path / "s" / "report.md").read_text().count(line) == 1
+    # a resume says it again (its own command's output), but records it once
+    messages.clear()
+    again = run_study(config, tmp_path / "s", seeds=3, resume=True, progress=messages.append)
+    assert messages.count(f"warning: {line}") == 1 and again.warnings == [line]
+
+
+def test_user_warnings_are_relayed_as_lines_others_pass_through() -> None:
+    import warnings
+
+    from dmtl.study.study import relayed_warnings
+
+    lines: list[str] = []
+    with pytest.warns(DeprecationWarning, match="old"), relayed_warnings(lines.append):
+        warnings.warn("source 's': skipped 1 corrupt image(s) of 40", stacklevel=1)
+        warnings.warn("source 's': skipped 1 corrupt image(s) of 40", stacklevel=1)
+        warnings.warn("old", DeprecationWarning, stacklevel=1)
+    assert lines == ["source 's': skipped 1 corrupt image(s) of 40"] * 2  # deduplicated later

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-import time
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -299,7 +298,6 @@ def _run_study(
     from dmtl.study.study import run_study
     from dmtl.training.interrupt import INTERRUPT_EXIT_CODE, TrainingInterrupted
 
-    start = time.perf_counter()
     try:
         with quiet_lightning(), StudyProgressView(console) as view:
             results = run_study(
@@ -328,8 +326,10 @@ def _run_study(
 
     if (budget := budget_warning(results)) is not None:
         warn_line(budget)
+    n = len(results.commands)
+    over = f" (wall time of its {n} commands)" if n > 1 else ""
     console.print(
-        f"study done in {time.perf_counter() - start:.0f} s: [bold]{out / 'report.md'}[/], "
+        f"study done in {results.wall_s or 0:.0f} s{over}: [bold]{out / 'report.md'}[/], "
         f"{out / 'results.json'}",
         soft_wrap=True,  # a path is not broken across lines, on a terminal or in a log
     )

@@ -63,14 +63,19 @@ def plot_relatedness(
     col_names: Sequence[str],
     path: str | Path,
     title: str = "",
+    *,
+    row_label: str = "",
+    col_label: str = "",
 ) -> Path:
-    """Heat map of a 2-D table (e.g. ``R[c, j] = p(label j | class c)``), rows x columns as given.
+    """Heat map of a 2-D table (e.g. ``R[c, j] = p(label j | class c)``), rows x columns as given;
+    ``row_label``/``col_label`` name the axes (e.g. the source and the target task).
 
-    Values are written in the cells when both sides are ``<= ANNOTATE_MAX``; larger
-    tables get smaller, rotated tick labels, and beyond ``MAX_TICKS`` names an axis
-    labels an evenly spaced subset (10,177 identities cannot all be read, and drawing
-    them takes minutes). NaN cells are left blank. Raises ``ValueError`` when the
-    table is not 2-D or the names do not match its shape.
+    The colour scale spans ``[0, 1]`` when every value lies in it (probabilities), else
+    the values' range. Values are written in the cells when both sides are
+    ``<= ANNOTATE_MAX``; larger tables get smaller, rotated tick labels, and beyond
+    ``MAX_TICKS`` names an axis labels an evenly spaced subset (10,177 identities cannot
+    all be read, and drawing them takes minutes). NaN cells are left blank. Raises
+    ``ValueError`` when the table is not 2-D or the names do not match its shape.
     """
     data = np.asarray(table, dtype=float)
     _check_shape(data, row_names, col_names)
@@ -84,8 +89,13 @@ def plot_relatedness(
     height = min(40.0, 1.2 + 0.07 * longest_col + cell_in * n_rows + (0.3 if title else 0.0))
     fig = new_figure(max(3.5, width), max(2.5, height))
     ax = fig.add_subplot()
+    finite = data[np.isfinite(data)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if lo >= 0.0 and hi <= 1.0:  # probabilities: the colour scale is the whole [0, 1]
+        lo, hi = 0.0, 1.0
     image = ax.imshow(
-        np.ma.masked_invalid(data), cmap="viridis", aspect="auto", interpolation="nearest"
+        np.ma.masked_invalid(data), cmap="viridis", aspect="auto", interpolation="nearest",
+        vmin=lo, vmax=hi,
     )
     fig.colorbar(image, ax=ax, shrink=0.8, fraction=0.05)
     rotate = 90 if (n_cols > 8 or longest_col > 6) else 0
@@ -97,9 +107,11 @@ def plot_relatedness(
     ax.tick_params(length=2)
     if title:
         ax.set_title(title, fontsize=10)
+    if row_label:
+        ax.set_ylabel(row_label, fontsize=9)
+    if col_label:
+        ax.set_xlabel(col_label, fontsize=9)
     if annotate:
-        finite = data[np.isfinite(data)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         for (i, j), v in np.ndenumerate(data):
             if np.isfinite(v):
                 bright = hi > lo and (v - lo) / (hi - lo) > 0.6

@@ -1,10 +1,11 @@
 """``report.md`` of a study: its tables as pandas DataFrames of text, rendered to Markdown.
 
-Sections: summary (commands, tasks, variants, seeds, hardware); results (mean ±
-std per variant and task, negative-transfer verdict); difference to single-task
-with a 95 % confidence interval; ranking; best variant and the variants within
-noise of it, per task; training (protocol, steps, epochs, early stops); failed
-runs; plots; config and regime. Every number comes from
+Sections: summary (commands, tasks, variants, seeds, the study's wall time,
+hardware); warnings (each once); results (mean ± std per variant and task,
+negative-transfer verdict); difference to single-task with a 95 % confidence
+interval; ranking; best variant and the variants within noise of it, per task;
+per-class and per-label metrics; training (protocol, steps, epochs, early stops);
+failed runs; plots; the effective config and the regime. Every number comes from
 :mod:`dmtl.study.statistics` and every rule is stated in the report.
 :func:`results_frame` is also the table the command line prints.
 
@@ -33,6 +34,7 @@ import pandas as pd
 from dmtl.study.results import BASELINE, RunRecord, StudyResults, missing_runs
 from dmtl.study.statistics import (
     SINGLE_SEED,
+    TOLERANCE,
     Cell,
     best_variants,
     cell,
@@ -71,8 +73,22 @@ NOISE_RULE = (
 )
 TRAINING_NOTE = (
     "Means over the done runs (seeds); best step: the step of the checkpoint evaluated; "
-    "stopped early: runs stopped before their budget / runs that reported it; n/a: not "
-    "reported by the trainer."
+    "stopped early: runs stopped before their budget / runs that reported it; run wall s: "
+    "a run's training and evaluation time; n/a: not reported by the trainer."
+)
+WALL_NOTE = "elapsed from the start of the study to its report"
+PER_OUTPUT_LIMIT = 100
+"""Per-class/label metrics are recorded for tasks of at most this many outputs (the
+training module's ``MAX_PER_OUTPUT_METRICS``): the report says so for larger tasks."""
+COLLAPSED_ROWS = 20
+"""A per-output table longer than this is folded (``<details>``) to keep the report short."""
+PER_OUTPUT_METRIC = {"categorical": ("f1", "class"), "binary_set": ("f1", "label"),
+                     "regression": ("ccc", "target")}
+"""Per kind of task: the per-output metric in ``results.json`` and what an output is."""
+PER_OUTPUT_NOTE = (
+    "Each task's metric per class (label), on the evaluation split: mean ± std over seeds "
+    "per variant; bold: the best mean of the row. The `single_task` column uses the model "
+    "trained on that task alone."
 )
 
 
@@ -199,7 +215,7 @@ def training_frame(results: StudyResults) -> pd.DataFrame:
         "best step": [_number(x) for x in stats["best_step"]],
         "stopped early": [f"{s:.0f}/{n}" if n else "n/a"
                           for s, n in zip(stats["stopped"], stats["reported"], strict=True)],
-        "wall s": [_number(round(x, 1)) for x in stats["wall_s"]],
+        "run wall s": [_number(round(x, 1)) for x in stats["wall_s"]],
     })
 
 
@@ -216,6 +232,36 @@ def budget_warning(results: StudyResults) -> str | None:
     return (f"{len(full)} of {done} runs trained to the budget without stopping early "
             f"({', '.join(labels)}): the budget, not their validation metric, ended them, so "
             "they may be under-trained; a larger study.budget_epochs gives them room")
+
+
+def study_warnings(results: StudyResults) -> list[str]:
+    """Every warning of the study, each once: those recorded while it ran (the data, the
+    monitor), then the budget's (:func:`budget_warning`)."""
+    lines = list(dict.fromkeys(results.warnings))
+    budget = budget_warning(results)
+    return lines + ([budget] if budget is not None and budget not in lines else [])
+
+
+def per_output_frame(results: StudyResults, task: str) -> pd.DataFrame | None:
+    """One row per class (label) of ``task``, one column per variant (report order): mean ±
+    std over seeds of its per-output metric, the best mean of each row bold. ``None`` when
+    no run recorded it (e.g. a task of more than :data:`PER_OUTPUT_LIMIT` outputs)."""
+    info = results.tasks[task]
+    metric, noun = PER_OUTPUT_METRIC.get(info.kind, ("f1", "output"))
+    variants, n_seeds = _report_order(results), len(results.seeds)
+    rows, found = [], False
+    for name in info.names:
+        cells = {v: cell(results, v, f"{task}/{metric}/{name}") for v in variants}
+        means = [c.mean for c in cells.values() if c.mean is not None]
+        found = found or bool(means)
+        top = max(means, default=None)
+        row = {noun: name}
+        for v, c in cells.items():
+            text = fmt_cell(c, n_seeds)
+            best = top is not None and c.mean is not None and c.mean >= top - TOLERANCE
+            row[v] = f"**{text}**" if best and len(means) > 1 else text
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[noun, *variants]) if found else None
 
 
 def protocol_text(protocol: Mapping[str, Any] | None) -> str:
@@ -235,9 +281,17 @@ def protocol_text(protocol: Mapping[str, Any] | None) -> str:
 def _run_counts(results: StudyResults) -> str:
     done = sum(r.status == "done" for r in results.runs)
     failed = sum(r.status == "failed" for r in results.runs)
-    wall = sum(r.wall_s or 0.0 for r in results.runs)
     missing = len(missing_runs(results))
-    return f"{done} done, {failed} failed, {missing} missing; total wall time {wall:.1f} s"
+    return f"{done} done, {failed} failed, {missing} missing"
+
+
+def _wall_line(results: StudyResults) -> str:
+    """The study's one wall-time figure, defined (``n/a`` in files written before it)."""
+    if results.wall_s is None:
+        return "- Wall time: n/a (not recorded in these results)"
+    n = len(results.commands)
+    over = f", summed over its {n} commands" if n > 1 else ""
+    return f"- Wall time: {results.wall_s:.0f} s ({WALL_NOTE}{over})"
 
 
 def _command_lines(results: StudyResults) -> list[str]:
@@ -270,6 +324,7 @@ def _summary(results: StudyResults) -> list[str]:
         f"- Variants: {', '.join(results.variants)}",
         f"- Seeds: {', '.join(map(str, results.seeds))}; evaluated on split: {', '.join(splits)}",
         f"- Runs: {_run_counts(results)}",
+        _wall_line(results),
         f"- Hardware: {hardware}",
     ]
 
@@ -306,15 +361,57 @@ def _failed_lines(results: StudyResults) -> list[str]:
     return lines
 
 
+def _warning_lines(results: StudyResults) -> list[str]:
+    lines = study_warnings(results)
+    return ["## Warnings", "", *(f"- {line}" for line in lines), ""] if lines else []
+
+
+def _per_output_lines(results: StudyResults) -> list[str]:
+    """Per task, its per-class (label) table, folded when long; what is not recorded, said."""
+    lines: list[str] = []
+    for task, info in results.tasks.items():
+        metric, noun = PER_OUTPUT_METRIC.get(info.kind, ("f1", "output"))
+        title = f"{task}: {metric.upper()} per {noun} ({len(info.names)})"
+        frame = per_output_frame(results, task)
+        if frame is None:
+            why = (f"not recorded: per-{noun} metrics are kept for tasks of at most "
+                   f"{PER_OUTPUT_LIMIT} outputs, and {task} has {len(info.names)}"
+                   if len(info.names) > PER_OUTPUT_LIMIT else "n/a: no run recorded them")
+            lines += [f"### {title}", "", why[0].upper() + why[1:] + ".", ""]
+        elif len(frame) > COLLAPSED_ROWS:
+            lines += [f"### {title}", "", "<details>", f"<summary>{len(frame)} rows</summary>",
+                      "", markdown_table(frame), "", "</details>", ""]
+        else:
+            lines += [f"### {title}", "", markdown_table(frame), ""]
+    return ["## Per class and per label", "", PER_OUTPUT_NOTE, "", *lines] if lines else []
+
+
+def _plot_lines(plots: Mapping[str, str], files: Mapping[str, str]) -> list[str]:
+    if not plots and not files:
+        return []
+    out = ["## Plots", "", *(f"- [{caption}]({path})" for caption, path in plots.items()),
+           *(f"- {caption}: [{path}]({path})" for caption, path in files.items()), ""]
+    for caption, path in plots.items():
+        out += [f"![{caption}]({path})", ""]
+    return out
+
+
 def _details(title: str, payload: object) -> list[str]:
     body = json.dumps(payload, indent=2, sort_keys=True, default=str)
     return ["<details>", f"<summary>{title}</summary>", "", "```json", body, "```", "",
             "</details>", ""]
 
 
-def render_markdown(results: StudyResults, plots: Mapping[str, str] | None = None) -> str:
-    """The report as Markdown; ``plots`` maps a caption to an image path (relative to it)."""
+def render_markdown(
+    results: StudyResults,
+    plots: Mapping[str, str] | None = None,
+    *,
+    files: Mapping[str, str] | None = None,
+) -> str:
+    """The report as Markdown; ``plots`` maps a caption to an image path and ``files`` a
+    caption to a data file (both relative to the report)."""
     out = [f"# dmtl study: {results.study}", "", *_summary(results), ""]
+    out += _warning_lines(results)
     out += ["## Results (primary metric, mean ± std over seeds)", "",
             markdown_table(results_frame(results, bold=True)), "",
             RESULTS_NOTE.format(seeds=len(results.seeds)), ""]
@@ -324,18 +421,14 @@ def render_markdown(results: StudyResults, plots: Mapping[str, str] | None = Non
     out += ["## Ranking", "", markdown_table(ranking_frame(results)), "", RANK_RULE, ""]
     out += ["## Best variant and variants within noise of it, per task", "",
             *_noise_lines(results), "", NOISE_RULE, ""]
+    out += _per_output_lines(results)
     out += ["## Training", "", f"Protocol: {protocol_text(results.protocol)}.", "",
             markdown_table(training_frame(results)), "", TRAINING_NOTE, ""]
-    if (budget := budget_warning(results)) is not None:
-        out += [f"**Budget:** {budget}.", ""]
     out += ["## Failed runs", "", *_failed_lines(results), ""]
-    if plots:
-        out += ["## Plots", "", *(f"- [{caption}]({path})" for caption, path in plots.items()),
-                ""]
-        for caption, path in plots.items():
-            out += [f"![{caption}]({path})", ""]
+    out += _plot_lines(plots or {}, files or {})
     if results.config:
-        out += _details("Config", results.config)
+        out += _details("Config (effective: the file with the command's overrides, seeds "
+                        "and variants, under the study's protocol)", results.config)
     if results.regime:
         out += _details("Label regime per seed", results.regime)
     return "\n".join(out).rstrip() + "\n"
@@ -355,14 +448,18 @@ def _key_label(key: tuple[str, int, str | None]) -> str:
 
 
 __all__ = [
+    "PER_OUTPUT_LIMIT",
     "REPORT_NAME",
+    "budget_warning",
     "differences_frame",
     "fmt_cell",
     "markdown_table",
+    "per_output_frame",
     "protocol_text",
     "ranking_frame",
     "render_markdown",
     "results_frame",
+    "study_warnings",
     "task_header",
     "training_frame",
 ]

@@ -154,9 +154,11 @@ class StudyResults(_Strict):
     the seeds as strings). ``commands`` lists every command that produced the
     results (the first, then each resume); ``command`` keeps the first for older
     readers (a file with ``command`` only gets ``commands = [command]``).
-    ``config`` and ``protocol`` (how runs were trained and validated, e.g.
-    ``{"name": "early_stopping", "budget_epochs": 60, "patience": 5}``) are for
-    the report.
+    ``config`` (the effective config: the file with the command's overrides, seeds and
+    variants, under the study's protocol) and ``protocol`` (how runs were trained and
+    validated, e.g. ``{"name": "early_stopping", "budget_epochs": 60, "patience": 5}``)
+    are for the report. ``wall_s`` is the study's elapsed wall time, summed over its
+    commands; ``warnings`` the lines the study warned of, each once.
     """
 
     schema_version: Literal[1] = 1
@@ -173,6 +175,8 @@ class StudyResults(_Strict):
     runs: list[RunRecord] = Field(default_factory=list)
     regime: dict[str, Any] = Field(default_factory=dict)
     hardware: Hardware = Field(default_factory=Hardware)
+    wall_s: float | None = None
+    warnings: list[str] = Field(default_factory=list)
 
     @field_validator("regime", mode="before")
     @classmethod
@@ -217,6 +221,14 @@ def record_command(results: StudyResults, command: str | None) -> StudyResults:
     if results.command is None and results.commands:
         results.command = results.commands[0]
     return results
+
+
+def record_warning(results: StudyResults, line: str) -> bool:
+    """Add ``line`` to ``results.warnings`` unless it is there; whether it was new."""
+    if line in results.warnings:
+        return False
+    results.warnings.append(line)
+    return True
 
 
 def _check_run(results: StudyResults, run: RunRecord) -> None:
@@ -343,6 +355,7 @@ __all__ = [
     "load_results",
     "missing_runs",
     "record_command",
+    "record_warning",
     "save_results",
     "upsert_run",
 ]

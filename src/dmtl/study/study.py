@@ -42,7 +42,8 @@ import math
 import time
 import traceback
 import typing
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,7 @@ from dmtl.study.results import (
     find_run,
     load_results,
     record_command,
+    record_warning,
     save_results,
     upsert_run,
 )
@@ -176,31 +178,80 @@ def run_study(
     ``jobs`` > 1 trains that many runs at once, each in its own worker process with
     ``trainer.num_threads: auto`` sharing the usable cores among them; this process alone
     writes ``results.json`` (after every run) and the report. ``progress`` gets one line
-    per event (``train ...``, ``resume ...``, ``skip ... (done)``, ``FAILED ...``);
-    ``observer`` gets structured events (a progress bar).
+    per event (``warning: ...`` once per warning, ``train ...``, ``resume ...``,
+    ``skip ... (done)``, ``FAILED ...``); ``observer`` gets structured events (a progress
+    bar). ``results.json`` records the effective config (with ``seeds`` and ``out_dir``),
+    the warnings and the study's elapsed wall time (summed over resumes).
     """
+    start = time.perf_counter()
     if jobs > 1:
         warm_up(STUDY_PRELOAD)  # the workers' imports overlap with loading the data here
     say = progress or (lambda message: None)
-    watch = observer or StudyObserver()
     out_dir = Path(out_dir)
     results_path = out_dir / "results.json"
-    n_seeds = seeds or config.study.seeds
-    seed_list = [config.trainer.seed + i for i in range(n_seeds)]
+    config = effective_config(config, out_dir, seeds)
     _prepare_study_dir(out_dir, config, resume, overwrite, allow_config_change)
     (out_dir / "config.yaml").write_text(dump_config(config))
-    loaded = load_sources(config)
+    notes: list[str] = []
+    with relayed_warnings(notes.append):
+        loaded = load_sources(config)
     config = protocol_config(config, loaded)
     results: StudyResults | None = load_results(results_path) if results_path.is_file() else None
     if results is not None:
         record_command(results, command)  # a resume: its command produced results too
+    results, experiments, plan = _plan_study(config, loaded, results, command, notes)
+    for line in dict.fromkeys(notes):  # each warning once, however many seeds repeat it
+        record_warning(results, line)
+        say(f"warning: {line}")
+    todo = _runs_to_do(plan, results, out_dir, resume, say)
+    watch = observer or StudyObserver()
+    watch.study_started(len(plan), len(plan) - len(todo))
+    book = _Bookkeeper(results, results_path, out_dir, say, watch, start)
+    if jobs > 1 and len(todo) > 1:
+        _run_parallel(config, todo, out_dir, jobs, allow_config_change, book)
+    else:
+        _run_serial(config, experiments, todo, out_dir, allow_config_change, book)
+    results.config = _config_record(config, results)
+    plots = _relatedness_plots(experiments[max(experiments)], out_dir)
+    book.save()  # with the wall time so far; the report's figure is the same one
+    write_report(results, out_dir, extra_plots=plots)
+    return results
+
+
+def effective_config(config: Config, out_dir: Path, seeds: int | None) -> Config:
+    """The config the study runs: ``study.seeds`` = ``seeds`` when given, ``output.dir`` =
+    the study folder (``--out``), on top of what the command line changed already."""
+    study = config.study.model_copy(update={"seeds": seeds or config.study.seeds})
+    output = config.output.model_copy(update={"dir": str(out_dir)})
+    return config.model_copy(update={"study": study, "output": output})
+
+
+def _config_record(config: Config, results: StudyResults) -> dict[str, Any]:
+    """The config of ``results.json``: what ran (the protocol's), with every seed and
+    variant of the study, a resume's included."""
+    study = config.study.model_copy(
+        update={"seeds": len(results.seeds), "variants": list(results.variants)}
+    )
+    return config.model_copy(update={"study": study}).model_dump(mode="json")
+
+
+def _plan_study(
+    config: Config,
+    loaded: Sequence[LoadedSource],
+    results: StudyResults | None,
+    command: str | None,
+    notes: list[str],
+) -> tuple[StudyResults, dict[int, Experiment], list[PlannedRun]]:
+    """Each seed's experiment and runs, in order; the results extended with them (new ones
+    when ``results`` is ``None``). What the experiments warn of is added to ``notes``."""
+    seed_list = [config.trainer.seed + i for i in range(config.study.seeds)]
     experiments: dict[int, Experiment] = {}
     plan: list[PlannedRun] = []
     for seed in seed_list:
-        experiment = build_experiment(config, seed, loaded)
+        with relayed_warnings(notes.append):
+            experiment = build_experiment(config, seed, loaded)
         experiments[seed] = experiment
-        if seed == seed_list[0]:
-            _check_study(config, experiment, say)
+        notes += _check_study(config, experiment, first=seed == seed_list[0])
         if results is None:
             results = _new_results(config, experiment, seed_list, command)
         results.seeds = sorted(set(results.seeds) | set(seed_list))
@@ -211,25 +262,31 @@ def run_study(
             tasks = [t.name for t in experiment.tasks] if variant == "single_task" else [None]
             plan += [PlannedRun(variant, seed, task, steps_per_epoch) for task in tasks]
     assert results is not None
-    todo = _runs_to_do(plan, results, out_dir, resume, say)
-    watch.study_started(len(plan), len(plan) - len(todo))
-    book = _Bookkeeper(results, results_path, out_dir, say, watch)
-    if jobs > 1 and len(todo) > 1:
-        _run_parallel(config, todo, out_dir, jobs, allow_config_change, book)
-    else:
-        _run_serial(config, experiments, todo, out_dir, allow_config_change, book)
-    save_results(results, results_path)
-    write_report(results, out_dir, extra_plots=_relatedness_plots(experiment, out_dir))
-    return results
+    return results, experiments, plan
 
 
-def _check_study(config: Config, experiment: Experiment, say: ProgressFn) -> None:
-    """Refuse a monitor the runs cannot log; say what the experiment's data will not teach."""
+@contextlib.contextmanager
+def relayed_warnings(report: Callable[[str], None]) -> Iterator[None]:
+    """Python ``UserWarning``s raised inside (e.g. corrupt images skipped) go to ``report``
+    as one line each, to be said once as study warnings; other warnings pass through."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        yield
+    for item in caught:
+        if issubclass(item.category, UserWarning):
+            report(str(item.message))
+        else:
+            warnings.showwarning(item.message, item.category, item.filename, item.lineno)
+
+
+def _check_study(config: Config, experiment: Experiment, *, first: bool) -> list[str]:
+    """Refuse a monitor the runs cannot log (checked on the ``first`` seed); what the
+    experiment's data will not teach, one line each."""
     from dmtl.training.trainer import check_monitor  # Lightning, only where it is needed
 
-    check_monitor(config, experiment.tasks)
-    for line in experiment_warnings(experiment):
-        say(f"warning: {line}")
+    if first:
+        check_monitor(config, experiment.tasks)
+    return experiment_warnings(experiment)
 
 
 def _runs_to_do(
@@ -290,6 +347,8 @@ def _relatedness_plots(experiment: Experiment, out_dir: Path) -> dict[str, Path]
             list(edge.target.names),
             path,
             title=f"p({edge.target.name} | {edge.source.name}) ({origin})",
+            row_label=f"{edge.source.name} (source)",
+            col_label=f"{edge.target.name} (target)",
         )
         plots[f"Relatedness {edge.name} ({origin})"] = path
     return plots
@@ -375,9 +434,13 @@ class _Bookkeeper:
         out_dir: Path,
         say: ProgressFn,
         watch: StudyObserver,
+        start: float,
     ) -> None:
         self.results, self.path, self.out_dir = results, path, out_dir
         self.say, self.watch = say, watch
+        # when this command's study began (time.perf_counter()); the wall time of the
+        # commands before it (a resume's)
+        self.start, self.earlier_wall_s = start, results.wall_s or 0.0
 
     def started(self, run: PlannedRun) -> None:
         self.say(f"{'resume' if run.resume else 'train'} {run.label}")
@@ -390,10 +453,14 @@ class _Bookkeeper:
         upsert_run(self.results, record)
         order = {key: i for i, key in enumerate(expected_runs(self.results))}
         self.results.runs.sort(key=lambda r: order.get(r.key, len(order)))
-        save_results(self.results, self.path)
+        self.save()
         self.watch.run_finished(record)
 
     def save(self) -> None:
+        """Write ``results.json``, with the study's wall time up to now (an interrupted
+        command keeps what it spent)."""
+        elapsed = time.perf_counter() - self.start
+        self.results.wall_s = round(self.earlier_wall_s + elapsed, 1)
         save_results(self.results, self.path)
 
 
@@ -555,10 +622,12 @@ def _run_job(job: _RunJob, report: Callable[[Any], None]) -> dict[str, Any]:
     silence_lightning()  # the parent draws the progress; Lightning's chatter would break it
     key = (job.config.model_dump_json(), job.run.seed)
     if key not in _WORKER_EXPERIMENTS:
-        loaded = _WORKER_SOURCES.get(key[0])
-        if loaded is None:
-            loaded = _WORKER_SOURCES.setdefault(key[0], load_sources(job.config))
-        _WORKER_EXPERIMENTS[key] = build_experiment(job.config, job.run.seed, loaded)
+        with warnings.catch_warnings():  # the parent said them once, when it loaded the data
+            warnings.simplefilter("ignore", UserWarning)
+            loaded = _WORKER_SOURCES.get(key[0])
+            if loaded is None:
+                loaded = _WORKER_SOURCES.setdefault(key[0], load_sources(job.config))
+            _WORKER_EXPERIMENTS[key] = build_experiment(job.config, job.run.seed, loaded)
     progress = _epoch_progress(lambda epoch, total: report((epoch, total)))
     record = _one_run(
         _WORKER_EXPERIMENTS[key], job.config, job.run, Path(job.out_dir),
