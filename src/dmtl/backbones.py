@@ -221,9 +221,10 @@ def _is_download_error(error: BaseException) -> bool:
 def _download_message(name: str, error: BaseException) -> str:
     reason = " ".join(str(error).split())[:160]
     return (
-        f"backbone {name!r}: its pretrained weights could not be downloaded ({type(error).__name__}: "
-        f"{reason}); with no network, give backbone.weights: PATH (a local state dict, "
-        "docs/config.md) or download them once where there is one (they are cached)"
+        f"backbone {name!r}: its pretrained weights could not be downloaded "
+        f"({type(error).__name__}: {reason}); with no network, give backbone.weights: PATH "
+        "(a local state dict, docs/config.md) or download them once where there is one "
+        "(they are cached)"
     )
 
 

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from dmtl import registry
+import dmtl.registry as registry
 from dmtl._textfile import read_text
 from dmtl.errors import ConfigError
 
@@ -535,17 +535,17 @@ def variant_method(config: Config, variant: str) -> MethodConfig:
     if changes.get("co_annotation") == "<study>":
         changes["co_annotation"] = config.study.co_annotation
     data = {**config.method.model_dump(), **changes}
-    where = f"study.variants: {variant!r}"
+    what = f"variant {variant!r} cannot run with this config's method"
     try:
         method = MethodConfig.model_validate(data)
     except ValidationError as error:
         reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
-        raise ConfigError([(where, f"with this config's method: {reason}")]) from None
+        raise ConfigError([("study.variants", f"{what}: {reason}")]) from None
     problems = registry.AGGREGATORS.problems(
         method.aggregator, method.aggregator_options, "aggregator", "method.aggregator_options"
     )
     if problems:
-        raise ConfigError([(where, f"{problems[0][0]}: {problems[0][1]}")])
+        raise ConfigError([("study.variants", f"{what}: {problems[0][0]}: {problems[0][1]}")])
     return method
 
 
@@ -556,8 +556,7 @@ def variant_problems(config: Config) -> list[tuple[str, str]]:
         try:
             variant_method(config, variant)
         except ConfigError as error:
-            problems += [(f"study.variants.{i}", message.removeprefix("study.variants: "))
-                         for _, message in error.problems]
+            problems += [(f"study.variants.{i}", message) for _, message in error.problems]
     return problems
 
 

@@ -19,8 +19,11 @@ A new entry declares its options where its factory lives or here::
 
     AGGREGATORS.register("my_aggregator", MyOptions)
 
->>> AGGREGATORS.problems("mgda", {"max_iter": 5}, "method.aggregator", "method.aggregator_options")
-[('method.aggregator_options.max_iter', "aggregator 'mgda' has no option 'max_iter' (did you mean 'max_iters'?); options: epsilon, max_iters")]
+>>> found = AGGREGATORS.problems("mgda", {"max_iter": 5}, "method.aggregator", "options")
+>>> found[0][0]
+'options.max_iter'
+>>> found[0][1].split(";")[0]
+"aggregator 'mgda' has no option 'max_iter' (did you mean 'max_iters'?)"
 """
 
 from __future__ import annotations
@@ -268,13 +271,14 @@ class FairgradOptions(Options):
 
 
 AGGREGATORS = Registry("aggregator")
-for _name, _model in {
+_AGGREGATOR_OPTIONS: dict[str, type[BaseModel] | None] = {
     "sum": None, "mean": None, "upgrad": ProjectorOptions, "dualproj": ProjectorOptions,
     "mgda": MgdaOptions, "pcgrad": None, "imtl_g": None, "aligned_mtl": AlignedMtlOptions,
     "config": None, "graddrop": None, "random": None, "cagrad": CagradOptions,
     "fairgrad": FairgradOptions,
-}.items():
-    AGGREGATORS.register(_name, _model)
+}
+for _name, _options in _AGGREGATOR_OPTIONS.items():
+    AGGREGATORS.register(_name, _options)
 
 
 class UncertaintyOptions(Options):
@@ -437,12 +441,13 @@ class UtZapposOptions(Options):
 
 
 READERS = Registry("reader")
-for _name, _model in {
+_READER_OPTIONS: dict[str, type[BaseModel]] = {
     "affectnet": AffectnetOptions, "affwild2": Affwild2Options, "bp4d": Bp4dOptions,
     "celeba": CelebaOptions, "cub": CubOptions, "deepfashion": DeepfashionOptions,
     "disfa": DisfaOptions, "rafdb": RafdbOptions, "ut_zappos": UtZapposOptions,
-}.items():
-    READERS.register(_name, _model)
+}
+for _name, _reader_options in _READER_OPTIONS.items():
+    READERS.register(_name, _reader_options)
 
 
 AUGMENT_PRESETS = ("none", "light", "standard", "randaugment")
