@@ -77,7 +77,7 @@ def check_config(
     for i, source in enumerate(config.sources):
         augment = source.input.augment
         if augment not in AUGMENT_PRESETS:
-            problem = _import_problem(augment, AUGMENT_FACTORY_PARAMETERS)[1]
+            problem = _import_problem("augment", augment, AUGMENT_FACTORY_PARAMETERS)[1]
             if problem:
                 problems.append((f"sources.{i}.input.augment", problem))
     problems += monitor_problems(config)
@@ -93,23 +93,26 @@ def _user_folders(config_file: str | Path | None) -> list[Path]:
     return folders
 
 
-def _import_problem(name: str, parameters: Sequence[str]) -> tuple[Any, str | None]:
+def _import_problem(
+    what: str, name: str, parameters: Sequence[str]
+) -> tuple[Any, str | None]:
     """Import ``package.module:function``; ``(factory, None)`` or ``(None, why not)``."""
     module_name, _, function = name.partition(":")
+    label = f"{what} {name!r}"
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
         return None, (
-            f"{name!r}: cannot import module {module_name!r} ({error}); modules are found "
+            f"{label}: cannot import module {module_name!r} ({error}); modules are found "
             "in the config file's folder, the working directory and the installed packages"
         )
     except Exception as error:  # the user's module failed while being imported
-        return None, f"{name!r}: importing {module_name!r} failed: {type(error).__name__}: {error}"
+        return None, f"{label}: importing {module_name!r} failed: {type(error).__name__}: {error}"
     factory = getattr(module, function, None)
     if factory is None:
-        return None, f"{name!r}: module {module_name!r} has no {function!r}"
+        return None, f"{label}: module {module_name!r} has no {function!r}"
     problem = factory_problem(factory, module_name, parameters)
-    return (None, f"{name!r} is not a factory: {problem}") if problem else (factory, None)
+    return (None, f"{label} is not a {what} factory: {problem}") if problem else (factory, None)
 
 
 def _backbone_problems(config: Config, folders: Sequence[Path]) -> Problems:
@@ -122,7 +125,7 @@ def _backbone_problems(config: Config, folders: Sequence[Path]) -> Problems:
         return [("backbone.name", problem)] if problem else []
     if not is_factory_name(name):  # load_config has refused it already
         return []
-    factory, problem = _import_problem(name, BACKBONE_FACTORY_PARAMETERS)
+    factory, problem = _import_problem("backbone", name, BACKBONE_FACTORY_PARAMETERS)
     if problem is None and _defined_under(factory, folders):
         problem = _trial_build(name, factory, config)
     return [("backbone.name", problem)] if problem else []
@@ -132,13 +135,13 @@ def _library_model_problem(library: str, model: str) -> str | None:
     try:
         module = importlib.import_module(library)
     except ImportError:
-        return f"'{library}:{model}' needs {library}: pip install 'dmtl[vision]'"
+        return f"backbone '{library}:{model}' needs {library}: pip install 'dmtl[vision]'"
     known = list(module.list_models() if library == "timm" else module.models.list_models())
     if model in known or (library == "timm" and model.partition(".")[0] in known):
         return None
     close = difflib.get_close_matches(model, known, n=1)
     hint = f" (did you mean '{library}:{close[0]}'?)" if close else ""
-    return f"{library} has no model {model!r}{hint}"
+    return f"backbone '{library}:{model}': {library} has no model {model!r}{hint}"
 
 
 def _defined_under(factory: Any, folders: Sequence[Path]) -> bool:
@@ -169,11 +172,11 @@ def _trial_build(name: str, factory: Any, config: Config) -> str | None:
     try:
         result = factory(**arguments)
     except Exception as error:
-        return f"{name!r}: calling it as a backbone failed: {type(error).__name__}: {error}"
+        return f"backbone {name!r}: calling the factory failed: {type(error).__name__}: {error}"
     module = result[0] if isinstance(result, tuple) and len(result) == 2 else result
     if not isinstance(module, nn.Module):
         return (
-            f"{name!r} returned {type(result).__name__}; a backbone factory returns an "
+            f"backbone {name!r} returned {type(result).__name__}; a backbone factory returns an "
             "nn.Module or (module, feature_dim)"
         )
     return None
@@ -193,14 +196,17 @@ def monitor_problems(config: Config) -> Problems:
             return []
         return [("trainer.monitor", f"{monitor!r} is not a logged metric: names start "
                  "with 'val/' (val/loss, val/selection, val/<task>/<metric>)")]
-    names = ["val/loss", "val/selection"]
+    names, shown = ["val/loss", "val/selection"], ["val/loss", "val/selection"]
     for task in tasks:
         names += [f"val/{task.name}/{metric}" for metric in task.metric_names(True)]
+        shown += [f"val/{task.name}/{metric}" for metric in task.metric_names(False)]
+        per = sorted(set(task.metric_names(True)) - set(task.metric_names(False)))
+        if per:
+            shown.append(f"val/{task.name}/{per[0].split('/')[0]}/<{task.output_word}>")
     if monitor in names:
         return []
     close = difflib.get_close_matches(monitor, names, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    shown = names if len(names) <= 12 else [*names[:12], "..."]
     return [("trainer.monitor", f"{monitor!r} is not a logged metric{hint}; valid: "
              f"{', '.join(shown)}")]
 
