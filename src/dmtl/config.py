@@ -205,13 +205,6 @@ class InputConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> InputConfig:
-        preset = self.augment
-        if preset not in AUGMENT_PRESETS and not _is_factory_name(preset):
-            raise PydanticCustomError(
-                "augment",
-                f"augment {preset!r}: expected one of {', '.join(AUGMENT_PRESETS)} "
-                "or a 'package.module:factory'",
-            )
         low, high = self.crop_scale
         if not 0.0 < low <= high <= 1.0:
             raise PydanticCustomError(
@@ -598,6 +591,12 @@ def _source_registry_problems(at: str, source: SourceConfig) -> list[tuple[str, 
             (f"{at}.options", "a manifest source takes no options (options apply to "
              "'builtin' and 'reader' sources)")
         )
+    augment = source.input.augment
+    if augment not in AUGMENT_PRESETS and not _is_factory_name(augment):
+        problems.append(
+            (f"{at}.input.augment", f"augment {augment!r}: expected one of "
+             f"{', '.join(AUGMENT_PRESETS)} or a 'package.module:factory'")
+        )
     return problems
 
 
@@ -811,6 +810,9 @@ def check_consistency(config: Config) -> list[tuple[str, str]]:
     problems += _edge_problems(config, declared, all_declared)
     problems += _input_problems(config, declared if all_declared else None)
     problems += registry_problems(config)
+    weights = config.backbone.weights
+    if weights is not None and not Path(weights).is_file():
+        problems.append(("backbone.weights", f"file not found: {weights}"))
     for name in config.method.task_weights:
         if all_declared and name not in task_names:
             problems.append((f"method.task_weights.{name}", "no such task"))
