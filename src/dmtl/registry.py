@@ -150,6 +150,7 @@ class MlpOptions(Options):
 
     hidden: list[int] = Field(default=[256, 128], min_length=1)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    input_dim: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _positive(self) -> MlpOptions:
@@ -271,6 +272,9 @@ class FairgradOptions(Options):
 
 
 AGGREGATORS = Registry("aggregator")
+"""TorchJD's aggregators (``dmtl.core.aggregation.AGGREGATORS``). Arguments that take a
+tensor or a function (``config``'s ``pref_vector``, ``graddrop``'s ``f`` and ``leak``) cannot
+be written in a config and are left at TorchJD's defaults."""
 _AGGREGATOR_OPTIONS: dict[str, type[BaseModel] | None] = {
     "sum": None, "mean": None, "upgrad": ProjectorOptions, "dualproj": ProjectorOptions,
     "mgda": MgdaOptions, "pcgrad": None, "imtl_g": None, "aligned_mtl": AlignedMtlOptions,
