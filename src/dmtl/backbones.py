@@ -49,11 +49,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from dmtl.core.model import infer_feature_dim
 from dmtl.errors import MissingDependencyError, SpecError
-from dmtl.registry import BACKBONE_FACTORY_PARAMETERS, factory_problem
+from dmtl.registry import (
+    BACKBONE_FACTORY_PARAMETERS,
+    BACKBONES,
+    factory_problem,
+    options_from_signature,
+)
 
 BackboneFactory = Callable[..., tuple[nn.Module, int]]
 """``factory(in_channels, image_size, pretrained, **kwargs) -> (module, feature_dim)``."""
@@ -61,12 +67,19 @@ BackboneFactory = Callable[..., tuple[nn.Module, int]]
 VISION_EXTRA = "pip install 'dmtl[vision]'"
 
 _REGISTRY: dict[str, BackboneFactory] = {}
+_OPTIONS_FROM_CODE: set[str] = set()
+"""Names whose options model was made here from the factory's signature."""
 
 
 def register_backbone(
-    name: str, overwrite: bool = False
+    name: str, overwrite: bool = False, options: type[BaseModel] | None = None
 ) -> Callable[[BackboneFactory], BackboneFactory]:
     """Decorator adding ``factory(in_channels, image_size, pretrained, **kwargs)`` as ``name``.
+
+    The name and its options are checked when a config is read through
+    :data:`dmtl.registry.BACKBONES`: ``options`` is the pydantic model of its options (by
+    default, one made from the factory's keyword arguments); a name declared in
+    ``dmtl.registry`` keeps its model there.
 
     >>> @register_backbone("tiny_linear")
     ... def tiny_linear(in_channels, image_size, pretrained=False, width=4):
@@ -85,6 +98,10 @@ def register_backbone(
         if name in _REGISTRY and not overwrite:
             raise SpecError(f"backbone {name!r} is already registered (pass overwrite=True)")
         _REGISTRY[name] = factory
+        if name not in BACKBONES or name in _OPTIONS_FROM_CODE:
+            model = options or options_from_signature(factory, BACKBONE_FACTORY_PARAMETERS)
+            BACKBONES.register(name, model, overwrite=True)
+            _OPTIONS_FROM_CODE.add(name)
         return factory
 
     return decorator
@@ -93,6 +110,9 @@ def register_backbone(
 def unregister_backbone(name: str) -> None:
     """Remove a registered backbone (``KeyError`` if unknown)."""
     del _REGISTRY[name]
+    if name in _OPTIONS_FROM_CODE:
+        BACKBONES.unregister(name)
+        _OPTIONS_FROM_CODE.discard(name)
 
 
 def list_backbones() -> list[str]:

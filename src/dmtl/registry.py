@@ -34,7 +34,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 
 class Options(BaseModel):
@@ -140,6 +140,22 @@ def options_problems(
 
 class NoOptions(Options):
     """An entry that takes no option."""
+
+
+def options_from_signature(function: Any, skip: Sequence[str] = ()) -> type[BaseModel]:
+    """An options model from a factory's keyword arguments (types unchecked, names
+    checked; a ``**kwargs`` factory takes any option): for entries registered in code
+    without a model of their own."""
+    parameters = inspect.signature(function).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return OpenOptions
+    fields: dict[str, Any] = {
+        name: (Any, ... if p.default is p.empty else p.default)
+        for name, p in parameters.items()
+        if name not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    name = getattr(function, "__name__", "factory")
+    return create_model(f"{name}_options", __base__=Options, **fields)
 
 
 # ---- backbones ---------------------------------------------------------------------------------
@@ -475,5 +491,6 @@ __all__ = [
     "backbone_problems",
     "factory_problem",
     "is_factory_name",
+    "options_from_signature",
     "options_problems",
 ]
