@@ -351,11 +351,14 @@ def demo(
     jobs: Jobs = "auto",
 ) -> None:
     """The study on built-in digits with 3% of the digit labels (about a minute on 2 cores)."""
-    from dmtl.config import load_config
+    from dmtl.build.check import checked_config
+    from dmtl.config import variant_problems
 
     config_file = resources.files("dmtl") / "configs" / "digits-demo.yaml"
     with resources.as_file(config_file) as path:
-        cfg = _chosen_variants(load_config(path, set_ or []), variants)
+        cfg = _chosen_variants(checked_config(path, set_ or []), variants)
+    if problems := variant_problems(cfg):
+        raise ConfigError(problems)
     folder = check_output_folder(
         out or Path("runs") / f"demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     )
