@@ -158,7 +158,7 @@ CASES: list[Case] = [
     ("augment-name", [_source(builtin="digits", input={"augment": "heavy"})],
      "sources.0.input.augment", "expected one of"),
     ("augment-factory", [_source(builtin="digits", input={"augment": "subprocess:run"})],
-     "sources.0.input.augment", "not a augment factory"),
+     "sources.0.input.augment", "not an augmentation factory"),
     ("lr-inf", [_edit("optim.lr", float("inf"))], "optim.lr", "finite"),
     ("lr-nan", [_edit("optim.lr", float("nan"))], "optim.lr", "finite"),
     ("lr-zero", [_edit("optim.lr", 0)], "optim.lr", "greater than 0"),

@@ -112,7 +112,10 @@ def _import_problem(
     if factory is None:
         return None, f"{label}: module {module_name!r} has no {function!r}"
     problem = factory_problem(factory, module_name, parameters)
-    return (None, f"{label} is not a {what} factory: {problem}") if problem else (factory, None)
+    if problem:
+        kind = "an augmentation" if what == "augment" else f"a {what}"
+        return None, f"{label} is not {kind} factory: {problem}"
+    return factory, None
 
 
 def _backbone_problems(config: Config, folders: Sequence[Path]) -> Problems:
