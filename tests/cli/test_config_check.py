@@ -173,6 +173,8 @@ CASES: list[Case] = [
      "not a logged metric"),
     ("monitor-prefix", [_edit("trainer.monitor", "loss")], "trainer.monitor",
      "not a logged metric"),
+    ("early-stopping-without-monitor", [_edit("trainer.early_stopping", {"enabled": True})],
+     "trainer.early_stopping.enabled", "trainer.monitor"),
     ("variant-uw-with-upgrad", [_edit("method.aggregator", "upgrad")], "study.variants.7",
      "'mtl+ca+dm+uw'"),
     ("variant-upgrad-with-mgda-options", [

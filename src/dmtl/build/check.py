@@ -191,6 +191,9 @@ def monitor_problems(config: Config) -> Problems:
     before the data loads (declared tasks of manifest sources, built-in datasets); a
     reader's tasks are checked once its data is read (``dmtl train`` checks again then)."""
     monitor = config.trainer.monitor
+    if monitor is None and config.trainer.early_stopping.enabled:
+        return [("trainer.early_stopping.enabled", "early stopping watches trainer.monitor, "
+                 "which is not set (e.g. trainer.monitor: val/loss)")]
     if monitor is None or monitor in ("val/loss", "val/selection"):
         return []
     tasks = _known_tasks(config)
