@@ -116,3 +116,27 @@ def test_pretrained_offline_is_one_line_at_once(no_network: None, name: str) -> 
     assert "\n" not in message
     assert "could not be downloaded" in message and "backbone.weights" in message
     assert time.perf_counter() - start < 30  # no minute of retries (a loose bound)
+
+
+def test_a_checkpoint_does_not_read_the_initial_weights_again(tmp_path: Path) -> None:
+    """Training starts from ``backbone.weights``; a model rebuilt from its checkpoint's spec
+    reads neither that file (it may be gone) nor downloads anything."""
+    from dmtl.build import ModelSpec
+    from dmtl.training.module import MultiTaskModule
+
+    torch.manual_seed(0)
+    initial, _ = create_backbone("mlp", 1, 8, hidden=(16,))
+    path = tmp_path / "initial.pt"
+    torch.save(initial.state_dict(), path)
+    config = Config.model_validate({
+        "sources": [{"name": "d", "builtin": "digits"}],
+        "backbone": {"name": "mlp", "weights": str(path), "options": {"hidden": [16]}},
+    })
+    task = CategoricalTask("digit", list("0123456789"))
+    spec = ModelSpec(config.model_dump(mode="json"), [task.to_dict()], [], [1, 8, 8])
+    fresh = MultiTaskModule.from_spec(spec)
+    assert _same(initial, fresh.model.backbone)
+    path.unlink()
+    rebuilt = MultiTaskModule.from_spec(ModelSpec.from_dict(spec.to_dict()))
+    assert rebuilt.spec is not None and rebuilt.spec.trained
+    assert "trained" not in rebuilt.spec.to_dict()

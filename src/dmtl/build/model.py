@@ -48,11 +48,17 @@ SPEC_FORMAT = 1
 
 
 def build_model(
-    config: Config, tasks: Sequence[Task], input_shape: Sequence[int]
+    config: Config,
+    tasks: Sequence[Task],
+    input_shape: Sequence[int],
+    initial_weights: bool = True,
 ) -> MultiTaskModel:
     """The backbone of ``config.backbone`` with one linear head per task.
 
     ``input_shape``: one sample's shape, ``(C, H, W)`` for images or ``(D,)`` for vectors.
+    ``initial_weights``: read ``backbone.weights`` or download ``pretrained`` ones; off
+    for a model whose trained weights are loaded next (a checkpoint: nothing is read or
+    downloaded that the checkpoint replaces).
     """
     spec = config.backbone
     in_channels = input_shape[0] if len(input_shape) == 3 else 1
@@ -61,8 +67,8 @@ def build_model(
         spec.name,
         in_channels=in_channels,
         image_size=image_size,
-        pretrained=spec.pretrained,
-        weights=spec.weights,
+        pretrained=spec.pretrained and initial_weights,
+        weights=spec.weights if initial_weights else None,
         **spec.options,
     )
     heads = config.heads
@@ -170,9 +176,13 @@ class ModelSpec:
     source_names: list[str] = field(default_factory=list)
     format: int = SPEC_FORMAT
     dmtl_version: str = __version__
+    trained: bool = field(default=False, compare=False)
+    """Read from a checkpoint (:meth:`from_dict`): its weights replace the initial ones."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("trained")
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "checkpoint") -> ModelSpec:
@@ -180,8 +190,9 @@ class ModelSpec:
         if not isinstance(data, Mapping) or data.get("format") != SPEC_FORMAT:
             found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
             raise RunError(f"{where}: model spec format {found!r} is not {SPEC_FORMAT}")
+        fields = [key for key in cls.__dataclass_fields__ if key != "trained"]
         try:
-            return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+            return cls(**{key: data[key] for key in fields if key in data}, trained=True)
         except TypeError as error:
             raise RunError(f"{where}: incomplete model spec ({error})") from None
 
