@@ -11,7 +11,9 @@ module adds what needs more than the config's text, still without loading any da
   the factory is called with (``in_channels, image_size, pretrained`` for a backbone;
   ``size, channels`` for an augmentation). A backbone factory defined in a module inside
   the config's folder or the working directory is then called once (``pretrained`` off)
-  and must return an ``nn.Module`` or ``(module, feature_dim)``; nothing else is called;
+  when the input's shape is known without loading data (a built-in dataset, or
+  ``input.channels`` and ``input.image_size`` given) and must return an ``nn.Module`` or
+  ``(module, feature_dim)``; nothing else is called;
 - ``timm:<model>`` and ``torchvision:<model>`` name a model the library has;
 - ``trainer.monitor`` names a metric that a run of the declared tasks logs;
 - each of ``study.variants`` combines with the config's method (``dmtl study`` only).
@@ -42,6 +44,10 @@ from dmtl.registry import (
 )
 
 Problems = list[tuple[str, str]]
+
+BUILTIN_INPUTS: dict[str, tuple[int, int]] = {"digits": (1, 8), "fashion_mnist": (1, 28)}
+"""``(channels, side)`` of each built-in dataset's images."""
+
 
 def use_config_folder(config_file: str | Path | None) -> None:
     """Let ``package.module:function`` names resolve from the config file's folder and the
@@ -129,8 +135,9 @@ def _backbone_problems(config: Config, folders: Sequence[Path]) -> Problems:
     if not is_factory_name(name):  # load_config has refused it already
         return []
     factory, problem = _import_problem("backbone", name, BACKBONE_FACTORY_PARAMETERS)
-    if problem is None and _defined_under(factory, folders):
-        problem = _trial_build(name, factory, config)
+    shape = _known_input(config)
+    if problem is None and shape is not None and _defined_under(factory, folders):
+        problem = _trial_build(name, factory, config, shape)
     return [("backbone.name", problem)] if problem else []
 
 
@@ -160,15 +167,26 @@ def _defined_under(factory: Any, folders: Sequence[Path]) -> bool:
     return any(path.is_relative_to(folder) for folder in folders)
 
 
-def _trial_build(name: str, factory: Any, config: Config) -> str | None:
+def _known_input(config: Config) -> tuple[int, int] | None:
+    """``(channels, side)`` of the first source's images when known without loading it
+    (``input.channels`` and ``input.image_size`` given, or a built-in dataset's)."""
+    source = config.sources[0]
+    channels, side = BUILTIN_INPUTS.get(str(source.builtin), (None, None))
+    channels = source.input.channels or channels
+    side = source.input.image_size or side
+    return (channels, side) if channels is not None and side is not None else None
+
+
+def _trial_build(
+    name: str, factory: Any, config: Config, shape: tuple[int, int]
+) -> str | None:
     """Call the user's factory once as training will (``pretrained`` off) and check what it
     returns: an ``nn.Module`` or ``(module, feature_dim)``."""
     from torch import nn
 
-    source_input = config.sources[0].input
     arguments: dict[str, Any] = {
-        "in_channels": source_input.channels or 3,
-        "image_size": source_input.image_size,
+        "in_channels": shape[0],
+        "image_size": shape[1],
         "pretrained": False,
         **config.backbone.options,
     }
