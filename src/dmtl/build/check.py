@@ -142,6 +142,8 @@ def _backbone_problems(config: Config, folders: Sequence[Path]) -> Problems:
 
 
 def _library_model_problem(library: str, model: str) -> str | None:
+    if library == "timm" and model.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
+        return None  # a model timm finds on the hub or in a folder, when it is built
     try:
         module = importlib.import_module(library)
     except ImportError:
