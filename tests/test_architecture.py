@@ -16,6 +16,7 @@ LAYERS: dict[str, int] = {
     "dmtl._textfile": 0,
     "dmtl.errors": 0,
     "dmtl.config": 0,
+    "dmtl.registry": 0,
     "dmtl.core": 1,
     "dmtl.backbones": 2,
     "dmtl.knowledge": 2,

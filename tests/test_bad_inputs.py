@@ -690,8 +690,8 @@ def _(kit: Kit) -> list[str | Path]:
 # ---- backbones and the trainer (caught before any training step) ----------------------------
 
 
-@case("backbone-factory-rejects-arguments", "backbone 'json:dumps'", "cannot be called as",
-      "dumps(in_channels=1, image_size=8, pretrained=False, hidden=[8])")
+@case("backbone-factory-rejects-arguments", "backbone 'json:dumps'", "not a backbone factory",
+      "standard library")
 def _(kit: Kit) -> list[str | Path]:
     return ["train", kit.config(edit=_set("backbone.name", "json:dumps"))]
 
@@ -701,12 +701,12 @@ def _(kit: Kit) -> list[str | Path]:
     return ["train", kit.config(edit=_set("backbone.name", "no_such_pkg.models:net"))]
 
 
-@case("backbone-empty-module", "backbone ':net'", "expected package.module:function")
+@case("backbone-empty-module", "unknown backbone ':net'", "package.module:function")
 def _(kit: Kit) -> list[str | Path]:
     return ["train", kit.config(edit=_set("backbone.name", ":net"))]
 
 
-@case("backbone-not-callable", "backbone 'json:__doc__'", "has no callable '__doc__'")
+@case("backbone-not-callable", "backbone 'json:__doc__'", "not a backbone factory")
 def _(kit: Kit) -> list[str | Path]:
     return ["train", kit.config(edit=_set("backbone.name", "json:__doc__"))]
 

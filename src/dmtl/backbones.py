@@ -37,20 +37,29 @@ prepare images as the weights were trained.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from dmtl.core.model import infer_feature_dim
 from dmtl.errors import MissingDependencyError, SpecError
+from dmtl.registry import (
+    BACKBONE_FACTORY_PARAMETERS,
+    BACKBONES,
+    factory_problem,
+    options_from_signature,
+)
 
 BackboneFactory = Callable[..., tuple[nn.Module, int]]
 """``factory(in_channels, image_size, pretrained, **kwargs) -> (module, feature_dim)``."""
@@ -58,12 +67,19 @@ BackboneFactory = Callable[..., tuple[nn.Module, int]]
 VISION_EXTRA = "pip install 'dmtl[vision]'"
 
 _REGISTRY: dict[str, BackboneFactory] = {}
+_OPTIONS_FROM_CODE: set[str] = set()
+"""Names whose options model was made here from the factory's signature."""
 
 
 def register_backbone(
-    name: str, overwrite: bool = False
+    name: str, overwrite: bool = False, options: type[BaseModel] | None = None
 ) -> Callable[[BackboneFactory], BackboneFactory]:
     """Decorator adding ``factory(in_channels, image_size, pretrained, **kwargs)`` as ``name``.
+
+    The name and its options are checked when a config is read through
+    :data:`dmtl.registry.BACKBONES`: ``options`` is the pydantic model of its options (by
+    default, one made from the factory's keyword arguments); a name declared in
+    ``dmtl.registry`` keeps its model there.
 
     >>> @register_backbone("tiny_linear")
     ... def tiny_linear(in_channels, image_size, pretrained=False, width=4):
@@ -82,6 +98,10 @@ def register_backbone(
         if name in _REGISTRY and not overwrite:
             raise SpecError(f"backbone {name!r} is already registered (pass overwrite=True)")
         _REGISTRY[name] = factory
+        if name not in BACKBONES or name in _OPTIONS_FROM_CODE:
+            model = options or options_from_signature(factory, BACKBONE_FACTORY_PARAMETERS)
+            BACKBONES.register(name, model, overwrite=True)
+            _OPTIONS_FROM_CODE.add(name)
         return factory
 
     return decorator
@@ -90,6 +110,9 @@ def register_backbone(
 def unregister_backbone(name: str) -> None:
     """Remove a registered backbone (``KeyError`` if unknown)."""
     del _REGISTRY[name]
+    if name in _OPTIONS_FROM_CODE:
+        BACKBONES.unregister(name)
+        _OPTIONS_FROM_CODE.discard(name)
 
 
 def list_backbones() -> list[str]:
@@ -103,9 +126,14 @@ def create_backbone(
     in_channels: int,
     image_size: int | None,
     pretrained: bool = False,
+    weights: str | Path | None = None,
     **kwargs: Any,
 ) -> tuple[nn.Module, int]:
     """Build backbone ``name`` (see the module docstring) and return ``(module, feature_dim)``.
+
+    ``weights``: a local file of weights loaded instead of downloading pretrained ones
+    (:func:`load_weights`). Pretrained weights that cannot be downloaded (no network,
+    ``HF_HUB_OFFLINE=1`` without a cached copy) are one :class:`SpecError` saying so.
 
     >>> module, dim = create_backbone("mlp", in_channels=1, image_size=8, hidden=(32,))
     >>> dim
@@ -119,6 +147,28 @@ def create_backbone(
         raise SpecError(f"in_channels must be a positive int, got {in_channels!r}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise SpecError(f"image_size must be a positive int or None, got {image_size!r}")
+    prefix, _, rest = name.partition(":")
+    download = pretrained and weights is None
+    if weights is not None and name not in _REGISTRY and prefix == "timm" and rest:
+        # timm reads the file itself, drops the classifier and adapts the input channels
+        kwargs["pretrained_cfg_overlay"] = {"file": str(_weights_file(name, weights))}
+        pretrained, weights = True, None
+    elif weights is not None and name not in _REGISTRY and prefix == "torchvision" and rest:
+        kwargs["_weights"], pretrained, weights = weights, False, None
+    try:
+        module, dim = _create(name, in_channels, image_size, pretrained, kwargs)
+    except Exception as error:
+        if download and _is_download_error(error):
+            raise SpecError(_download_message(name, error)) from None
+        raise
+    if weights is not None:
+        load_weights(module, weights, name)
+    return module, dim
+
+
+def _create(
+    name: str, in_channels: int, image_size: int | None, pretrained: bool, kwargs: dict[str, Any]
+) -> tuple[nn.Module, int]:
     if name in _REGISTRY:
         factory = _REGISTRY[name]
         _check_options(name, factory, kwargs)
@@ -134,6 +184,67 @@ def create_backbone(
     raise SpecError(
         f"unknown backbone {name!r}; known names: {', '.join(list_backbones())}, "
         "timm:<model>, torchvision:<model>, package.module:function"
+    )
+
+
+def _weights_file(name: str, weights: str | Path) -> Path:
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise SpecError(f"backbone {name!r}: backbone.weights: file not found: {path}")
+    return path
+
+
+def load_weights(module: nn.Module, weights: str | Path, name: str = "backbone") -> None:
+    """Load a state dict saved with ``torch.save`` (``weights_only``: no object is
+    unpickled; a ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper is unwrapped) into
+    ``module``, strictly: every key must match (a mismatch is one line naming the first
+    keys)."""
+    path = _weights_file(name, weights)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # not a torch file, or one holding objects: refused
+        message = " ".join(str(error).split())[:200]
+        raise SpecError(f"backbone.weights: {path} is not a state dict ({message})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping):
+        raise SpecError(f"backbone.weights: {path} holds {type(state).__name__}, not a state dict")
+    try:
+        result = module.load_state_dict(dict(state), strict=False)
+    except RuntimeError as error:  # shapes differ
+        first = str(error).split("\n\t")[1:2] or [str(error)]
+        raise SpecError(f"backbone.weights: {path} does not fit backbone {name!r}: "
+                        f"{first[0].strip()}") from None
+    if result.missing_keys or result.unexpected_keys:
+        missing, unexpected = result.missing_keys[:3], result.unexpected_keys[:3]
+        raise SpecError(
+            f"backbone.weights: {path} does not fit backbone {name!r}: missing keys "
+            f"{missing or 'none'}, unexpected keys {unexpected or 'none'}"
+        )
+
+
+def _is_download_error(error: BaseException) -> bool:
+    """A failed download of pretrained weights: no network, a refused connection, the hub
+    offline without a cached copy (checked along the chain of causes)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        module = type(seen).__module__.partition(".")[0]
+        if isinstance(seen, (OSError, ConnectionError, TimeoutError)) or module in (
+            "huggingface_hub", "httpx", "httpcore", "requests", "urllib3",
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _download_message(name: str, error: BaseException) -> str:
+    reason = " ".join(str(error).split())[:160]
+    return (
+        f"backbone {name!r}: its pretrained weights could not be downloaded "
+        f"({type(error).__name__}: {reason}); with no network, give backbone.weights: PATH "
+        "(a local state dict, docs/config.md) or download them once where there is one "
+        "(they are cached)"
     )
 
 
@@ -256,10 +367,12 @@ def _create_timm(
     model: str, in_channels: int, image_size: int | None, pretrained: bool, **kwargs: Any
 ) -> tuple[nn.Module, int]:
     timm = _import_optional("timm", f"timm:{model}")
+    offline = pretrained and "pretrained_cfg_overlay" not in kwargs and not _hub_reachable()
     try:
-        module = timm.create_model(
-            model, pretrained=pretrained, num_classes=0, in_chans=in_channels, **kwargs
-        )
+        with _hub_offline(offline):
+            module = timm.create_model(
+                model, pretrained=pretrained, num_classes=0, in_chans=in_channels, **kwargs
+            )
     except RuntimeError as error:
         if "Unknown model" in str(error):
             raise SpecError(f"backbone 'timm:{model}': {error}") from error
@@ -267,6 +380,42 @@ def _create_timm(
     # timm >= 0.9.16 exposes the pooled width as head_hidden_size where it differs.
     dim = getattr(module, "head_hidden_size", None) or module.num_features
     return module, _checked_dim(f"timm:{model}", dim)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One connection to the Hugging Face hub (``HF_ENDPOINT``), so that without a network
+    timm's download is tried once from the cache instead of minutes of retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection(
+            (url.hostname or "huggingface.co", url.port or 443), timeout=timeout
+        ):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    """The hub in offline mode (its cache only) while the block runs, if ``offline``."""
+    if not offline:
+        yield
+        return
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
 def _create_torchvision(
@@ -279,12 +428,15 @@ def _create_torchvision(
             f"backbone {name!r}: torchvision has no model {model!r}; "
             "see torchvision.models.list_models()"
         )
+    local = kwargs.pop("_weights", None)
     if model in ("googlenet", "inception_v3"):
         kwargs.setdefault("aux_logits", False)
         kwargs.setdefault("init_weights", not pretrained)
     module = torchvision.models.get_model(
         model, weights="DEFAULT" if pretrained else None, **kwargs
     )
+    if local is not None:  # the whole model's state dict, before its classifier is dropped
+        load_weights(module, local, name)
     _drop_classifier(module, name)
     _adapt_first_conv(module, in_channels, name)
     dim = infer_feature_dim(module, (in_channels, image_size or 224, image_size or 224))
@@ -464,6 +616,9 @@ def _create_from_factory(
         raise SpecError(
             f"backbone {name!r}: module {module_path!r} has no callable {function_name!r}"
         )
+    problem = factory_problem(factory, module_path, BACKBONE_FACTORY_PARAMETERS)
+    if problem is not None:
+        raise SpecError(f"backbone {name!r} is not a backbone factory: {problem}")
     arguments = {"in_channels": in_channels, "image_size": image_size, "pretrained": pretrained}
     _check_factory_call(name, factory, {**arguments, **kwargs})
     result = factory(**arguments, **kwargs)

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+import dmtl.registry as registry
 from dmtl._textfile import read_text
 from dmtl.errors import ConfigError
 
@@ -33,7 +34,9 @@ MAX_YAML_VALUES = 100_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, protected_namespaces=())
+    model_config = ConfigDict(
+        extra="forbid", frozen=False, protected_namespaces=(), allow_inf_nan=False
+    )
 
 
 TaskKind = Literal["categorical", "binary_set", "regression"]
@@ -153,13 +156,14 @@ TASK_CONFIGS: dict[str, type[_TaskConfigBase]] = {
 
 
 class RegimeConfig(_Strict):
-    """A label-hiding regime (``dmtl.data.regimes``): ``name`` plus its parameters."""
+    """A label-hiding regime (``dmtl.data.regimes``): ``name`` plus its parameters (each
+    regime's typed model in ``dmtl.registry.REGIMES``)."""
 
-    name: Literal["full", "disjoint", "scarce", "imbalance", "overlap", "unlabelled"] = "full"
+    name: str = "full"
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-AUGMENT_PRESETS = ("none", "light", "standard", "randaugment")
+AUGMENT_PRESETS = registry.AUGMENT_PRESETS
 """The train-time augmentation presets of ``input.augment`` (``dmtl.data.transforms``)."""
 
 
@@ -201,13 +205,6 @@ class InputConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> InputConfig:
-        preset = self.augment
-        if preset not in AUGMENT_PRESETS and not _is_factory_name(preset):
-            raise PydanticCustomError(
-                "augment",
-                f"augment {preset!r}: expected one of {', '.join(AUGMENT_PRESETS)} "
-                "or a 'package.module:factory'",
-            )
         low, high = self.crop_scale
         if not 0.0 < low <= high <= 1.0:
             raise PydanticCustomError(
@@ -223,11 +220,7 @@ class InputConfig(_Strict):
         return math.floor(self.image_size / (self.crop_pct or 1.0))
 
 
-def _is_factory_name(name: str) -> bool:
-    module, _, function = name.partition(":")
-    return bool(module) and bool(function) and all(
-        part.isidentifier() for part in [*module.split("."), function]
-    )
+_is_factory_name = registry.is_factory_name
 
 
 class SourceConfig(_Strict):
@@ -309,12 +302,15 @@ class HeadsConfig(_Strict):
 
 
 class BackboneConfig(_Strict):
-    """``name``: ``mlp``, ``small_cnn``, ``timm:<m>``, ``torchvision:<m>``, ``pkg.mod:function``."""
+    """``name``: ``mlp``, ``small_cnn``, ``timm:<m>``, ``torchvision:<m>``, ``pkg.mod:function``
+    (``dmtl.registry.BACKBONES``). ``weights``: a local file of the backbone's weights (a
+    state dict saved with ``torch.save``), loaded instead of downloading ``pretrained`` ones."""
 
     name: str = "mlp"
     pretrained: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    weights: Path | None = None
 
 
 class MethodConfig(_Strict):
@@ -336,7 +332,7 @@ class MethodConfig(_Strict):
     prior: Literal["uniform", "frequency"] = "uniform"
     task_weights: dict[str, float] = Field(default_factory=dict)
     pos_weight: Literal["none", "balanced"] = "none"
-    weighting: Literal["fixed", "uncertainty", "dwa"] = "fixed"
+    weighting: str = "fixed"
     weighting_options: dict[str, Any] = Field(default_factory=dict)
     aggregator: str = "sum"
     aggregator_options: dict[str, Any] = Field(default_factory=dict)
@@ -472,6 +468,20 @@ ALL_VARIANTS: tuple[Variant, ...] = typing.get_args(Variant)
 """Every variant a study knows, in report order."""
 DEFAULT_VARIANTS: tuple[Variant, ...] = ALL_VARIANTS
 
+_CA_DM: dict[str, Any] = {"co_annotation": "<study>", "distribution_matching": True}
+
+VARIANT_METHODS: dict[str, dict[str, Any]] = {
+    "mtl": {"co_annotation": "off", "distribution_matching": False},
+    "mtl+ca": {"co_annotation": "<study>", "distribution_matching": False},
+    "mtl+dm": {"co_annotation": "off", "distribution_matching": True},
+    "mtl+ca+dm": _CA_DM,
+    "mtl+ca+dm+guard": {**_CA_DM, "guard": True},
+    "mtl+ca+dm+upgrad": {**_CA_DM, "aggregator": "upgrad"},
+    "mtl+ca+dm+uw": {**_CA_DM, "weighting": "uncertainty"},
+}
+"""The method switches of each multi-task variant (the rest of ``method`` is the config's;
+``<study>``: ``study.co_annotation``). ``single_task`` keeps the config's method."""
+
 
 class StudyConfig(_Strict):
     """The ablation: variants over seeds, and the protocol every run is trained under.
@@ -509,6 +519,85 @@ class Config(_Strict):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     study: StudyConfig = Field(default_factory=StudyConfig)
+
+
+def variant_method(config: Config, variant: str) -> MethodConfig:
+    """``config.method`` with the switches of ``variant`` (:data:`VARIANT_METHODS`),
+    validated: :class:`ConfigError` naming the variant if the combination is refused."""
+    changes = dict(VARIANT_METHODS.get(variant, {}))
+    if changes.get("co_annotation") == "<study>":
+        changes["co_annotation"] = config.study.co_annotation
+    data = {**config.method.model_dump(), **changes}
+    what = f"variant {variant!r} cannot run with this config's method"
+    try:
+        method = MethodConfig.model_validate(data)
+    except ValidationError as error:
+        reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
+        raise ConfigError([("study.variants", f"{what}: {reason}")]) from None
+    problems = registry.AGGREGATORS.problems(
+        method.aggregator, method.aggregator_options, "aggregator", "method.aggregator_options"
+    )
+    if problems:
+        raise ConfigError([("study.variants", f"{what}: {problems[0][0]}: {problems[0][1]}")])
+    return method
+
+
+def variant_problems(config: Config) -> list[tuple[str, str]]:
+    """The study's variants that cannot run with the config's method (each one line)."""
+    problems: list[tuple[str, str]] = []
+    for i, variant in enumerate(config.study.variants):
+        try:
+            variant_method(config, variant)
+        except ConfigError as error:
+            problems += [(f"study.variants.{i}", message) for _, message in error.problems]
+    return problems
+
+
+def registry_problems(config: Config) -> list[tuple[str, str]]:
+    """Every named part and its options against :mod:`dmtl.registry` (backbone, aggregator,
+    weighting, guard, regimes, built-in datasets, readers)."""
+    method = config.method
+    problems = registry.backbone_problems(config.backbone.name, config.backbone.options)
+    problems += registry.AGGREGATORS.problems(
+        method.aggregator, method.aggregator_options, "method.aggregator",
+        "method.aggregator_options",
+    )
+    problems += registry.WEIGHTINGS.problems(
+        method.weighting, method.weighting_options, "method.weighting",
+        "method.weighting_options",
+    )
+    problems += registry.options_problems(
+        registry.GuardOptions, method.guard_options, "the guard", "method.guard_options"
+    )
+    for i, source in enumerate(config.sources):
+        problems += _source_registry_problems(f"sources.{i}", source)
+    return problems
+
+
+def _source_registry_problems(at: str, source: SourceConfig) -> list[tuple[str, str]]:
+    problems = registry.REGIMES.problems(
+        source.regime.name, source.regime.params, f"{at}.regime.name", f"{at}.regime.params"
+    )
+    if source.builtin is not None:
+        problems += registry.BUILTINS.problems(
+            source.builtin, source.options, f"{at}.builtin", f"{at}.options"
+        )
+    elif source.reader is not None:
+        problems += registry.READERS.problems(
+            source.reader, source.options, f"{at}.reader", f"{at}.options"
+        )
+    elif source.options:
+        problems.append(
+            (f"{at}.options", "a manifest source takes no options (options apply to "
+             "'builtin' and 'reader' sources)")
+        )
+    augment = source.input.augment
+    if augment not in AUGMENT_PRESETS and not _is_factory_name(augment):
+        problems.append(
+            (f"{at}.input.augment", f"augment {augment!r}: expected one of "
+             f"{', '.join(AUGMENT_PRESETS)} or a 'package.module:factory'")
+        )
+    return problems
 
 
 def task_entry(config: Config, name: str, kind: str) -> _TaskConfigBase:
@@ -685,6 +774,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         fix(source, ("manifest", "root", "array"))
     for edge in data.get("relatedness") or []:
         fix(edge, ("path",))
+    fix(data.get("backbone"), ("weights",))
 
 
 def validate_config(data: Mapping[str, Any], file: str | Path | None = None) -> Config:
@@ -719,6 +809,10 @@ def check_consistency(config: Config) -> list[tuple[str, str]]:
             )
     problems += _edge_problems(config, declared, all_declared)
     problems += _input_problems(config, declared if all_declared else None)
+    problems += registry_problems(config)
+    weights = config.backbone.weights
+    if weights is not None and not Path(weights).is_file():
+        problems.append(("backbone.weights", f"file not found: {weights}"))
     for name in config.method.task_weights:
         if all_declared and name not in task_names:
             problems.append((f"method.task_weights.{name}", "no such task"))

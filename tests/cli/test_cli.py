@@ -497,7 +497,7 @@ def test_missing_optional_dependency_says_how_to_install_it(
     result = cli("train", tiny_config_file, "-s", "backbone.name=timm:resnet18",
                  "-s", "backbone.options={}", code=2)
     text = one_line(result.output)
-    assert text.startswith("error: backbone 'timm:resnet18' needs timm")
+    assert text.startswith("error: ") and "backbone 'timm:resnet18' needs timm" in text
     assert "pip install 'dmtl[vision]'" in text
 
 

@@ -156,7 +156,8 @@ def test_removed_augmentation_keys_get_one_line_saying_what_replaces_them(
 @pytest.mark.parametrize(
     ("input_section", "where", "match"),
     [
-        ({"augment": "fancy"}, "sources.0.input", "augment 'fancy': expected one of none, light"),
+        ({"augment": "fancy"}, "sources.0.input.augment",
+         "augment 'fancy': expected one of none, light"),
         ({"crop_scale": [0.9, 0.5]}, "sources.0.input", r"crop_scale \[0.9, 0.5\]"),
         ({"crop_pct": 0.9}, "sources.0.input.crop_pct", "needs input.image_size"),
         ({"crop_pct": 1.5}, "sources.0.input.crop_pct", "less than or equal to 1"),

@@ -83,14 +83,14 @@ def train(
     Ctrl-C saves a checkpoint at the end of the step in progress; --resume continues
     from it exactly. A second Ctrl-C quits at once.
     """
+    from dmtl.build.check import checked_config
     from dmtl.cli.render import metrics_table
-    from dmtl.config import load_config
     from dmtl.data.pipeline import build_experiment, experiment_warnings
     from dmtl.training.interrupt import INTERRUPT_EXIT_CODE, TrainingInterrupted
     from dmtl.training.run import run_training
     from dmtl.training.trainer import check_monitor, launch_rank, prepare_run_dir
 
-    cfg = load_config(config, set_ or [])
+    cfg = checked_config(config, set_ or [])  # before anything runs or any data loads
     run_dir = check_output_folder(out or cfg.output.dir, "--out" if out else "output.dir")
     first = launch_rank() == 0  # under DDP, every rank runs this command
     _check_before_loading(run_dir, cfg, resume, overwrite, allow_config_change)
@@ -257,9 +257,12 @@ def study(
     --resume goes on where the study stopped (an interrupted run from its checkpoint);
     more seeds (--seeds) or variants (--variants) may be added.
     """
-    from dmtl.config import load_config
+    from dmtl.build.check import checked_config
+    from dmtl.config import variant_problems
 
-    cfg = _chosen_variants(load_config(config, set_ or []), variants)
+    cfg = _chosen_variants(checked_config(config, set_ or []), variants)
+    if problems := variant_problems(cfg):  # before any run starts or any data loads
+        raise ConfigError(problems, config)
     if allow_config_change and not resume:
         raise ConfigError([("--allow-config-change", "only applies with --resume")])
     folder = check_output_folder(out or cfg.output.dir, "--out" if out else "output.dir")
@@ -348,11 +351,14 @@ def demo(
     jobs: Jobs = "auto",
 ) -> None:
     """The study on built-in digits with 3% of the digit labels (about a minute on 2 cores)."""
-    from dmtl.config import load_config
+    from dmtl.build.check import checked_config
+    from dmtl.config import variant_problems
 
     config_file = resources.files("dmtl") / "configs" / "digits-demo.yaml"
     with resources.as_file(config_file) as path:
-        cfg = _chosen_variants(load_config(path, set_ or []), variants)
+        cfg = _chosen_variants(checked_config(path, set_ or []), variants)
+    if problems := variant_problems(cfg):
+        raise ConfigError(problems)
     folder = check_output_folder(
         out or Path("runs") / f"demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     )

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor
 
 from dmtl.errors import ConfigError, DataError, MissingDependencyError, SpecError
+from dmtl.registry import AUGMENT_FACTORY_PARAMETERS, factory_problem
 
 if TYPE_CHECKING:
     from dmtl.config import Config, SourceConfig
@@ -157,6 +158,9 @@ def _factory_transform(name: str, size: tuple[int, int], channels: int) -> Trans
         raise ConfigError(
             f"input.augment {name!r}: {module_name!r} has no callable {function_name!r}"
         )
+    problem = factory_problem(factory, module_name, AUGMENT_FACTORY_PARAMETERS)
+    if problem is not None:  # never call what is not an augmentation factory
+        raise ConfigError(f"input.augment {name!r} is not an augmentation factory: {problem}")
     transform = factory(size=size, channels=channels)
     if not callable(transform):
         raise ConfigError(

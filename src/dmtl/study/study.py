@@ -50,7 +50,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from dmtl.config import Config, EarlyStoppingConfig, Variant, dump_config
+from dmtl.config import (
+    Config,
+    EarlyStoppingConfig,
+    Variant,
+    dump_config,
+    variant_method,
+)
 from dmtl.data.loaders import train_loader
 from dmtl.data.pipeline import (
     Experiment,
@@ -86,27 +92,10 @@ if TYPE_CHECKING:
 
     from dmtl.training.run import RunResult
 
-_CA_DM: dict[str, Any] = {"co_annotation": "<study>", "distribution_matching": True}
-
-VARIANT_METHODS: dict[str, dict[str, Any]] = {
-    "mtl": {"co_annotation": "off", "distribution_matching": False},
-    "mtl+ca": {"co_annotation": "<study>", "distribution_matching": False},
-    "mtl+dm": {"co_annotation": "off", "distribution_matching": True},
-    "mtl+ca+dm": _CA_DM,
-    "mtl+ca+dm+guard": {**_CA_DM, "guard": True},
-    "mtl+ca+dm+upgrad": {**_CA_DM, "aggregator": "upgrad"},
-    "mtl+ca+dm+uw": {**_CA_DM, "weighting": "uncertainty"},
-}
-"""The method switches of each multi-task variant (the rest of ``method`` is the config's)."""
-
-
 def variant_config(config: Config, variant: str) -> Config:
-    """The config with the method switches of a multi-task variant."""
-    changes = dict(VARIANT_METHODS[variant])
-    if changes["co_annotation"] == "<study>":
-        changes["co_annotation"] = config.study.co_annotation
-    method = config.method.model_copy(update=changes)
-    return config.model_copy(update={"method": method})
+    """The config with the method switches of a multi-task variant
+    (:data:`dmtl.config.VARIANT_METHODS`), validated."""
+    return config.model_copy(update={"method": variant_method(config, variant)})
 
 
 def with_variants(config: Config, names: str) -> Config:

@@ -138,7 +138,7 @@ class MultiTaskModule(pl.LightningModule):
         """Build model and objective from a :class:`~dmtl.build.ModelSpec`."""
         config = spec.build_config()
         tasks = spec.build_tasks()
-        model = build_model(config, tasks, spec.input_shape)
+        model = build_model(config, tasks, spec.input_shape, initial_weights=not spec.trained)
         objective = build_objective(config, tasks, spec.build_edges(tasks), spec.priors)
         method = config.method
         return cls(
