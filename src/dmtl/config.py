@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import PydanticCustomError
 
 import dmtl.registry as registry
-from dmtl._textfile import read_text
+from dmtl._textfile import not_a_file, read_text
 from dmtl.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -768,7 +769,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             value = section.get(key)
             if isinstance(value, str) and value:
                 path = Path(value).expanduser()
-                section[key] = str(path if path.is_absolute() else (base / path).resolve())
+                # abspath, not resolve(): a symbolic link loop is then reported by the
+                # checks as one line, where resolve() raises
+                section[key] = str(path) if path.is_absolute() else os.path.abspath(base / path)
 
     for source in data.get("sources") or []:
         fix(source, ("manifest", "root", "array"))
@@ -811,12 +814,17 @@ def check_consistency(config: Config) -> list[tuple[str, str]]:
     problems += _input_problems(config, declared if all_declared else None)
     problems += registry_problems(config)
     weights = config.backbone.weights
-    if weights is not None and not Path(weights).is_file():
-        problems.append(("backbone.weights", f"file not found: {weights}"))
+    if weights is not None and (why := not_a_file(weights)) is not None:
+        problems.append(("backbone.weights", _file_problem(weights, why)))
     for name in config.method.task_weights:
         if all_declared and name not in task_names:
             problems.append((f"method.task_weights.{name}", "no such task"))
     return problems
+
+
+def _file_problem(path: str | Path, why: str) -> str:
+    """``file not found: PATH``, or ``PATH: a folder, not a file`` and the like."""
+    return f"file not found: {path}" if why == "missing" else f"{path}: {why}"
 
 
 def _duplicate_names(section: str, names: list[str], what: str) -> list[tuple[str, str]]:
@@ -834,8 +842,8 @@ def _source_problems(config: Config) -> list[tuple[str, str]]:
     for i, source in enumerate(config.sources):
         for key in ("manifest", "array"):
             path = getattr(source, key)
-            if path is not None and not Path(path).is_file():
-                problems.append((f"sources.{i}.{key}", f"file not found: {path}"))
+            if path is not None and (why := not_a_file(path)) is not None:
+                problems.append((f"sources.{i}.{key}", _file_problem(path, why)))
         if source.root is not None and not Path(source.root).is_dir():
             problems.append((f"sources.{i}.root", f"folder not found: {source.root}"))
         if source.manifest is not None and not config.tasks:
@@ -862,8 +870,8 @@ def _edge_problems(
         if (edge.source, edge.target) in seen_edges:
             problems.append((f"relatedness.{i}", f"duplicated edge {edge.source}->{edge.target}"))
         seen_edges.add((edge.source, edge.target))
-        if edge.path is not None and not Path(edge.path).is_file():
-            problems.append((f"relatedness.{i}.path", f"file not found: {edge.path}"))
+        if edge.path is not None and (why := not_a_file(edge.path)) is not None:
+            problems.append((f"relatedness.{i}.path", _file_problem(edge.path, why)))
         if all_declared:
             for end in ("source", "target"):
                 name = getattr(edge, end)
