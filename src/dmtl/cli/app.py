@@ -198,46 +198,6 @@ def evaluate(
 
 @app.command()
 @handle_errors
-def predict(
-    checkpoint: Annotated[
-        Path,
-        typer.Argument(
-            help="Checkpoint file, run folder, or a model written by 'dmtl export' "
-            "(.onnx, run with onnxruntime; TorchScript .pt)."
-        ),
-    ],
-    inputs: Annotated[
-        Path, typer.Argument(help="A manifest (CSV/Parquet), a folder of images, or a .npy array.")
-    ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Predictions CSV.")] = Path(
-        "predictions.csv"
-    ),
-    root: Annotated[
-        Path | None, typer.Option(help="Root of a manifest's image paths (default: its folder).")
-    ] = None,
-    array: Annotated[
-        Path | None, typer.Option(help="The .npy array an 'index' manifest points into.")
-    ] = None,
-    allow_outside_root: Annotated[
-        bool,
-        typer.Option(help="Accept manifest image paths that are absolute or leave the root."),
-    ] = False,
-    overwrite: Overwrite = False,
-) -> None:
-    """Per-task probabilities and decisions, in the manifest's column naming."""
-    from dmtl.inference.predict import predict_to_csv
-
-    check_output_file(output, overwrite)
-    ckpt = _resolve_checkpoint(checkpoint)
-    with quiet_lightning():
-        frame = predict_to_csv(
-            ckpt, inputs, output, root=root, array=array, allow_outside_root=allow_outside_root
-        )
-    console.print(f"{len(frame)} predictions written to [bold]{output}[/]")
-
-
-@app.command()
-@handle_errors
 def study(
     config: ConfigArg,
     seeds: Annotated[

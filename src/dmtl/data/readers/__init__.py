@@ -39,7 +39,8 @@ READER_SUMMARIES: dict[str, str] = {
 it equal to the registered readers)."""
 
 _BASE_NAMES = (
-    "READERS", "ReaderResult", "get_reader", "read_dataset", "reader_options",
+    "CROP_RECIPES", "READERS", "ReaderResult", "get_reader", "read_dataset",
+    "reader_crop_recipe", "reader_options",
     "register_reader",
 )
 
@@ -60,16 +61,19 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from dmtl.data.readers.base import (
+        CROP_RECIPES,
         READERS,
         ReaderResult,
         get_reader,
         read_dataset,
+        reader_crop_recipe,
         reader_options,
         register_reader,
     )
     from dmtl.errors import DataError, DatasetLayoutError
 
 __all__ = [
+    "CROP_RECIPES",
     "READERS",
     "READER_MODULES",
     "READER_SUMMARIES",
@@ -78,6 +82,7 @@ __all__ = [
     "ReaderResult",
     "get_reader",
     "read_dataset",
+    "reader_crop_recipe",
     "reader_options",
     "register_reader",
 ]
