@@ -2,7 +2,10 @@
 
 :class:`IouTracker` gives each detected box the id of the track whose last box it
 overlaps most (intersection over union at least ``min_iou``), greedily, the best pairs
-first; an unmatched box starts a new track; a track not seen for ``max_age`` frames ends.
+first. Frames far apart (``--every``) or a fast face may leave no overlap: a pair whose
+centres lie within ``max_shift`` times their mean side, with sides within a factor
+``max_scale``, still matches, after every overlapping pair. An unmatched box starts a
+new track; a track not seen for ``max_age`` frames ends.
 :func:`ema` smooths a track's values: ``s_1 = x_1``, ``s_t = a x_t + (1 - a) s_{t-1}``.
 """
 
@@ -46,8 +49,12 @@ class IouTracker:
     [1, 0]
     """
 
-    def __init__(self, min_iou: float = 0.3, max_age: int = 10) -> None:
+    def __init__(
+        self, min_iou: float = 0.3, max_age: int = 10, max_shift: float = 1.0,
+        max_scale: float = 1.5,
+    ) -> None:
         self.min_iou, self.max_age = min_iou, max_age
+        self.max_shift, self.max_scale = max_shift, max_scale
         self.tracks: list[_Track] = []
         self.next_id = 0
         self.step = 0
@@ -58,7 +65,7 @@ class IouTracker:
         self.tracks = [t for t in self.tracks if self.step - t.last_seen <= self.max_age]
         pairs = sorted(
             (
-                (iou(track.box, box), t, b)
+                (self._affinity(track.box, box), t, b)
                 for t, track in enumerate(self.tracks)
                 for b, box in enumerate(boxes)
             ),
@@ -66,8 +73,8 @@ class IouTracker:
         )
         ids: list[int | None] = [None] * len(boxes)
         used: set[int] = set()
-        for overlap, t, b in pairs:
-            if overlap < self.min_iou:
+        for affinity, t, b in pairs:
+            if affinity <= 0.0:
                 break
             if t in used or ids[b] is not None:
                 continue
@@ -80,6 +87,22 @@ class IouTracker:
                 self.tracks.append(_Track(self.next_id, box, self.step))
                 self.next_id += 1
         return [int(i) for i in ids if i is not None]
+
+    def _affinity(self, a: Box, b: Box) -> float:
+        """``1 + IoU`` for boxes that overlap enough; ``1 - d / (max_shift * side)`` in
+        (0, 1] for near ones (``d`` the centre distance, ``side`` the mean side); else 0."""
+        overlap = iou(a, b)
+        if overlap >= self.min_iou:
+            return 1.0 + overlap
+        side = (a[2] + a[3] + b[2] + b[3]) / 4
+        ratio = max(a[2], b[2]) / max(min(a[2], b[2]), 1e-9)
+        dx = (a[0] + a[2] / 2) - (b[0] + b[2] / 2)
+        dy = (a[1] + a[3] / 2) - (b[1] + b[3] / 2)
+        reach = self.max_shift * side
+        distance = float(np.hypot(dx, dy))
+        if ratio > self.max_scale or distance >= reach:
+            return 0.0
+        return 1.0 - distance / reach
 
 
 def ema(values: np.ndarray, groups: Sequence[object], alpha: float) -> np.ndarray:
