@@ -138,7 +138,7 @@ def test_cache_refuses_a_wrong_checksum_and_keeps_nothing(tmp_path: Path) -> Non
     origin = tmp_path / "model.onnx"
     origin.write_bytes(b"changed weights")
     cache = tmp_path / "cache"
-    with pytest.raises(DownloadError, match="SHA-256 .* expected 00"):
+    with pytest.raises(DownloadError, match=r"SHA-256 .* expected 00"):
         cached_file(origin.as_uri(), "00" * 32, folder=cache)
     assert list(cache.iterdir()) == []
 

@@ -217,7 +217,7 @@ def test_without_faces_each_frame_is_one_input(media: dict[str, object]) -> None
 def test_bad_inputs_are_one_line(media: dict[str, object], tmp_path: Path) -> None:
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
-    with pytest.raises(DmtlError, match="broken.mp4: cannot"):
+    with pytest.raises(DmtlError, match=r"broken\.mp4: cannot"):
         dmtl.Predictor(media["model"]).predict(broken)
     with pytest.raises(DmtlError, match="no such file"):
         dmtl.Predictor(media["model"]).predict(tmp_path / "missing.jpg")

@@ -159,6 +159,18 @@ def evaluate(
         Path | None, typer.Option("--output", "-o", help="Write the metrics as JSON.")
     ] = None,
     overwrite: Overwrite = False,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by", help="Also give the metrics per group of this manifest column "
+            "('source': the source name), the worst group and the gap."
+        ),
+    ] = None,
+    groups: Annotated[
+        Path | None,
+        typer.Option(help="CSV/Parquet with the samples' id and the --by column "
+                     "(default: each source's manifest)."),
+    ] = None,
 ) -> None:
     """Evaluate a trained model on the test (or validation) split of its config's data."""
     import lightning.pytorch as pl
@@ -190,10 +202,13 @@ def evaluate(
         trainer.test(module, dataloaders=loader, verbose=False)
     metrics = dict(module.last_test_metrics)
     console.print(metrics_table(metrics, f"{ckpt}: {split} metrics"))
+    document = {"checkpoint": str(ckpt), "split": split, "metrics": metrics}
+    if by is not None:
+        from dmtl.cli.groups_cmd import report_groups
+
+        document["groups"] = report_groups(module, experiment, split, by, groups)
     if output is not None:
-        output.write_text(
-            json.dumps({"checkpoint": str(ckpt), "split": split, "metrics": metrics}, indent=2)
-        )
+        output.write_text(json.dumps(document, indent=2))
 
 
 @app.command()

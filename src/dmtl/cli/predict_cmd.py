@@ -28,67 +28,80 @@ if TYPE_CHECKING:
     from dmtl.inference.runtime import Predictor as Model
 
 
+ModelArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Checkpoint file, run folder, or a model written by 'dmtl export' "
+        "(.onnx, run with onnxruntime; TorchScript .pt)."
+    ),
+]
+InputsArg = Annotated[
+    list[Path],
+    typer.Argument(
+        help="A manifest (CSV/Parquet), a .npy array, or photos, videos (mp4, avi, mkv) "
+        "and folders of them."
+    ),
+]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Predictions: .csv or .parquet.")]
+RootOpt = Annotated[
+    Path | None, typer.Option(help="Root of a manifest's image paths (default: its folder).")
+]
+ArrayOpt = Annotated[
+    Path | None, typer.Option(help="The .npy array an 'index' manifest points into.")
+]
+OutsideOpt = Annotated[
+    bool, typer.Option(help="Accept manifest image paths that are absolute or leave the root.")
+]
+FacesOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--faces/--no-faces",
+        help="Detect faces and predict each (default: on for a model trained on face crops, "
+        "as its card says).",
+    ),
+]
+DetectorOpt = Annotated[
+    str, typer.Option(help="Face detector: auto, haar, lbp, yunet (docs/faces.md).")
+]
+DetectorOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="A detector option KEY=VALUE (repeatable), e.g. max_side=480."),
+]
+EveryOpt = Annotated[int, typer.Option(help="Predict every N-th video frame.")]
+BatchOpt = Annotated[int, typer.Option(help="Faces per model call.")]
+MaxFacesOpt = Annotated[
+    int | None, typer.Option(help="At most this many faces per frame (the largest).")
+]
+SmoothOpt = Annotated[
+    float | None, typer.Option(help="Smooth each face track: EMA factor in (0, 1] (1 = none).")
+]
+PlotsOpt = Annotated[
+    Path | None,
+    typer.Option(help="Folder for one PNG per face track: probabilities over time."),
+]
+AnnotateOpt = Annotated[
+    Path | None,
+    typer.Option(help="Folder for the photos and videos with boxes and top labels."),
+]
+
+
 @handle_errors
 def predict(
-    checkpoint: Annotated[
-        Path,
-        typer.Argument(
-            help="Checkpoint file, run folder, or a model written by 'dmtl export' "
-            "(.onnx, run with onnxruntime; TorchScript .pt)."
-        ),
-    ],
-    inputs: Annotated[
-        list[Path],
-        typer.Argument(
-            help="A manifest (CSV/Parquet), a .npy array, or photos, videos (mp4, avi, mkv) "
-            "and folders of them."
-        ),
-    ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Predictions: .csv or .parquet.")
-    ] = Path("predictions.csv"),
-    root: Annotated[
-        Path | None, typer.Option(help="Root of a manifest's image paths (default: its folder).")
-    ] = None,
-    array: Annotated[
-        Path | None, typer.Option(help="The .npy array an 'index' manifest points into.")
-    ] = None,
-    allow_outside_root: Annotated[
-        bool,
-        typer.Option(help="Accept manifest image paths that are absolute or leave the root."),
-    ] = False,
-    faces: Annotated[
-        bool | None,
-        typer.Option(
-            "--faces/--no-faces",
-            help="Detect faces and predict each (default: on for a model trained on face "
-            "crops, as its card says).",
-        ),
-    ] = None,
-    detector: Annotated[
-        str, typer.Option(help="Face detector: auto, haar, lbp, yunet (docs/faces.md).")
-    ] = "auto",
-    detector_option: Annotated[
-        list[str] | None,
-        typer.Option(help="A detector option KEY=VALUE (repeatable), e.g. max_side=480."),
-    ] = None,
-    every: Annotated[int, typer.Option(help="Predict every N-th video frame.")] = 1,
-    batch_size: Annotated[int, typer.Option(help="Faces per model call.")] = 32,
-    max_faces: Annotated[
-        int | None, typer.Option(help="At most this many faces per frame (the largest).")
-    ] = None,
-    smooth: Annotated[
-        float | None,
-        typer.Option(help="Smooth each face track: EMA factor in (0, 1] (1 = none)."),
-    ] = None,
-    plots: Annotated[
-        Path | None,
-        typer.Option(help="Folder for one PNG per face track: probabilities over time."),
-    ] = None,
-    annotate: Annotated[
-        Path | None,
-        typer.Option(help="Folder for the photos and videos with boxes and top labels."),
-    ] = None,
+    checkpoint: ModelArg,
+    inputs: InputsArg,
+    output: OutputOpt = Path("predictions.csv"),
+    root: RootOpt = None,
+    array: ArrayOpt = None,
+    allow_outside_root: OutsideOpt = False,
+    faces: FacesOpt = None,
+    detector: DetectorOpt = "auto",
+    detector_option: DetectorOptionOpt = None,
+    every: EveryOpt = 1,
+    batch_size: BatchOpt = 32,
+    max_faces: MaxFacesOpt = None,
+    smooth: SmoothOpt = None,
+    plots: PlotsOpt = None,
+    annotate: AnnotateOpt = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Per-task probabilities and decisions: per sample of a manifest, or per face per frame."""
