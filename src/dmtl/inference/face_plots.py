@@ -56,20 +56,30 @@ def plot_tracks(
 
     written = []
     tasks = [t for t in card.tasks if _has_columns(frame, t)]
+    layout: list[Any] = [[f"{i}", f"{i}+"] if _is_plane(t) else [f"{i}", f"{i}"] for i, t in
+              enumerate(tasks)]
     for (file, face), track in frame.groupby(["file", "face"], sort=True):
         track = track.sort_values("frame")
-        figure, axes = plt.subplots(
-            len(tasks), 1, figsize=(8, 2.6 * len(tasks)), squeeze=False, layout="constrained"
-        )
+        figure = plt.figure(figsize=(9, 2.8 * len(tasks)), layout="constrained")
+        axes = figure.subplot_mosaic(layout)
         x, label = _time_axis(track)
-        for ax, task in zip(axes[:, 0], tasks, strict=True):
-            _panel(ax, task, track, x, label, figure)
+        for i, task in enumerate(tasks):
+            _panel(axes[f"{i}"], task, track, x, label, figure)
+            if _is_plane(task) and len(x) > 1:
+                _lines(axes[f"{i}+"], task, track, x, label)
+            elif _is_plane(task):
+                axes[f"{i}+"].set_axis_off()  # a photo: no time
         figure.suptitle(f"{Path(str(file)).name}: face {face}")
         path = _target(folder, f"{Path(str(file)).stem}_face{face}.png", overwrite)
         figure.savefig(path, dpi=100)
         plt.close(figure)
         written.append(path)
     return written
+
+
+def _is_plane(task: Task) -> bool:
+    """A regression task of two targets (valence-arousal): drawn as a path in their plane."""
+    return task.kind == "regression" and len(task.names) == 2
 
 
 def _has_columns(frame: pd.DataFrame, task: Task) -> bool:
@@ -84,8 +94,7 @@ def _columns(task: Task) -> list[str]:
 
 def _panel(ax: Any, task: Task, track: pd.DataFrame, x: np.ndarray, label: str, fig: Any) -> None:
     values = track[_columns(task)].to_numpy(dtype=float)
-    marker = "o" if len(x) < 3 else None
-    if task.kind == "binary_set":
+    if task.kind == "binary_set" and len(x) > 1:
         step = (x[1] - x[0]) if len(x) > 1 else 1.0
         image = ax.imshow(
             values.T, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest",
@@ -94,7 +103,7 @@ def _panel(ax: Any, task: Task, track: pd.DataFrame, x: np.ndarray, label: str, 
         ax.set_yticks(range(len(task.names)), task.names)
         ax.set_xlabel(label)
         fig.colorbar(image, ax=ax, label="p(active)")
-    elif task.kind == "regression" and len(task.names) == 2:
+    elif _is_plane(task):
         ax.plot(values[:, 0], values[:, 1], color="0.7", linewidth=1)
         points = ax.scatter(values[:, 0], values[:, 1], c=x, cmap="plasma", s=18, zorder=3)
         low, high = _limits(task)
@@ -106,15 +115,33 @@ def _panel(ax: Any, task: Task, track: pd.DataFrame, x: np.ndarray, label: str, 
         ax.set_ylabel(task.names[1])
         ax.set_aspect("equal")
         fig.colorbar(points, ax=ax, label=label)
-    else:
-        for j, name in enumerate(task.names):
-            ax.plot(x, values[:, j], label=name, marker=marker)
-        if task.kind == "categorical":
+    elif len(x) == 1:  # a photo: one value per class or target
+        ax.bar(range(len(task.names)), values[0], color="tab:blue")
+        ax.set_xticks(range(len(task.names)), task.names, rotation=30, ha="right")
+        if task.kind != "regression":
             ax.set_ylim(0.0, 1.0)
-            ax.set_ylabel("probability")
-        ax.set_xlabel(label)
-        ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+            ax.set_ylabel("probability" if task.kind == "categorical" else "p(active)")
+    else:
+        _lines(ax, task, track, x, label)
     ax.set_title(f"{task.name} ({task.kind})", fontsize="medium", loc="left")
+
+
+def _lines(ax: Any, task: Task, track: pd.DataFrame, x: np.ndarray, label: str) -> None:
+    """One line per class, label or target over time."""
+    values = track[_columns(task)].to_numpy(dtype=float)
+    marker = "o" if len(x) < 3 else None
+    for j, name in enumerate(task.names):
+        ax.plot(x, values[:, j], label=name, marker=marker)
+    if task.kind == "categorical":
+        ax.set_ylim(0.0, 1.18)
+        ax.set_yticks([0.0, 0.25, 0.5, 0.75, 1.0])
+        ax.set_ylabel("probability")
+    elif task.kind == "regression":
+        ax.set_ylim(*_limits(task))
+    ax.set_xlabel(label)
+    ax.legend(fontsize="small", loc="upper center", ncol=min(len(task.names), 5),
+              framealpha=0.8)
+    ax.set_title(f"{task.name} over time", fontsize="medium", loc="left")
 
 
 def _limits(task: Task) -> tuple[float, float]:
