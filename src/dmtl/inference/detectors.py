@@ -166,8 +166,8 @@ class HaarOptions(DetectorOptions):
     hits a face needs; ``min_size``: the smallest face, in pixels of the shrunk photo."""
 
     scale_factor: float = Field(default=1.15, gt=1.0)
-    min_neighbors: int = Field(default=5, ge=0)
-    min_size: int = Field(default=24, ge=8)
+    min_neighbors: int = Field(default=3, ge=0)
+    min_size: int = Field(default=20, ge=8)
     cascade: str = "haarcascade_frontalface_default.xml"
 
 
@@ -190,7 +190,7 @@ class HaarDetector:
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         small, factor = shrink(rgb, self.options.max_side)
-        grey = self.cv2.equalizeHist(self.cv2.cvtColor(small, self.cv2.COLOR_RGB2GRAY))
+        grey = self.cv2.cvtColor(small, self.cv2.COLOR_RGB2GRAY)
         side = self.options.min_size
         boxes, _, weights = self.cascade.detectMultiScale3(
             grey,
