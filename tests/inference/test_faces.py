@@ -154,7 +154,7 @@ def test_predict_a_photo_and_a_video_keeps_one_track(
     media: dict[str, object], tmp_path: Path
 ) -> None:
     out = tmp_path / "faces.parquet"
-    run_cli("predict", media["model"], media["photo"], media["video"], "-o", out,
+    run_cli("predict", media["model"], media["photo"], media["video"], "-o", out, "--faces",
             "--max-faces", "1", "--plots", tmp_path / "plots", "--annotate", tmp_path / "ann")
     frame = pd.read_parquet(out)
     video = frame[frame["file"] == str(media["video"])]
