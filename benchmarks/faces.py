@@ -160,7 +160,11 @@ def main(argv: Sequence[str] | None = None, results_dir: Path | None = None) -> 
             detector = default_detector() if name == "auto" else name
             runs = [measure(model, video, detector, args.batch_size) for _ in range(repeats)]
             results.append(summarise(runs, detector))
+    import cv2
+
     payload = {
+        "versions": {"opencv": cv2.__version__, "onnxruntime": _version("onnxruntime"),
+                     "av": _version("av"), "scikit-image": _version("scikit-image")},
         "settings": {"frames": frames, "repeats": repeats, "size": list(SIZE),
                      "image_size": args.image_size, "backbone": backbone, "runtime": "onnx",
                      "batch_size": args.batch_size, "target_fps": TARGET_FPS},
@@ -171,6 +175,15 @@ def main(argv: Sequence[str] | None = None, results_dir: Path | None = None) -> 
     }
     out = args.results or results_dir or (QUICK_DIR if args.quick else RESULTS_DIR)
     return write_result(out, "faces", payload, command_line("faces", argv), args.quick)
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def faces_section(doc: dict[str, Any] | None) -> list[str]:
@@ -187,7 +200,8 @@ def faces_section(doc: dict[str, Any] | None) -> list[str]:
         f"{s['repeats']} run(s); torch and onnxruntime on the CPU cores listed. Load average "
         f"(1 min) {doc['load_before'][0]:.1f} before, {doc['load_after'][0]:.1f} after: the "
         "machine may be shared, so the figures are a lower bound. Command: "
-        f"`{doc['command']}`.",
+        f"`{doc['command']}`; " + ", ".join(
+            f"{k} {v}" for k, v in doc.get("versions", {}).items() if v) + ".",
         "",
         "| detector | faces found / frames | frames/s (wall) | frames per CPU-second "
         "| decode | detect | track | crop | model | slowest stage | ≥ 10 frames/s (wall) |",
