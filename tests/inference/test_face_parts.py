@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from dmtl.data.crops import CropRecipe, affine_to_photo, crop_face
@@ -154,3 +156,31 @@ def test_a_failed_download_is_one_line(tmp_path: Path) -> None:
         "download it yourself and give its path"
     )
     assert list(tmp_path.iterdir()) == []
+
+coordinate = st.floats(-500, 500, allow_nan=False)
+
+
+@settings(max_examples=50, deadline=None)
+@given(x=coordinate, y=coordinate, w=st.floats(5, 300), h=st.floats(5, 300),
+       scale=st.floats(0.5, 2.0))
+def test_square_recipe_maps_the_output_centre_to_the_box_centre(
+    x: float, y: float, w: float, h: float, scale: float
+) -> None:
+    recipe = CropRecipe(kind="square", box_scale=scale, size=(64, 64))
+    a, b, c, d, e, f = affine_to_photo(recipe, (x, y, w, h), None)
+    assert (a * 32 + b * 32 + c, d * 32 + e * 32 + f) == pytest.approx((x + w / 2, y + h / 2))
+    assert a * 64 == pytest.approx(scale * max(w, h))  # the side of the square
+
+
+@settings(max_examples=50, deadline=None)
+@given(lx=coordinate, ly=coordinate, dx=st.floats(5, 200), dy=st.floats(-100, 100))
+def test_eye_aligned_recipe_maps_both_eyes_exactly(
+    lx: float, ly: float, dx: float, dy: float
+) -> None:
+    recipe = CropRecipe(kind="eye_aligned", size=(112, 112))
+    left, right = np.array([lx, ly]), np.array([lx + dx, ly + dy])
+    a, b, c, d, e, f = affine_to_photo(recipe, (0, 0, 1, 1), np.stack([right, left]))
+    for (u, v), eye in ((recipe.left_eye, left), (recipe.right_eye, right)):
+        u, v = u * 112, v * 112
+        assert (a * u + b * v + c, d * u + e * v + f) == pytest.approx(tuple(eye), abs=1e-6)
+    assert a == pytest.approx(e) and b == pytest.approx(-d)  # a similarity, no shear
