@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from benchmarks.common import now, read_results
+from benchmarks.faces import faces_section
 from dmtl.study.report import markdown_table
 
 VARIANT_ORDER = ("single_task", "mtl", "mtl+ca", "mtl+dm", "mtl+ca+dm")
@@ -568,6 +569,7 @@ def render(results: dict[str, Doc], out: Path, results_dir: Path) -> str:
               *ddp_section(results.get("ddp"), out),
               *gpu_section(results, out),
               *loader_section(results.get("loader"), results.get("gpu-loader")),
+              *faces_section(results.get("faces")),
               text("layout")]
     return "\n\n".join(blocks).rstrip() + "\n"
 

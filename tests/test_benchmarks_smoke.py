@@ -131,3 +131,18 @@ def test_report(results: Path) -> None:
         assert section in page, section
     assert (results / "benchmarks" / "cost-ratios.png").is_file()
     assert (results / "benchmarks" / "quality-digits.png").is_file()
+
+
+def test_faces_json_and_section(tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    pytest.importorskip("skimage")
+    _run("faces", results=tmp_path)
+    data = _load(tmp_path, "faces")
+    (detector,) = data["detectors"]
+    assert detector["frames"] == data["settings"]["frames"] == 20
+    assert detector["fps"] > 0 and detector["cpu_fps"] > 0
+    assert set(detector["stage_share"]) == {"decode", "detect", "track", "crop", "model"}
+    assert detector["slowest"] in detector["stage_share"]
+    assert len(data["load_before"]) == 3 and len(data["load_after"]) == 3
+    page = (tmp_path / "benchmarks.md").read_text()
+    assert "## 6. Faces in the wild" in page and detector["detector"] in page

@@ -12,6 +12,10 @@ The core is plain PyTorch and works in any training loop::
     loss, terms = objective(model(x), labels)   # labels: dmtl.PartialLabels
     loss.backward()
 
+A trained or exported model predicts per face on photos and videos::
+
+    table = dmtl.Predictor("model.onnx").predict(["photo.jpg", "clip.mp4"])  # pandas
+
 Layers (imports point down only): ``dmtl.core`` <- ``dmtl.knowledge`` <- ``dmtl.data``
 <- ``dmtl.training`` (Lightning) <- ``dmtl.study`` / ``dmtl.inference`` <- ``dmtl.cli``.
 The names below are imported on first use, so ``import dmtl`` (and the command line)
@@ -41,6 +45,7 @@ _EXPORTS: dict[str, str] = {
         "dmtl.core",
     ),
     **dict.fromkeys(("create_backbone", "list_backbones", "register_backbone"), "dmtl.backbones"),
+    "Predictor": "dmtl.inference.faces",
     **dict.fromkeys(
         ("ConfigError", "DataError", "DmtlError", "OutputError", "RunError", "SpecError"),
         "dmtl.errors",
@@ -86,6 +91,7 @@ if TYPE_CHECKING:
         task_from_dict,
     )
     from dmtl.errors import ConfigError, DataError, DmtlError, OutputError, RunError, SpecError
+    from dmtl.inference.faces import Predictor
 
 __all__ = [
     "MISSING_CLASS",
@@ -101,6 +107,7 @@ __all__ = [
     "Objective",
     "OutputError",
     "PartialLabels",
+    "Predictor",
     "RegressionMetrics",
     "RegressionTask",
     "Relatedness",

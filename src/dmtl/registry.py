@@ -437,6 +437,12 @@ class DeepfashionOptions(Options):
     drop_empty_categories: bool = False
 
 
+class EmotionetOptions(Options):
+    annotations: Literal["manual", "automatic"] = "manual"
+    aus: list[int] | None = None
+    image_template: str = "images/{name}"
+
+
 class DisfaOptions(Options):
     threshold: int = Field(default=2, ge=0)
     aus: list[int] | None = None
@@ -464,7 +470,7 @@ READERS = Registry("reader")
 _READER_OPTIONS: dict[str, type[BaseModel]] = {
     "affectnet": AffectnetOptions, "affwild2": Affwild2Options, "bp4d": Bp4dOptions,
     "celeba": CelebaOptions, "cub": CubOptions, "deepfashion": DeepfashionOptions,
-    "disfa": DisfaOptions, "rafdb": RafdbOptions, "ut_zappos": UtZapposOptions,
+    "disfa": DisfaOptions, "emotionet": EmotionetOptions, "rafdb": RafdbOptions, "ut_zappos": UtZapposOptions,
 }
 for _name, _reader_options in _READER_OPTIONS.items():
     READERS.register(_name, _reader_options)

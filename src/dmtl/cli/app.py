@@ -158,6 +158,18 @@ def evaluate(
         Path | None, typer.Option("--output", "-o", help="Write the metrics as JSON.")
     ] = None,
     overwrite: Overwrite = False,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by", help="Also give the metrics per group of this manifest column "
+            "('source': the source name), the worst group and the gap."
+        ),
+    ] = None,
+    groups: Annotated[
+        Path | None,
+        typer.Option(help="CSV/Parquet with the samples' id and the --by column "
+                     "(default: each source's manifest)."),
+    ] = None,
 ) -> None:
     """Evaluate a trained model on the test (or validation) split of its config's data."""
     import lightning.pytorch as pl
@@ -189,50 +201,13 @@ def evaluate(
         trainer.test(module, dataloaders=loader, verbose=False)
     metrics = dict(module.last_test_metrics)
     console.print(metrics_table(metrics, f"{ckpt}: {split} metrics"))
+    document = {"checkpoint": str(ckpt), "split": split, "metrics": metrics}
+    if by is not None:
+        from dmtl.cli.groups_cmd import report_groups
+
+        document["groups"] = report_groups(module, experiment, split, by, groups)
     if output is not None:
-        output.write_text(
-            json.dumps({"checkpoint": str(ckpt), "split": split, "metrics": metrics}, indent=2)
-        )
-
-
-@app.command()
-@handle_errors
-def predict(
-    checkpoint: Annotated[
-        Path,
-        typer.Argument(
-            help="Checkpoint file, run folder, or a model written by 'dmtl export' "
-            "(.onnx, run with onnxruntime; TorchScript .pt)."
-        ),
-    ],
-    inputs: Annotated[
-        Path, typer.Argument(help="A manifest (CSV/Parquet), a folder of images, or a .npy array.")
-    ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Predictions CSV.")] = Path(
-        "predictions.csv"
-    ),
-    root: Annotated[
-        Path | None, typer.Option(help="Root of a manifest's image paths (default: its folder).")
-    ] = None,
-    array: Annotated[
-        Path | None, typer.Option(help="The .npy array an 'index' manifest points into.")
-    ] = None,
-    allow_outside_root: Annotated[
-        bool,
-        typer.Option(help="Accept manifest image paths that are absolute or leave the root."),
-    ] = False,
-    overwrite: Overwrite = False,
-) -> None:
-    """Per-task probabilities and decisions, in the manifest's column naming."""
-    from dmtl.inference.predict import predict_to_csv
-
-    check_output_file(output, overwrite)
-    ckpt = _resolve_checkpoint(checkpoint)
-    with quiet_lightning():
-        frame = predict_to_csv(
-            ckpt, inputs, output, root=root, array=array, allow_outside_root=allow_outside_root
-        )
-    console.print(f"{len(frame)} predictions written to [bold]{output}[/]")
+        output.write_text(json.dumps(document, indent=2))
 
 
 @app.command()

@@ -15,7 +15,8 @@ The JSON document (``format_version`` 1)::
     {"format": "dmtl-model-card", "format_version": 1, "dmtl_version": "0.1.0",
      "name": "digits-scarce", "outputs": "probabilities",
      "input": {"name": "input", "shape": [1, 8, 8], "channels": 1, "image_size": 8,
-               "mean": [0.5], "std": [0.25], "crop_pct": 1.0},
+               "mean": [0.5], "std": [0.25], "crop_pct": 1.0,
+               "crop": {"kind": "eye_aligned", "size": [112, 112], ...} or null},
      "tasks": [{"name": "digit", "kind": "categorical", "classes": ["0", ...],
                 "zero_shot": []},
                {"name": "shape", "kind": "binary_set", "labels": ["loop", ...],
@@ -42,9 +43,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import Task, task_from_dict
+from dmtl.data.crops import CropRecipe
 from dmtl.errors import SpecError
 
 if TYPE_CHECKING:
+    from dmtl.config import Config
     from dmtl.training.module import MultiTaskModule
 
 CARD_FORMAT = "dmtl-model-card"
@@ -71,6 +74,9 @@ class ModelCard:
     (1: no crop; ``dmtl.data.transforms``). ``thresholds``: per
     binary-set task, one decision threshold per label on its probability (0.5 unless
     given). ``edges``: the relatedness edges leaving a task with zero-shot classes.
+    ``crop``: how the training images were cut from photos, for a model trained on face
+    crops (:mod:`dmtl.data.crops`; ``dmtl predict --faces`` cuts detected faces so);
+    ``None`` for other models and for cards written before dmtl recorded it.
     """
 
     name: str
@@ -85,6 +91,7 @@ class ModelCard:
     edges: tuple[Relatedness, ...] = ()
     input_name: str = "input"
     dmtl_version: str = ""
+    crop: CropRecipe | None = None
 
     def __post_init__(self) -> None:
         by_name = {t.name: t for t in self.tasks}
@@ -128,6 +135,7 @@ class ModelCard:
                 "mean": None if self.mean is None else list(self.mean),
                 "std": None if self.std is None else list(self.std),
                 "crop_pct": self.crop_pct,
+                "crop": None if self.crop is None else self.crop.model_dump(mode="json"),
             },
             "tasks": [_task_to_dict(t, self.thresholds.get(t.name)) for t in self.tasks],
             "relatedness": [
@@ -196,6 +204,7 @@ class _InputDoc(_Doc):
     mean: list[float] | None = None
     std: list[float] | None = None
     crop_pct: float = Field(default=1.0, gt=0.0, le=1.0)
+    crop: CropRecipe | None = None
 
 
 class _EdgeDoc(_Doc):
@@ -240,6 +249,7 @@ class _CardFile(_Doc):
             edges=tuple(edges),
             input_name=self.input.name,
             dmtl_version=self.dmtl_version,
+            crop=self.input.crop,
         )
 
 
@@ -269,7 +279,21 @@ def model_card(module: MultiTaskModule) -> ModelCard:
         crop_pct=cfg.crop_pct or 1.0,
         edges=tuple(e for e in module.edges if e.source.zero_shot),
         input_name=_free_name("input", {t.name for t in tasks}),
+        crop=training_crop(module.config),
     )
+
+
+def training_crop(config: Config) -> CropRecipe | None:
+    """The face crop recipe the training data implies: that of the first source read by a
+    reader that declares one (``register_reader(..., crop=...)``), else ``None``."""
+    from dmtl.data.readers import reader_crop_recipe
+
+    for source in config.sources:
+        if source.reader is not None:
+            recipe = reader_crop_recipe(source.reader, source.options)
+            if recipe is not None:
+                return recipe
+    return None
 
 
 def _free_name(name: str, taken: set[str]) -> str:
@@ -286,4 +310,5 @@ __all__ = [
     "METADATA_KEY",
     "ModelCard",
     "model_card",
+    "training_crop",
 ]

@@ -1,11 +1,9 @@
 """Readers for the paper's datasets: official folder layouts -> dmtl manifests.
 
 >>> from dmtl.data.readers import READERS
->>> sorted(READERS)
-['affectnet', 'affwild2', 'bp4d', 'celeba', 'cub', 'deepfashion', 'disfa', 'rafdb', 'ut_zappos']
-
-EmotioNet has no reader: its manual-annotation format is not publicly
-documented (see ``docs/datasets.md``).
+>>> sorted(READERS)  # doctest: +NORMALIZE_WHITESPACE
+['affectnet', 'affwild2', 'bp4d', 'celeba', 'cub', 'deepfashion', 'disfa', 'emotionet',
+ 'rafdb', 'ut_zappos']
 
 The reader modules (pandas, torch) are imported on first use of a name below;
 :data:`READER_SUMMARIES` names them without importing anything.
@@ -17,8 +15,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 READER_MODULES = (
-    "affectnet", "affwild2", "bp4d", "celeba", "cub", "deepfashion", "disfa", "rafdb",
-    "ut_zappos",
+    "affectnet", "affwild2", "bp4d", "celeba", "cub", "deepfashion", "disfa", "emotionet",
+    "rafdb", "ut_zappos",
 )
 """The modules that register a reader when imported."""
 
@@ -32,6 +30,7 @@ READER_SUMMARIES: dict[str, str] = {
     "cub": "Read CUB-200-2011: ``species`` (200 classes) and ``attributes`` (312 labels).",
     "deepfashion": "Read the DeepFashion category and attribute benchmark.",
     "disfa": "Read DISFA AU occurrence (intensity >= ``threshold``) for every subject.",
+    "emotionet": "Read EmotioNet AU occurrence (999 = not annotated -> missing).",
     "rafdb": "Read RAF-DB basic.",
     "ut_zappos": "Read UT-Zappos50K: ``category`` + binary ``attributes`` from the metadata.",
 }
@@ -39,7 +38,8 @@ READER_SUMMARIES: dict[str, str] = {
 it equal to the registered readers)."""
 
 _BASE_NAMES = (
-    "READERS", "ReaderResult", "get_reader", "read_dataset", "reader_options",
+    "CROP_RECIPES", "READERS", "ReaderResult", "get_reader", "read_dataset",
+    "reader_crop_recipe", "reader_options",
     "register_reader",
 )
 
@@ -60,16 +60,19 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from dmtl.data.readers.base import (
+        CROP_RECIPES,
         READERS,
         ReaderResult,
         get_reader,
         read_dataset,
+        reader_crop_recipe,
         reader_options,
         register_reader,
     )
     from dmtl.errors import DataError, DatasetLayoutError
 
 __all__ = [
+    "CROP_RECIPES",
     "READERS",
     "READER_MODULES",
     "READER_SUMMARIES",
@@ -78,6 +81,7 @@ __all__ = [
     "ReaderResult",
     "get_reader",
     "read_dataset",
+    "reader_crop_recipe",
     "reader_options",
     "register_reader",
 ]

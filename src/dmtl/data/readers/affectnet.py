@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dmtl.data.crops import CropRecipe
 from dmtl.data.readers.base import (
     ReaderResult,
     check_choice,
@@ -110,7 +111,17 @@ def _image_dir(root: Path, lists: Path, image_dir: str | None, notes: list[str])
     return found
 
 
-@register_reader("affectnet")
+AFFECTNET_CROP = CropRecipe(
+    kind="square",
+    box_scale=1.0,
+    size=(224, 224),
+    note="AffectNet: the face box of each web photo (face_x, face_y, face_width, "
+    "face_height), not aligned; the images are distributed at various sizes",
+)
+"""How AffectNet's ``Manually_Annotated_Images`` were cut from the web photos."""
+
+
+@register_reader("affectnet", crop=AFFECTNET_CROP)
 def read_affectnet(
     root: Path,
     *,

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from dmtl.core.tasks import RegressionTask, Task
+from dmtl.data.crops import CropRecipe
 from dmtl.data.readers.base import ReaderResult, head_lines, register_reader
 from dmtl.data.readers.columns import au_name, au_number, build_manifest, label_block
 from dmtl.data.readers.tables import read_table
@@ -272,7 +273,17 @@ def _frame_folders(
     return videos.map({video: f"{name}/" if name else "" for video, name in folder.items()})
 
 
-@register_reader("affwild2")
+CROPPED_ALIGNED = CropRecipe(
+    kind="eye_aligned",
+    size=(112, 112),
+    left_eye=(0.342, 0.462),
+    right_eye=(0.657, 0.460),
+    note="Aff-Wild2 cropped_aligned (ABAW): 112 x 112 frames aligned on the eyes",
+)
+"""How the ABAW ``cropped_aligned`` frames of Aff-Wild2 were cut from the videos."""
+
+
+@register_reader("affwild2", crop=CROPPED_ALIGNED)
 def read_affwild2(
     root: Path,
     *,

@@ -29,6 +29,7 @@ import pandas as pd
 
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import Task
+from dmtl.data.crops import CropRecipe
 from dmtl.errors import DataError, DatasetLayoutError
 
 
@@ -73,19 +74,39 @@ Reader = Callable[..., ReaderResult]
 READERS: dict[str, Reader] = {}
 """Registered readers by name."""
 
+CropRule = CropRecipe | Callable[[dict[str, Any]], CropRecipe | None]
+"""A reader's face crop recipe: fixed, or a function of the reader's options (with their
+defaults filled in), e.g. RAF-DB's aligned or original images."""
+
+CROP_RECIPES: dict[str, CropRule] = {}
+"""The face crop recipe of each reader of a face dataset, by reader name."""
+
 R = TypeVar("R", bound=Reader)
 
 
-def register_reader(name: str) -> Callable[[R], R]:
-    """Register ``reader`` under ``name`` (decorator)."""
+def register_reader(name: str, crop: CropRule | None = None) -> Callable[[R], R]:
+    """Register ``reader`` under ``name`` (decorator); ``crop``: how the dataset's face
+    images were cut from photos (:mod:`dmtl.data.crops`), for a face dataset."""
 
     def decorate(reader: R) -> R:
         if name in READERS and READERS[name] is not reader:
             raise DataError(f"a reader named {name!r} is already registered")
         READERS[name] = reader
+        if crop is not None:
+            CROP_RECIPES[name] = crop
         return reader
 
     return decorate
+
+
+def reader_crop_recipe(name: str, options: dict[str, Any] | None = None) -> CropRecipe | None:
+    """The face crop recipe of the images reader ``name`` gives with ``options``; ``None``
+    for a reader of something other than face crops."""
+    get_reader(name)
+    rule = CROP_RECIPES.get(name)
+    if rule is None or isinstance(rule, CropRecipe):
+        return rule
+    return rule(reader_options(name) | dict(options or {}))
 
 
 def get_reader(name: str) -> Reader:
@@ -178,6 +199,7 @@ def check_choice(option: str, value: Any, choices: Collection[Any]) -> None:
 
 
 __all__ = [
+    "CROP_RECIPES",
     "READERS",
     "Reader",
     "ReaderResult",
@@ -188,6 +210,7 @@ __all__ = [
     "head_lines",
     "parse_count_line",
     "read_dataset",
+    "reader_crop_recipe",
     "reader_options",
     "register_reader",
 ]

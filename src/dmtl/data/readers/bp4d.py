@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dmtl.data.crops import CropRecipe
 from dmtl.data.readers.base import ReaderResult, find_dir, head_lines, register_reader
 from dmtl.data.readers.columns import au_frames_manifest, au_name
 from dmtl.data.readers.disfa import check_template
@@ -69,7 +70,17 @@ def _read_file(path: Path, numbers: Sequence[int]) -> pd.DataFrame:
     return out
 
 
-@register_reader("bp4d")
+FRAME_CROP = CropRecipe(
+    kind="square",
+    box_scale=1.25,
+    size=(112, 112),
+    note="BP4D ships videos; the frames are extracted by the user "
+    "(image_template): dmtl assumes a square of 1.25 times the face box (docs/faces.md)",
+)
+"""The crop dmtl assumes for frames extracted from the BP4D videos."""
+
+
+@register_reader("bp4d", crop=FRAME_CROP)
 def read_bp4d(
     root: Path,
     *,

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
+from dmtl.data.crops import CropRecipe
 from dmtl.data.readers.base import (
     ReaderResult,
     find_file,
@@ -111,7 +112,17 @@ def _attributes(
     return names, labels.reindex(files).to_numpy(np.float32)
 
 
-@register_reader("celeba")
+ALIGNED_CROP = CropRecipe(
+    kind="eye_aligned",
+    size=(178, 218),
+    left_eye=(0.388, 0.509),
+    right_eye=(0.607, 0.509),
+    note="CelebA img_align_celeba: 178 x 218, the eyes at fixed places",
+)
+"""How CelebA's ``img_align_celeba`` images were cut (its mean eye positions)."""
+
+
+@register_reader("celeba", crop=ALIGNED_CROP)
 def read_celeba(
     root: Path,
     *,

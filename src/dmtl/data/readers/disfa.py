@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dmtl.data.crops import CropRecipe
 from dmtl.data.readers.base import ReaderResult, find_dir, register_reader
 from dmtl.data.readers.columns import au_frames_manifest, au_name
 from dmtl.data.readers.tables import read_table
@@ -75,7 +76,17 @@ def _subject(labels: Path, subject: str, numbers: Sequence[int], threshold: int)
     return part
 
 
-@register_reader("disfa")
+FRAME_CROP = CropRecipe(
+    kind="square",
+    box_scale=1.25,
+    size=(112, 112),
+    note="DISFA ships videos; the frames are extracted by the user "
+    "(image_template): dmtl assumes a square of 1.25 times the face box (docs/faces.md)",
+)
+"""The crop dmtl assumes for frames extracted from the DISFA videos."""
+
+
+@register_reader("disfa", crop=FRAME_CROP)
 def read_disfa(
     root: Path,
     *,

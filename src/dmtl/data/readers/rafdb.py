@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dmtl.data.crops import CropRecipe
 from dmtl.data.readers.base import ReaderResult, check_choice, find_file, register_reader
 from dmtl.data.readers.columns import build_manifest
 from dmtl.data.readers.tables import read_table
@@ -38,7 +39,21 @@ LABELS: dict[int, str] = {
 LIST = "EmoLabel/list_patition_label.txt"
 
 
-@register_reader("rafdb")
+ALIGNED_CROP = CropRecipe(
+    kind="eye_aligned",
+    size=(100, 100),
+    left_eye=(0.33, 0.42),
+    right_eye=(0.67, 0.42),
+    note="RAF-DB Image/aligned: 100 x 100, a similarity transform on the facial landmarks",
+)
+"""How RAF-DB's ``Image/aligned`` faces were cut (``Image/original`` are whole photos)."""
+
+
+def _crop(options: dict[str, object]) -> CropRecipe | None:
+    return ALIGNED_CROP if options.get("aligned", True) else None
+
+
+@register_reader("rafdb", crop=_crop)
 def read_rafdb(
     root: Path,
     *,
