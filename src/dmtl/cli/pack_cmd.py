@@ -89,7 +89,13 @@ def _pack_one(cfg: Config, index: int, folder: Path, rows_per_part: int, chunk_m
 @contextmanager
 def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
     """``advance(rows)`` of a rich progress bar on a terminal, else a line per tenth."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     if console.is_terminal:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

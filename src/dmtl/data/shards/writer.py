@@ -108,8 +108,9 @@ def _plan(source: Source, folder: Path, rows_per_part: int, chunk_bytes: int) ->
         saved = read_json(saved_path, "the plan of an unfinished pack")
         if saved != plan:
             raise OutputError(
-                f"{folder}: holds an unfinished pack of other data or settings ({saved.get('fingerprint')}, "
-                f"now {plan['fingerprint']}); remove the folder or choose another"
+                f"{folder}: holds an unfinished pack of other data or settings "
+                f"({saved.get('fingerprint')}, now {plan['fingerprint']}); remove the folder "
+                "or choose another"
             )
         return plan
     if any(p.name != PROGRESS_DIR for p in folder.iterdir()):
