@@ -1,4 +1,4 @@
-"""``python -m benchmarks [quality|cost|ddp|loader|all|report] [--quick] [section options]``.
+"""``python -m benchmarks [quality|cost|ddp|loader|shards|all|report] [--quick] [section options]``.
 
 Each section writes ``benchmarks/results/<section>.json`` (``--quick``: a scratch folder
 under the system's temporary directory, so a smoke run never replaces real figures) and
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks.common import DOC_PATH, QUICK_DIR, RESULTS_DIR
 
-SECTIONS = ("quality", "cost", "ddp", "loader")
+SECTIONS = ("quality", "cost", "ddp", "loader", "shards")
 
 
 def _section_main(name: str) -> Callable[..., object]:
@@ -37,6 +37,10 @@ def _section_main(name: str) -> Callable[..., object]:
         from benchmarks import loader_section
 
         return loader_section.main
+    if name == "shards":
+        from benchmarks import shards
+
+        return shards.main
     raise ValueError(name)
 
 

@@ -98,29 +98,29 @@ class ShardSource(Source):
         return self._dataset
 
     def read_item(self, row: int) -> dict[str, Any]:
-        """Item ``row`` of the pack, checked (its row number and the CRC-32 of its bytes)."""
-        chunk = self.pack.chunk_of(row)
-        where = f"{self.pack.location}, chunk {chunk.file}, row {row}"
+        """Item ``row`` of the pack, checked (its row number and the CRC-32 of its bytes);
+        ``data`` is a ``uint8`` array of the image file's bytes, or the array row."""
         try:
             item = self._open()[row]
             data = item["data"]
-            raw = bytes(data) if not isinstance(data, np.ndarray) else data.tobytes()
+            raw = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
             same = int(item["row"]) == row and zlib.crc32(raw) == int(item["crc"])
-        except DataError:
-            raise
         except Exception as error:  # LitData and NumPy raise many types for broken bytes
             problem = " ".join(str(error).split())[:160]
             raise DataError(
-                f"{where}: the chunk is corrupt or unreadable ({type(error).__name__}: "
-                f"{problem}); pack the source again"
+                f"{self._where(row)}: the chunk is corrupt or unreadable "
+                f"({type(error).__name__}: {problem}); pack the source again"
             ) from None
         if not same:
             raise DataError(
-                f"{where}: the item does not match its checksum (the chunk is corrupt); "
-                "pack the source again"
+                f"{self._where(row)}: the item does not match its checksum (the chunk is "
+                "corrupt); pack the source again"
             )
-        item["data"] = raw if not isinstance(data, np.ndarray) else data
+        item["data"] = raw
         return item
+
+    def _where(self, row: int) -> str:
+        return f"{self.pack.location}, chunk {self.pack.chunk_of(row).file}, row {row}"
 
     def raw_input(self, i: int) -> Tensor:
         row = int(self.rows[i])
@@ -161,7 +161,7 @@ class ShardSource(Source):
 
 
 def decode_bytes(
-    data: bytes, ext: str, channels: int, size: tuple[int, int] | None, where: str
+    data: bytes | np.ndarray, ext: str, channels: int, size: tuple[int, int] | None, where: str
 ) -> Tensor:
     """The pixels of an image file's bytes ``(channels, H, W)``, exactly as
     :func:`dmtl.data.sources.decode_pixels` decodes the file (``ext``: its suffix)."""
@@ -170,7 +170,7 @@ def decode_bytes(
         if fast is not None:
             return _resized(fast, size)
     try:
-        with Image.open(io.BytesIO(data)) as file:
+        with Image.open(io.BytesIO(memoryview(data))) as file:
             if file.mode in _WIDE_MODES or file.mode == "F":
                 return _decode_wide(file, channels, size)
             img = file.convert("L" if channels == 1 else "RGB")
@@ -185,13 +185,13 @@ def decode_bytes(
     return x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1).contiguous()
 
 
-def _decode_jpeg_bytes(data: bytes, channels: int) -> Tensor | None:
+def _decode_jpeg_bytes(data: bytes | np.ndarray, channels: int) -> Tensor | None:
     decoder = _jpeg_decoder()
     if decoder is None:
         return None
     decode = decoder[0]
     try:
-        x = decode(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+        x = decode(torch.from_numpy(np.array(data, dtype=np.uint8)))
     except RuntimeError:
         return None
     if x.shape[0] == channels:
