@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -86,7 +87,45 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def test_two_ranks_read_disjoint_rows_whose_union_is_the_training_set(tmp_path: Path) -> None:
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _launch(layout: str, config: Path, out: Path, env: dict[str, str]) -> list[str]:
+    """Run ``dmtl train`` as 2 processes: one torchrun on one node, or two torchruns as
+    nodes 0 and 1 of one process each (docs/distributed.md's multi-node recipe, on one
+    machine). Returns the outputs."""
+    train = ["-m", "dmtl", "train", str(config), "-o", str(out), "-s", "trainer.strategy=ddp"]
+    if layout == "one node":
+        commands = [[*_torchrun(), "--standalone", "--nproc-per-node", "2", *train,
+                     "-s", "trainer.devices=2"]]
+    else:
+        port = str(_free_port())
+        commands = [[*_torchrun(), "--nnodes", "2", "--nproc-per-node", "1",
+                     "--node-rank", str(node), "--master-addr", "127.0.0.1",
+                     "--master-port", port, *train, "-s", "trainer.devices=1",
+                     "-s", "trainer.num_nodes=2"] for node in (0, 1)]
+    processes = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, env=env, cwd=config.parent) for c in commands]
+    outputs = []
+    for process in processes:
+        try:
+            output, _ = process.communicate(timeout=PATIENCE_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert process.returncode == 0, output[-5000:]
+        outputs.append(output)
+    return outputs
+
+
+@pytest.mark.parametrize("layout", ["one node", "two nodes"])
+def test_two_ranks_read_disjoint_rows_whose_union_is_the_training_set(
+    tmp_path: Path, layout: str
+) -> None:
     pack = _row_number_pack(tmp_path)
     config = tmp_path / "ddp.yaml"
     config.write_text(yaml.safe_dump({
@@ -100,14 +139,7 @@ def test_two_ranks_read_disjoint_rows_whose_union_is_the_training_set(tmp_path: 
     }))
     rows_dir = tmp_path / "rows"
     rows_dir.mkdir()
-    done = subprocess.run(
-        [*_torchrun(), "--standalone", "--nproc-per-node", "2", "-m", "dmtl", "train",
-         str(config), "-o", str(tmp_path / "run"), "-s", "trainer.devices=2",
-         "-s", "trainer.strategy=ddp"],
-        capture_output=True, text=True, timeout=PATIENCE_S, env=_env(DMTL_TEST_ROWS=str(rows_dir)),
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    _launch(layout, config, tmp_path / "run", _env(DMTL_TEST_ROWS=str(rows_dir)))
     batches = {
         rank: [[int(v) for v in line.split()]
                for line in (rows_dir / f"rank{rank}.txt").read_text().splitlines()]
