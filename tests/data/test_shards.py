@@ -310,3 +310,29 @@ def test_the_cli_names_a_broken_pack_in_one_line(packed_digits: Path, tmp_path: 
     assert len(lines) == 1 and "sources.0.shards" in lines[0], broken.output
     meta = json.loads((packed_digits / META_FILE).read_text())
     assert meta["rows"] == 1797
+
+
+def test_the_relatedness_estimate_and_the_strata_are_those_of_the_original(
+    packed_digits: Path, tmp_path: Path, tiny_data: Callable[..., dict[str, Any]]
+) -> None:
+    data = tiny_data(relatedness=[{"source": "digit", "target": "shape", "kind": "estimate"},
+                                  {"source": "digit", "target": "ink", "kind": "estimate"}])
+    data["sources"][0]["regime"] = {"name": "full"}
+    original = build_experiment(load_config(_write(tmp_path / "o.yaml", data)))
+    packed = build_experiment(load_config(
+        _write(tmp_path / "p.yaml", _shards_config(data, packed_digits))))
+    assert [e.name for e in packed.edges] == [e.name for e in original.edges]
+    for left, right in zip(original.edges, packed.edges, strict=True):
+        assert torch.equal(left.table, right.table)
+    assert [s.name for s in packed.train] == [s.name for s in original.train]
+    for left, right in zip(original.train + original.test, packed.train + packed.test,
+                           strict=True):
+        assert list(left.ids) == list(right.ids)
+        _same(left.subset(np.arange(min(50, len(left)))),
+              right.subset(np.arange(min(50, len(right)))))
+    assert packed.records == original.records
+
+
+def _write(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path

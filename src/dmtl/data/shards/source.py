@@ -104,7 +104,8 @@ class ShardSource(Source):
             item = self._open()[row]
             data = item["data"]
             raw = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
-            same = int(item["row"]) == row and zlib.crc32(raw) == int(item["crc"])
+            crc = zlib.crc32(np.ascontiguousarray(raw).data)
+            same = int(item["row"]) == row and crc == int(item["crc"])
         except Exception as error:  # LitData and NumPy raise many types for broken bytes
             problem = " ".join(str(error).split())[:160]
             raise DataError(
@@ -169,8 +170,9 @@ def decode_bytes(
         fast = _decode_jpeg_bytes(data, channels)
         if fast is not None:
             return _resized(fast, size)
+    encoded = data if isinstance(data, bytes) else data.tobytes()
     try:
-        with Image.open(io.BytesIO(memoryview(data))) as file:
+        with Image.open(io.BytesIO(encoded)) as file:
             if file.mode in _WIDE_MODES or file.mode == "F":
                 return _decode_wide(file, channels, size)
             img = file.convert("L" if channels == 1 else "RGB")
