@@ -2,7 +2,8 @@
 
 Use as ``backbone.name: dmtl_test_rows:recorder`` with this folder on ``PYTHONPATH``, on
 inputs whose first value is the row number: every training forward pass appends those
-numbers, one line per batch, to ``$DMTL_TEST_ROWS/rank<RANK>.txt``.
+numbers, one line per batch, to ``$DMTL_TEST_ROWS/rank<RANK>.txt`` (``SLURM_PROCID``
+without ``RANK``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ class _Recorder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.training:
             rows = x.flatten(1)[:, 0].round().long().tolist()
-            path = Path(os.environ["DMTL_TEST_ROWS"]) / f"rank{os.environ.get('RANK', '0')}.txt"
+            rank = os.environ.get("RANK") or os.environ.get("SLURM_PROCID", "0")
+            path = Path(os.environ["DMTL_TEST_ROWS"]) / f"rank{rank}.txt"
             with path.open("a") as handle:
                 handle.write(" ".join(map(str, rows)) + "\n")
         features: Tensor = self.inner(x)

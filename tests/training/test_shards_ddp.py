@@ -94,10 +94,12 @@ def _free_port() -> int:
 
 
 def _launch(layout: str, config: Path, out: Path, env: dict[str, str]) -> list[str]:
-    """Run ``dmtl train`` as 2 processes: one torchrun on one node, or two torchruns as
-    nodes 0 and 1 of one process each (docs/distributed.md's multi-node recipe, on one
+    """Run ``dmtl train`` as 2 processes: one torchrun on one node, two torchruns as nodes 0
+    and 1 of one process each, or two SLURM tasks (docs/distributed.md's recipes, on one
     machine). Returns the outputs."""
     train = ["-m", "dmtl", "train", str(config), "-o", str(out), "-s", "trainer.strategy=ddp"]
+    if layout == "slurm":
+        return _slurm(train, config, env)
     if layout == "one node":
         commands = [[*_torchrun(), "--standalone", "--nproc-per-node", "2", *train,
                      "-s", "trainer.devices=2"]]
@@ -109,6 +111,28 @@ def _launch(layout: str, config: Path, out: Path, env: dict[str, str]) -> list[s
                      "-s", "trainer.num_nodes=2"] for node in (0, 1)]
     processes = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True, env=env, cwd=config.parent) for c in commands]
+    return _wait_all(processes)
+
+
+def _slurm(train: list[str], config: Path, env: dict[str, str]) -> list[str]:
+    """Two tasks as ``srun`` starts them on one node (docs/distributed.md's SLURM recipe):
+    ``python -m dmtl train`` per task with SLURM's variables, no torchrun; Lightning takes
+    the ranks and the master address from them."""
+    port = str(_free_port())
+    processes = []
+    for rank in (0, 1):
+        slurm = {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "1",
+                 "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank), "SLURM_NODEID": "0",
+                 "SLURM_JOB_NAME": "dmtl-test", "SLURM_JOB_ID": "4242",
+                 "SLURM_NODELIST": "127.0.0.1", "MASTER_PORT": port}
+        processes.append(subprocess.Popen(
+            [sys.executable, *train, "-s", "trainer.devices=2"], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, env={**env, **slurm}, cwd=config.parent,
+        ))
+    return _wait_all(processes)
+
+
+def _wait_all(processes: list[subprocess.Popen[str]]) -> list[str]:
     outputs = []
     for process in processes:
         try:
@@ -122,7 +146,7 @@ def _launch(layout: str, config: Path, out: Path, env: dict[str, str]) -> list[s
     return outputs
 
 
-@pytest.mark.parametrize("layout", ["one node", "two nodes"])
+@pytest.mark.parametrize("layout", ["one node", "two nodes", "slurm"])
 def test_two_ranks_read_disjoint_rows_whose_union_is_the_training_set(
     tmp_path: Path, layout: str
 ) -> None:

@@ -54,10 +54,15 @@ def pack(
     check_output_folder(out, "--out")
     if rows_per_part < 1 or chunk_mb <= 0:
         raise ConfigError("--rows-per-part must be >= 1 and --chunk-mb > 0")
-    packs = [
-        _pack_one(cfg, i, out / folder_name(i, s.name), rows_per_part, chunk_mb)
-        for i, s in enumerate(cfg.sources)
-    ]
+    try:
+        packs = [
+            _pack_one(cfg, i, out / folder_name(i, s.name), rows_per_part, chunk_mb)
+            for i, s in enumerate(cfg.sources)
+        ]
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted: the finished parts are kept in {escape(str(out))}; "
+                      "run the same command again to finish the pack[/]")
+        raise typer.Exit(code=130) from None
     console.print(f"[green]packed {len(packs)} source(s) into {escape(str(out))}[/]; "
                   "use them as:")
     lines = ["sources:"]
