@@ -279,8 +279,8 @@ class SourceConfig(_Strict):
         ]
         if len(kinds) != 1:
             raise ValueError(
-                "give exactly one of 'builtin', 'manifest', 'reader' or 'shards' "
-                f"(got {kinds or 'none'})"
+                "give exactly one of 'builtin', 'manifest' or 'reader' (or 'shards', a packed "
+                f"source) (got {kinds or 'none'})"
             )
         if self.reader is not None and self.root is None:
             raise ValueError("a 'reader' source needs 'root' (the dataset folder)")

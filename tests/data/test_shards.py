@@ -281,8 +281,8 @@ def test_a_config_names_shards_as_its_only_kind_and_resolves_a_local_folder(
     assert config.sources[1].shards == "s3://bucket/b"
     (tmp_path / "d.yaml").write_text(yaml.safe_dump(
         {"name": "x", "sources": [{"name": "a", "shards": "p", "builtin": "digits"}]}))
-    with pytest.raises(ConfigError, match="exactly one of 'builtin', 'manifest', 'reader' or "
-                                          "'shards'"):
+    with pytest.raises(ConfigError, match=r"exactly one of 'builtin', 'manifest' or 'reader' "
+                                          r"\(or 'shards', a packed source\)"):
         load_config(tmp_path / "d.yaml")
 
 
