@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[vision,export,faces,dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[vision,export,faces,stream,dev]'
 	touch $(STAMP)
 
 # Fashion-MNIST comes from the Debian package dataset-fashion-mnist; installed when apt is

@@ -1,4 +1,6 @@
-"""``python -m benchmarks [quality|cost|ddp|loader|faces|all|report] [--quick] [section options]``.
+"""``python -m benchmarks [SECTION|all|report] [--quick] [section options]``.
+
+SECTION: quality, cost, ddp, loader, faces or shards.
 
 Each section writes ``benchmarks/results/<section>.json`` (``--quick``: a scratch folder
 under the system's temporary directory, so a smoke run never replaces real figures) and
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.common import DOC_PATH, QUICK_DIR, RESULTS_DIR
 
-SECTIONS = ("quality", "cost", "ddp", "loader", "faces")
+SECTIONS = ("quality", "cost", "ddp", "loader", "faces", "shards")
 
 
 def _section_main(name: str) -> Callable[..., object]:
@@ -41,6 +43,10 @@ def _section_main(name: str) -> Callable[..., object]:
         from benchmarks import faces
 
         return faces.main
+    if name == "shards":
+        from benchmarks import shards
+
+        return shards.main
     raise ValueError(name)
 
 

@@ -561,6 +561,13 @@ def _hardware_table(results: dict[str, Doc]) -> str:
                    "load avg (1 min) at end", "quick"], rows)
 
 
+def shards_report(doc: Doc | None) -> list[str]:
+    """The shards section (``benchmarks/shards.py`` renders its own result)."""
+    from benchmarks.shards import report_lines
+
+    return report_lines(doc)
+
+
 def render(results: dict[str, Doc], out: Path, results_dir: Path) -> str:
     blocks = [text("header", now=now(), results=_rel(results_dir, out)),
               _hardware_table(results), text("noise"), _summary(results),
@@ -570,6 +577,7 @@ def render(results: dict[str, Doc], out: Path, results_dir: Path) -> str:
               *gpu_section(results, out),
               *loader_section(results.get("loader"), results.get("gpu-loader")),
               *faces_section(results.get("faces")),
+              *shards_report(results.get("shards")),
               text("layout")]
     return "\n\n".join(blocks).rstrip() + "\n"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -258,13 +259,22 @@ class SourceConfig(_Strict):
         ]
     balance: str | None = None
     """A categorical task: this source's share of each training batch is drawn class-balanced."""
+    # ---- packed sources (docs/datasets.md, "Shards")
+    shards: str | None = None
+    """A source packed by ``dmtl datasets pack``: its folder, or an object-store URL
+    (``s3://bucket/pack/source``); instead of ``builtin``, ``manifest`` or ``reader``."""
+    shards_cache: Path | None = None
+    """Where a remote pack's index files and chunks are cached (default: LitData's)."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> SourceConfig:
-        kinds = [k for k in ("builtin", "manifest", "reader") if getattr(self, k) is not None]
+        kinds = [
+            k for k in ("builtin", "manifest", "reader", "shards") if getattr(self, k) is not None
+        ]
         if len(kinds) != 1:
             raise ValueError(
-                f"give exactly one of 'builtin', 'manifest' or 'reader' (got {kinds or 'none'})"
+                "give exactly one of 'builtin', 'manifest' or 'reader' (or 'shards', a packed "
+                f"source) (got {kinds or 'none'})"
             )
         if self.reader is not None and self.root is None:
             raise ValueError("a 'reader' source needs 'root' (the dataset folder)")
@@ -759,6 +769,10 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+_URL_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]+:")
+"""An object-store URL (``s3://...``, ``gs://...``); one letter would be a Windows drive."""
+
+
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     """Make relative file paths relative to the config file's folder (``~`` is expanded)."""
 
@@ -774,7 +788,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
                 section[key] = str(path) if path.is_absolute() else os.path.abspath(base / path)
 
     for source in data.get("sources") or []:
-        fix(source, ("manifest", "root", "array"))
+        fix(source, ("manifest", "root", "array", "shards_cache"))
+        if isinstance(source, dict) and not _URL_SCHEME.match(str(source.get("shards") or "")):
+            fix(source, ("shards",))  # a local folder; a URL stays as it is
     for edge in data.get("relatedness") or []:
         fix(edge, ("path",))
     fix(data.get("backbone"), ("weights",))

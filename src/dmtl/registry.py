@@ -470,7 +470,8 @@ READERS = Registry("reader")
 _READER_OPTIONS: dict[str, type[BaseModel]] = {
     "affectnet": AffectnetOptions, "affwild2": Affwild2Options, "bp4d": Bp4dOptions,
     "celeba": CelebaOptions, "cub": CubOptions, "deepfashion": DeepfashionOptions,
-    "disfa": DisfaOptions, "emotionet": EmotionetOptions, "rafdb": RafdbOptions, "ut_zappos": UtZapposOptions,
+    "disfa": DisfaOptions, "emotionet": EmotionetOptions, "rafdb": RafdbOptions,
+    "ut_zappos": UtZapposOptions,
 }
 for _name, _reader_options in _READER_OPTIONS.items():
     READERS.register(_name, _reader_options)

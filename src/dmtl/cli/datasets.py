@@ -12,6 +12,7 @@ from rich.table import Table
 from dmtl.cli.errors import console, handle_errors
 from dmtl.cli.options import Overrides
 from dmtl.cli.outputs import check_output_folder
+from dmtl.cli.pack_cmd import pack
 from dmtl.cli.render import frame_table
 from dmtl.errors import ConfigError, DmtlError, OutputError
 
@@ -23,7 +24,10 @@ if TYPE_CHECKING:  # pandas and torch are imported by the commands that use them
     from dmtl.data.pipeline import LoadedSource
     from dmtl.data.sources import ImageCheck, Source
 
-datasets_app = typer.Typer(help="List, inspect, export and check datasets.", no_args_is_help=True)
+datasets_app = typer.Typer(
+    help="List, inspect, export, check and pack datasets.", no_args_is_help=True
+)
+datasets_app.command("pack")(pack)
 
 
 @datasets_app.command("list")
@@ -272,6 +276,8 @@ def _check_images(i: int, item: LoadedSource) -> tuple[int, int]:
             f"e.g. {escape(source.skipped_paths[0])}[/]",
             soft_wrap=True,
         )
+    if item.config.shards is not None:
+        return _check_shards(i, item), 0
     if not isinstance(source, ImageSource):
         return 0, 0  # no image files
     found = _decode_with_progress(f"sources.{i} ({item.config.name})", source)
@@ -314,6 +320,31 @@ def _print_odd_sized(i: int, found: ImageCheck, total: int) -> None:
 
 
 _SHOW_UNREADABLE = 50
+
+
+def _check_shards(i: int, item: LoadedSource) -> int:
+    """A packed source: every chunk against its checksum, then every row read (and decoded).
+    Returns the number of bad chunks and rows."""
+    from dmtl.cli.pack_cmd import _progress
+    from dmtl.data.shards import ShardSource
+    from dmtl.data.shards.layout import corrupt_chunks
+
+    source = item.source
+    assert isinstance(source, ShardSource)
+    label = f"sources.{i} ({item.config.name})"
+    with _progress(f"checksums of {label}", source.pack.rows) as advance:
+        bad = corrupt_chunks(source.pack, advance)
+    for name in bad:
+        console.print(f"  [red]chunk {escape(name)} does not match its checksum[/]")
+    if bad:  # reading its rows would repeat the same finding row by row
+        return len(bad)
+    with _progress(f"reading {label}", len(source)) as advance:
+        found = source.unreadable_rows(advance)
+    for _, problem in found[:_SHOW_UNREADABLE]:
+        console.print(f"  [red]unreadable: {escape(problem)}[/]", soft_wrap=True)
+    what = "chunks match their checksums and all rows read"
+    console.print(f"  {len(found)} of {len(source)} rows unreadable" if found else f"  {what}")
+    return len(found)
 
 
 def _decode_with_progress(label: str, source: Source) -> ImageCheck:

@@ -181,9 +181,33 @@ def load_source(index: int, cfg: SourceConfig, declared: dict[str, Task]) -> Loa
         split = _split_column(source, cfg, where)
         notes = {"dropped": dict(result.dropped), "notes": list(result.notes)}
         return LoadedSource(cfg, source, split, list(getattr(result, "knowledge", [])), notes)
+    if cfg.shards is not None:
+        source, knowledge = _shard_source(where, cfg)
+        return LoadedSource(cfg, source, _split_column(source, cfg, where), knowledge)
     assert cfg.manifest is not None
     source = _manifest_source(where, cfg, cfg.manifest, list(declared.values()))
     return LoadedSource(cfg, source, _split_column(source, cfg, where))
+
+
+def _shard_source(where: str, cfg: SourceConfig) -> tuple[Source, list[Relatedness]]:
+    """A packed source (``shards``), read as its original files were (docs/datasets.md)."""
+    from dmtl.data.shards import open_pack, shard_source
+
+    assert cfg.shards is not None
+    if cfg.input.cache == "memory":
+        raise DataError(f"{where}.input.cache: 'memory' applies to image files and arrays; a "
+                        "packed source is read from its chunks (set input.cache: none)")
+    try:
+        images = open_pack(cfg.shards, cfg.shards_cache).kind == "image"
+        source = shard_source(
+            cfg.name, cfg.shards, cache_dir=cfg.shards_cache,
+            channels=cfg.input.channels if images else None,
+            image_size=cfg.input.decode_size() if images else None,
+            mean=cfg.input.mean, std=cfg.input.std,
+        )
+    except DataError as error:
+        raise DataError(f"{where}.shards: {error}") from None
+    return _prepared(where, cfg, source), source.pack.edges()
 
 
 def _prepared(where: str, cfg: SourceConfig, source: Source) -> Source:

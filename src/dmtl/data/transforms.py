@@ -200,7 +200,12 @@ def with_input_transforms(source: Source, config: SourceConfig, where: str) -> S
 
 
 def is_image_file_source(source: SourceConfig) -> bool:
-    """Whether a source reads image files (a manifest without an array, or a reader)."""
+    """Whether a source reads image files (a manifest without an array, a reader, or a pack
+    of image files)."""
+    if source.shards is not None:
+        from dmtl.data.shards import open_pack
+
+        return bool(open_pack(source.shards, source.shards_cache).kind == "image")
     return source.builtin is None and source.array is None
 
 
