@@ -132,6 +132,8 @@ def _digits_with_writers(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
     run("datasets", "export", "digits", tmp_path / "digits", "--limit", "300")
     manifest = tmp_path / "digits" / "manifest.csv"
     frame = pd.read_csv(manifest, dtype={"id": str})
+    frame = frame.drop(columns=[c for c in frame.columns if c.startswith("ink/")])
+    frame.to_csv(manifest, index=False)  # digit and shape only
     frame["writer"] = ["w" + str(int(i) % 3) for i in frame["id"]]
     frame[["id", "writer"]].to_csv(tmp_path / "writers.csv", index=False)
     return manifest, frame
@@ -206,22 +208,57 @@ def _row(record: RunRecord, writer: str) -> float:
 
 
 @pytest.mark.slow
-def test_study_by_source_in_parallel_workers(
-    tmp_path: Path, write_config: Any, tiny_data: Any
-) -> None:
-    """Built-in digits twice (two regimes): ``study.group_by: source`` in the config, runs
-    in worker processes; each record carries its table, one row per source."""
-    scarce = tiny_data()["sources"][0]
-    config = write_config(
-        sources=[scarce, {"name": "digits_full", "builtin": "digits"}],
-        study={"seeds": 1, "variants": ["mtl", "mtl+dm"], "group_by": "source"},
-    )
+def test_study_by_source_in_parallel_workers(tmp_path: Path, tiny_data: Any) -> None:
+    """Two manifest sources (the exported digits split by id parity), ``study.group_by:
+    source`` in the config, runs in worker processes: each record carries its table, one
+    row per source, each with its own test rows."""
+    manifest, frame = _digits_with_writers(tmp_path)
+    parity = frame["id"].astype(int) % 2
+    columns = ["id", "image", "split", "digit"]
+    for name, part in (("odd", frame[parity == 1]), ("even", frame[parity == 0])):
+        part[columns].to_csv(manifest.parent / f"{name}.csv", index=False)
+    data = tiny_data(study={"seeds": 1, "variants": ["single_task", "mtl"],
+                            "group_by": "source"}, output={"dir": str(tmp_path / "unused")})
+    data["sources"] = [{"name": n, "manifest": f"digits/{n}.csv"} for n in ("odd", "even")]
+    data["tasks"] = [{"name": "digit", "type": "categorical", "classes": list("0123456789")}]
+    data["relatedness"] = []
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
     out = tmp_path / "s"
     run("study", config, "--out", out, "--jobs", "2")
     results = load_results(out / "results.json")
     assert [r.status for r in results.runs] == ["done", "done"], [r.error for r in results.runs]
+    test = frame[frame["split"] == "test"]
+    n_odd = int((test["id"].astype(int) % 2 == 1).sum())
     for record in results.runs:
         assert record.groups is not None
-        assert [g["source"] for g in record.groups["groups"]] == ["digits", "digits_full"]
+        rows = record.groups["groups"]
+        assert [(g["source"], g["n"]) for g in rows] == [
+            ("even", len(test) - n_odd), ("odd", n_odd)
+        ]
     assert json.loads((out / "results.json").read_text())["runs"][0]["groups"]["by"] == "source"
     assert "## Groups (by source" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_builtin_digits_by_source_is_the_whole_test_split(
+    tmp_path: Path, write_config: Any
+) -> None:
+    """The tiny built-in study with ``study.group_by: source``: one group, all the test
+    rows, so its metrics are the run's own test metrics, and the gap is 0."""
+    config = write_config(study={"seeds": 1, "variants": ["single_task", "mtl"],
+                                 "group_by": "source"})
+    out = tmp_path / "s"
+    run("study", config, "--out", out)
+    results = load_results(out / "results.json")
+    assert len(results.runs) == 4 and all(r.status == "done" for r in results.runs)
+    for record in results.runs:
+        assert record.groups is not None
+        (row,) = record.groups["groups"]
+        assert row["source"] == "digits"
+        metrics = [m for m in row if "/" in m]
+        assert metrics and all(record.metrics[m] == pytest.approx(row[m]) for m in metrics)
+        assert all(gap == 0.0 for gap in record.groups["gap"].values())
+    report = (out / "report.md").read_text()
+    assert "## Groups (by source, on the evaluation split)" in report
+    assert "| mtl | " in report.split("## Groups", 1)[1]
