@@ -103,7 +103,7 @@ def test_group_summaries_by_hand() -> None:
     assert gap_verdict(mtl, baseline) == "wider (+0.200)"
     report = render_markdown(results)
     assert "## Groups (by writer, on the evaluation split)" in report
-    assert "| mtl | 0.900 | 0.550 | b | 0.350 ± 0.071 | wider (+0.200) |" in report
+    assert "| mtl | 0.900 | 0.550 | b | 0.350 ± 0.071 | **wider (+0.200)** |" in report
 
 
 def test_a_gap_within_noise_is_not_wider_and_one_seed_is_undecided() -> None:

@@ -4,8 +4,9 @@ Sections: summary (commands, tasks, variants, seeds, the study's wall time,
 hardware); warnings (each once); results (mean ± std per variant and task,
 negative-transfer verdict); difference to single-task with a 95 % confidence
 interval; ranking; best variant and the variants within noise of it, per task;
-per-class and per-label metrics; training (protocol, steps, epochs, early stops);
-failed runs; plots; the effective config and the regime. Every number comes from
+per-class and per-label metrics; groups (``study.group_by``: each variant's metric per
+group, worst group, gap; :mod:`dmtl.study.group_stats`); training (protocol, steps,
+epochs, early stops); failed runs; plots; the effective config and the regime. Every number comes from
 :mod:`dmtl.study.statistics` and every rule is stated in the report.
 :func:`results_frame` is also the table the command line prints.
 
@@ -31,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from dmtl.study.group_stats import gap_verdict, group_column, summaries
+from dmtl.study.group_stats import GroupSummary, gap_verdict, group_column, summaries
 from dmtl.study.results import BASELINE, RunRecord, StudyResults, missing_runs
 from dmtl.study.statistics import (
     SINGLE_SEED,
@@ -404,7 +405,7 @@ def _group_lines(results: StudyResults) -> list[str]:
             {"variant": s.variant,
              **{g: "n/a" if m is None else f"{m:.3f}" for g, m in s.means.items()},
              "worst group": s.worst or "n/a", "gap": fmt_cell(s.gap, len(results.seeds)),
-             "gap vs single_task": "—" if s.variant == BASELINE else gap_verdict(s, baseline)}
+             "gap vs single_task": "—" if s.variant == BASELINE else _flagged(s, baseline)}
             for s in found
         ]
         frame = pd.DataFrame(rows).fillna("n/a")
@@ -413,6 +414,11 @@ def _group_lines(results: StudyResults) -> list[str]:
         return []
     return [f"## Groups (by {group_column(results)}, on the evaluation split)", "",
             GROUPS_NOTE, "", *lines]
+
+
+def _flagged(summary: GroupSummary, baseline: GroupSummary | None) -> str:
+    text = gap_verdict(summary, baseline)
+    return f"**{text}**" if text.startswith("wider") else text
 
 
 def _plot_lines(plots: Mapping[str, str], files: Mapping[str, str]) -> list[str]:
