@@ -4,9 +4,8 @@ Sections: summary (commands, tasks, variants, seeds, the study's wall time,
 hardware); warnings (each once); results (mean ± std per variant and task,
 negative-transfer verdict); difference to single-task with a 95 % confidence
 interval; ranking; best variant and the variants within noise of it, per task;
-per-class and per-label metrics; groups (``study.group_by``: each variant's metric per
-group, worst group, gap; :mod:`dmtl.study.group_stats`); training (protocol, steps,
-epochs, early stops); failed runs; plots; the effective config and the regime. Every number comes from
+per-class and per-label metrics; training (protocol, steps, epochs, early stops);
+failed runs; plots; the effective config and the regime. Every number comes from
 :mod:`dmtl.study.statistics` and every rule is stated in the report.
 :func:`results_frame` is also the table the command line prints.
 
