@@ -56,6 +56,7 @@ def test_groups_file_is_relative_to_the_config_and_must_exist(
         load_config(config)
 
 
+@pytest.mark.slow
 def test_a_column_a_builtin_dataset_lacks_is_refused_before_training(
     tmp_path: Path, write_config: Any
 ) -> None:
