@@ -504,6 +504,11 @@ class StudyConfig(_Strict):
     (every run the same number of steps, evaluated at the last one). Sources without
     validation rows give ``val_fraction`` of their training rows to validation under
     early stopping.
+
+    ``group_by``: a manifest column (``source``: the source's name); when set, each run
+    also gives its primary metrics per group of that column on its test split, the worst
+    group and the gap (as ``dmtl evaluate --by``). ``groups``: a CSV/Parquet with the
+    samples' ``id`` and that column (as ``--groups``; default: each source's manifest).
     """
 
     seeds: int = Field(default=3, ge=1)
@@ -514,6 +519,8 @@ class StudyConfig(_Strict):
     patience: int = Field(default=5, ge=1)
     min_epochs: int | None = Field(default=None, ge=0)
     val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+    group_by: str | None = Field(default=None, min_length=1)
+    groups: Path | None = None
 
 
 class Config(_Strict):
@@ -794,6 +801,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     for edge in data.get("relatedness") or []:
         fix(edge, ("path",))
     fix(data.get("backbone"), ("weights",))
+    fix(data.get("study"), ("groups",))
 
 
 def validate_config(data: Mapping[str, Any], file: str | Path | None = None) -> Config:
@@ -832,10 +840,21 @@ def check_consistency(config: Config) -> list[tuple[str, str]]:
     weights = config.backbone.weights
     if weights is not None and (why := not_a_file(weights)) is not None:
         problems.append(("backbone.weights", _file_problem(weights, why)))
+    problems += _group_problems(config.study)
     for name in config.method.task_weights:
         if all_declared and name not in task_names:
             problems.append((f"method.task_weights.{name}", "no such task"))
     return problems
+
+
+def _group_problems(study: StudyConfig) -> list[tuple[str, str]]:
+    """``study.groups`` is a file, and only with ``study.group_by``."""
+    if study.groups is None:
+        return []
+    if study.group_by is None:
+        return [("study.groups", "needs study.group_by (the column to read from the file)")]
+    why = not_a_file(study.groups)
+    return [] if why is None else [("study.groups", _file_problem(study.groups, why))]
 
 
 def _file_problem(path: str | Path, why: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from datetime import datetime
@@ -226,6 +227,16 @@ def study(
     variants: Variants = None,
     allow_config_change: AllowConfigChange = False,
     jobs: Jobs = "1",
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help="Also give each run's metrics per group of this manifest "
+                     "column, the worst group and the gap (study.group_by)."),
+    ] = None,
+    groups: Annotated[
+        Path | None,
+        typer.Option(help="CSV/Parquet with the samples' id and the --by column "
+                     "(study.groups; default: each source's manifest)."),
+    ] = None,
 ) -> None:
     """The ablation: single-task, MTL, +co-annotation, +distribution matching, both; over seeds.
 
@@ -235,13 +246,23 @@ def study(
     from dmtl.build.check import checked_config
     from dmtl.config import variant_problems
 
-    cfg = _chosen_variants(checked_config(config, set_ or []), variants)
+    overrides = [*(set_ or []), *_group_overrides(by, groups)]
+    cfg = _chosen_variants(checked_config(config, overrides), variants)
     if problems := variant_problems(cfg):  # before any run starts or any data loads
         raise ConfigError(problems, config)
     if allow_config_change and not resume:
         raise ConfigError([("--allow-config-change", "only applies with --resume")])
     folder = check_output_folder(out or cfg.output.dir, "--out" if out else "output.dir")
     _run_study(cfg, folder, seeds, resume, overwrite, _jobs(jobs), allow_config_change)
+
+
+def _group_overrides(by: str | None, groups: Path | None) -> list[str]:
+    """``--by`` and ``--groups`` as ``--set`` overrides (quoted: YAML reads them as text;
+    the file relative to the working folder)."""
+    overrides = [f"study.group_by={json.dumps(by)}"] if by is not None else []
+    if groups is not None:
+        overrides.append(f"study.groups={json.dumps(os.path.abspath(groups))}")
+    return overrides
 
 
 def _study_warnings(message: str) -> None:

@@ -202,10 +202,38 @@ def evaluate_groups(
     return group_table(list(module.tasks), logits, labels, groups, column)
 
 
+def check_group_column(
+    experiment: Experiment, column: str, table: Path | None = None
+) -> None:
+    """Refuse, before any run trains, a ``column`` that the test (else validation) split's
+    sources or ``table`` lack: one :class:`DataError` line."""
+    for source in experiment.test or experiment.val:
+        group_values(experiment.config, source, column, table)
+
+
+def checkpoint_groups(
+    checkpoint: Path | None, experiment: Experiment, column: str, table: Path | None = None
+) -> dict[str, Any]:
+    """The group table (:meth:`GroupTable.to_dict`) of a run's evaluated ``checkpoint`` on
+    ``experiment``'s test split (else validation, as the run's own metrics)."""
+    from dmtl.training.module import load_module  # Lightning, only where it is needed
+
+    if checkpoint is None or not Path(checkpoint).is_file():
+        raise DataError(f"group table by {column}: the run left no checkpoint to evaluate")
+    module = load_module(checkpoint)
+    accelerator = experiment.config.trainer.accelerator
+    if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
+        module = module.to("cuda")
+    split = "test" if experiment.test else "val"
+    return evaluate_groups(module, experiment, split, column, table).to_dict()
+
+
 __all__ = [
     "MISSING_GROUP",
     "SOURCE_COLUMN",
     "GroupTable",
+    "check_group_column",
+    "checkpoint_groups",
     "encoded_labels",
     "evaluate_groups",
     "group_table",

@@ -31,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from dmtl.study.group_stats import GroupSummary, gap_verdict, group_column, summaries
 from dmtl.study.results import BASELINE, RunRecord, StudyResults, missing_runs
 from dmtl.study.statistics import (
     SINGLE_SEED,
@@ -89,6 +90,13 @@ PER_OUTPUT_NOTE = (
     "Each task's metric per class (label), on the evaluation split: mean ± std over seeds "
     "per variant; bold: the best mean of the row. The `single_task` column uses the model "
     "trained on that task alone."
+)
+
+GROUPS_NOTE = (
+    "Per group: the mean over seeds of the task's primary metric in that group. Worst "
+    "group: the lowest mean. Gap: best − worst group of each seed, mean ± std over seeds. "
+    "A variant is **wider** than single-task when mean(gap) − mean(gap of single_task) > "
+    "pooled std = sqrt((s_variant² + s_single²) / 2); it needs 2 seeds on each side."
 )
 
 
@@ -386,6 +394,32 @@ def _per_output_lines(results: StudyResults) -> list[str]:
     return ["## Per class and per label", "", PER_OUTPUT_NOTE, "", *lines] if lines else []
 
 
+def _group_lines(results: StudyResults) -> list[str]:
+    """``## Groups`` (``study.group_by``): per task, each variant's mean metric per group,
+    the worst group, the gap (mean ± std over seeds) and whether it widens single-task's."""
+    lines: list[str] = []
+    for task, found in summaries(results).items():
+        baseline = next((s for s in found if s.variant == BASELINE), None)
+        rows = [
+            {"variant": s.variant,
+             **{g: "n/a" if m is None else f"{m:.3f}" for g, m in s.means.items()},
+             "worst group": s.worst or "n/a", "gap": fmt_cell(s.gap, len(results.seeds)),
+             "gap vs single_task": "—" if s.variant == BASELINE else _flagged(s, baseline)}
+            for s in found
+        ]
+        frame = pd.DataFrame(rows).fillna("n/a")
+        lines += [f"### {task_header(results, task)}", "", markdown_table(frame), ""]
+    if not lines:
+        return []
+    return [f"## Groups (by {group_column(results)}, on the evaluation split)", "",
+            GROUPS_NOTE, "", *lines]
+
+
+def _flagged(summary: GroupSummary, baseline: GroupSummary | None) -> str:
+    text = gap_verdict(summary, baseline)
+    return f"**{text}**" if text.startswith("wider") else text
+
+
 def _plot_lines(plots: Mapping[str, str], files: Mapping[str, str]) -> list[str]:
     if not plots and not files:
         return []
@@ -422,6 +456,7 @@ def render_markdown(
     out += ["## Best variant and variants within noise of it, per task", "",
             *_noise_lines(results), "", NOISE_RULE, ""]
     out += _per_output_lines(results)
+    out += _group_lines(results)
     out += ["## Training", "", f"Protocol: {protocol_text(results.protocol)}.", "",
             markdown_table(training_frame(results)), "", TRAINING_NOTE, ""]
     out += ["## Failed runs", "", *_failed_lines(results), ""]

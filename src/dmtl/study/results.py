@@ -103,7 +103,9 @@ class RunRecord(_Strict):
     ``None`` (or NaN, stored as ``None``) means n/a, e.g. nothing labelled.
     ``run_dir`` is relative to the folder that holds ``results.json``. ``epochs``
     (epochs trained), ``best_step`` (the step of the checkpoint evaluated) and
-    ``stopped_early`` are ``None`` where the trainer did not report them.
+    ``stopped_early`` are ``None`` where the trainer did not report them. ``groups``
+    (with ``study.group_by``): the primary metrics per group on ``split``, the worst group
+    and the gap (:meth:`dmtl.study.groups.GroupTable.to_dict`); ``None`` otherwise.
     """
 
     variant: str
@@ -119,6 +121,7 @@ class RunRecord(_Strict):
     stopped_early: bool | None = None
     run_dir: str | None = None
     error: str | None = None
+    groups: dict[str, Any] | None = None
 
     @field_validator("metrics")
     @classmethod

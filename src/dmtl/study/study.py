@@ -67,6 +67,7 @@ from dmtl.data.pipeline import (
 )
 from dmtl.errors import ConfigError
 from dmtl.knowledge.heatmap import plot_relatedness
+from dmtl.study.groups import check_group_column, checkpoint_groups
 from dmtl.study.observer import StudyObserver
 from dmtl.study.outputs import write_report
 from dmtl.study.parallel import STUDY_PRELOAD, run_parallel, warm_up
@@ -275,6 +276,8 @@ def _check_study(config: Config, experiment: Experiment, *, first: bool) -> list
 
     if first:
         check_monitor(config, experiment.tasks)
+        if config.study.group_by is not None:
+            check_group_column(experiment, config.study.group_by, config.study.groups)
     return experiment_warnings(experiment)
 
 
@@ -517,6 +520,7 @@ def _one_run(
             progress_bar=False,
             callbacks=callbacks,
         )
+        groups = _group_table(config, varied, result)
         return RunRecord(
             variant=run.variant,
             seed=run.seed,
@@ -531,10 +535,23 @@ def _one_run(
             stopped_early=result.stopped_early,
             run_dir=str(run_dir.relative_to(out_dir)),
             error=None,
+            groups=groups,
         )
     except Exception as error:  # a failed run is recorded, and the study goes on
         return _failed(run, run_dir, out_dir, time.perf_counter() - start,
                        f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}")
+
+
+def _group_table(
+    config: Config, experiment: Experiment, result: RunResult
+) -> dict[str, Any] | None:
+    """With ``study.group_by``: the run's metrics per group of that column (in the worker
+    that trained it, so a parallel study gets it back with the record)."""
+    if config.study.group_by is None:
+        return None
+    return checkpoint_groups(
+        result.checkpoint, experiment, config.study.group_by, config.study.groups
+    )
 
 
 def _failed(run: PlannedRun, run_dir: Path, out_dir: Path, wall_s: float, error: str) -> RunRecord:
