@@ -261,10 +261,15 @@ class MultiTaskModule(pl.LightningModule):
     def _check_finite(self, terms: dict[str, Tensor], batch: Batch, batch_idx: int) -> None:
         """Stop on a NaN/inf term, naming it (terms before their total), the step and sources.
 
-        One device-to-host synchronisation per step: all terms are checked at once.
+        One device-to-host synchronisation per step. Without a loss weighting the total is
+        the objective's sum of weighted terms, which is finite only if every term is
+        (``0 * inf`` is NaN), so it alone is checked; else all terms are, at once.
         """
-        values = torch.stack([v.detach().float() for v in terms.values()])
-        if bool(torch.isfinite(values).all()):
+        if self.weighting is None:
+            checked = terms["loss"].detach()
+        else:
+            checked = torch.stack([v.detach().float() for v in terms.values()])
+        if bool(torch.isfinite(checked).all()):
             return
         name, value = next((k, v) for k, v in terms.items() if not bool(torch.isfinite(v)))
         sources = sorted({self._source_name(int(s)) for s in batch.source.tolist()})

@@ -40,7 +40,7 @@ from dmtl.config import Config
 from dmtl.core.metrics import MAX_PER_OUTPUT_METRICS
 from dmtl.core.tasks import Task
 from dmtl.errors import ConfigError, MissingDependencyError, RunError
-from dmtl.training.callbacks import EarlyStoppingAfter
+from dmtl.training.callbacks import CheapCudaChecks, EarlyStoppingAfter
 from dmtl.training.interrupt import GracefulStop, StopSignal
 from dmtl.training.resume import ExactResume
 from dmtl.training.rundir import (  # re-exported; they live where no torch is imported
@@ -226,6 +226,7 @@ def _callbacks(
             auto_insert_metric_name=False,
         ),
         ExactResume(),
+        CheapCudaChecks(),
     ]
     early_stopping = config.trainer.early_stopping
     if early_stopping.enabled and monitor:
