@@ -36,7 +36,9 @@ dataset), an MLP 784-256-128 with two linear heads, batch 64, one thread.
 - ``end_to_end``: ``dmtl train`` (``run_training``, Lightning, plain multi-task learning) on
   the workload written as user data (``x.npy`` + index manifest), against a minimal PyTorch
   loop with its own data path (``TensorDataset`` + ``DataLoader(shuffle=True)``, CE + BCE,
-  ``torch.optim.AdamW`` with the same cosine schedule). Time per epoch in steady state:
+  ``torch.optim.AdamW(fused=True)`` as dmtl's, with the same cosine schedule), run as a
+  script without Lightning runs it: without the ``PYTORCH_NVML_BASED_CUDA_CHECK``
+  variable that ``import lightning`` sets. Time per epoch in steady state:
   from one epoch's start to the next, median of the epochs after the first; alternating
   order, the ratio taken pair by pair. Also: CPU seconds to load one epoch's batches
   through each data path.
@@ -48,6 +50,7 @@ dataset), an MLP 784-256-128 with two linear heads, batch 64, one thread.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -56,7 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -539,7 +542,26 @@ def plain_loss(logits: tuple[Tensor, Tensor], category: Tensor, attributes: Tens
 
 def hand_epochs(work: Workload, epochs: int, seed: int = 0) -> dict[str, Any]:
     """A minimal PyTorch loop: ``TensorDataset`` + ``DataLoader(shuffle=True)``, CE + BCE,
-    ``torch.optim.AdamW`` with the same cosine schedule, per step, as dmtl."""
+    ``torch.optim.AdamW(fused=True)`` with the same cosine schedule, per step, as dmtl;
+    as a script that does not import Lightning runs it (:func:`without_lightning_env`)."""
+    with without_lightning_env():
+        return _hand_epochs(work, epochs, seed)
+
+
+@contextlib.contextmanager
+def without_lightning_env() -> Iterator[None]:
+    """The process environment as it was before ``import lightning`` set
+    ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (which makes every ``torch.cuda.is_available()``,
+    hence every Adam step, ask NVML); restored afterwards."""
+    saved = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = saved
+
+
+def _hand_epochs(work: Workload, epochs: int, seed: int) -> dict[str, Any]:
     from torch.utils.data import DataLoader, TensorDataset
 
     torch.manual_seed(seed)
@@ -549,7 +571,7 @@ def hand_epochs(work: Workload, epochs: int, seed: int = 0) -> dict[str, Any]:
     loader = DataLoader(data, batch_size=64, shuffle=True)
     model = PlainMTL(int(np.prod(work.x.shape[1:])), work.tasks[0].num_outputs,
                      work.tasks[1].num_outputs)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
     total = epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
@@ -617,8 +639,8 @@ def objective_steps(work: Workload, repeats: int, min_run_time: float,
                               for k, v in plain.attributes.state_dict().items()},
                            **{f"backbone.{k}": v for k, v in plain.backbone.state_dict().items()}})
     objective = Objective(tasks, [])
-    optimisers = {"dmtl": torch.optim.AdamW(model.parameters(), lr=1e-3),
-                  "plain": torch.optim.AdamW(plain.parameters(), lr=1e-3)}
+    optimisers = {"dmtl": torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True),
+                  "plain": torch.optim.AdamW(plain.parameters(), lr=1e-3, fused=True)}
 
     def dmtl_step() -> None:
         optimisers["dmtl"].zero_grad(set_to_none=True)
@@ -726,12 +748,12 @@ def demo_runs(repeats: int, quick: bool) -> dict[str, Any]:
 
 def run(results_dir: Path, command: str, *, quick: bool, device_name: str, threads: int,
         repeats: int | None, min_run_time: float | None, cases: Sequence[str] | None,
-        memory: bool, e2e: bool, e2e_repeats: int | None) -> Path:
+        memory: bool, e2e: bool, e2e_repeats: int | None, demo: bool = True) -> Path:
     device = torch.device(device_name)
     torch.set_num_threads(threads)
     repeats = repeats or (2 if quick else 7)
     min_run_time = min_run_time if min_run_time is not None else (0.01 if quick else 1.0)
-    names = list(cases or CASES)
+    names = list(CASES if cases is None else cases)
     started = now()
     results: list[dict[str, Any]] = []
     for name in names:
@@ -758,7 +780,8 @@ def run(results_dir: Path, command: str, *, quick: bool, device_name: str, threa
         document["end_to_end"] = end_to_end(device, e2e_repeats, threads, quick)
         document["objective_step"] = objective_steps(
             e2e_workload(quick), repeats, min_run_time, threads)
-        document["demo_run"] = demo_runs(1 if quick else 3, quick)
+        if demo:
+            document["demo_run"] = demo_runs(1 if quick else 3, quick)
     name = "cost" if device.type == "cpu" else "gpu-cost"
     return write_result(results_dir, name, document, command, quick)
 
@@ -775,10 +798,12 @@ def main(argv: Sequence[str] | None = None, results_dir: Path | None = None) -> 
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--min-run-time", type=float, default=None,
                         help="seconds per blocked_autorange measurement")
-    parser.add_argument("--cases", nargs="+", choices=list(CASES))
+    parser.add_argument("--cases", nargs="*", choices=list(CASES),
+                        help="the cases to time (none: only the end-to-end part)")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-e2e", action="store_true")
     parser.add_argument("--e2e-repeats", type=int, default=None)
+    parser.add_argument("--no-demo", action="store_true", help="skip the demo-run timing")
     parser.add_argument("--memory-child", nargs=2, metavar=("CASE", "VARIANT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -794,7 +819,7 @@ def main(argv: Sequence[str] | None = None, results_dir: Path | None = None) -> 
     return run(out, command_line("cost", argv), quick=args.quick, device_name=args.device,
                threads=threads, repeats=args.repeats, min_run_time=args.min_run_time,
                cases=args.cases, memory=not args.no_memory, e2e=not args.no_e2e,
-               e2e_repeats=args.e2e_repeats)
+               e2e_repeats=args.e2e_repeats, demo=not args.no_demo)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """The command line starts fast: its modules, ``--help``, ``config show`` and ``datasets list``
-load no torch (nor pandas, Lightning, torchmetrics); the reader list matches the readers.
+load no torch (nor pandas, Lightning, torchmetrics); neither does the refusal of a bad
+argument (an existing output folder, a missing checkpoint, a bad option); the reader list
+matches the readers.
 
 Each check runs a fresh interpreter (a subprocess), where nothing was imported before,
 and reads ``sys.modules`` at the end. No timing is asserted (the machine may be busy);
@@ -54,6 +56,45 @@ def test_light_commands_load_no_heavy_package(argv: list[str]) -> None:
         "try:\n    main()\nexcept SystemExit as stop:\n    assert not stop.code, stop.code\n"
     )
     assert _loaded_after(code) == []
+
+
+def _run_cli(argv: list[str], code: int) -> str:
+    """Python code running ``dmtl *argv`` and checking that it exits with ``code``."""
+    return (
+        "import sys\nfrom dmtl.cli import main\n"
+        f"sys.argv = ['dmtl', *{argv!r}]\n"
+        "try:\n    main()\nexcept SystemExit as stop:\n"
+        f"    assert stop.code == {code}, stop.code\nelse:\n    raise AssertionError('no exit')\n"
+    )
+
+
+REFUSALS = {
+    "train into a used folder": ["train", "{config}", "--out", "{used}"],
+    "study into a used folder": ["study", "{config}", "--out", "{used}"],
+    "demo into a used folder": ["demo", "--out", "{used}"],
+    "resume with overwrite": ["train", "{config}", "--out", "{used}", "--resume", "--overwrite"],
+    "evaluate a missing checkpoint": ["evaluate", "{missing}"],
+    "evaluate a bad split": ["evaluate", "{used}", "--split", "train"],
+    "evaluate over an existing file": ["evaluate", "{used}", "-o", "{file}"],
+    "predict with a missing checkpoint": ["predict", "{missing}", "{used}", "-o", "{free}"],
+    "predict over an existing file": ["predict", "{used}", "{used}", "-o", "{file}"],
+    "export a missing checkpoint": ["export", "{missing}"],
+    "export a run folder without checkpoint": ["export", "{used}"],
+    "export at a bad opset": ["export", "{used}", "--opset", "13"],
+}
+
+
+@pytest.mark.parametrize("argv", list(REFUSALS.values()), ids=list(REFUSALS))
+def test_refusals_load_no_heavy_package(argv: list[str], tmp_path: Path) -> None:
+    """A bad argument is refused (exit 2) before torch or Lightning is imported."""
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "metrics.json").write_text("{}")
+    places = {"config": SRC / "dmtl" / "configs" / "digits-demo.yaml", "used": used,
+              "missing": tmp_path / "missing.ckpt", "file": used / "metrics.json",
+              "free": tmp_path / "predictions.csv"}
+    args = [a.format(**places) for a in argv]
+    assert _loaded_after(_run_cli(args, code=2)) == []
 
 
 def test_the_listed_readers_are_the_registered_ones() -> None:

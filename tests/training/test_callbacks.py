@@ -1,6 +1,9 @@
-"""Early stopping that starts watching after ``min_epochs``, on a scripted validation metric."""
+"""Early stopping that starts watching after ``min_epochs``, on a scripted validation metric;
+the NVML variable unset while training where that is safe, and restored."""
 
 from __future__ import annotations
+
+import os
 
 import lightning.pytorch as pl
 import pytest
@@ -8,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from torch.utils.data import DataLoader, TensorDataset
 
-from dmtl.training.callbacks import EarlyStoppingAfter
+from dmtl.training.callbacks import NVML_CHECK, CheapCudaChecks, EarlyStoppingAfter
 
 
 class ScriptedMetric(pl.LightningModule):
@@ -54,3 +57,29 @@ def test_early_stopping_watches_from_min_epochs_on() -> None:
                                                       min_epochs=5)) == 9
     # min_epochs 0: Lightning's early stopping as it is
     assert _epochs_trained(flat, EarlyStoppingAfter("val/score", patience=2, mode="max")) == 3
+
+
+class SeesTheVariable(ScriptedMetric):
+    """Records ``PYTORCH_NVML_BASED_CUDA_CHECK`` at every training step."""
+
+    def __init__(self) -> None:
+        super().__init__([0.0] * 3)
+        self.seen: list[str | None] = []
+
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        self.seen.append(os.environ.get(NVML_CHECK))
+        return super().training_step(batch, batch_idx)
+
+
+def test_cheap_cuda_checks_unset_the_nvml_variable_while_training_only() -> None:
+    assert os.environ.get(NVML_CHECK) == "1"  # import lightning set it
+    module = SeesTheVariable()
+    data = DataLoader(TensorDataset(torch.ones(4, 1)), batch_size=2)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[CheapCudaChecks()])
+    trainer.fit(module, data)
+    # safe on the CPU when no CUDA device is available; with one, CUDA is not initialised here
+    unset = not torch.cuda.is_available() or torch.cuda.is_initialized()
+    assert module.seen == [None if unset else "1"] * 2
+    assert os.environ.get(NVML_CHECK) == "1"  # restored

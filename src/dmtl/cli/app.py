@@ -16,7 +16,7 @@ import typer
 from dmtl.cli.errors import console, handle_errors, quiet_lightning, warn_line
 from dmtl.cli.options import AllowConfigChange, ConfigArg, Overrides, Overwrite, Resume
 from dmtl.cli.outputs import check_output_file, check_output_folder
-from dmtl.errors import ConfigError, DataError
+from dmtl.errors import ConfigError
 
 if TYPE_CHECKING:
     from dmtl.config import Config
@@ -85,18 +85,21 @@ def train(
     from it exactly. A second Ctrl-C quits at once.
     """
     from dmtl.build.check import checked_config
-    from dmtl.cli.render import metrics_table
-    from dmtl.data.pipeline import build_experiment, experiment_warnings
-    from dmtl.training.interrupt import INTERRUPT_EXIT_CODE, TrainingInterrupted
-    from dmtl.training.run import run_training
-    from dmtl.training.trainer import check_monitor, launch_rank, prepare_run_dir
+    from dmtl.training.rundir import launch_rank, prepare_run_dir
 
     cfg = checked_config(config, set_ or [])  # before anything runs or any data loads
     run_dir = check_output_folder(out or cfg.output.dir, "--out" if out else "output.dir")
     first = launch_rank() == 0  # under DDP, every rank runs this command
-    _check_before_loading(run_dir, cfg, resume, overwrite, allow_config_change)
+    _check_before_loading(run_dir, cfg, resume, overwrite, allow_config_change, first)
     if first and not resume:
         prepare_run_dir(run_dir, overwrite=overwrite)
+
+    from dmtl.cli.render import metrics_table
+    from dmtl.data.pipeline import build_experiment, experiment_warnings
+    from dmtl.training.interrupt import INTERRUPT_EXIT_CODE, TrainingInterrupted
+    from dmtl.training.run import run_training
+    from dmtl.training.trainer import check_monitor
+
     experiment = build_experiment(cfg)
     check_monitor(cfg, experiment.tasks)
     for line in experiment_warnings(experiment) if first else []:
@@ -126,17 +129,29 @@ def train(
 
 
 def _check_before_loading(
-    run_dir: Path, cfg: Config, resume: bool, overwrite: bool, allow_config_change: bool
+    run_dir: Path,
+    cfg: Config,
+    resume: bool,
+    overwrite: bool,
+    allow_config_change: bool,
+    first: bool = True,
 ) -> None:
-    """Refuse a resume that cannot be honoured before the data is loaded (it may take long)."""
-    from dmtl.training.resume import check_resume
-    from dmtl.training.trainer import refuse_resume_with_overwrite
+    """Refuse an output folder, or a resume, that cannot be honoured before the data is
+    loaded (it may take long) and before torch is imported (a refusal answers at once).
+
+    ``first``: the first (or only) process, the one that prepares the folder.
+    """
+    from dmtl.training.rundir import check_run_dir, refuse_resume_with_overwrite
 
     refuse_resume_with_overwrite(run_dir, resume, overwrite)
     if allow_config_change and not resume:
         raise ConfigError([("--allow-config-change", "only applies with --resume")])
     if resume:
+        from dmtl.training.resume import check_resume
+
         check_resume(run_dir, cfg, allow_config_change)
+    elif first:
+        check_run_dir(run_dir, resume, overwrite)
 
 
 def _resolve_checkpoint(path: Path) -> Path:
@@ -173,40 +188,26 @@ def evaluate(
     ] = None,
 ) -> None:
     """Evaluate a trained model on the test (or validation) split of its config's data."""
-    import lightning.pytorch as pl
-
-    if output is not None:
-        check_output_file(output, overwrite)
-
-    from dmtl.cli.render import metrics_table
-    from dmtl.data.loaders import eval_loader
-    from dmtl.data.pipeline import build_experiment
-    from dmtl.training.module import load_module
-
     if split not in ("test", "val"):
         raise typer.BadParameter("split must be 'test' or 'val'", param_hint="--split")
+    if output is not None:
+        check_output_file(output, overwrite)
     ckpt = _resolve_checkpoint(run)
-    module = load_module(ckpt)
-    experiment = build_experiment(module.config)
-    loader = eval_loader(experiment, split)
-    if loader is None:
-        raise DataError(f"the config of {ckpt} has no {split} split")
-    with quiet_lightning():
-        trainer = pl.Trainer(
-            accelerator="auto",
-            devices=1,
-            logger=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        )
-        trainer.test(module, dataloaders=loader, verbose=False)
-    metrics = dict(module.last_test_metrics)
+
+    from dmtl.build.checkpoint import load_trained
+    from dmtl.cli.render import metrics_table
+    from dmtl.data.pipeline import build_experiment
+    from dmtl.inference.evaluate import evaluate_trained
+
+    trained = load_trained(ckpt)
+    experiment = build_experiment(trained.config)
+    metrics = evaluate_trained(trained, experiment, split, str(ckpt))
     console.print(metrics_table(metrics, f"{ckpt}: {split} metrics"))
     document = {"checkpoint": str(ckpt), "split": split, "metrics": metrics}
     if by is not None:
         from dmtl.cli.groups_cmd import report_groups
 
-        document["groups"] = report_groups(module, experiment, split, by, groups)
+        document["groups"] = report_groups(trained, experiment, split, by, groups)
     if output is not None:
         output.write_text(json.dumps(document, indent=2))
 
@@ -253,6 +254,11 @@ def study(
     if allow_config_change and not resume:
         raise ConfigError([("--allow-config-change", "only applies with --resume")])
     folder = check_output_folder(out or cfg.output.dir, "--out" if out else "output.dir")
+    if not resume:  # refused at once, before torch is imported (a resume is checked later)
+        from dmtl.training.rundir import check_run_dir
+
+        check_run_dir(folder, resume, overwrite)
+    cfg = _chosen_variants(cfg, variants)
     _run_study(cfg, folder, seeds, resume, overwrite, _jobs(jobs), allow_config_change)
 
 
@@ -273,9 +279,11 @@ def _study_warnings(message: str) -> None:
 
 def _chosen_variants(cfg: Config, variants: str | None) -> Config:
     """``cfg`` with ``study.variants`` from ``--variants`` when given (checked before training)."""
+    if variants is None:
+        return cfg
     from dmtl.study.study import with_variants
 
-    return cfg if variants is None else with_variants(cfg, variants)
+    return with_variants(cfg, variants)
 
 
 def _run_study(
@@ -358,6 +366,10 @@ def demo(
     folder = check_output_folder(
         out or Path("runs") / f"demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     )
+    from dmtl.training.rundir import check_run_dir
+
+    check_run_dir(folder)  # refused at once, before torch is imported
+    cfg = _chosen_variants(cfg, variants)
     n_jobs = _jobs(jobs)
     console.print(
         f"[bold]dmtl demo[/]: {cfg.name}, {seeds} seed(s), backbone {cfg.backbone.name}, "

@@ -17,8 +17,13 @@ from dmtl.cli.app import _resolve_checkpoint
 from dmtl.cli.errors import console, handle_errors, quiet_lightning
 from dmtl.cli.options import Overwrite
 from dmtl.cli.outputs import check_output_file
-
-DEFAULT_OPSET = 18  # dmtl.inference.export.DEFAULT_OPSET, repeated so --help imports no torch
+from dmtl.inference.export_checks import (
+    DEFAULT_OPSET,
+    ExportFormat,
+    check_opset,
+    default_output,
+    require_export_dependencies,
+)
 
 
 class Format(str, Enum):
@@ -51,14 +56,6 @@ def export(
     relatedness tables, dmtl version) is ONNX metadata_props["dmtl"] or the TorchScript
     extra file dmtl.json. The file is checked against PyTorch before it is written.
     """
-    from dmtl.inference.export import (
-        ExportFormat,
-        check_opset,
-        default_output,
-        export_model,
-        require_export_dependencies,
-    )
-
     fmt: ExportFormat = "onnx" if format_ is Format.onnx else "torchscript"
     require_export_dependencies(fmt)
     if fmt == "onnx":
@@ -66,13 +63,14 @@ def export(
     checkpoint = _resolve_checkpoint(run)
     target = check_output_file(output or default_output(checkpoint, fmt), overwrite)
 
+    from dmtl.build.checkpoint import load_trained
     from dmtl.inference.card import model_card
-    from dmtl.training.module import load_module
+    from dmtl.inference.export import export_model
 
     with quiet_lightning(), console.status(f"exporting {escape(str(checkpoint))} to {fmt}"):
-        module = load_module(checkpoint)
+        trained = load_trained(checkpoint)
         result = export_model(
-            module.model, model_card(module), target, fmt, opset=opset, overwrite=overwrite
+            trained.model, model_card(trained), target, fmt, opset=opset, overwrite=overwrite
         )
     details = f"opset {result.opset}, " if result.opset is not None else ""
     console.print(

@@ -12,19 +12,19 @@ from rich.table import Table
 from dmtl.cli.errors import console
 
 if TYPE_CHECKING:
+    from dmtl.build.checkpoint import TrainedModel
     from dmtl.data.pipeline import Experiment
-    from dmtl.training.module import MultiTaskModule
 
 
 def report_groups(
-    module: MultiTaskModule, experiment: Experiment, split: str, column: str,
+    trained: TrainedModel, experiment: Experiment, split: str, column: str,
     groups: Path | None = None,
 ) -> dict[str, Any]:
     """Print the group table of ``split`` by ``column`` (read from ``groups`` when given);
     return it as plain data (JSON)."""
     from dmtl.study.groups import evaluate_groups
 
-    table = evaluate_groups(module, experiment, split, column, groups)
+    table = evaluate_groups(trained, experiment, split, column, groups)
     view = Table(title=f"{split} metrics by {column}")
     metrics = list(table.frame.columns.drop("n"))
     for name in (column, "n", *metrics):

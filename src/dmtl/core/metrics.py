@@ -477,6 +477,10 @@ def regression_metrics(
     return _computed(RegressionMetrics(task, per_target), predictions, labels)
 
 
+MAX_PER_OUTPUT_METRICS = 100
+"""Per-class / per-label metrics are kept for tasks with at most this many outputs."""
+
+
 class MultiTaskMetrics(nn.Module):
     """One metric per task (``task.metric()``), fed from ``{task: logits}`` and labels.
 
@@ -568,6 +572,7 @@ class MultiTaskMetrics(nn.Module):
 
 
 __all__ = [
+    "MAX_PER_OUTPUT_METRICS",
     "BinarySetMetrics",
     "CategoricalMetrics",
     "Counts",

@@ -207,11 +207,19 @@ class Objective(nn.Module):
     def forward(
         self, logits: Mapping[str, Tensor], labels: PartialLabels, dm_scale: float = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Return ``(total loss, {term name: value})`` for one batch."""
+        """Return ``(total loss, {term name: value})`` for one batch.
+
+        ``total = sum_t w_t * L_t``, summed in the terms' order; a weight of 1 multiplies
+        nothing (``1 * x`` is ``x`` exactly), and with no term the total is 0 (with a
+        gradient path through the logits).
+        """
         terms = self.terms(logits, labels, dm_scale)
-        total = next(iter(logits.values())).sum() * 0.0
+        total: Tensor | None = None
         for term in terms:
-            total = total + term.weight * term.value
+            weighted = term.value if term.weight == 1.0 else term.weight * term.value
+            total = weighted if total is None else total + weighted
+        if total is None:
+            total = next(iter(logits.values())).sum() * 0.0
         return total, {term.name: term.value for term in terms}
 
     def task_losses(

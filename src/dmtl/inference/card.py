@@ -35,9 +35,9 @@ The JSON document (``format_version`` 1)::
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -48,7 +48,6 @@ from dmtl.errors import SpecError
 
 if TYPE_CHECKING:
     from dmtl.config import Config
-    from dmtl.training.module import MultiTaskModule
 
 CARD_FORMAT = "dmtl-model-card"
 CARD_VERSION = 1
@@ -253,8 +252,25 @@ class _CardFile(_Doc):
         )
 
 
-def model_card(module: MultiTaskModule) -> ModelCard:
-    """The card of a trained module: the ONE function that reads a ``MultiTaskModule``.
+class TrainedNetwork(Protocol):
+    """What a card is made from: a :class:`~dmtl.build.checkpoint.TrainedModel` or a
+    :class:`~dmtl.training.module.MultiTaskModule`."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def tasks(self) -> Sequence[Task]: ...
+
+    @property
+    def edges(self) -> Sequence[Relatedness]: ...
+
+
+def model_card(module: TrainedNetwork) -> ModelCard:
+    """The card of a trained model: the ONE function that reads a trained model's recipe.
 
     Image files are decoded to the channels and square size the model was trained on
     (read from its input shape ``(C, S, S)`` with ``C`` 1 or 3), else as the first

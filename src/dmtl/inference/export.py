@@ -27,17 +27,24 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from dmtl.core.model import predictions
 from dmtl.core.tasks import Task
-from dmtl.errors import ConfigError, MissingDependencyError, OutputError, RunError
+from dmtl.errors import OutputError, RunError
 from dmtl.inference.card import METADATA_KEY, ModelCard
+from dmtl.inference.export_checks import (
+    DEFAULT_OPSET,
+    MIN_OPSET,
+    ExportFormat,
+    check_opset,
+    default_output,
+    require_export_dependencies,
+)
 from dmtl.inference.runtime import (
-    EXPORT_EXTRA,
     TORCHSCRIPT_CARD,
     OnnxPredictor,
     Predictor,
@@ -45,12 +52,6 @@ from dmtl.inference.runtime import (
     quiet_torchscript,
 )
 
-ExportFormat = Literal["onnx", "torchscript"]
-SUFFIXES: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt"}
-DEFAULT_OPSET = 18
-"""ONNX opset written by default: the lowest PyTorch's exporter writes natively, read by
-onnxruntime >= 1.14 and most other runtimes."""
-MIN_OPSET = 18
 CHECK_TOLERANCE = 1e-4
 """Largest difference of probabilities between PyTorch and the exported file that passes."""
 
@@ -88,43 +89,6 @@ class ExportResult:
     format: ExportFormat
     max_difference: float
     opset: int | None
-
-
-def require_export_dependencies(fmt: ExportFormat) -> None:
-    """Fail early, with one line naming the extra, when ONNX export cannot run."""
-    if fmt != "onnx":
-        return
-    missing = []
-    for package in ("onnx", "onnxscript", "onnxruntime"):
-        try:
-            __import__(package)
-        except ImportError:
-            missing.append(package)
-    if missing:
-        raise MissingDependencyError(
-            f"ONNX export needs {', '.join(missing)}, not installed; {EXPORT_EXTRA}"
-        )
-
-
-def check_opset(opset: int) -> int:
-    """``opset`` if PyTorch's exporter and the installed ``onnx`` can write it."""
-    import onnx
-
-    newest = int(onnx.defs.onnx_opset_version())
-    if not MIN_OPSET <= opset <= newest:
-        raise ConfigError(
-            [("--opset", f"must lie in [{MIN_OPSET}, {newest}] (onnx {onnx.__version__}), "
-              f"got {opset}")]
-        )
-    return opset
-
-
-def default_output(checkpoint: Path, fmt: ExportFormat) -> Path:
-    """``<run>/model.onnx`` (or ``.pt``) for ``<run>/checkpoints/*.ckpt``, else beside the file."""
-    folder = checkpoint.parent
-    if folder.name == "checkpoints":
-        return folder.parent / f"model{SUFFIXES[fmt]}"
-    return checkpoint.with_suffix(SUFFIXES[fmt])
 
 
 def export_model(

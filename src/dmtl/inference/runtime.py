@@ -25,8 +25,8 @@ from torch import Tensor, nn
 from dmtl.core.model import predictions
 from dmtl.errors import MissingDependencyError, SpecError
 from dmtl.inference.card import METADATA_KEY, ModelCard, model_card
+from dmtl.inference.export_checks import EXPORT_EXTRA
 
-EXPORT_EXTRA = "pip install 'dmtl[export]'"
 TORCHSCRIPT_CARD = f"{METADATA_KEY}.json"
 """Name of the card in a TorchScript archive's ``_extra_files``."""
 
@@ -58,11 +58,12 @@ class TorchPredictor:
 
 
 def load_checkpoint(path: Path) -> TorchPredictor:
-    """A Lightning checkpoint of a :class:`~dmtl.training.module.MultiTaskModule`, on the CPU."""
-    from dmtl.training.module import load_module
+    """A Lightning checkpoint of a :class:`~dmtl.training.module.MultiTaskModule`, on the CPU
+    (its network alone, loaded without Lightning: :func:`~dmtl.build.checkpoint.load_trained`)."""
+    from dmtl.build.checkpoint import load_trained
 
-    module = load_module(path)
-    return TorchPredictor(module.model, model_card(module))
+    trained = load_trained(path)
+    return TorchPredictor(trained.model, model_card(trained))
 
 
 def import_onnxruntime(purpose: str) -> Any:

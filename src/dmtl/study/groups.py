@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dmtl.build.checkpoint import TrainedModel, load_trained
 from dmtl.core.labels import PartialLabels
 from dmtl.core.metrics import MultiTaskMetrics
 from dmtl.core.tasks import Task
@@ -37,7 +38,6 @@ from dmtl.errors import DataError
 if TYPE_CHECKING:
     from dmtl.config import Config, SourceConfig
     from dmtl.data.pipeline import Experiment
-    from dmtl.training.module import MultiTaskModule
 
 SOURCE_COLUMN = "source"
 MISSING_GROUP = "(missing)"
@@ -121,15 +121,16 @@ def group_values(
 
 @torch.no_grad()
 def split_logits(
-    module: MultiTaskModule, sources: Sequence[Source], batch_size: int
+    trained: TrainedModel, sources: Sequence[Source], batch_size: int,
+    device: torch.device | None = None,
 ) -> dict[str, torch.Tensor]:
     """Every task's logits for every sample of ``sources``, in source then row order."""
-    module.eval()
-    tasks = list(module.tasks)
+    model = trained.model.to(device or torch.device("cpu")).eval()
+    tasks = list(trained.tasks)
     chunks: dict[str, list[torch.Tensor]] = {t.name: [] for t in tasks}
     loader = build_eval_loader(list(sources), batch_size=batch_size, tasks=tasks)
     for batch in loader:
-        for name, z in module.model(batch.x.to(module.device)).items():
+        for name, z in model(batch.x.to(device or torch.device("cpu"))).items():
             chunks[name].append(z.float().cpu())
     return {t.name: torch.cat(chunks[t.name]) for t in tasks}
 
@@ -186,8 +187,8 @@ def math_value(value: object) -> float:
 
 
 def evaluate_groups(
-    module: MultiTaskModule, experiment: Experiment, split: str, column: str,
-    table: Path | None = None,
+    trained: TrainedModel, experiment: Experiment, split: str, column: str,
+    table: Path | None = None, device: torch.device | None = None,
 ) -> GroupTable:
     """The group table of ``split`` (``test`` or ``val``) of a trained module's data;
     ``table``: the file holding ``column`` (default: each source's manifest)."""
@@ -197,9 +198,9 @@ def evaluate_groups(
     groups = np.concatenate(
         [group_values(experiment.config, s, column, table) for s in sources]
     )
-    logits = split_logits(module, sources, experiment.config.trainer.eval_batch_size)
-    labels = encoded_labels(list(module.tasks), sources)
-    return group_table(list(module.tasks), logits, labels, groups, column)
+    logits = split_logits(trained, sources, experiment.config.trainer.eval_batch_size, device)
+    labels = encoded_labels(list(trained.tasks), sources)
+    return group_table(list(trained.tasks), logits, labels, groups, column)
 
 
 def check_group_column(
@@ -216,16 +217,14 @@ def checkpoint_groups(
 ) -> dict[str, Any]:
     """The group table (:meth:`GroupTable.to_dict`) of a run's evaluated ``checkpoint`` on
     ``experiment``'s test split (else validation, as the run's own metrics)."""
-    from dmtl.training.module import load_module  # Lightning, only where it is needed
-
     if checkpoint is None or not Path(checkpoint).is_file():
         raise DataError(f"group table by {column}: the run left no checkpoint to evaluate")
-    module = load_module(checkpoint)
+    trained = load_trained(checkpoint)
     accelerator = experiment.config.trainer.accelerator
-    if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
-        module = module.to("cuda")
+    use_cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    device = torch.device("cuda" if use_cuda else "cpu")
     split = "test" if experiment.test else "val"
-    return evaluate_groups(module, experiment, split, column, table).to_dict()
+    return evaluate_groups(trained, experiment, split, column, table, device).to_dict()
 
 
 __all__ = [

@@ -29,22 +29,17 @@ from dmtl.build import (
     build_model,
     build_objective,
 )
+from dmtl.build.checkpoint import SPEC_KEY, read_checkpoint
 from dmtl.config import Config, OptimConfig
 from dmtl.core.aggregation import Aggregator, backward_tasks
 from dmtl.core.guard import RelatednessGuard, gradient_cosines
-from dmtl.core.metrics import MultiTaskMetrics
+from dmtl.core.metrics import MAX_PER_OUTPUT_METRICS, MultiTaskMetrics
 from dmtl.core.model import MultiTaskModel, predictions
 from dmtl.core.objective import Objective, group_by_task
 from dmtl.core.tasks import Task
 from dmtl.core.weighting import LossWeighting
 from dmtl.data.batching import Batch
 from dmtl.errors import NonFiniteLossError, RunError
-
-MAX_PER_OUTPUT_METRICS = 100
-"""Per-class / per-label metrics are logged for tasks with at most this many outputs."""
-
-SPEC_KEY = "dmtl_model_spec"
-"""Where a checkpoint keeps the :class:`~dmtl.build.ModelSpec` (plain data)."""
 
 EPOCH_SUMS_KEY = "dmtl_epoch_sums"
 """Where a checkpoint keeps the running sums of the epoch it was saved in."""
@@ -266,10 +261,15 @@ class MultiTaskModule(pl.LightningModule):
     def _check_finite(self, terms: dict[str, Tensor], batch: Batch, batch_idx: int) -> None:
         """Stop on a NaN/inf term, naming it (terms before their total), the step and sources.
 
-        One device-to-host synchronisation per step: all terms are checked at once.
+        One device-to-host synchronisation per step. Without a loss weighting the total is
+        the objective's sum of weighted terms, which is finite only if every term is
+        (``0 * inf`` is NaN), so it alone is checked; else all terms are, at once.
         """
-        values = torch.stack([v.detach().float() for v in terms.values()])
-        if bool(torch.isfinite(values).all()):
+        if self.weighting is None:
+            checked = terms["loss"].detach()
+        else:
+            checked = torch.stack([v.detach().float() for v in terms.values()])
+        if bool(torch.isfinite(checked).all()):
             return
         name, value = next((k, v) for k, v in terms.items() if not bool(torch.isfinite(v)))
         sources = sorted({self._source_name(int(s)) for s in batch.source.tolist()})
@@ -473,16 +473,7 @@ def load_module(path: str | Path) -> MultiTaskModule:
     The file is read with ``torch.load(weights_only=True)``: tensors and plain data
     only, so nothing in it can execute code; the module is rebuilt from its spec.
     """
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for a file that is no checkpoint
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise RunError(
-            f"{path}: not a dmtl checkpoint ({type(error).__name__}: {first[:200]})"
-        ) from None
-    if not isinstance(checkpoint, dict) or SPEC_KEY not in checkpoint:
-        raise RunError(f"{path}: not a dmtl checkpoint (no model spec in it)")
-    spec = ModelSpec.from_dict(checkpoint[SPEC_KEY], str(path))
+    checkpoint, spec = read_checkpoint(path)
     module = MultiTaskModule.from_spec(spec)
     try:
         module.load_state_dict(checkpoint["state_dict"])

@@ -35,6 +35,7 @@ from torch import nn
 
 from dmtl.config import Config
 from dmtl.errors import OutputError, RunError
+from dmtl.training.rundir import CHANGES_FILE
 
 RESUME_FREE_KEYS: tuple[str, ...] = (
     "output.dir",
@@ -49,8 +50,6 @@ how progress is shown, how many loader workers and threads do the work."""
 SCHEDULE_KEYS = frozenset({"trainer.max_epochs", "trainer.steps_per_epoch", "trainer.batch_size"})
 """Settings that set the length of the cosine learning-rate schedule."""
 
-CHANGES_FILE = "config_changes.json"
-"""Where the changes a resume was allowed to make are recorded, in the run folder."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ import json
 import os
 import pickle
 import re
-import shutil
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -38,66 +37,21 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from dmtl.config import Config
+from dmtl.core.metrics import MAX_PER_OUTPUT_METRICS
 from dmtl.core.tasks import Task
-from dmtl.errors import ConfigError, MissingDependencyError, OutputError, RunError
-from dmtl.training.callbacks import EarlyStoppingAfter
+from dmtl.errors import ConfigError, MissingDependencyError, RunError
+from dmtl.training.callbacks import CheapCudaChecks, EarlyStoppingAfter
 from dmtl.training.interrupt import GracefulStop, StopSignal
-from dmtl.training.module import MAX_PER_OUTPUT_METRICS
-from dmtl.training.resume import CHANGES_FILE, ExactResume
-
-
-def launch_rank() -> int:
-    """This process's global rank as its launcher set it (torchrun, SLURM, Lightning), else 0.
-
-    Known before any process group exists: the variables Lightning itself reads
-    (``RANK``, ``LOCAL_RANK``, ``SLURM_PROCID``, ``JSM_NAMESPACE_RANK``), first one set.
-    """
-    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
-        value = os.environ.get(key)
-        if value is not None and value.strip().isdigit():
-            return int(value)
-    return 0
-
-
-OUTPUT_NAMES = frozenset(
-    {"config.yaml", "checkpoints", "logs", "metrics.json", "regime.json", "relatedness",
-     "results.json", "report.md", "runs", "lightning_logs", "wandb", CHANGES_FILE}
+from dmtl.training.resume import ExactResume
+from dmtl.training.rundir import (  # re-exported; they live where no torch is imported
+    launch_rank as launch_rank,
 )
-"""What dmtl writes in a run or study folder (plus ``*.png`` plots and hidden temp files)."""
-
-
-def _foreign_entries(run_dir: Path) -> list[str]:
-    """Entries of ``run_dir`` that dmtl did not write."""
-    return sorted(
-        p.name for p in run_dir.iterdir()
-        if p.name not in OUTPUT_NAMES and p.suffix != ".png" and not p.name.startswith(".")
-    )
-
-
-def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False) -> Path:
-    """Refuse to reuse a non-empty output folder unless ``resume`` or ``overwrite`` is given.
-
-    ``resume`` needs the folder to exist (see :func:`~dmtl.training.resume.check_resume`
-    for the rest of what it needs) and cannot be combined with ``overwrite``.
-    ``overwrite`` deletes only a folder that holds dmtl's outputs and nothing else, and
-    never the current folder or one above it.
-    """
-    run_dir = Path(run_dir)
-    refuse_resume_with_overwrite(run_dir, resume, overwrite)
-    if resume and not run_dir.is_dir():
-        raise OutputError(
-            f"cannot resume {run_dir}: no such folder (start the run without --resume)"
-        )
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if overwrite:
-            _delete_outputs(run_dir)
-        elif not resume:
-            raise OutputError(
-                f"output folder {run_dir} already exists and is not empty; pass --resume to "
-                "continue it or --overwrite to replace it (its results will be deleted)"
-            )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+from dmtl.training.rundir import (
+    prepare_run_dir as prepare_run_dir,
+)
+from dmtl.training.rundir import (
+    refuse_resume_with_overwrite as refuse_resume_with_overwrite,
+)
 
 
 def monitor_names(tasks: Sequence[Task]) -> list[str]:
@@ -137,32 +91,6 @@ def check_monitor(config: Config, tasks: Sequence[Task]) -> None:
         [("trainer.monitor", f"{monitor!r} is not a logged metric{hint}; valid: "
           f"{', '.join(shown)}")]
     )
-
-
-def refuse_resume_with_overwrite(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """:class:`~dmtl.errors.OutputError` if both are asked for (they contradict each other)."""
-    if resume and overwrite:
-        raise OutputError(
-            "--resume and --overwrite cannot be combined: --resume continues the run in "
-            f"{run_dir}, --overwrite deletes it; choose one"
-        )
-
-
-def _delete_outputs(run_dir: Path) -> None:
-    resolved, here = run_dir.resolve(), Path.cwd().resolve()
-    if resolved == here or resolved in here.parents:
-        raise OutputError(
-            f"output folder {run_dir} is the current folder or above it; "
-            "refusing to delete it (choose another output.dir)"
-        )
-    foreign = _foreign_entries(run_dir)
-    if foreign:
-        raise OutputError(
-            f"output folder {run_dir} holds files dmtl did not write "
-            f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); "
-            "refusing to delete it with --overwrite (choose another output.dir)"
-        )
-    shutil.rmtree(run_dir)
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -298,6 +226,7 @@ def _callbacks(
             auto_insert_metric_name=False,
         ),
         ExactResume(),
+        CheapCudaChecks(),
     ]
     early_stopping = config.trainer.early_stopping
     if early_stopping.enabled and monitor:
