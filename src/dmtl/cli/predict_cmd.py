@@ -106,14 +106,17 @@ def predict(
 ) -> None:
     """Per-task probabilities and decisions: per sample of a manifest, or per face per frame."""
     from dmtl.cli.app import _resolve_checkpoint
-    from dmtl.inference.runtime import load_predictor
 
     check_output_file(output, overwrite)
     for folder, option in ((plots, "--plots"), (annotate, "--annotate")):
         if folder is not None:
             check_output_folder(folder, option)
+    model_file = _resolve_checkpoint(checkpoint)  # refused before torch is imported
+
+    from dmtl.inference.runtime import load_predictor
+
     with quiet_lightning():
-        model = load_predictor(_resolve_checkpoint(checkpoint))
+        model = load_predictor(model_file)
         if _is_manifest(inputs, faces, model):
             count = _predict_manifest(model, inputs, output, root, array, allow_outside_root)
             console.print(f"{count} predictions written to [bold]{escape(str(output))}[/]")
