@@ -85,8 +85,8 @@ def train(
     from it exactly. A second Ctrl-C quits at once.
     """
     from dmtl.build.check import checked_config
+    from dmtl.build.data import build_experiment, experiment_warnings
     from dmtl.cli.render import metrics_table
-    from dmtl.data.pipeline import build_experiment, experiment_warnings
     from dmtl.training.interrupt import INTERRUPT_EXIT_CODE, TrainingInterrupted
     from dmtl.training.run import run_training
     from dmtl.training.trainer import check_monitor, launch_rank, prepare_run_dir
@@ -178,9 +178,9 @@ def evaluate(
     if output is not None:
         check_output_file(output, overwrite)
 
+    from dmtl.build.data import build_experiment
+    from dmtl.build.loaders import eval_loader
     from dmtl.cli.render import metrics_table
-    from dmtl.data.loaders import eval_loader
-    from dmtl.data.pipeline import build_experiment
     from dmtl.training.module import load_module
 
     if split not in ("test", "val"):

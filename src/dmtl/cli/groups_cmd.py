@@ -12,7 +12,7 @@ from rich.table import Table
 from dmtl.cli.errors import console
 
 if TYPE_CHECKING:
-    from dmtl.data.pipeline import Experiment
+    from dmtl.build.data import Experiment
     from dmtl.training.module import MultiTaskModule
 
 

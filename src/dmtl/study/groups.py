@@ -35,8 +35,8 @@ from dmtl.data.sources import Source
 from dmtl.errors import DataError
 
 if TYPE_CHECKING:
+    from dmtl.build.data import Experiment
     from dmtl.config import Config, SourceConfig
-    from dmtl.data.pipeline import Experiment
     from dmtl.training.module import MultiTaskModule
 
 SOURCE_COLUMN = "source"
