@@ -71,6 +71,7 @@ def model_spec(experiment: Experiment) -> ModelSpec:
         input_shape=list(experiment.input_shape),
         priors=experiment.priors(),
         source_names=[s.name for s in experiment.train],
+        validated=experiment.config,  # validated once, when the run read it
     )
 
 
