@@ -361,9 +361,11 @@ def build_experiment(
     experiment = Experiment(config, seed, tasks, [], [], [], [], [], {})
     for index, item in enumerate(loaded):
         _add_source(experiment, index, item)
-    index = {cfg.name: i for i, cfg in enumerate(config.sources)}
-    check_held_out_rows_do_not_train(experiment.train, experiment.val, experiment.test, index)
-    check_input_shapes([*experiment.train, *experiment.val, *experiment.test], index)
+    positions = {cfg.name: i for i, cfg in enumerate(config.sources)}
+    check_held_out_rows_do_not_train(
+        experiment.train, experiment.val, experiment.test, positions
+    )
+    check_input_shapes([*experiment.train, *experiment.val, *experiment.test], positions)
     if not experiment.without_unlabelled().train:
         raise DataError("sources: no training sample is labelled for any task")
     experiment.tasks = _balanced_options(config, tasks, experiment.train_values)
