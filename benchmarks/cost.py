@@ -493,8 +493,8 @@ def dmtl_epochs(config_path: Path, out: Path) -> dict[str, Any]:
     """``dmtl train`` (``run_training``) on the workload; its epochs timed by a callback."""
     import lightning.pytorch as pl
 
+    from dmtl.build.data import build_experiment
     from dmtl.config import load_config
-    from dmtl.data.pipeline import build_experiment
     from dmtl.training.quiet import quiet_lightning
     from dmtl.training.run import run_training
 
@@ -594,9 +594,9 @@ def data_epochs(work: Workload, config_path: Path) -> dict[str, float]:
     """CPU seconds to load one epoch's batches: dmtl's train loader vs a plain DataLoader."""
     from torch.utils.data import DataLoader, TensorDataset
 
+    from dmtl.build.data import build_experiment
+    from dmtl.build.loaders import train_loader
     from dmtl.config import load_config
-    from dmtl.data.loaders import train_loader
-    from dmtl.data.pipeline import build_experiment
 
     loader = train_loader(build_experiment(load_config(config_path)), rank=0, world_size=1)
     n = work.train
@@ -718,8 +718,8 @@ def end_to_end(device: torch.device, repeats: int, threads: int, quick: bool) ->
 
 def demo_runs(repeats: int, quick: bool) -> dict[str, Any]:
     """Seconds per run of the demo's config (``mtl+ca+dm``, one thread), as a study runs it."""
+    from dmtl.build.data import build_experiment
     from dmtl.config import load_config
-    from dmtl.data.pipeline import build_experiment
     from dmtl.study.study import variant_config
     from dmtl.training.quiet import quiet_lightning
     from dmtl.training.run import run_training

@@ -68,8 +68,8 @@ def worker(config_path: str, overrides: list[str], out: Path, run_dir: Path) -> 
     import lightning.pytorch as pl
     import torch
 
+    from dmtl.build.data import build_experiment
     from dmtl.config import load_config
-    from dmtl.data.pipeline import build_experiment
     from dmtl.training.run import run_training
 
     torch.set_num_threads(1)

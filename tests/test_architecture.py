@@ -49,11 +49,16 @@ def _layer(module: str) -> int:
     return LAYERS[best]
 
 
-def _imports(path: Path, module: str) -> Iterator[tuple[str, int]]:
-    """``(imported dmtl module, line)``; imports under ``if TYPE_CHECKING:`` are left out."""
+def _imports(
+    path: Path, module: str, type_checking: bool = False
+) -> Iterator[tuple[str, int]]:
+    """``(imported dmtl module, line)``; imports under ``if TYPE_CHECKING:`` are left out
+    unless ``type_checking``."""
     tree = ast.parse(path.read_text())
     skipped: set[int] = set()
     for node in ast.walk(tree):
+        if type_checking:
+            break
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skipped |= {id(n) for child in node.body for n in ast.walk(child)}
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
@@ -83,6 +88,22 @@ def test_imports_point_down_the_layers() -> None:
         if _layer(name) > _layer(module)
     ]
     assert not upward, "\n".join(upward)
+
+
+CONFIG_FREE = ("dmtl.core", "dmtl.backbones", "dmtl.knowledge", "dmtl.data")
+"""Parts below :mod:`dmtl.build` that take plain arguments and built objects: none of them
+reads the config (``dmtl.build`` is its one reader below the command line)."""
+
+
+def test_only_build_and_above_read_the_config() -> None:
+    readers = [
+        f"{module} imports {name}, line {line}"
+        for module, path in _modules()
+        if any(module == part or module.startswith(part + ".") for part in CONFIG_FREE)
+        for name, line in _imports(path, module, type_checking=True)
+        if name == "dmtl.config" or name.startswith("dmtl.config.")
+    ]
+    assert not readers, "\n".join(readers)
 
 
 def test_no_import_cycles() -> None:

@@ -955,8 +955,8 @@ def test_datasets_check_says_when_a_source_without_a_split_column_trains(tmp_pat
     assert "source 't' has no split column" not in text
     assert "source 's' has no split column: all its 4 rows train" in text
     assert "warning" not in text
+    from dmtl.build.data import build_experiment
     from dmtl.config import load_config
-    from dmtl.data.pipeline import build_experiment
 
     experiment = build_experiment(load_config(kit.dir / "c.yaml"))
     assert [s.name for s in experiment.test] == ["t[test]"]
@@ -1041,8 +1041,8 @@ def test_the_expansion_limit_counts_every_use_of_an_alias() -> None:
 
 
 def test_unreadable_images_reports_progress_and_rows(tmp_path: Path) -> None:
+    from dmtl.build.data import declared_tasks, load_source
     from dmtl.config import load_config
-    from dmtl.data.pipeline import declared_tasks, load_source
     from dmtl.data.sources import unreadable_images
 
     kit = Kit(tmp_path)

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dmtl.build.data import build_experiment
 from dmtl.config import load_config
-from dmtl.data.pipeline import build_experiment
 from dmtl.data.readers import read_dataset
 from dmtl.training.run import run_training
 

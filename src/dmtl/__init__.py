@@ -17,7 +17,8 @@ A trained or exported model predicts per face on photos and videos::
     table = dmtl.Predictor("model.onnx").predict(["photo.jpg", "clip.mp4"])  # pandas
 
 Layers (imports point down only): ``dmtl.core`` <- ``dmtl.knowledge`` <- ``dmtl.data``
-<- ``dmtl.training`` (Lightning) <- ``dmtl.study`` / ``dmtl.inference`` <- ``dmtl.cli``.
+<- ``dmtl.build`` (the config's one reader) <- ``dmtl.training`` (Lightning)
+<- ``dmtl.study`` / ``dmtl.inference`` <- ``dmtl.cli``.
 The names below are imported on first use, so ``import dmtl`` (and the command line)
 starts without loading torch.
 """

@@ -261,8 +261,8 @@ def overlap_config(write_config: WriteConfig, tiny_data: Callable[..., dict[str,
 def test_relatedness_estimate_writes_a_readable_table(
     cli: Invoke, overlap_config: Path, tmp_path: Path
 ) -> None:
+    from dmtl.build.data import build_experiment
     from dmtl.config import load_config
-    from dmtl.data.pipeline import build_experiment
 
     out = tmp_path / "digit_ink.csv"
     result = cli("relatedness", "estimate", overlap_config, "-o", out)

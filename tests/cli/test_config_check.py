@@ -41,8 +41,8 @@ def no_data_loading(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("data was loaded before the config was checked")
 
+    import dmtl.build.data as pipeline
     import dmtl.data.builtin as builtin
-    import dmtl.data.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "build_experiment", refuse)
     monkeypatch.setattr(builtin, "load_builtin", refuse)

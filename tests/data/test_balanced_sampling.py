@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dmtl.build.data import build_experiment
 from dmtl.config import ConfigError, validate_config
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
 from dmtl.data.batching import (
@@ -17,7 +18,6 @@ from dmtl.data.batching import (
     balanced_group_probabilities,
     build_train_loader,
 )
-from dmtl.data.pipeline import build_experiment
 from dmtl.data.sources import ArraySource
 from dmtl.errors import DataError
 

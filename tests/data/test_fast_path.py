@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
+from dmtl.build.data import load_sources
 from dmtl.config import validate_config
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, Task
 from dmtl.data.batching import SourceConcat, build_eval_loader, build_train_loader, collate_samples
-from dmtl.data.pipeline import load_sources
 from dmtl.data.sources import (
     ArraySource,
     ImageSource,

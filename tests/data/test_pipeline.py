@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
+from dmtl.build.data import Experiment, build_experiment
 from dmtl.config import Config, validate_config
 from dmtl.core.labels import MISSING_CLASS
 from dmtl.core.relatedness import Relatedness
 from dmtl.data.builtin.digits import SHAPE_TABLE
-from dmtl.data.pipeline import Experiment, build_experiment
 from dmtl.errors import ConfigError, DataError
 from dmtl.knowledge.affect import EXPRESSIONS
 
@@ -323,7 +323,7 @@ def test_priors_and_balanced_weights_follow_the_config(
 
 def test_a_pattern_covered_by_a_larger_one_joins_it_instead_of_its_own_stratum() -> None:
     from dmtl.core.tasks import BinarySetTask, CategoricalTask
-    from dmtl.data.pipeline import _group_by_pattern
+    from dmtl.data.pipeline import group_by_pattern
     from dmtl.data.sources import ArraySource
 
     a, b = CategoricalTask("a", ["x", "y"]), BinarySetTask("b", ["u"])
@@ -333,12 +333,12 @@ def test_a_pattern_covered_by_a_larger_one_joins_it_instead_of_its_own_stratum()
     a_mostly = np.zeros(n, np.int64)
     a_mostly[:5] = -1
     source = ArraySource("s", [a, b], inputs, {"a": a_mostly, "b": b_all})
-    assert [(k, len(v)) for k, v in _group_by_pattern(source, [a, b])] == [("a+b", 1000)]
+    assert [(k, len(v)) for k, v in group_by_pattern(source, [a, b])] == [("a+b", 1000)]
     # a scarce task on a few rows (labelled for both): not absorbed by the larger pattern
     a_scarce = np.full(n, -1, np.int64)
     a_scarce[:43] = 0
     source = ArraySource("s", [a, b], inputs, {"a": a_scarce, "b": b_all})
-    assert [(k, len(v)) for k, v in _group_by_pattern(source, [a, b])] == [("b", 957), ("a+b", 43)]
+    assert [(k, len(v)) for k, v in group_by_pattern(source, [a, b])] == [("b", 957), ("a+b", 43)]
 
 
 def test_full_validation_labels_keep_every_label(tiny_data: Callable[..., dict[str, Any]]) -> None:

@@ -14,10 +14,10 @@ import torch
 import yaml
 from PIL import Image
 
+from dmtl.build.data import build_experiment
 from dmtl.config import load_config
 from dmtl.core.tasks import CategoricalTask
 from dmtl.data.builtin import load_builtin
-from dmtl.data.pipeline import build_experiment
 from dmtl.data.shards import open_pack, pack_source, shard_source
 from dmtl.data.shards.layout import LABELS_FILE, META_FILE, PROGRESS_DIR, corrupt_chunks
 from dmtl.data.sources import ArraySource, ImageSource, Source

@@ -16,13 +16,13 @@ import pytest
 import torch
 from PIL import Image
 
+from dmtl.build.data import build_experiment
+from dmtl.build.transforms import resolve_inputs
 from dmtl.config import ConfigError, validate_config
-from dmtl.data.pipeline import build_experiment
 from dmtl.data.sources import ArraySource, decode_image
 from dmtl.data.transforms import (
     CheckedTransform,
     eval_transform,
-    resolve_inputs,
     train_transform,
 )
 from dmtl.errors import DataError, MissingDependencyError

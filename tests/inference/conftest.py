@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
+from dmtl.build.data import build_experiment
 from dmtl.config import validate_config
 from dmtl.core.model import MultiTaskModel
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
-from dmtl.data.pipeline import build_experiment
 from dmtl.inference.card import ModelCard
 from dmtl.training.run import run_training
 

@@ -13,12 +13,12 @@ from click.testing import Result
 from torch import Tensor
 from typer.testing import CliRunner
 
+from dmtl.build.data import build_experiment
 from dmtl.cli import app
 from dmtl.config import load_config, validate_config
 from dmtl.core.relatedness import Relatedness
 from dmtl.core.tasks import BinarySetTask, CategoricalTask
 from dmtl.data.builtin import load_builtin
-from dmtl.data.pipeline import build_experiment
 from dmtl.data.sources import ArraySource
 from dmtl.errors import DataError, SpecError
 from dmtl.inference.card import ModelCard

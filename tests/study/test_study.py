@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from dmtl.build.data import Experiment
 from dmtl.config import Config, validate_config
-from dmtl.data.pipeline import Experiment
 from dmtl.errors import OutputError
 from dmtl.study.results import VARIANTS, load_results
 from dmtl.study.study import run_study, variant_config

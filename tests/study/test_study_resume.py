@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
+from dmtl.build.data import Experiment
 from dmtl.config import Config, validate_config
-from dmtl.data.pipeline import Experiment
 from dmtl.errors import OutputError
 from dmtl.study.results import load_results
 from dmtl.study.study import run_study

@@ -29,8 +29,8 @@ import pandas as pd
 import pytest
 import torch
 
+from dmtl.build.data import build_experiment
 from dmtl.config import load_config
-from dmtl.data.pipeline import build_experiment
 from dmtl.training.run import run_training
 
 pytestmark = [

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from dmtl.build.data import build_experiment
 from dmtl.config import validate_config
 from dmtl.core.labels import PartialLabels
-from dmtl.data.pipeline import build_experiment
 from dmtl.training.module import MultiTaskModule, load_module
 from dmtl.training.run import make_module, run_training
 

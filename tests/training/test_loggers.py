@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from dmtl.build.data import build_experiment
 from dmtl.config import ConfigError, validate_config
-from dmtl.data.pipeline import build_experiment
 from dmtl.errors import MissingDependencyError, RunError
 from dmtl.training.run import run_training
 from dmtl.training.trainer import TRACKING_FILE, build_loggers, run_name

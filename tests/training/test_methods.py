@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
+from dmtl.build.data import Experiment, build_experiment
 from dmtl.config import validate_config
 from dmtl.core.weighting import DynamicWeightAverage, UncertaintyWeighting
-from dmtl.data.pipeline import Experiment, build_experiment
 from dmtl.training.run import make_module, run_training
 
 Make = Callable[..., Experiment]

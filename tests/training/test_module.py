@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from dmtl.build import ModelSpec, edge_from_dict, edge_to_dict
+from dmtl.build.data import Experiment, build_experiment
+from dmtl.build.loaders import train_loader
 from dmtl.config import validate_config
 from dmtl.core.objective import Objective
 from dmtl.core.tasks import BinarySetTask, CategoricalTask, task_from_dict
 from dmtl.data.batching import Batch
-from dmtl.data.loaders import train_loader
-from dmtl.data.pipeline import Experiment, build_experiment
 from dmtl.errors import NonFiniteLossError
 from dmtl.training.module import MultiTaskModule
 from dmtl.training.run import make_module

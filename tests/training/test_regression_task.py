@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from dmtl.build.data import build_experiment
 from dmtl.config import validate_config
-from dmtl.data.pipeline import build_experiment
 from dmtl.errors import ConfigError
 from dmtl.study.study import run_study
 from dmtl.training.run import run_training

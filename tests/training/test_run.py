@@ -19,11 +19,11 @@ import pytest
 import torch
 import yaml
 
+from dmtl.build.data import Experiment, build_experiment
+from dmtl.build.loaders import eval_loader, train_loader
 from dmtl.config import dump_config, validate_config
 from dmtl.core.objective import Objective
 from dmtl.core.relatedness import Relatedness
-from dmtl.data.loaders import eval_loader, train_loader
-from dmtl.data.pipeline import Experiment, build_experiment
 from dmtl.errors import MissingDependencyError, NonFiniteLossError, OutputError, RunError
 from dmtl.training.interrupt import TrainingInterrupted
 from dmtl.training.module import load_module

@@ -7,7 +7,19 @@ checked as a whole.
 - :mod:`dmtl.build.check`: :func:`check_config`, everything checkable before any data
   loads (names and options through :mod:`dmtl.registry`, files, ``module:factory``
   imports, monitor names, the study's variants), what ``dmtl config check``,
-  ``dmtl train`` and ``dmtl study`` run first.
+  ``dmtl train`` and ``dmtl study`` run first;
+- :mod:`dmtl.build.data`: config -> sources and the :class:`Experiment` of one seed
+  (:func:`build_experiment`: load, split, hide labels, group into strata, relate);
+- :mod:`dmtl.build.transforms`: a source's ``input`` section -> its transforms, and the
+  inputs a pretrained backbone asks for (:func:`resolve_inputs`);
+- :mod:`dmtl.build.edges`: the ``relatedness`` list -> the plain edge specs
+  :mod:`dmtl.knowledge.edges` builds tables from;
+- :mod:`dmtl.build.loaders`: the ``trainer`` section -> an experiment's data loaders.
+
+Below this package (``dmtl.core``, ``dmtl.backbones``, ``dmtl.knowledge``, ``dmtl.data``)
+nothing imports :mod:`dmtl.config`: those take plain arguments and built objects
+(``tests/test_architecture.py`` checks it). A run validates its config once (when the
+command line reads it) and passes the object down.
 
 Names are exported lazily, so that ``dmtl.build.check`` loads no torch.
 """
@@ -28,6 +40,14 @@ _EXPORTS = {
         _MODEL,
     ),
     **dict.fromkeys(["check_config", "checked_config", "use_config_folder"], _CHECK),
+    **dict.fromkeys(
+        ["Experiment", "LoadedSource", "build_experiment", "experiment_warnings",
+         "load_sources"],
+        "dmtl.build.data",
+    ),
+    **dict.fromkeys(["eval_loader", "train_loader"], "dmtl.build.loaders"),
+    "edge_specs": "dmtl.build.edges",
+    "resolve_inputs": "dmtl.build.transforms",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

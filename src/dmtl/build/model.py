@@ -23,8 +23,9 @@ wiring exists once.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -45,6 +46,9 @@ from dmtl.registry import AGGREGATORS, WEIGHTINGS, GuardOptions, Registry
 
 SPEC_FORMAT = 1
 """Version of the :class:`ModelSpec` layout stored in checkpoints."""
+
+_NOT_STORED = ("trained", "validated")
+"""Fields of :class:`ModelSpec` that a checkpoint does not hold."""
 
 
 def build_model(
@@ -178,11 +182,16 @@ class ModelSpec:
     dmtl_version: str = __version__
     trained: bool = field(default=False, compare=False)
     """Read from a checkpoint (:meth:`from_dict`): its weights replace the initial ones."""
+    validated: Config | None = field(default=None, compare=False, repr=False)
+    """``config`` as the validated object: given by a run that has it (so the config is not
+    validated again), else made by the first :meth:`build_config`. Not stored."""
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("trained")
-        return data
+        return {
+            key: copy.deepcopy(getattr(self, key))
+            for key in self.__dataclass_fields__
+            if key not in _NOT_STORED
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "checkpoint") -> ModelSpec:
@@ -190,14 +199,18 @@ class ModelSpec:
         if not isinstance(data, Mapping) or data.get("format") != SPEC_FORMAT:
             found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
             raise RunError(f"{where}: model spec format {found!r} is not {SPEC_FORMAT}")
-        fields = [key for key in cls.__dataclass_fields__ if key != "trained"]
+        fields = [key for key in cls.__dataclass_fields__ if key not in _NOT_STORED]
         try:
             return cls(**{key: data[key] for key in fields if key in data}, trained=True)
         except TypeError as error:
             raise RunError(f"{where}: incomplete model spec ({error})") from None
 
     def build_config(self) -> Config:
-        return saved_config(self.config)  # also a checkpoint of an older dmtl version
+        """The config object, validated once per spec (``config`` may come from a checkpoint
+        of an older dmtl version: :func:`dmtl.config.saved_config`)."""
+        if self.validated is None:
+            self.validated = saved_config(self.config)
+        return self.validated
 
     def build_tasks(self) -> list[Task]:
         return [task_from_dict(t) for t in self.tasks]

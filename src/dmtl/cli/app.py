@@ -94,8 +94,8 @@ def train(
     if first and not resume:
         prepare_run_dir(run_dir, overwrite=overwrite)
 
+    from dmtl.build.data import build_experiment, experiment_warnings
     from dmtl.cli.render import metrics_table
-    from dmtl.data.pipeline import build_experiment, experiment_warnings
     from dmtl.training.interrupt import INTERRUPT_EXIT_CODE, TrainingInterrupted
     from dmtl.training.run import run_training
     from dmtl.training.trainer import check_monitor
@@ -195,8 +195,8 @@ def evaluate(
     ckpt = _resolve_checkpoint(run)
 
     from dmtl.build.checkpoint import load_trained
+    from dmtl.build.data import build_experiment
     from dmtl.cli.render import metrics_table
-    from dmtl.data.pipeline import build_experiment
     from dmtl.inference.evaluate import evaluate_trained
 
     trained = load_trained(ckpt)

@@ -19,9 +19,9 @@ from dmtl.errors import ConfigError, DmtlError, OutputError
 if TYPE_CHECKING:  # pandas and torch are imported by the commands that use them
     import pandas as pd
 
+    from dmtl.build.data import LoadedSource
     from dmtl.config import Config, SourceConfig
     from dmtl.core.tasks import Task
-    from dmtl.data.pipeline import LoadedSource
     from dmtl.data.sources import ImageCheck, Source
 
 datasets_app = typer.Typer(
@@ -141,8 +141,8 @@ def show(
         )
     import pandas as pd
 
+    from dmtl.build.data import build_experiment
     from dmtl.config import load_config
-    from dmtl.data.pipeline import build_experiment
 
     cfg = load_config(path, set_ or [])
     experiment = build_experiment(cfg, seed)
@@ -213,8 +213,8 @@ def check(
     or an image does not decode.
     """
 
+    from dmtl.build.data import declared_tasks
     from dmtl.config import load_config
-    from dmtl.data.pipeline import declared_tasks
 
     cfg = load_config(config, set_ or [])
     declared = declared_tasks(cfg)
@@ -243,7 +243,7 @@ def check(
 
 def _check_source(i: int, cfg: SourceConfig, declared: dict[str, Task]) -> LoadedSource | None:
     """Load ``sources.<i>`` and print what was found (``None``, with a red line, if it fails)."""
-    from dmtl.data.pipeline import load_source, split_note
+    from dmtl.build.data import load_source, split_note
 
     try:
         item = load_source(i, cfg, declared)
@@ -387,7 +387,7 @@ _PLAIN_PROGRESS_FROM = 1000
 
 def _check_experiment(cfg: Config, loaded: list[LoadedSource]) -> int:
     """Build the run's data as training would; print its warnings. Returns 1 on an error."""
-    from dmtl.data.pipeline import build_experiment, experiment_warnings
+    from dmtl.build.data import build_experiment, experiment_warnings
     from dmtl.training.trainer import check_monitor
 
     try:

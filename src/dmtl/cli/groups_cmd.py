@@ -13,7 +13,7 @@ from dmtl.cli.errors import console
 
 if TYPE_CHECKING:
     from dmtl.build.checkpoint import TrainedModel
-    from dmtl.data.pipeline import Experiment
+    from dmtl.build.data import Experiment
 
 
 def report_groups(

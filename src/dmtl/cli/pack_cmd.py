@@ -74,7 +74,7 @@ def pack(
 def _pack_one(cfg: Config, index: int, folder: Path, rows_per_part: int, chunk_mb: float
               ) -> Pack:
     """Load ``sources.<index>`` as training would (no cache) and pack it, with a progress bar."""
-    from dmtl.data.pipeline import declared_tasks, load_source
+    from dmtl.build.data import declared_tasks, load_source
     from dmtl.data.shards import pack_source
 
     source_cfg: SourceConfig = cfg.sources[index]

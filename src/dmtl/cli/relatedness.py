@@ -115,8 +115,9 @@ def _edge_names(
 def _from_labels(
     config: Path, overrides: list[str], source: str | None, target: str | None, alpha: float
 ) -> list[Relatedness]:
+    from dmtl.build.data import build_experiment, load_sources
+    from dmtl.build.edges import edge_specs
     from dmtl.config import load_config
-    from dmtl.data.pipeline import build_experiment, load_sources
     from dmtl.knowledge.edges import build_edges
 
     cfg = load_config(config, overrides)
@@ -124,7 +125,7 @@ def _from_labels(
     loaded = load_sources(cfg)
     experiment = build_experiment(cfg.model_copy(update={"relatedness": []}), loaded=loaded)
     offered = [edge for item in loaded for edge in item.knowledge]
-    return build_edges(specs, experiment.task_map, offered, experiment.train_labels)
+    return build_edges(edge_specs(specs), experiment.task_map, offered, experiment.train_labels)
 
 
 def _from_predictions(
@@ -168,7 +169,7 @@ def _config_inputs(cfg: Config, split: str, card: ModelCard) -> list[Source]:
     normalisation must be the model's)."""
     import numpy as np
 
-    from dmtl.data.pipeline import load_sources
+    from dmtl.build.data import load_sources
 
     out = []
     for item in load_sources(cfg):

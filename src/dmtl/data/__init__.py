@@ -2,13 +2,17 @@
 
 - :mod:`~dmtl.data.manifest`: the manifest format (``docs/manifest.md``), read and validated;
 - :mod:`~dmtl.data.sources`: ``Source`` datasets over images on disk or arrays;
-- :mod:`~dmtl.data.transforms`: augmentation presets, the evaluation crop, the inputs a
-  pretrained backbone asks for;
+- :mod:`~dmtl.data.transforms`: augmentation presets, the evaluation crop;
+- :mod:`~dmtl.data.pipeline`: a source over a run's tasks, the sampler's strata, the
+  checks that a held-out row never trains and that the inputs share one shape;
 - :mod:`~dmtl.data.batching`: every source in every batch, DDP-aware;
 - :mod:`~dmtl.data.regimes`: disjoint, scarce, imbalance and overlap label hiding;
 - :mod:`~dmtl.data.builtin`: digits and Fashion-MNIST with their tasks and tables;
 - :mod:`~dmtl.data.readers`: the paper's datasets in their official layouts;
 - :mod:`~dmtl.data.inspect` and :mod:`~dmtl.data.export`: label tables, PNG export.
+
+Nothing here reads the config: :mod:`dmtl.build` turns it into the plain arguments these
+take (``dmtl.build.data``: config -> sources, experiment; ``dmtl.build.loaders``).
 
 The names below are imported on first use, so that importing a light submodule
 (e.g. :mod:`dmtl.data.builtin` to list the datasets) does not load torch.

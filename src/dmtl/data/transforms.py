@@ -26,7 +26,7 @@ A custom ``package.module:factory`` is called as ``factory(size=S, channels=C)``
 returns a callable ``(C, H, W) -> (C, *S)``; its output shape is checked.
 
 **Evaluation** (and training with ``none``): image files are decoded at the side
-``L = floor(image_size / crop_pct)`` (:meth:`dmtl.config.InputConfig.decode_size`) and
+``L = floor(image_size / crop_pct)`` (:func:`decode_side`) and
 the centre ``S`` is kept (``CenterCrop``); with ``crop_pct = 1`` (the default without a
 pretrained backbone) nothing is cropped. This is timm's evaluation rule
 (``resize(image_size / crop_pct)``, ``center_crop(image_size)``), except that dmtl
@@ -55,7 +55,6 @@ from dmtl.errors import ConfigError, DataError, MissingDependencyError, SpecErro
 from dmtl.registry import AUGMENT_FACTORY_PARAMETERS, factory_problem
 
 if TYPE_CHECKING:
-    from dmtl.config import Config, SourceConfig
     from dmtl.data.sources import Source
 
 Transform = Callable[[Tensor], Tensor]
@@ -170,84 +169,37 @@ def _factory_transform(name: str, size: tuple[int, int], channels: int) -> Trans
     return CheckedTransform(transform, (channels, *size), name)
 
 
-def with_input_transforms(source: Source, config: SourceConfig, where: str) -> Source:
-    """``source`` with the training and evaluation transforms of ``config.input``.
+def with_input_transforms(
+    source: Source,
+    augment: str,
+    image_size: int | None,
+    crop_scale: tuple[float, float],
+    image_files: bool,
+    where: str,
+) -> Source:
+    """``source`` with the training transform of preset ``augment`` and the evaluation crop.
 
-    The output size is ``input.image_size`` for image files (decoded at
-    ``input.decode_size()``), else the inputs' own size. Vector inputs take no transform.
+    The output size is ``image_size`` for a source of image files (``image_files``; decoded
+    at the larger side ``floor(image_size / crop_pct)``), else the inputs' own size. Vector
+    inputs take no transform; ``where`` names the source's settings in messages.
     """
-    input_cfg = config.input
     if len(source) == 0:
         return source
     shape = tuple(int(s) for s in source.raw_input(0).shape)
     if len(shape) != 3:
-        if input_cfg.augment != "none":
+        if augment != "none":
             raise DataError(
                 f"{where}.input.augment: augmentation needs image inputs (C, H, W); "
                 f"source {source.name!r} has inputs of shape {shape}"
             )
         return source
     decoded = (shape[1], shape[2])
-    side = input_cfg.image_size
-    size = (side, side) if side is not None and is_image_file_source(config) else decoded
+    side = image_size
+    size = (side, side) if side is not None and image_files else decoded
     return source.with_transforms(
-        train_transform(input_cfg.augment, size, shape[0], input_cfg.crop_scale),
+        train_transform(augment, size, shape[0], crop_scale),
         eval_transform(decoded, size),
     )
-
-
-# ---- the input a pretrained backbone expects --------------------------------------------------
-
-
-def is_image_file_source(source: SourceConfig) -> bool:
-    """Whether a source reads image files (a manifest without an array, a reader, or a pack
-    of image files)."""
-    if source.shards is not None:
-        from dmtl.data.shards import open_pack
-
-        return bool(open_pack(source.shards, source.shards_cache).kind == "image")
-    return source.builtin is None and source.array is None
-
-
-def resolve_inputs(config: Config) -> Config:
-    """``config`` with each source's unset ``input`` values taken from the backbone.
-
-    With a pretrained timm or torchvision backbone (:func:`dmtl.backbones.backbone_data_config`):
-    ``mean`` and ``std`` for every source (averaged to one value for grey
-    ``channels: 1``); ``image_size``, ``crop_pct`` and ``channels`` for sources of image
-    files. Values the config sets are kept. Other backbones: ``config`` unchanged.
-    """
-    from dmtl.backbones import backbone_data_config
-
-    spec = config.backbone
-    data = backbone_data_config(spec.name, spec.pretrained, spec.options)
-    if data is None:
-        return config
-    sources = []
-    for source in config.sources:
-        given = source.input
-        update: dict[str, Any] = {}
-        if is_image_file_source(source):
-            if given.image_size is None:
-                update["image_size"] = data.image_size
-            if given.crop_pct is None:
-                update["crop_pct"] = data.crop_pct
-            if given.channels is None:
-                update["channels"] = data.channels
-        channels = update.get("channels", given.channels)
-        if given.mean is None and given.std is None:
-            update["mean"] = _per_channel(data.mean, channels)
-            update["std"] = _per_channel(data.std, channels)
-        new_input = given.model_copy(update=update)
-        sources.append(source.model_copy(update={"input": new_input}))
-    return config.model_copy(update={"sources": sources})
-
-
-def _per_channel(values: tuple[float, ...], channels: int | None) -> list[float]:
-    """RGB statistics, or their mean for one (grey) channel."""
-    if channels == 1 and len(values) > 1:
-        return [sum(values) / len(values)]
-    return list(values)
 
 
 __all__ = [
@@ -255,8 +207,6 @@ __all__ = [
     "Transform",
     "decode_side",
     "eval_transform",
-    "is_image_file_source",
-    "resolve_inputs",
     "train_transform",
     "with_input_transforms",
 ]

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from dmtl.build.checkpoint import TrainedModel, load_trained
+from dmtl.build.data import Experiment, build_experiment
+from dmtl.build.loaders import eval_loader
 from dmtl.core.metrics import MAX_PER_OUTPUT_METRICS, MetricValue, MultiTaskMetrics
-from dmtl.data.loaders import eval_loader
-from dmtl.data.pipeline import Experiment, build_experiment
 from dmtl.errors import DataError
 
 

@@ -1,7 +1,8 @@
 """Relatedness edges from the config's ``relatedness`` list: where each table comes from.
 
-An edge spec (:class:`~dmtl.config.EdgeConfig`) names a source task, a target
-task and a ``kind``:
+An edge spec (:class:`EdgeSpec`, plain data: :func:`dmtl.build.edges.edge_specs` makes
+them from the config's ``relatedness`` list) names a source task, a target task and a
+``kind``:
 
 - ``knowledge``: a table a built-in dataset or reader ships (restricted to the
   target's labels when the target has fewer);
@@ -16,8 +17,10 @@ With no spec at all, every knowledge table offered becomes an edge.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
-from dmtl.config import EdgeConfig
 from dmtl.core.estimation import RelatednessEstimator
 from dmtl.core.labels import PartialLabels
 from dmtl.core.relatedness import Relatedness
@@ -29,9 +32,23 @@ TrainLabels = Callable[[], PartialLabels]
 
 Offered = Mapping[tuple[str, str], Relatedness]
 
+EdgeKind = Literal["knowledge", "affect", "table", "estimate"]
+
+
+@dataclass(frozen=True)
+class EdgeSpec:
+    """One edge ``source -> target`` to build: where its table comes from (``kind``), the
+    CSV file of a ``table`` edge, the smoothing ``alpha`` of an ``estimate`` edge."""
+
+    source: str
+    target: str
+    kind: EdgeKind = "estimate"
+    path: Path | None = None
+    alpha: float = 1.0
+
 
 def _knowledge(
-    spec: EdgeConfig, source: CategoricalTask, target: Task, offered: Offered, _: TrainLabels
+    spec: EdgeSpec, source: CategoricalTask, target: Task, offered: Offered, _: TrainLabels
 ) -> Relatedness:
     edge = offered.get((spec.source, spec.target))
     if edge is None:
@@ -44,7 +61,7 @@ def _knowledge(
 
 
 def _affect(
-    spec: EdgeConfig, source: CategoricalTask, target: Task, offered: Offered, _: TrainLabels
+    spec: EdgeSpec, source: CategoricalTask, target: Task, offered: Offered, _: TrainLabels
 ) -> Relatedness:
     from dmtl.knowledge.affect import expression_au_relatedness
 
@@ -54,14 +71,15 @@ def _affect(
 
 
 def _table(
-    spec: EdgeConfig, source: CategoricalTask, target: Task, offered: Offered, _: TrainLabels
+    spec: EdgeSpec, source: CategoricalTask, target: Task, offered: Offered, _: TrainLabels
 ) -> Relatedness:
-    assert spec.path is not None  # the config schema requires it
+    if spec.path is None:
+        raise SpecError("kind 'table' needs 'path' (a CSV file)")
     return Relatedness.from_csv(spec.path, source, target)
 
 
 def _estimate(
-    spec: EdgeConfig, source: CategoricalTask, target: Task, offered: Offered, labels: TrainLabels
+    spec: EdgeSpec, source: CategoricalTask, target: Task, offered: Offered, labels: TrainLabels
 ) -> Relatedness:
     estimator = RelatednessEstimator(source, target, alpha=spec.alpha)
     estimator.update(labels())
@@ -78,14 +96,14 @@ EDGE_KINDS: dict[str, Callable[..., Relatedness]] = {
 
 
 def build_edges(
-    specs: Sequence[EdgeConfig],
+    specs: Sequence[EdgeSpec],
     tasks: Mapping[str, Task],
     offered: Sequence[Relatedness],
     train_labels: TrainLabels,
 ) -> list[Relatedness]:
     """The edges of ``specs`` (default: every table offered); errors name ``relatedness.i``."""
     by_pair = {(e.source.name, e.target.name): e for e in offered}
-    specs = list(specs) or [EdgeConfig(source=a, target=b, kind="knowledge") for a, b in by_pair]
+    specs = list(specs) or [EdgeSpec(a, b, kind="knowledge") for a, b in by_pair]
     edges: list[Relatedness] = []
     for i, spec in enumerate(specs):
         where = f"relatedness.{i}"

@@ -36,8 +36,8 @@ from dmtl.data.sources import Source
 from dmtl.errors import DataError
 
 if TYPE_CHECKING:
+    from dmtl.build.data import Experiment
     from dmtl.config import Config, SourceConfig
-    from dmtl.data.pipeline import Experiment
 
 SOURCE_COLUMN = "source"
 MISSING_GROUP = "(missing)"

@@ -50,20 +50,20 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from dmtl.build.data import (
+    Experiment,
+    LoadedSource,
+    build_experiment,
+    experiment_warnings,
+    load_sources,
+)
+from dmtl.build.loaders import train_loader
 from dmtl.config import (
     Config,
     EarlyStoppingConfig,
     Variant,
     dump_config,
     variant_method,
-)
-from dmtl.data.loaders import train_loader
-from dmtl.data.pipeline import (
-    Experiment,
-    LoadedSource,
-    build_experiment,
-    experiment_warnings,
-    load_sources,
 )
 from dmtl.errors import ConfigError
 from dmtl.knowledge.heatmap import plot_relatedness

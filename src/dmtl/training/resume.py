@@ -17,6 +17,8 @@ and scheduler state, a resumed run repeats the uninterrupted one step for step.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import pickle
 import random
@@ -110,6 +112,16 @@ def _normalised(data: Mapping[str, Any]) -> dict[str, Any]:
         return dict(data)
 
 
+@functools.lru_cache(maxsize=4)
+def _saved_run_config(text: str) -> dict[str, Any] | None:
+    """A run folder's saved ``config.yaml`` (its text), parsed and normalised; ``None`` when
+    it is not a mapping. Cached by text: the command line checks a resume before the data
+    loads and :func:`run_training` again when it starts, and the saved config is validated
+    once."""
+    stored = yaml.safe_load(text)
+    return _normalised(stored) if isinstance(stored, Mapping) else None
+
+
 def run_config_changes(
     run_dir: Path, config: Config, ignore: Sequence[str] = RESUME_FREE_KEYS
 ) -> list[ConfigChange]:
@@ -117,12 +129,12 @@ def run_config_changes(
     and their sub-keys left out)."""
     path = Path(run_dir) / "config.yaml"
     try:
-        stored = yaml.safe_load(path.read_text())
+        stored = _saved_run_config(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise OutputError(f"cannot resume {run_dir}: {path} is unreadable ({error})") from None
-    if not isinstance(stored, Mapping):
+    if stored is None:
         raise OutputError(f"cannot resume {run_dir}: {path} is not a config mapping")
-    changes = config_differences(_normalised(stored), config.model_dump(mode="json"))
+    changes = config_differences(copy.deepcopy(stored), config.model_dump(mode="json"))
     return [
         c for c in changes if not any(c.path == k or c.path.startswith(k + ".") for k in ignore)
     ]

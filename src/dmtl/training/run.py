@@ -13,9 +13,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from dmtl.build import ModelSpec, edge_to_dict
+from dmtl.build.data import Experiment
+from dmtl.build.loaders import eval_loader, train_loader
 from dmtl.config import Config, dump_config
-from dmtl.data.loaders import eval_loader, train_loader
-from dmtl.data.pipeline import Experiment
 from dmtl.errors import RunError
 from dmtl.training.interrupt import (
     GracefulStop,
@@ -71,6 +71,7 @@ def model_spec(experiment: Experiment) -> ModelSpec:
         input_shape=list(experiment.input_shape),
         priors=experiment.priors(),
         source_names=[s.name for s in experiment.train],
+        validated=experiment.config,  # validated once, when the run read it
     )
 
 

@@ -10,7 +10,6 @@
 ['binary_set', 'categorical', 'regression']
 """
 
-from dmtl.config import TaskKind
 from dmtl.core.tasks.base import (
     TASK_KINDS,
     LabelCellError,
@@ -30,7 +29,6 @@ __all__ = [
     "LabelCellError",
     "RegressionTask",
     "Task",
-    "TaskKind",
     "check_unique_task_names",
     "register_task_kind",
     "task_from_dict",

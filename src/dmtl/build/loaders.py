@@ -1,7 +1,7 @@
 """Loaders of an experiment: every source in every training batch, DDP-aware evaluation.
 
 The last step of the data pipeline (load -> split -> regime -> strata -> loaders): the
-training loader mixes the strata of :class:`~dmtl.data.pipeline.Experiment` in the
+training loader mixes the strata of :class:`~dmtl.build.data.Experiment` in the
 proportions of their weights (:class:`~dmtl.data.batching.MultiSourceBatchSampler`);
 evaluation loaders read each source in order.
 """
@@ -13,8 +13,8 @@ import math
 import torch
 from torch.utils.data import DataLoader
 
+from dmtl.build.data import Experiment
 from dmtl.data.batching import build_eval_loader, build_train_loader
-from dmtl.data.pipeline import Experiment
 
 
 def train_loader(
