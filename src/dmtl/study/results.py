@@ -119,8 +119,11 @@ class RunRecord(_Strict):
     stopped_early: bool | None = None
     run_dir: str | None = None
     error: str | None = None
+    val_metrics: dict[str, float | None] = Field(default_factory=dict)
+    """The same checkpoint's metrics on the validation split (labels as the regime left
+    them): what a choice between variants may read (never ``metrics`` on test)."""
 
-    @field_validator("metrics")
+    @field_validator("metrics", "val_metrics")
     @classmethod
     def _nan_is_none(cls, metrics: dict[str, float | None]) -> dict[str, float | None]:
         for name in metrics:

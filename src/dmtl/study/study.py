@@ -94,8 +94,20 @@ VARIANT_METHODS: dict[str, dict[str, Any]] = {
     "mtl+ca+dm+guard": {**_CA_DM, "guard": True},
     "mtl+ca+dm+upgrad": {**_CA_DM, "aggregator": "upgrad"},
     "mtl+ca+dm+uw": {**_CA_DM, "weighting": "uncertainty"},
+    "mtl+ca+dm+branch": _CA_DM,
+    "mtl+ca+dm+mmoe": _CA_DM,
+    "mtl+ca+dm+ple": _CA_DM,
 }
 """The method switches of each multi-task variant (the rest of ``method`` is the config's)."""
+
+VARIANT_ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "mtl+ca+dm+branch": {"name": "branch", "options": {"auto": True}},
+    "mtl+ca+dm+mmoe": {"name": "mmoe", "options": {}},
+    "mtl+ca+dm+ple": {"name": "ple", "options": {}},
+}
+"""The architecture of each variant with task-specific capacity: the config's own
+``architecture`` when it has that name, else this default (``branch``: chosen from the
+measured task affinity)."""
 
 
 def variant_config(config: Config, variant: str) -> Config:
@@ -104,7 +116,11 @@ def variant_config(config: Config, variant: str) -> Config:
     if changes["co_annotation"] == "<study>":
         changes["co_annotation"] = config.study.co_annotation
     method = config.method.model_copy(update=changes)
-    return config.model_copy(update={"method": method})
+    update: dict[str, Any] = {"method": method}
+    architecture = VARIANT_ARCHITECTURES.get(variant)
+    if architecture is not None and config.architecture.name != architecture["name"]:
+        update["architecture"] = config.architecture.model_validate(architecture)
+    return config.model_copy(update=update)
 
 
 def with_variants(config: Config, names: str) -> Config:
@@ -475,6 +491,7 @@ def _one_run(
             stopped_early=result.stopped_early,
             run_dir=str(run_dir.relative_to(out_dir)),
             error=None,
+            val_metrics=result.val_metrics,
         )
     except Exception as error:  # a failed run is recorded, and the study goes on
         return _failed(run, run_dir, out_dir, time.perf_counter() - start,
