@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from dmtl.study.recommend import recommend, recommendation_lines
 from dmtl.study.results import BASELINE, RunRecord, StudyResults, missing_runs
 from dmtl.study.statistics import (
     SINGLE_SEED,
@@ -140,6 +141,8 @@ def differences_frame(results: StudyResults) -> pd.DataFrame:
             gain, pooled, interval = vd.gain, vd.pooled_std, vd.interval
             if not vd.available:
                 verdict = "n/a"
+            elif vd.under_trained:
+                verdict = "under-trained (not counted)"
             elif not vd.decidable:
                 verdict = SINGLE_SEED
             else:
@@ -314,7 +317,8 @@ def _details(title: str, payload: object) -> list[str]:
 
 def render_markdown(results: StudyResults, plots: Mapping[str, str] | None = None) -> str:
     """The report as Markdown; ``plots`` maps a caption to an image path (relative to it)."""
-    out = [f"# dmtl study: {results.study}", "", *_summary(results), ""]
+    out = [f"# dmtl study: {results.study}", "", "## Recommendation", "",
+           *recommendation_lines(recommend(results)), "", *_summary(results), ""]
     out += ["## Results (primary metric, mean ± std over seeds)", "",
             markdown_table(results_frame(results, bold=True)), "",
             RESULTS_NOTE.format(seeds=len(results.seeds)), ""]

@@ -169,6 +169,9 @@ class StudyResults(_Strict):
     command: str | None = None
     commands: list[str] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)
+    recommendation: dict[str, Any] | None = None
+    """The variant to use, chosen on validation labels (``study/recommend.py``), with its
+    checks and test gains; written with the report."""
     protocol: dict[str, Any] | None = None
     tasks: dict[str, TaskInfo]
     variants: list[str]

@@ -63,6 +63,7 @@ from dmtl.knowledge.heatmap import plot_relatedness
 from dmtl.study.observer import StudyObserver
 from dmtl.study.outputs import write_report
 from dmtl.study.parallel import STUDY_PRELOAD, run_parallel, warm_up
+from dmtl.study.recommend import recommend
 from dmtl.study.results import (
     RunRecord,
     StudyResults,
@@ -234,6 +235,7 @@ def run_study(
         _run_parallel(config, todo, out_dir, jobs, allow_config_change, book)
     else:
         _run_serial(config, experiments, todo, out_dir, allow_config_change, book)
+    results.recommendation = recommend(results).to_dict()
     save_results(results, results_path)
     write_report(results, out_dir, extra_plots=_relatedness_plots(experiment, out_dir))
     return results
