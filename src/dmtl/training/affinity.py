@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
+from dmtl.build import ModelSpec, edge_to_dict
 from dmtl.config import Config
 from dmtl.core.affinity import (
     ALL_PARAMETERS,
@@ -131,9 +132,12 @@ def measure_affinity(experiment: Experiment, epochs: int = 2, every: int = 4) ->
     pl.seed_everything(experiment.seed, workers=True, verbose=False)
     set_threads(config.trainer.num_threads, processes=1)
     loader = train_loader(experiment, None, rank=0, world_size=1)
-    from dmtl.training.run import make_module
-
-    module = make_module(experiment, steps_per_epoch=len(loader))
+    spec = ModelSpec(
+        config=config.model_dump(mode="json"), tasks=[t.to_dict() for t in experiment.tasks],
+        edges=[edge_to_dict(e) for e in experiment.edges],
+        input_shape=list(experiment.input_shape), priors=experiment.priors(),
+    )  # as training.run.model_spec (which imports this module)
+    module = MultiTaskModule.from_spec(spec, steps_per_epoch=len(loader))
     example = torch.zeros((2, *experiment.input_shape))
     callback = AffinityCallback(every, stage_parameter_groups(module, example))
     trainer = pl.Trainer(
