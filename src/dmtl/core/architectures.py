@@ -35,6 +35,7 @@ point on.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -128,13 +129,16 @@ class _ExpertLevel(nn.Module):
         self, inputs: Mapping[str, Tensor], shared_input: Tensor
     ) -> tuple[dict[str, Tensor], Tensor | None]:
         common = [expert(shared_input) for expert in self.shared]
-        own = {t: [expert(inputs[t]) for expert in experts] for t, experts in self.own.items()}
+        own: dict[str, list[Tensor]] = {}
+        for task, experts in self.own.items():
+            assert isinstance(experts, nn.ModuleList)
+            own[task] = [expert(inputs[task]) for expert in experts]
         out = {
             t: _mix(gate(pooled(inputs[t])), [*own[t], *common]) for t, gate in self.gates.items()
         }
         if self.shared_gate is None:
             return out, None
-        every = [e for t in self.own for e in own[t]] + common
+        every = [e for t in own for e in own[t]] + common
         return out, _mix(self.shared_gate(pooled(shared_input)), every)
 
 
@@ -175,7 +179,7 @@ class ExpertNeck(nn.Module):
             [
                 _ExpertLevel(
                     task_names,
-                    lambda level=level: make_expert(level),
+                    functools.partial(make_expert, level),
                     shared_experts,
                     task_experts,
                     gate_dims[level],

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -41,7 +42,7 @@ class _Chain(nn.Sequential):
 class _TorchvisionViTEmbed(nn.Module):
     """Patches, class token, position embedding and dropout of a torchvision ViT."""
 
-    def __init__(self, vit: nn.Module) -> None:
+    def __init__(self, vit: Any) -> None:
         super().__init__()
         self.conv_proj = vit.conv_proj
         self.class_token = vit.class_token
@@ -139,7 +140,7 @@ def _split_sequential(backbone: nn.Sequential) -> list[nn.Module]:
     return [_Chain(*modules[a:b]) for a, b in itertools.pairwise(cuts) if b > a]
 
 
-def _split_resnet(backbone: nn.Module) -> list[nn.Module]:
+def _split_resnet(backbone: Any) -> list[nn.Module]:
     stem = [
         getattr(backbone, part)
         for part in ("conv1", "bn1", "relu", "act1", "maxpool")
@@ -153,7 +154,7 @@ def _split_resnet(backbone: nn.Module) -> list[nn.Module]:
     return [_Chain(*stem), *layers[:3], _Chain(layers[3], *tail)]
 
 
-def _split_timm_stages(backbone: nn.Module) -> list[nn.Module]:
+def _split_timm_stages(backbone: Any) -> list[nn.Module]:
     stages = list(backbone.stages)
     norm = getattr(backbone, "norm_pre", nn.Identity())
     head = _TimmForwardHead(norm, _head_only(backbone))
@@ -162,19 +163,19 @@ def _split_timm_stages(backbone: nn.Module) -> list[nn.Module]:
     return [_Chain(backbone.stem, stages[0]), *stages[1:-1], _Chain(stages[-1], head)]
 
 
-def _split_torchvision_convnext(backbone: nn.Module) -> list[nn.Module]:
+def _split_torchvision_convnext(backbone: Any) -> list[nn.Module]:
     f = list(backbone.features)
     tail = [backbone.avgpool, backbone.classifier]
     return [_Chain(*f[0:2]), _Chain(*f[2:4]), _Chain(*f[4:6]), _Chain(*f[6:8], *tail)]
 
 
-def _split_torchvision_vit(backbone: nn.Module) -> list[nn.Module]:
+def _split_torchvision_vit(backbone: Any) -> list[nn.Module]:
     layers = list(backbone.encoder.layers)
     last = _Chain(layers[-1], _ClassToken(backbone.encoder.ln, backbone.heads))
     return [_TorchvisionViTEmbed(backbone), *layers[:-1], last]
 
 
-def _split_timm_vit(backbone: nn.Module) -> list[nn.Module]:
+def _split_timm_vit(backbone: Any) -> list[nn.Module]:
     blocks = list(backbone.blocks)
     embed = copy.copy(backbone)  # shallow: the same parameters, its own module table
     embed._modules = dict(embed._modules)

@@ -121,11 +121,11 @@ def validation_gains(results: StudyResults, variant: str) -> dict[str, float | N
 
 
 def _score(gains: dict[str, float | None], noise: dict[str, float | None]) -> float | None:
-    units = [
-        g / noise[t] if noise[t] else g
-        for t, g in gains.items()
-        if g is not None
-    ]
+    units = []
+    for task, gain in gains.items():
+        if gain is not None:
+            sigma = noise[task]
+            units.append(gain / sigma if sigma else gain)
     return sum(units) / len(units) if units else None
 
 
