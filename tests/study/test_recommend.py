@@ -126,3 +126,21 @@ def test_runs_that_reached_their_budget_give_no_transfer_verdict() -> None:
                                                               "k": SINGLE["k"]}},
                              stopped_early=False))
     assert rec.tasks["d"].verdict == "under-trained (not counted)"
+
+
+def test_the_cli_table_and_the_report_open_with_the_recommendation() -> None:
+    import io
+
+    from rich.console import Console
+
+    from dmtl.cli.render import print_study_table
+    from dmtl.study.report import render_markdown
+
+    r = _results({"single_task": SINGLE,
+                  "mtl": {"d": [0.90, 0.92, 0.94], "k": [0.90, 0.92, 0.94]}})
+    out = io.StringIO()
+    print_study_table(Console(file=out, force_terminal=False, width=200), r)
+    assert out.getvalue().startswith("Recommendation: Use mtl (chosen on validation labels")
+    report = render_markdown(r)
+    assert report.index("## Recommendation") < report.index("## Results")
+    assert "**Use `mtl`**" in report
