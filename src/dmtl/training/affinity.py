@@ -18,6 +18,7 @@ the other tasks is no longer positive (:func:`~dmtl.core.affinity.branch_point`)
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from dmtl.core.stages import split_stages
 from dmtl.data.batching import Batch
 from dmtl.data.loaders import train_loader
 from dmtl.data.pipeline import Experiment
+from dmtl.errors import ConfigError
 from dmtl.training.module import MultiTaskModule
 from dmtl.training.quiet import quiet_lightning
 from dmtl.training.threads import set_threads
@@ -195,6 +197,11 @@ def resolve_architecture(experiment: Experiment) -> Experiment:
     options = architecture.typed_options()
     if not options.auto or options.branches:
         return experiment
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError([("architecture.options.auto", (
+            "is not measured under several processes (each would choose on its own); run "
+            "`dmtl affinity CONFIG` and give its branches in architecture.options.branches")
+        )])
     result = measure_affinity(experiment, options.affinity_epochs, options.affinity_every)
     branches = choose_branches(result.matrices, options.max_groups)
     if not branches:
