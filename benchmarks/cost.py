@@ -45,6 +45,12 @@ dataset), an MLP 784-256-128 with two linear heads, batch 64, one thread.
 - ``objective_step``: one step with dmtl's masked objective against plain CE + BCE on the
   same network, batch and optimiser (paired ``blocked_autorange`` timings).
 - ``demo_run``: seconds per run of the demo's config (``mtl+ca+dm``), as a study runs it.
+
+Architectures (``--architectures``, merged into an existing ``cost.json``): one ``full``
+step (co-annotation + distribution matching, AdamW) of each ``architecture`` (branches,
+MMoE, PLE; ``config.architecture``) against the same step of the shared model, on the
+demo's network (mlp 256-128, 8 px digits, batch 64, the Fashion task set) and on the
+small_cnn case; paired ``blocked_autorange`` medians, alternating order, ratio per repeat.
 """
 
 from __future__ import annotations
@@ -328,6 +334,100 @@ def _parameters(case: Case, variant: str) -> int:
     tasks = case.tasks if variant != "single" else case.tasks[:1]
     model = make_model(case, tasks)
     return sum(p.numel() for p in model.parameters())
+
+
+# --------------------------------------------------------------------------- architectures
+
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "shared": {"name": "shared"},
+    "branch@1": {"name": "branch", "options": {"branches": [{"tasks": ["<last>"], "at": 1}]}},
+    "branch@0": {"name": "branch", "options": {"branches": [{"tasks": ["<last>"], "at": 0}]}},
+    "mmoe": {"name": "mmoe", "options": {}},
+    "ple": {"name": "ple", "options": {}},
+}
+"""Each architecture measured (``<last>``: the case's last task leaves the trunk)."""
+ARCHITECTURE_CASES: dict[str, CaseSpec] = {
+    "mlp-digits": CaseSpec("mlp-digits", "mlp 256-128, 8 px grey, batch 64 (the demo's net)",
+                           "mlp", 1, 8, 64, "fashion", {"hidden": (256, 128)}),
+    "small_cnn-28": CASES["small_cnn-28"],
+}
+
+
+def architecture_step(case: Case, architecture: dict[str, Any]) -> Callable[[], None]:
+    """One ``full`` step of the model ``config.architecture`` builds."""
+    from dmtl.build.architecture import build_architecture
+    from dmtl.config import Config
+
+    last = case.tasks[-1].name
+    spec = json.loads(json.dumps(architecture).replace("<last>", last))
+    config = Config.model_validate({"sources": [{"name": "d", "builtin": "digits"}],
+                                    "backbone": {"name": case.spec.backbone},
+                                    "architecture": spec})
+    torch.manual_seed(0)
+    shape = (case.spec.channels, case.spec.image_size, case.spec.image_size)
+    backbone, dim = create_backbone(case.spec.backbone, in_channels=case.spec.channels,
+                                    image_size=case.spec.image_size,
+                                    **(case.spec.options or {}))
+    trunk, neck = build_architecture(config, backbone, dim, [t.name for t in case.tasks], shape)
+    model = MultiTaskModel(trunk, case.tasks, feature_dim=dim, neck=neck).to(case.device)
+    objective = Objective(case.tasks, case.edges, co_annotation="soft",
+                          distribution_matching=True).to(case.device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        loss, _ = objective(model(case.x), case.labels)
+        loss.backward()
+        optimiser.step()
+
+    step.parameters = sum(p.numel() for p in model.parameters())  # type: ignore[attr-defined]
+    return step
+
+
+def time_architectures(spec: CaseSpec, device: torch.device, repeats: int,
+                       min_run_time: float, threads: int) -> dict[str, Any]:
+    """Median step time per architecture and its ratio to ``shared``, pair by pair."""
+    from torch.utils.benchmark import Timer
+
+    case = build_case(spec, device)
+    steps = {name: architecture_step(case, a) for name, a in ARCHITECTURES.items()}
+    for step in steps.values():
+        for _ in range(2):
+            step()
+    names = list(steps)
+    per_repeat: list[dict[str, float]] = []
+    for r in range(repeats):
+        times: dict[str, float] = {}
+        for name in names if r % 2 == 0 else list(reversed(names)):
+            timer = Timer(stmt="step()", globals={"step": steps[name]}, num_threads=threads)
+            times[name] = float(timer.blocked_autorange(min_run_time=min_run_time).median)
+        per_repeat.append(times)
+        print(f"[cost] architectures {spec.name} repeat {r + 1}/{repeats}: "
+              + ", ".join(f"{n} {times[n] * 1e3:.2f} ms" for n in names), flush=True)
+    ratios = {n: median([t[n] / t["shared"] for t in per_repeat]) for n in names}
+    return {"case": asdict(spec), "repeats": repeats, "min_run_time_s": min_run_time,
+            "step_s": {n: median([t[n] for t in per_repeat]) for n in names},
+            "ratio_to_shared": ratios, "per_repeat_s": per_repeat,
+            "parameters": {n: getattr(steps[n], "parameters", None) for n in names},
+            "load": os.getloadavg()}
+
+
+def run_architectures(results_dir: Path, command: str, *, quick: bool, threads: int,
+                      repeats: int | None, min_run_time: float | None) -> Path:
+    """Measure :func:`time_architectures` and merge it into ``cost.json`` (``architectures``)."""
+    torch.set_num_threads(threads)
+    repeats = repeats or (2 if quick else 5)
+    min_run_time = min_run_time if min_run_time is not None else (0.01 if quick else 0.5)
+    cases = [time_architectures(quick_spec(s) if quick else s, torch.device("cpu"), repeats,
+                                min_run_time, threads) for s in ARCHITECTURE_CASES.values()]
+    path = results_dir / "cost.json"
+    document = json.loads(path.read_text()) if path.is_file() else {}
+    payload = {k: v for k, v in document.items()
+               if k not in ("schema", "name", "command", "quick", "finished")}
+    payload["architectures"] = {"command": command, "started": now(), "threads": threads,
+                                "cases": cases}
+    return write_result(results_dir, "cost", payload, document.get("command", command),
+                        bool(document.get("quick", quick)))
 
 
 # --------------------------------------------------------------------------- memory
@@ -806,6 +906,9 @@ def main(argv: Sequence[str] | None = None, results_dir: Path | None = None) -> 
     parser.add_argument("--no-demo", action="store_true", help="skip the demo-run timing")
     parser.add_argument("--memory-child", nargs=2, metavar=("CASE", "VARIANT"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--architectures", action="store_true",
+                        help="only the per-step cost of each architecture vs the shared "
+                        "model, merged into an existing cost.json")
     args = parser.parse_args(argv)
     from benchmarks.common import usable_cores
 
@@ -816,6 +919,10 @@ def main(argv: Sequence[str] | None = None, results_dir: Path | None = None) -> 
         print(json.dumps(memory_child(case_name, variant, args.device, args.quick)))
         return None
     out = args.results or results_dir or (QUICK_DIR if args.quick else RESULTS_DIR)
+    if args.architectures:
+        return run_architectures(out, command_line("cost", argv), quick=args.quick,
+                                 threads=threads, repeats=args.repeats,
+                                 min_run_time=args.min_run_time)
     return run(out, command_line("cost", argv), quick=args.quick, device_name=args.device,
                threads=threads, repeats=args.repeats, min_run_time=args.min_run_time,
                cases=args.cases, memory=not args.no_memory, e2e=not args.no_e2e,

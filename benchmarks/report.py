@@ -404,7 +404,26 @@ def cost_section(doc: Doc | None, out: Path, title: str = "Cost",
         blocks += _objective_step(doc["objective_step"], quick)
     if doc.get("demo_run"):
         blocks += _demo_run(doc["demo_run"])
+    if doc.get("architectures"):
+        blocks += _architectures(doc["architectures"])
     return blocks
+
+
+def _architectures(arch: Doc) -> list[str]:
+    """The per-step cost of each architecture as a ratio to the shared model."""
+    cases = arch.get("cases", [])
+    if not cases:
+        return []
+    names = list(cases[0]["ratio_to_shared"])
+    rows = [[c["case"]["name"], *(f"{c['ratio_to_shared'][n]:.2f} "
+                                  f"({c['step_s'][n] * 1e3:.1f} ms, "
+                                  f"{c['parameters'][n] or 0:,} params)" for n in names)]
+            for c in cases]
+    load = ", ".join(f"{x:.1f}" for x in cases[-1].get("load", []))
+    return [text("cost_architectures", command=arch.get("command", "?"),
+                 threads=arch.get("threads", "?"), repeats=cases[0].get("repeats", "?"),
+                 load=load or "?"),
+            _table(["case", *(f"{n} / shared" for n in names)], rows)]
 
 
 # --------------------------------------------------------------------------- ddp

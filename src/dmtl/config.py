@@ -324,6 +324,88 @@ class BackboneConfig(_Strict):
     weights: Path | None = None
 
 
+class BranchConfig(_Strict):
+    """One branch: ``tasks`` get their own copy of the backbone's stages from stage ``at``
+    on (``0``: from the input, nothing shared; stages ``< at`` stay shared)."""
+
+    tasks: Annotated[list[str], Field(min_length=1)]
+    at: int = Field(ge=0)
+
+
+class BranchOptions(_Strict):
+    """``architecture.name: branch``. ``branches``: the groups that leave the shared trunk
+    (tasks in no branch keep the backbone); ``auto``: choose them from the task affinity
+    measured on the training data before the run (``affinity_epochs`` epochs, lookahead
+    every ``affinity_every`` steps); ``max_groups`` caps the groups auto forms."""
+
+    branches: list[BranchConfig] = Field(default_factory=list)
+    auto: bool = False
+    affinity_epochs: int = Field(default=2, ge=1)
+    affinity_every: int = Field(default=4, ge=1)
+    max_groups: int | None = Field(default=None, ge=1)
+
+
+class ExpertOptions(_Strict):
+    """``architecture.name: mmoe`` or ``ple``: experts over the backbone's features, one
+    softmax gate per task. ``shared_experts``: experts every task's gate sees;
+    ``task_experts``: experts of each task's own (``mmoe``: 0); ``levels``: stacked
+    extraction layers (``ple``; 1 is CGC); ``width``: an expert's output width (default
+    the backbone's); ``at``: experts are copies of the backbone's stages from ``at`` on
+    instead of a ``Linear -> ReLU`` over its pooled features (``levels`` must then be 1)."""
+
+    shared_experts: int = Field(default=2, ge=0)
+    task_experts: int = Field(default=1, ge=0)
+    levels: int = Field(default=1, ge=1)
+    width: int | None = Field(default=None, ge=1)
+    at: int | None = Field(default=None, ge=0)
+
+
+ARCHITECTURE_OPTIONS: dict[str, type[_Strict] | None] = {
+    "shared": None,
+    "branch": BranchOptions,
+    "mmoe": ExpertOptions,
+    "ple": ExpertOptions,
+}
+"""The typed options of each ``architecture.name``."""
+
+
+class ArchitectureConfig(_Strict):
+    """Task-specific capacity over the backbone: ``shared`` (one trunk, the default),
+    ``branch``, ``mmoe`` or ``ple`` with their typed ``options`` (see docs/config.md)."""
+
+    name: Literal["shared", "branch", "mmoe", "ple"] = "shared"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _options(self) -> ArchitectureConfig:
+        self.typed_options()
+        return self
+
+    def typed_options(self) -> Any:
+        """The options as their typed model (``None`` for ``shared``); a bad key or value
+        is a ``ValueError`` naming ``architecture.options.<key>``."""
+        kind = ARCHITECTURE_OPTIONS[self.name]
+        if kind is None:
+            if self.options:
+                raise ValueError(
+                    f"architecture 'shared' takes no options, got {sorted(self.options)}"
+                )
+            return None
+        try:
+            typed = kind.model_validate(self.options)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in ("options", *first["loc"]))
+            raise ValueError(f"{where}: {first['msg']}") from None
+        if self.name == "mmoe" and self.options.get("task_experts", 0):
+            raise ValueError("options.task_experts: mmoe has shared experts only (use ple)")
+        if self.name == "mmoe":
+            typed = typed.model_copy(update={"task_experts": 0})
+        if getattr(typed, "levels", 1) > 1 and getattr(typed, "at", None) is not None:
+            raise ValueError("options.levels: experts copied from the backbone (at) take one level")
+        return typed
+
+
 class MethodConfig(_Strict):
     """Switches and weights of the objective (``dmtl.core.objective.Objective``)."""
 
@@ -474,10 +556,20 @@ Variant = Literal[
     "mtl+ca+dm+guard",
     "mtl+ca+dm+upgrad",
     "mtl+ca+dm+uw",
+    "mtl+ca+dm+branch",
+    "mtl+ca+dm+mmoe",
+    "mtl+ca+dm+ple",
 ]
 ALL_VARIANTS: tuple[Variant, ...] = typing.get_args(Variant)
 """Every variant a study knows, in report order."""
-DEFAULT_VARIANTS: tuple[Variant, ...] = ALL_VARIANTS
+ARCHITECTURE_VARIANTS: tuple[Variant, ...] = (
+    "mtl+ca+dm+branch", "mtl+ca+dm+mmoe", "mtl+ca+dm+ple"
+)
+"""Variants with task-specific capacity (``architecture``): in ``--variants all``, not in
+the default list (each adds a run per seed)."""
+DEFAULT_VARIANTS: tuple[Variant, ...] = tuple(
+    v for v in ALL_VARIANTS if v not in ARCHITECTURE_VARIANTS
+)
 
 _CA_DM: dict[str, Any] = {"co_annotation": "<study>", "distribution_matching": True}
 
@@ -489,9 +581,22 @@ VARIANT_METHODS: dict[str, dict[str, Any]] = {
     "mtl+ca+dm+guard": {**_CA_DM, "guard": True},
     "mtl+ca+dm+upgrad": {**_CA_DM, "aggregator": "upgrad"},
     "mtl+ca+dm+uw": {**_CA_DM, "weighting": "uncertainty"},
+    "mtl+ca+dm+branch": _CA_DM,
+    "mtl+ca+dm+mmoe": _CA_DM,
+    "mtl+ca+dm+ple": _CA_DM,
 }
 """The method switches of each multi-task variant (the rest of ``method`` is the config's;
 ``<study>``: ``study.co_annotation``). ``single_task`` keeps the config's method."""
+
+
+VARIANT_ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "mtl+ca+dm+branch": {"name": "branch", "options": {"auto": True}},
+    "mtl+ca+dm+mmoe": {"name": "mmoe", "options": {}},
+    "mtl+ca+dm+ple": {"name": "ple", "options": {}},
+}
+"""The architecture of each variant with task-specific capacity: the config's own
+``architecture`` when it has that name, else this default (``branch``: chosen from the
+measured task affinity)."""
 
 
 class StudyConfig(_Strict):
@@ -532,6 +637,7 @@ class Config(_Strict):
     relatedness: list[EdgeConfig] = Field(default_factory=list)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     heads: HeadsConfig = Field(default_factory=HeadsConfig)
+    architecture: ArchitectureConfig = Field(default_factory=ArchitectureConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)

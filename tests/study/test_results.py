@@ -44,7 +44,8 @@ def test_round_trip_preserves_everything(three_seed_results: StudyResults, tmp_p
     assert raw["hardware"]["device"] == "cpu"
     run = raw["runs"][0]
     assert set(run) == {"variant", "seed", "task", "status", "metrics", "split", "wall_s", "steps",
-                        "epochs", "best_step", "stopped_early", "run_dir", "error", "groups"}
+                        "epochs", "best_step", "stopped_early", "run_dir", "error", "groups",
+                         "val_metrics"}
     # created is ISO 8601 and survives the round trip
     assert loaded.created.isoformat() == r.created.isoformat()
 

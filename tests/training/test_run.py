@@ -58,7 +58,8 @@ def test_run_writes_every_output(make_experiment: MakeExperiment, tmp_path: Path
         assert (run / name).is_file(), name
     summary = json.loads((run / "metrics.json").read_text())
     assert set(summary) == {
-        "split", "metrics", "steps", "epochs", "best_step", "stopped_early", "wall_s", "checkpoint"
+        "split", "metrics", "steps", "epochs", "best_step", "stopped_early", "wall_s", "checkpoint",
+        "val_metrics",
     }
     assert summary["split"] == "test" and summary["steps"] == 5
     assert summary["checkpoint"] == str(run / "checkpoints" / "last.ckpt")

@@ -32,6 +32,7 @@ import torch
 
 from dmtl._version import __version__
 from dmtl.backbones import create_backbone
+from dmtl.build.architecture import build_architecture
 from dmtl.config import Config, saved_config
 from dmtl.core.aggregation import Aggregator, build_aggregator
 from dmtl.core.guard import RelatednessGuard
@@ -79,8 +80,12 @@ def build_model(
     head_factory = HeadSpec(
         tuple(heads.hidden), {k: tuple(v) for k, v in heads.per_task.items()}, heads.dropout
     )
+    trunk, neck = build_architecture(
+        config, backbone, feature_dim, [t.name for t in tasks], input_shape
+    )
     return MultiTaskModel(
-        backbone, tasks, feature_dim=feature_dim, dropout=spec.dropout, head_factory=head_factory
+        trunk, tasks, feature_dim=feature_dim, dropout=spec.dropout, head_factory=head_factory,
+        neck=neck,
     )
 
 

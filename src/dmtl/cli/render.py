@@ -85,12 +85,24 @@ def study_table(results: StudyResults) -> Table:
     return table
 
 
+def print_recommendation(console: Console, results: StudyResults) -> None:
+    """The study's recommendation (``study/recommend.py``): the variant, why, and its gains
+    per task on validation and test, as Markdown lines."""
+    from dmtl.study.recommend import recommend, recommendation_lines
+
+    lines = recommendation_lines(recommend(results))
+    lines[0] = lines[0].replace("**", "").replace("`", "")
+    console.file.write("Recommendation: " + "\n".join(lines) + "\n\n")
+    console.file.flush()
+
+
 def print_study_table(console: Console, results: StudyResults) -> None:
     """The study's table and ranking: a rich table on a terminal; elsewhere (a log file, a
     pipe) the Markdown table at full width, never wrapped."""
     from dmtl.study.report import markdown_table, results_frame
     from dmtl.study.statistics import ranking
 
+    print_recommendation(console, results)
     ranks = ranking(results)
     order = ", ".join(f"{i}. {v} ({r:.2f})"
                       for i, (v, r) in enumerate(ranks["mean rank"].items(), start=1))

@@ -99,6 +99,7 @@ class MultiTaskModel(nn.Module):
         input_shape: Sequence[int] | None = None,
         head_factory: HeadFactory | None = None,
         dropout: float = 0.0,
+        neck: nn.Module | None = None,
     ) -> None:
         super().__init__()
         by_name = check_unique_task_names(tasks)
@@ -110,14 +111,32 @@ class MultiTaskModel(nn.Module):
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         self.tasks: dict[str, Task] = by_name
         self.backbone = backbone
-        self.feature_dim = self._resolve_feature_dim(backbone, feature_dim, input_shape)
+        self.neck = neck
+        dims = self._task_feature_dims(backbone, feature_dim, input_shape, neck, by_name)
+        self.feature_dim = max(dims.values())
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         factory = head_factory or linear_head
-        self.heads = nn.ModuleDict(
-            {name: factory(self.feature_dim, t) for name, t in by_name.items()}
-        )
+        self.heads = nn.ModuleDict({name: factory(dims[name], t) for name, t in by_name.items()})
         for name, task in by_name.items():
-            self._check_head(self.heads[name], task)
+            self._check_head(self.heads[name], task, dims[name])
+
+    def _task_feature_dims(
+        self,
+        backbone: nn.Module,
+        feature_dim: int | None,
+        input_shape: Sequence[int] | None,
+        neck: nn.Module | None,
+        tasks: Mapping[str, Task],
+    ) -> dict[str, int]:
+        """Each head's input width: ``D`` of the backbone, or the neck's ``feature_dims``."""
+        if neck is None:
+            dim = self._resolve_feature_dim(backbone, feature_dim, input_shape)
+            return dict.fromkeys(tasks, dim)
+        dims = dict(getattr(neck, "feature_dims", {}))
+        missing = sorted(set(tasks) - set(dims))
+        if missing:
+            raise ValueError(f"the neck gives no features for tasks: {', '.join(missing)}")
+        return {name: int(dims[name]) for name in tasks}
 
     @staticmethod
     def _resolve_feature_dim(
@@ -140,9 +159,9 @@ class MultiTaskModel(nn.Module):
             raise ValueError(f"feature_dim must be a positive int, got {feature_dim!r}")
         return feature_dim
 
-    def _check_head(self, head: nn.Module, task: Task) -> None:
+    def _check_head(self, head: nn.Module, task: Task, feature_dim: int) -> None:
         was_training = head.training
-        dummy = torch.zeros(2, self.feature_dim, device=_module_device(head))
+        dummy = torch.zeros(2, feature_dim, device=_module_device(head))
         try:
             head.eval()
             with torch.no_grad():
@@ -152,12 +171,13 @@ class MultiTaskModel(nn.Module):
         if not isinstance(out, Tensor) or tuple(out.shape) != (2, task.num_outputs):
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(
-                f"head of task {task.name!r} must map (N, {self.feature_dim}) to "
+                f"head of task {task.name!r} must map (N, {feature_dim}) to "
                 f"(N, {task.num_outputs}); got {shape}"
             )
 
     def features(self, x: Tensor) -> Tensor:
-        """Shared features ``(N, D)`` (before dropout)."""
+        """Shared features ``(N, D)`` (before dropout); with a neck, the output of the shared
+        trunk the neck reads (the last tensor every task depends on)."""
         return self.backbone(x)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -165,9 +185,19 @@ class MultiTaskModel(nn.Module):
         return self.heads_forward(self.features(x))
 
     def heads_forward(self, features: Tensor) -> dict[str, Tensor]:
-        """``{task: head_task(dropout(features))}`` from shared features (see :meth:`features`)."""
+        """``{task: head_task(dropout(features))}`` from shared features (see :meth:`features`);
+        with a neck, ``{task: head_task(dropout(neck(features)[task]))}``."""
+        if self.neck is not None:
+            per_task = self.neck(features)
+            return {name: head(self.dropout(per_task[name])) for name, head in self.heads.items()}
         features = self.dropout(features)
         return {name: head(features) for name, head in self.heads.items()}
+
+    def task_side_parameters(self) -> list[nn.Parameter]:
+        """Every parameter after :meth:`features`: the neck's (if any) and the heads'. A
+        gradient aggregator treats them as the heads (the plain sum of the tasks' gradients)."""
+        neck = [] if self.neck is None else list(self.neck.parameters())
+        return [*neck, *self.heads.parameters()]
 
     def predict(self, x: Tensor) -> dict[str, Tensor]:
         """What every task predicts (see :func:`predictions`)."""

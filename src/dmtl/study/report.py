@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from dmtl.study.group_stats import GroupSummary, gap_verdict, group_column, summaries
+from dmtl.study.recommend import recommend, recommendation_lines
 from dmtl.study.results import BASELINE, RunRecord, StudyResults, missing_runs
 from dmtl.study.statistics import (
     SINGLE_SEED,
@@ -164,6 +165,8 @@ def differences_frame(results: StudyResults) -> pd.DataFrame:
             gain, pooled, interval = vd.gain, vd.pooled_std, vd.interval
             if not vd.available:
                 verdict = "n/a"
+            elif vd.under_trained:
+                verdict = "under-trained (not counted)"
             elif not vd.decidable:
                 verdict = SINGLE_SEED
             else:
@@ -444,7 +447,8 @@ def render_markdown(
 ) -> str:
     """The report as Markdown; ``plots`` maps a caption to an image path and ``files`` a
     caption to a data file (both relative to the report)."""
-    out = [f"# dmtl study: {results.study}", "", *_summary(results), ""]
+    out = [f"# dmtl study: {results.study}", "", "## Recommendation", "",
+           *recommendation_lines(recommend(results)), "", *_summary(results), ""]
     out += _warning_lines(results)
     out += ["## Results (primary metric, mean ± std over seeds)", "",
             markdown_table(results_frame(results, bold=True)), "",

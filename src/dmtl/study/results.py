@@ -122,8 +122,11 @@ class RunRecord(_Strict):
     run_dir: str | None = None
     error: str | None = None
     groups: dict[str, Any] | None = None
+    val_metrics: dict[str, float | None] = Field(default_factory=dict)
+    """The same checkpoint's metrics on the validation split (labels as the regime left
+    them): what a choice between variants may read (never ``metrics`` on test)."""
 
-    @field_validator("metrics")
+    @field_validator("metrics", "val_metrics")
     @classmethod
     def _nan_is_none(cls, metrics: dict[str, float | None]) -> dict[str, float | None]:
         for name in metrics:
@@ -171,6 +174,9 @@ class StudyResults(_Strict):
     command: str | None = None
     commands: list[str] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)
+    recommendation: dict[str, Any] | None = None
+    """The variant to use, chosen on validation labels (``study/recommend.py``), with its
+    checks and test gains; written with the report."""
     protocol: dict[str, Any] | None = None
     tasks: dict[str, TaskInfo]
     variants: list[str]

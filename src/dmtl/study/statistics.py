@@ -20,6 +20,12 @@ is better): ``gain = mean_v − mean_single``, shown with
 pooled std; ``TOLERANCE`` absorbs rounding). It needs at least 2 seeds on both sides:
 with one seed the std is 0 and any drop would count, so no verdict is given.
 
+**Under-trained.** Under early stopping, a comparison where a run on either side (the
+variant's, or the single-task run of that task) trained to its epoch budget without
+stopping early is marked ``under-trained`` and counted as transfer neither way: the
+budget, not the validation metric, ended that run, so its gap says how fast it learns
+rather than what it learns.
+
 **Ranking.** On each task the variants with a value are ranked by mean primary
 metric (1 = best; ties share the average rank); a variant's score is the mean of
 its ranks over the tasks it has a value on. Variants ranked on more tasks come
@@ -192,6 +198,13 @@ class Verdict:
     metric: str
     variant_cell: Cell
     baseline_cell: Cell
+    budget_reached: bool = False
+    """A run on either side trained to its epoch budget (see "Under-trained")."""
+
+    @property
+    def under_trained(self) -> bool:
+        """Available, but a run behind it reached its budget: no transfer verdict."""
+        return self.available and self.budget_reached
 
     @property
     def available(self) -> bool:
@@ -228,7 +241,7 @@ class Verdict:
     def negative(self) -> bool:
         """Negative transfer: decidable and ``gain < −pooled std``."""
         gain, pooled = self.gain, self.pooled_std
-        if not self.decidable or gain is None or pooled is None:
+        if not self.decidable or gain is None or pooled is None or self.budget_reached:
             return False
         return gain < -pooled - TOLERANCE
 
@@ -238,10 +251,26 @@ def negative_transfer(results: StudyResults) -> dict[str, dict[str, Verdict]]:
     primaries = results.primary_metrics()
     baseline = {t: cell(results, BASELINE, m) for t, m in primaries.items()}
     return {
-        v: {t: Verdict(v, t, m, cell(results, v, m), baseline[t]) for t, m in primaries.items()}
+        v: {
+            t: Verdict(v, t, m, cell(results, v, m), baseline[t],
+                       budget_reached=budget_reached(results, v, t))
+            for t, m in primaries.items()
+        }
         for v in results.variants
         if v != BASELINE
     }
+
+
+def budget_reached(results: StudyResults, variant: str, task: str) -> bool:
+    """Under early stopping: a done run of ``variant`` (all its tasks) or of the single-task
+    model of ``task`` trained to its budget (``stopped_early`` is ``False``)."""
+    if (results.protocol or {}).get("name") != "early_stopping":
+        return False
+    return any(
+        run.status == "done" and run.stopped_early is False
+        and (run.variant == variant or (run.variant == BASELINE and run.task == task))
+        for run in results.runs
+    )
 
 
 def signed(x: float, digits: int = 3) -> str:
@@ -261,17 +290,22 @@ def verdict_text(verdicts: Mapping[str, Verdict]) -> str:
     when nothing is comparable.
     """
     hurt = [v for v in verdicts.values() if v.negative]
+    under = [t for t, v in verdicts.items() if v.under_trained]
+    suffix = f" (under-trained, not counted: {', '.join(under)})" if under else ""
     if hurt:
         return "negative transfer on: " + ", ".join(
             f"{v.task} ({signed(v.gain or 0.0)})" for v in hurt
-        )
+        ) + suffix
+    if under and len(under) == len(verdicts):
+        return "under-trained (the budget ended a run; not counted)"
     one_seed = [t for t, v in verdicts.items() if v.available and not v.decidable]
     missing = [t for t, v in verdicts.items() if not v.available]
     if len(missing) == len(verdicts):
         return "n/a"
     if len(one_seed) + len(missing) == len(verdicts):
         return SINGLE_SEED
-    notes = [f"1 seed: {', '.join(one_seed)}"] if one_seed else []
+    notes = [f"under-trained, not counted: {', '.join(under)}"] if under else []
+    notes += [f"1 seed: {', '.join(one_seed)}"] if one_seed else []
     notes += [f"not compared: {', '.join(missing)}"] if missing else []
     return "none" + (f" ({'; '.join(notes)})" if notes else "")
 
@@ -356,6 +390,7 @@ __all__ = [
     "NoiseGroups",
     "Verdict",
     "best_variants",
+    "budget_reached",
     "cell",
     "metric_values",
     "negative_transfer",

@@ -59,6 +59,7 @@ from dmtl.build.data import (
 )
 from dmtl.build.loaders import train_loader
 from dmtl.config import (
+    VARIANT_ARCHITECTURES,
     Config,
     EarlyStoppingConfig,
     Variant,
@@ -71,6 +72,7 @@ from dmtl.study.groups import check_group_column, checkpoint_groups
 from dmtl.study.observer import StudyObserver
 from dmtl.study.outputs import write_report
 from dmtl.study.parallel import STUDY_PRELOAD, run_parallel, warm_up
+from dmtl.study.recommend import recommend
 from dmtl.study.results import (
     RunRecord,
     StudyResults,
@@ -95,8 +97,14 @@ if TYPE_CHECKING:
 
 def variant_config(config: Config, variant: str) -> Config:
     """The config with the method switches of a multi-task variant
-    (:data:`dmtl.config.VARIANT_METHODS`), validated."""
-    return config.model_copy(update={"method": variant_method(config, variant)})
+    (:data:`dmtl.config.VARIANT_METHODS`), validated, and the architecture of a variant with
+    task-specific capacity (:data:`dmtl.config.VARIANT_ARCHITECTURES`): the config's own
+    when it has that name, else the variant's default."""
+    update: dict[str, Any] = {"method": variant_method(config, variant)}
+    architecture = VARIANT_ARCHITECTURES.get(variant)
+    if architecture is not None and config.architecture.name != architecture["name"]:
+        update["architecture"] = config.architecture.model_validate(architecture)
+    return config.model_copy(update=update)
 
 
 def with_variants(config: Config, names: str) -> Config:
@@ -202,6 +210,7 @@ def run_study(
     else:
         _run_serial(config, experiments, todo, out_dir, allow_config_change, book)
     results.config = _config_record(config, results)
+    results.recommendation = recommend(results).to_dict()
     plots = _relatedness_plots(experiments[max(experiments)], out_dir)
     book.save()  # with the wall time so far; the report's figure is the same one
     write_report(results, out_dir, extra_plots=plots)
@@ -536,6 +545,7 @@ def _one_run(
             run_dir=str(run_dir.relative_to(out_dir)),
             error=None,
             groups=groups,
+            val_metrics=result.val_metrics,
         )
     except Exception as error:  # a failed run is recorded, and the study goes on
         return _failed(run, run_dir, out_dir, time.perf_counter() - start,

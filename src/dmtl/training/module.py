@@ -233,7 +233,10 @@ class MultiTaskModule(pl.LightningModule):
         optimizer.zero_grad()
         precision = self.trainer.precision_plugin
         scaled = {name: precision.pre_backward(loss, self) for name, loss in task_losses.items()}
-        backward_tasks(scaled, features, self.aggregator, self.model.backbone, self.model.heads)
+        backward_tasks(
+            scaled, features, self.aggregator, self.model.backbone,
+            self.model.task_side_parameters(),
+        )
         if self.gradient_clip_val:
             self.clip_gradients(optimizer, self.gradient_clip_val, "norm")  # type: ignore[arg-type]
         optimizer.step()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from dmtl.build.data import Experiment
 from dmtl.build.loaders import eval_loader, train_loader
 from dmtl.config import Config, dump_config
 from dmtl.errors import RunError
+from dmtl.training.affinity import resolve_architecture
 from dmtl.training.interrupt import (
     GracefulStop,
     StopSignal,
@@ -42,7 +43,7 @@ from dmtl.training.trainer import (
 )
 
 
-@dataclass
+@dataclasses.dataclass
 class RunResult:
     """What a finished run reports."""
 
@@ -60,6 +61,9 @@ class RunResult:
     """Whether early stopping ended the run before its budget (``None``: no early stopping)."""
     finished_before: bool = False
     """True when a resume found the run already finished (nothing was trained)."""
+    val_metrics: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    """The evaluated checkpoint's metrics on the validation split (``{}`` without one; the
+    same as ``metrics`` when validation is the split evaluated)."""
 
 
 def model_spec(experiment: Experiment) -> ModelSpec:
@@ -115,6 +119,7 @@ def run_training(
     ``overwrite``: replace the outputs in ``run_dir``. On Ctrl-C, raises
     :class:`~dmtl.training.interrupt.TrainingInterrupted` once the checkpoint is saved.
     """
+    experiment = resolve_architecture(experiment)  # architecture: branch, auto
     config: Config = experiment.config
     if not config.method.distribution_matching:
         experiment = experiment.without_unlabelled()  # nothing else learns from them
@@ -154,7 +159,11 @@ def run_training(
         checkpoint = _chosen_checkpoint(trainer, config)
         split = "test" if experiment.test else "val"
         metrics = _evaluate(trainer, module, experiment, split, checkpoint)
+        val_metrics = metrics if split == "val" else (
+            _evaluate(trainer, module, experiment, "val", checkpoint) if experiment.val else {}
+        )
     result = _run_result(run_dir, trainer, module, metrics, split, wall, checkpoint)
+    result = dataclasses.replace(result, val_metrics=val_metrics)
     if trainer.is_global_zero:
         _write_summary(result)
     return result
@@ -215,6 +224,7 @@ def _write_summary(result: RunResult) -> None:
     summary: dict[str, Any] = {
         "split": result.split,
         "metrics": result.metrics,
+        "val_metrics": result.val_metrics,
         "steps": result.steps,
         "epochs": result.epochs,
         "best_step": result.best_step,
@@ -246,6 +256,7 @@ def _finished_result(run_dir: Path, summary: dict[str, Any]) -> RunResult:
         best_step=summary.get("best_step"),
         stopped_early=summary.get("stopped_early"),
         finished_before=True,
+        val_metrics=dict(summary.get("val_metrics") or {}),
     )
 
 

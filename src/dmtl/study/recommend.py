@@ -1,0 +1,241 @@
+r"""Which variant to use: picked on validation labels only, then checked, then its test results.
+
+**Gain on validation.** For variant ``v`` and task ``t`` (primary metric), the gain over
+the single-task model on the validation split, paired by seed:
+``g(v, t) = mean_s [val(v, t, s) − val(single_task[t], s)]``. Validation labels follow the
+regime, so a scarce task is judged on few labels: the noise is measured, not assumed.
+
+**Noise.** ``σ_t`` = the pooled standard deviation over seeds of ``val(·, t, ·)``:
+``sqrt(mean over variants of s²(v, t))`` (sample variances, variants with ≥ 2 seeds).
+
+**Score.** ``score(v) = mean_t g(v, t) / σ_t`` (``single_task`` scores 0): every task
+counts the same, in units of its own noise, so a task measured on 10 labels does not
+outweigh one measured on 1,000. With one seed (no ``σ``) the raw gains are averaged.
+
+**Choice.** The best score wins, except that a simpler variant whose score is within
+noise of the best is preferred: within noise means ``score(best) − score(v) <
+2 / sqrt(n·T)`` (``n`` seeds, ``T`` tasks: about one standard error of the difference of
+two scores, each a mean of ``n·T`` gains of standard error ``sqrt(2/n)``); with one seed,
+only an exact tie. Simplicity: :data:`SIMPLICITY` (one model before ``T`` models; fewer
+terms and parameters first). Ties go the same way.
+
+**Check.** The chosen variant's validation gain on each task: ``negative transfer``
+when ``g < −σ_t`` (the report's rule for test, applied to validation); ``under-trained``
+when a run behind it reached its epoch budget. Then its test results are reported as
+measured (the choice never reads them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dmtl.study.results import BASELINE, RunRecord, StudyResults
+from dmtl.study.statistics import budget_reached, negative_transfer, signed
+
+SIMPLICITY: tuple[str, ...] = (
+    "mtl",
+    "mtl+ca",
+    "mtl+dm",
+    "mtl+ca+dm",
+    "mtl+ca+dm+uw",
+    "mtl+ca+dm+guard",
+    "mtl+ca+dm+upgrad",
+    "mtl+ca+dm+branch",
+    "mtl+ca+dm+mmoe",
+    "mtl+ca+dm+ple",
+    BASELINE,
+)
+"""Variants from simplest to most complex; unknown names go before ``single_task``."""
+
+
+@dataclass(frozen=True)
+class TaskCheck:
+    """The chosen variant on one task: validation gain and verdict, test gain."""
+
+    metric: str
+    val_gain: float | None
+    val_noise: float | None
+    verdict: str
+    test_gain: float | None
+    test_pooled_std: float | None
+    test_verdict: str
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What :func:`recommend` found (``variant`` is ``None`` when nothing could be compared)."""
+
+    variant: str | None
+    reason: str
+    scores: dict[str, float] = field(default_factory=dict)
+    within_noise: list[str] = field(default_factory=list)
+    noise_band: float | None = None
+    tasks: dict[str, TaskCheck] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _val(run: RunRecord, metric: str) -> float | None:
+    if run.status != "done" or (run.task is not None and metric.split("/", 1)[0] != run.task):
+        return None
+    value = run.val_metrics.get(metric)
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def validation_values(results: StudyResults, variant: str, metric: str) -> dict[int, float]:
+    """``{seed: validation value}`` of ``metric`` for ``variant``."""
+    return {
+        run.seed: value
+        for run in results.runs
+        if run.variant == variant and (value := _val(run, metric)) is not None
+    }
+
+
+def _noise(results: StudyResults, metric: str) -> float | None:
+    variances = [
+        float(np.var(list(values.values()), ddof=1))
+        for v in results.variants
+        if len(values := validation_values(results, v, metric)) > 1
+    ]
+    if not variances:
+        return None
+    pooled = math.sqrt(sum(variances) / len(variances))
+    return pooled if pooled > 0 else None
+
+
+def validation_gains(results: StudyResults, variant: str) -> dict[str, float | None]:
+    """``{task: g(variant, task)}`` (``None`` when no seed has both sides)."""
+    gains: dict[str, float | None] = {}
+    for task, metric in results.primary_metrics().items():
+        mine = validation_values(results, variant, metric)
+        single = validation_values(results, BASELINE, metric)
+        paired = [mine[s] - single[s] for s in mine if s in single]
+        gains[task] = sum(paired) / len(paired) if paired else None
+    return gains
+
+
+def _score(gains: dict[str, float | None], noise: dict[str, float | None]) -> float | None:
+    units = []
+    for task, gain in gains.items():
+        if gain is not None:
+            sigma = noise[task]
+            units.append(gain / sigma if sigma else gain)
+    return sum(units) / len(units) if units else None
+
+
+def _rank(name: str) -> int:
+    if name in SIMPLICITY:
+        return SIMPLICITY.index(name)
+    return SIMPLICITY.index(BASELINE) - 1
+
+
+def choose(scores: dict[str, float], band: float) -> tuple[str, list[str]]:
+    """The simplest variant within ``band`` of the best score, and every one within it.
+
+    >>> choose({"mtl": 0.4, "mtl+ca+dm": 0.5, "mtl+ca+dm+branch": 1.5}, band=0.2)
+    ('mtl+ca+dm+branch', ['mtl+ca+dm+branch'])
+    >>> choose({"mtl": 0.4, "mtl+ca+dm": 0.5, "single_task": 0.0}, band=0.2)
+    ('mtl', ['mtl', 'mtl+ca+dm'])
+    """
+    best = max(scores.values())
+    close = sorted((v for v, s in scores.items() if best - s <= band + 1e-12), key=_rank)
+    return close[0], close
+
+
+def recommend(results: StudyResults) -> Recommendation:
+    """The recommendation of a study (see the module for every rule)."""
+    primaries = results.primary_metrics()
+    if BASELINE not in results.variants or len(results.variants) < 2:
+        return Recommendation(None, "needs single_task and at least one multi-task variant")
+    noise = {t: _noise(results, m) for t, m in primaries.items()}
+    gains = {v: validation_gains(results, v) for v in results.variants if v != BASELINE}
+    scores = {v: s for v, g in gains.items() if (s := _score(g, noise)) is not None}
+    if not scores:
+        return Recommendation(None, "no validation metrics to compare (runs without a "
+                                    "validation split, or from a dmtl before 0.x)")
+    scores[BASELINE] = 0.0
+    seeds = len(results.seeds)
+    normalised = all(noise.values())
+    band = 2.0 / math.sqrt(seeds * len(primaries)) if normalised and seeds > 1 else 0.0
+    variant, close = choose(scores, band)
+    checks = _checks(results, variant, gains.get(variant, {}), noise)
+    return Recommendation(variant, _reason(variant, scores, close, band, normalised), scores,
+                          close, band if normalised else None, checks)
+
+
+def _checks(
+    results: StudyResults, variant: str, gains: dict[str, float | None],
+    noise: dict[str, float | None],
+) -> dict[str, TaskCheck]:
+    tests = negative_transfer(results).get(variant, {})
+    checks = {}
+    for task, metric in results.primary_metrics().items():
+        gain, sigma = gains.get(task), noise.get(task)
+        if variant == BASELINE:
+            verdict = "baseline"
+        elif gain is None:
+            verdict = "n/a"
+        elif budget_reached(results, variant, task):
+            verdict = "under-trained (not counted)"
+        elif sigma is None:
+            verdict = "n/a (1 seed)"
+        else:
+            verdict = "negative transfer" if gain < -sigma else "none"
+        test = tests.get(task)
+        test_verdict = "baseline" if test is None else (
+            "under-trained (not counted)" if test.under_trained else
+            "negative transfer" if test.negative else
+            "n/a (1 seed)" if not test.decidable else "none")
+        checks[task] = TaskCheck(metric, gain, sigma, verdict,
+                                 None if test is None else test.gain,
+                                 None if test is None else test.pooled_std, test_verdict)
+    return checks
+
+
+def _reason(variant: str, scores: dict[str, float], close: Sequence[str], band: float,
+            normalised: bool) -> str:
+    unit = "validation gain over single-task in units of each task's noise" if normalised \
+        else "raw validation gain over single-task (one seed: noise not measured)"
+    best = max(scores, key=lambda v: scores[v])
+    text = f"score = mean over tasks of the {unit}; {variant}: {scores[variant]:+.2f}"
+    if best != variant:
+        others = ", ".join(v for v in close if v != variant)
+        text += (f"; the best, {best} ({scores[best]:+.2f}), is within noise "
+                 f"(band {band:.2f}) and more complex; also within noise: {others}")
+    elif len(close) > 1:
+        text += f"; within noise (band {band:.2f}): {', '.join(close[1:])}"
+    return text
+
+
+def recommendation_lines(rec: Recommendation) -> list[str]:
+    """The recommendation as Markdown lines (the report's opening section)."""
+    if rec.variant is None:
+        return [f"No recommendation: {rec.reason}."]
+    out = [f"**Use `{rec.variant}`** (chosen on validation labels only; {rec.reason}).", "",
+           "| task | validation gain | noise σ | verdict (validation) | test gain "
+           "| verdict (test) |", "|---|---|---|---|---|---|"]
+    for task, c in rec.tasks.items():
+        def num(x: float | None) -> str:
+            return "n/a" if x is None else signed(x)
+        sigma = "n/a" if c.val_noise is None else f"{c.val_noise:.3f}"
+        out.append(f"| {task} ({c.metric.split('/', 1)[1]}) | {num(c.val_gain)} | {sigma} "
+                   f"| {c.verdict} | {num(c.test_gain)} | {c.test_verdict} |")
+    return out
+
+
+__all__ = [
+    "SIMPLICITY",
+    "Recommendation",
+    "TaskCheck",
+    "choose",
+    "recommend",
+    "recommendation_lines",
+    "validation_gains",
+    "validation_values",
+]
