@@ -80,7 +80,8 @@ def test_train_writes_the_run_folder(trained_run: Path) -> None:
         assert (trained_run / name).is_file(), name
     summary = json.loads((trained_run / "metrics.json").read_text())
     assert set(summary) == {
-        "split", "metrics", "steps", "epochs", "best_step", "stopped_early", "wall_s", "checkpoint"
+        "split", "metrics", "steps", "epochs", "best_step", "stopped_early", "wall_s", "checkpoint",
+        "val_metrics",
     }
     assert summary["split"] == "test" and summary["steps"] == 5
     assert summary["wall_s"] > 0

@@ -87,6 +87,14 @@ def test_variant_configs_switch_the_method(config: Config) -> None:
         "mtl+ca+dm+guard": ("soft", True, True, "sum", "fixed"),
         "mtl+ca+dm+upgrad": ("soft", True, False, "upgrad", "fixed"),
         "mtl+ca+dm+uw": ("soft", True, False, "sum", "uncertainty"),
+        "mtl+ca+dm+branch": ("soft", True, False, "sum", "fixed"),
+        "mtl+ca+dm+mmoe": ("soft", True, False, "sum", "fixed"),
+        "mtl+ca+dm+ple": ("soft", True, False, "sum", "fixed"),
+    }
+    architectures = {v: variant_config(config, v).architecture.name for v in methods}
+    assert architectures == {
+        **{v: "shared" for v in methods},
+        "mtl+ca+dm+branch": "branch", "mtl+ca+dm+mmoe": "mmoe", "mtl+ca+dm+ple": "ple",
     }
     hard = config.model_copy(
         update={"study": config.study.model_copy(update={"co_annotation": "hard"})}
