@@ -690,6 +690,61 @@ def _hand_epochs(work: Workload, epochs: int, seed: int) -> dict[str, Any]:
     return {"epoch_s": wall, "epoch_cpu_s": cpu, "steps": steps}
 
 
+def lightning_epochs(work: Workload, epochs: int, seed: int = 0) -> dict[str, Any]:
+    """Lightning's own floor: the hand loop's model, loss, ``DataLoader``, AdamW and schedule
+    in a ``LightningModule`` fitted by a bare ``Trainer`` (no logger, checkpoint, progress
+    bar or validation; dmtl's :class:`~dmtl.training.callbacks.CheapCudaChecks`). What
+    Lightning's loop costs here is the part of dmtl's epoch that dmtl cannot remove."""
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from dmtl.training.callbacks import CheapCudaChecks
+    from dmtl.training.quiet import quiet_lightning
+
+    torch.manual_seed(seed)
+    n = work.train
+    loader = DataLoader(TensorDataset(torch.from_numpy(work.x[:n]),
+                                      torch.from_numpy(work.category[:n]),
+                                      torch.from_numpy(work.attributes[:n])),
+                        batch_size=64, shuffle=True)
+    total = epochs * len(loader)
+
+    class Plain(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = PlainMTL(int(np.prod(work.x.shape[1:])), work.tasks[0].num_outputs,
+                                work.tasks[1].num_outputs)
+
+        def training_step(self, batch: tuple[Tensor, Tensor, Tensor], index: int) -> Tensor:
+            return plain_loss(self.net(batch[0]), batch[1], batch[2])
+
+        def configure_optimizers(self) -> Any:
+            optimiser = torch.optim.AdamW(self.parameters(), lr=1e-3, weight_decay=1e-4,
+                                          fused=True)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimiser, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+            return {"optimizer": optimiser,
+                    "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    clock = EpochClock()
+
+    class Timer(pl.Callback):
+        def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            clock.tick()
+
+        def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            clock.tick()
+
+    with quiet_lightning():
+        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, num_sanity_val_steps=0,
+                             callbacks=[Timer(), CheapCudaChecks()])
+        trainer.fit(Plain(), loader)
+    wall, cpu = clock.steady()
+    return {"epoch_s": wall, "epoch_cpu_s": cpu, "steps": int(trainer.global_step)}
+
+
 def data_epochs(work: Workload, config_path: Path) -> dict[str, float]:
     """CPU seconds to load one epoch's batches: dmtl's train loader vs a plain DataLoader."""
     from torch.utils.data import DataLoader, TensorDataset
@@ -780,18 +835,23 @@ def end_to_end(device: torch.device, repeats: int, threads: int, quick: bool) ->
     with tempfile.TemporaryDirectory() as scratch:
         config_path = write_workload(work, Path(scratch) / "data", epochs, threads)
         for r in range(repeats):
-            order = ["dmtl", "hand"] if r % 2 == 0 else ["hand", "dmtl"]
+            names = ["dmtl", "hand", "lightning"]
+            order = names[r % 3:] + names[:r % 3]  # each goes first in turn
             row: dict[str, Any] = {}
             for which in order:
                 torch.set_num_threads(threads)
                 if which == "dmtl":
                     row["dmtl"] = dmtl_epochs(config_path, Path(scratch) / f"run{r}")
-                else:
+                elif which == "hand":
                     row["hand"] = hand_epochs(work, epochs)
+                else:
+                    row["lightning"] = lightning_epochs(work, epochs)
             row["ratio"] = row["dmtl"]["epoch_s"] / row["hand"]["epoch_s"]
             print(f"[cost] end-to-end repeat {r + 1}/{repeats}: dmtl epoch "
-                  f"{row['dmtl']['epoch_s']:.3f} s, hand loop {row['hand']['epoch_s']:.3f} s",
-                  flush=True)
+                  f"{row['dmtl']['epoch_s']:.3f} s, hand loop {row['hand']['epoch_s']:.3f} s, "
+                  f"bare Lightning {row['lightning']['epoch_s']:.3f} s (CPU: "
+                  f"{row['dmtl']['epoch_cpu_s']:.3f}, {row['hand']['epoch_cpu_s']:.3f}, "
+                  f"{row['lightning']['epoch_cpu_s']:.3f})", flush=True)
             rows.append(row)
         data = data_epochs(work, config_path)
     first, second = work.tasks
@@ -808,6 +868,12 @@ def end_to_end(device: torch.device, repeats: int, threads: int, quick: bool) ->
         "hand_epoch_s": median([r["hand"]["epoch_s"] for r in rows]),
         "dmtl_epoch_cpu_s": median([r["dmtl"]["epoch_cpu_s"] for r in rows]),
         "hand_epoch_cpu_s": median([r["hand"]["epoch_cpu_s"] for r in rows]),
+        "lightning_epoch_s": median([r["lightning"]["epoch_s"] for r in rows]),
+        "lightning_epoch_cpu_s": median([r["lightning"]["epoch_cpu_s"] for r in rows]),
+        "lightning_ratio": median([r["lightning"]["epoch_s"] / r["hand"]["epoch_s"]
+                                   for r in rows]),
+        "dmtl_over_lightning": median([r["dmtl"]["epoch_s"] / r["lightning"]["epoch_s"]
+                                       for r in rows]),
         "ratio": median([r["ratio"] for r in rows]),
         "pair_ratios": [r["ratio"] for r in rows],
         "dmtl_fit_s": median([r["dmtl"]["fit_s"] for r in rows]),

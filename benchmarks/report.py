@@ -353,6 +353,10 @@ def _end_to_end(e2e: Doc, device: str, quick: bool | None) -> list[str]:
              f"{e2e['dmtl_epoch_cpu_s'] / e2e['hand_epoch_cpu_s']:.3f}", "—"],
             ["loading one epoch's batches (CPU)", f"{e2e['dmtl_load_s']:.3f}",
              f"{e2e['hand_load_s']:.3f}", f"{e2e['dmtl_load_s'] / e2e['hand_load_s']:.3f}", "—"]]
+    if "lightning_epoch_s" in e2e:  # the loop in a bare Lightning Trainer: its floor
+        rows.append(["the minimal loop in a bare Lightning Trainer (wall; dmtl / it: "
+                     f"{e2e['dmtl_over_lightning']:.3f})", f"{e2e['lightning_epoch_s']:.3f}",
+                     f"{e2e['hand_epoch_s']:.3f}", f"{e2e['lightning_ratio']:.3f}", "—"])
     return [text("end_to_end", **{**e2e, "device": device, "repeats": len(e2e["repeats"])}),
             _table(["measure", "dmtl (s)", "minimal loop (s)", "ratio", "target"], rows)]
 

@@ -88,6 +88,7 @@ def test_cost_json(results: Path) -> None:
     assert e2e["ratio"] > 0 and e2e["target"] == 1.10
     first = e2e["repeats"][0]
     assert first["dmtl"]["steps"] == first["hand"]["steps"] == e2e["steps"]
+    assert first["lightning"]["steps"] == e2e["steps"] and e2e["lightning_epoch_s"] > 0
     assert e2e["dmtl_epoch_s"] > 0 and e2e["hand_epoch_s"] > 0 and e2e["dmtl_load_s"] > 0
     step = data["objective_step"]
     assert step["ratio"] > 0 and step["target"] == 1.15

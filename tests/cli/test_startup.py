@@ -24,17 +24,7 @@ HEAVY = ("torch", "lightning", "torchmetrics", "pandas", "torchvision", "timm", 
 
 def _loaded_after(code: str) -> list[str]:
     """The heavy packages imported by running ``code`` in a fresh interpreter."""
-    probe = (
-        f"{code}\nimport json, sys\n"
-        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=False
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return list(json.loads(done.stdout.strip().splitlines()[-1]))
+    return _modules_after(code, HEAVY)
 
 
 @pytest.mark.parametrize("module", ["dmtl", "dmtl.cli", "dmtl.config", "dmtl.data",
@@ -104,3 +94,44 @@ def test_the_listed_readers_are_the_registered_ones() -> None:
     for name, reader in READERS.items():
         first = (reader.__doc__ or "").strip().splitlines()[0]
         assert READER_SUMMARIES[name] == first, name
+
+
+def _modules_after(code: str, names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` are imported once ``code`` has run in a fresh interpreter."""
+    probe = (
+        f"{code}\nimport json, sys\n"
+        f"print(json.dumps([m for m in {names!r} if m in sys.modules]))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return list(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.slow
+def test_evaluate_predict_export_load_only_what_they_need(
+    trained_run: Path, exported_digits: Path, tmp_path: Path
+) -> None:
+    """``evaluate`` and ``export`` load neither TorchJD nor Lightning (export: nor the SciPy
+    optimisers TorchJD pulls in, nor torchmetrics);
+    ``predict`` on an ONNX file loads neither Lightning, torchmetrics, TorchJD nor SciPy."""
+    onnx_file = tmp_path / "model.onnx"
+    export = _modules_after(
+        _run_cli(["export", str(trained_run), "-o", str(onnx_file)], code=0),
+        ("torchjd", "scipy.optimize", "lightning", "torchmetrics"),
+    )
+    assert export == []
+    evaluate = _modules_after(
+        _run_cli(["evaluate", str(trained_run), "-o", str(tmp_path / "e.json")], code=0),
+        ("torchjd", "lightning"),
+    )
+    assert evaluate == []
+    predict = _modules_after(
+        _run_cli(["predict", str(onnx_file), str(exported_digits),
+                  "-o", str(tmp_path / "p.csv")], code=0),
+        ("torchjd", "scipy", "lightning", "torchmetrics", "torchvision", "matplotlib", "timm"),
+    )
+    assert predict == []

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,7 +34,6 @@ from dmtl._version import __version__
 from dmtl.backbones import create_backbone
 from dmtl.build.architecture import build_architecture
 from dmtl.config import Config, saved_config
-from dmtl.core.aggregation import Aggregator, build_aggregator
 from dmtl.core.guard import RelatednessGuard
 from dmtl.core.heads import HeadSpec
 from dmtl.core.model import MultiTaskModel
@@ -44,6 +43,9 @@ from dmtl.core.tasks import Task, task_from_dict
 from dmtl.core.weighting import LossWeighting, build_weighting
 from dmtl.errors import RunError, SpecError
 from dmtl.registry import AGGREGATORS, WEIGHTINGS, GuardOptions, Registry
+
+if TYPE_CHECKING:  # TorchJD (with scipy.optimize) is imported only when a run aggregates
+    from dmtl.core.aggregation import Aggregator
 
 SPEC_FORMAT = 1
 """Version of the :class:`ModelSpec` layout stored in checkpoints."""
@@ -136,6 +138,8 @@ def build_gradient_aggregator(config: Config) -> Aggregator | None:
     if method.aggregator == "sum" and not method.aggregator_options:
         return None
     options = _checked(AGGREGATORS, method.aggregator, method.aggregator_options)
+    from dmtl.core.aggregation import build_aggregator
+
     return build_aggregator(method.aggregator, **options)
 
 
