@@ -146,7 +146,7 @@ def _verdict(t: dict[str, Any]) -> str:
 
 def report_lines(doc: dict[str, Any] | None) -> list[str]:
     """The page's section (``docs/benchmarks.md``)."""
-    lines = ["## Shards: reading a pack against JPEG files and arrays"]
+    lines = ["## 7. Shards: reading a pack against JPEG files and arrays"]
     if doc is None:
         return [*lines, "Not run yet: `python -m benchmarks shards`."]
     t = doc["throughput"]
