@@ -568,6 +568,20 @@ def write_workload(work: Workload, folder: Path, epochs: int, threads: int) -> P
     return path
 
 
+def epoch_timer(clock: EpochClock) -> type:
+    """A Lightning callback class that ticks ``clock`` at each epoch's start and at the end."""
+    import lightning.pytorch as pl
+
+    class Timer(pl.Callback):
+        def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            clock.tick()
+
+        def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            clock.tick()
+
+    return Timer
+
+
 class EpochClock:
     """Wall and CPU seconds of each epoch: from one epoch's start to the next (or the end)."""
 
@@ -591,7 +605,6 @@ class EpochClock:
 
 def dmtl_epochs(config_path: Path, out: Path) -> dict[str, Any]:
     """``dmtl train`` (``run_training``) on the workload; its epochs timed by a callback."""
-    import lightning.pytorch as pl
 
     from dmtl.build.data import build_experiment
     from dmtl.config import load_config
@@ -599,13 +612,7 @@ def dmtl_epochs(config_path: Path, out: Path) -> dict[str, Any]:
     from dmtl.training.run import run_training
 
     clock = EpochClock()
-
-    class Timer(pl.Callback):
-        def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            clock.tick()
-
-        def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            clock.tick()
+    Timer = epoch_timer(clock)
 
     experiment = build_experiment(load_config(config_path))
     start = time.perf_counter()
@@ -727,13 +734,7 @@ def lightning_epochs(work: Workload, epochs: int, seed: int = 0) -> dict[str, An
                     "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     clock = EpochClock()
-
-    class Timer(pl.Callback):
-        def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            clock.tick()
-
-        def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            clock.tick()
+    Timer = epoch_timer(clock)
 
     with quiet_lightning():
         trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,

@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
-from typing import Any, NamedTuple, TypeVar
+from typing import IO, Any, NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -689,7 +689,20 @@ def decode_pixels(path: str | Path, channels: int, size: tuple[int, int] | None)
         if fast is not None:
             return _resized(fast, size)
     try:
-        with Image.open(path) as file:
+        return pillow_pixels(path, channels, size, str(path))
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+
+
+def pillow_pixels(
+    image: str | Path | IO[bytes], channels: int, size: tuple[int, int] | None, where: str
+) -> Tensor:
+    """An image (a file's path or its bytes as a binary stream) decoded by Pillow into
+    ``(channels, H, W)`` pixels, as :func:`decode_pixels` gives them; a file that does not
+    decode is one :class:`DataError` naming ``where`` (a missing file raises
+    ``FileNotFoundError`` for the caller to name)."""
+    try:
+        with Image.open(image) as file:
             if file.mode in _WIDE_MODES or file.mode == "F":
                 return _decode_wide(file, channels, size)
             img = file.convert("L" if channels == 1 else "RGB")
@@ -697,10 +710,10 @@ def decode_pixels(path: str | Path, channels: int, size: tuple[int, int] | None)
                 img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.array(img, dtype=np.uint8)
     except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
+        raise
     except Exception as error:  # Pillow raises many types for broken files
         raise DataError(
-            f"{path}: cannot decode the image ({type(error).__name__}: {error})"
+            f"{where}: cannot decode the image ({type(error).__name__}: {error})"
         ) from None
     x = torch.from_numpy(array)
     return x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1).contiguous()

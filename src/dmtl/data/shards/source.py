@@ -22,20 +22,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from dmtl.core.tasks import Task
 from dmtl.data.shards.layout import Pack, litdata, open_pack, read_label_table
 from dmtl.data.sources import (
     _JPEG_SUFFIXES,
-    _WIDE_MODES,
     Augment,
     Source,
     _array_to_float,
-    _decode_wide,
     _jpeg_decoder,
     _resized,
+    pillow_pixels,
     pixels_to_float,
 )
 from dmtl.errors import DataError
@@ -171,20 +169,7 @@ def decode_bytes(
         if fast is not None:
             return _resized(fast, size)
     encoded = data if isinstance(data, bytes) else data.tobytes()
-    try:
-        with Image.open(io.BytesIO(encoded)) as file:
-            if file.mode in _WIDE_MODES or file.mode == "F":
-                return _decode_wide(file, channels, size)
-            img = file.convert("L" if channels == 1 else "RGB")
-            if size is not None and img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            array = np.array(img, dtype=np.uint8)
-    except Exception as error:  # Pillow raises many types for broken files
-        raise DataError(
-            f"{where}: cannot decode the image ({type(error).__name__}: {error})"
-        ) from None
-    x = torch.from_numpy(array)
-    return x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1).contiguous()
+    return pillow_pixels(io.BytesIO(encoded), channels, size, where)
 
 
 def _decode_jpeg_bytes(data: bytes | np.ndarray, channels: int) -> Tensor | None:
