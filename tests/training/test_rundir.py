@@ -35,3 +35,13 @@ def test_check_run_dir_refuses_like_prepare_but_changes_nothing(
     (used / "notes.txt").unlink()
     assert prepare_run_dir(used, overwrite=True) == used and not any(used.iterdir())
 
+
+
+def test_a_study_folder_holds_only_what_dmtl_writes() -> None:
+    """Every file a study writes beside its runs is known, so --overwrite may delete it."""
+    from dmtl.study import outputs
+    from dmtl.training.rundir import OUTPUT_NAMES
+
+    written = {outputs.METRIC_PLOT, outputs.LEARNING_CURVES_PLOT,
+               outputs.VALIDATION_CURVES_PLOT, outputs.CURVES_CSV}
+    assert {name for name in written if not name.endswith(".png")} <= OUTPUT_NAMES
