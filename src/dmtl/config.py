@@ -614,6 +614,10 @@ class StudyConfig(_Strict):
     also gives its primary metrics per group of that column on its test split, the worst
     group and the gap (as ``dmtl evaluate --by``). ``groups``: a CSV/Parquet with the
     samples' ``id`` and that column (as ``--groups``; default: each source's manifest).
+
+    ``affinity``: measure the task affinity once (the first seed's data, the shared model,
+    as ``dmtl affinity``: a short run of a few epochs) and report it; on by default, its
+    cost is a fraction of one training run among the study's many.
     """
 
     seeds: int = Field(default=3, ge=1)
@@ -626,6 +630,7 @@ class StudyConfig(_Strict):
     val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
     group_by: str | None = Field(default=None, min_length=1)
     groups: Path | None = None
+    affinity: bool = True
 
 
 class Config(_Strict):

@@ -38,8 +38,7 @@ def affinity(
     training data: Z(i->j) = 1 - L_j(after a step on L_i) / L_j(before)."""
     from dmtl.build.data import build_experiment
     from dmtl.config import load_config
-    from dmtl.knowledge.heatmap import plot_relatedness
-    from dmtl.training.affinity import measure_affinity
+    from dmtl.training.affinity import measure_affinity, write_affinity
 
     cfg = load_config(config, set_ or [])
     folder = out or Path(cfg.output.dir) / "affinity"
@@ -47,26 +46,12 @@ def affinity(
     experiment = build_experiment(cfg)
     with quiet_lightning():
         result = measure_affinity(experiment, epochs=epochs, every=every)
-    import pandas as pd
-
-    rows = result.rows()
-    pd.DataFrame(rows).to_csv(paths[0], index=False)
-    overall = result.matrices["all"]
-    tasks = list(overall.tasks)
-    relative = [[_relative(rows, "all", i, j) for j in tasks] for i in tasks]
-    plot_relatedness(relative, tasks, tasks, paths[1],
-                     title="Z[i->j] / Z[j->j] (row: step on, column: loss of)")
+    write_affinity(result, paths[0], paths[1])
+    tasks, relative = result.relative()
     summary = {"steps": result.steps, "wall_s": round(result.wall_s, 3), "epochs": epochs,
                "every": every, "branches": result.branches}
     paths[2].write_text(json.dumps(summary, indent=2))
     _print(tasks, relative, result.branches, result.steps, result.wall_s, folder)
-
-
-def _relative(rows: list[dict[str, object]], group: str, source: str, target: str) -> float:
-    for row in rows:
-        if (row["group"], row["source"], row["target"]) == (group, source, target):
-            return float(row["z_relative"])  # type: ignore[arg-type]
-    return float("nan")
 
 
 def _print(tasks: list[str], relative: list[list[float]], branches: list[dict[str, object]],

@@ -48,6 +48,14 @@ from dmtl.study.statistics import (
 )
 
 REPORT_NAME = "report.md"
+AFFINITY_TABLE = "affinity.csv"
+AFFINITY_PLOT = "affinity.png"
+"""The study's task affinity (``study.affinity``), beside the report."""
+AFFINITY_NOTE = (
+    "Row i, column j: how much a step on task i's loss lowers task j's loss (on the rows "
+    "labelled for j), relative to a step on j itself (Z[i->j] / Z[j->j], 1 on the diagonal;"
+    " below 0: i's step raises j's loss, a sign of negative transfer at the shared layers)."
+)
 
 RESULTS_NOTE = (
     "Std: sample standard deviation over seeds (ddof = 1; 0 with one seed). Cells based on "
@@ -433,6 +441,29 @@ def _plot_lines(plots: Mapping[str, str], files: Mapping[str, str]) -> list[str]
     return out
 
 
+def affinity_frame(affinity: Mapping[str, Any]) -> pd.DataFrame:
+    """``z_relative`` over all trunk parameters: rows the task stepped on, columns the task
+    whose loss changes."""
+    rows = pd.DataFrame([r for r in affinity["rows"] if r["group"] == "all"])
+    tasks = list(dict.fromkeys(rows["source"]))
+    table = rows.pivot(index="source", columns="target", values="z_relative")
+    table = table.reindex(index=tasks, columns=tasks).map(lambda v: f"{v:+.3f}")
+    return table.rename_axis(index="step on \\ loss of", columns=None).reset_index()
+
+
+def _affinity_lines(results: StudyResults) -> list[str]:
+    """``## Task affinity`` when the study measured it."""
+    affinity = results.affinity
+    if not affinity or not affinity.get("rows"):
+        return []
+    how = (f"Measured once, on seed {affinity['seed']}'s training data: the shared model "
+           f"for {affinity['epochs']} epochs, every {affinity['every']}-th step "
+           f"({affinity['steps']} steps), as `dmtl affinity`.")
+    return ["## Task affinity", "", how, "", markdown_table(affinity_frame(affinity)), "",
+            AFFINITY_NOTE, "", f"Table: [{AFFINITY_TABLE}]({AFFINITY_TABLE}); heat map: "
+            f"[{AFFINITY_PLOT}]({AFFINITY_PLOT}).", ""]
+
+
 def _details(title: str, payload: object) -> list[str]:
     body = json.dumps(payload, indent=2, sort_keys=True, default=str)
     return ["<details>", f"<summary>{title}</summary>", "", "```json", body, "```", "",
@@ -464,6 +495,7 @@ def render_markdown(
     out += ["## Training", "", f"Protocol: {protocol_text(results.protocol)}.", "",
             markdown_table(training_frame(results)), "", TRAINING_NOTE, ""]
     out += ["## Failed runs", "", *_failed_lines(results), ""]
+    out += _affinity_lines(results)
     out += _plot_lines(plots or {}, files or {})
     if results.config:
         out += _details("Config (effective: the file with the command's overrides, seeds "
@@ -487,7 +519,10 @@ def _key_label(key: tuple[str, int, str | None]) -> str:
 
 
 __all__ = [
+    "AFFINITY_PLOT",
+    "AFFINITY_TABLE",
     "PER_OUTPUT_LIMIT",
+    "affinity_frame",
     "REPORT_NAME",
     "budget_warning",
     "differences_frame",

@@ -186,6 +186,9 @@ class StudyResults(_Strict):
     hardware: Hardware = Field(default_factory=Hardware)
     wall_s: float | None = None
     warnings: list[str] = Field(default_factory=list)
+    affinity: dict[str, Any] | None = None
+    """The task affinity measured once per study (``study.affinity``): ``seed``, ``epochs``,
+    ``every``, ``steps``, ``wall_s``, ``branches`` and ``rows`` (as ``affinity.csv``)."""
 
     @field_validator("regime", mode="before")
     @classmethod

@@ -71,6 +71,7 @@ from dmtl.knowledge.heatmap import plot_relatedness
 from dmtl.study.groups import check_group_column, checkpoint_groups
 from dmtl.study.observer import StudyObserver
 from dmtl.study.outputs import write_report
+from dmtl.study.report import AFFINITY_PLOT, AFFINITY_TABLE
 from dmtl.study.parallel import STUDY_PRELOAD, run_parallel, warm_up
 from dmtl.study.recommend import recommend
 from dmtl.study.results import (
@@ -211,6 +212,8 @@ def run_study(
         _run_serial(config, experiments, todo, out_dir, allow_config_change, book)
     results.config = _config_record(config, results)
     results.recommendation = recommend(results).to_dict()
+    if config.study.affinity:
+        _study_affinity(experiments[min(experiments)], out_dir, results, say)
     plots = _relatedness_plots(experiments[max(experiments)], out_dir)
     book.save()  # with the wall time so far; the report's figure is the same one
     write_report(results, out_dir, extra_plots=plots)
@@ -353,6 +356,37 @@ def _relatedness_plots(experiment: Experiment, out_dir: Path) -> dict[str, Path]
         )
         plots[f"Relatedness {edge.name} ({origin})"] = path
     return plots
+
+
+AFFINITY_EPOCHS, AFFINITY_EVERY = 2, 4
+"""The short run of the study's affinity: ``dmtl affinity``'s defaults."""
+
+
+def _study_affinity(
+    experiment: Experiment, out_dir: Path, results: StudyResults, say: ProgressFn
+) -> None:
+    """Measure the task affinity on ``experiment`` (the first seed's) as ``dmtl affinity``
+    does, write ``affinity.csv`` and ``affinity.png`` and keep the table in
+    ``results.affinity``; done once (a resume keeps it). A failure is a study warning."""
+    from dmtl.training.affinity import measure_affinity, write_affinity
+
+    table, heat_map = out_dir / AFFINITY_TABLE, out_dir / AFFINITY_PLOT
+    if results.affinity is not None and table.is_file() and heat_map.is_file():
+        return
+    say(f"affinity (seed {experiment.seed}, {AFFINITY_EPOCHS} epochs)")
+    try:
+        result = measure_affinity(experiment, epochs=AFFINITY_EPOCHS, every=AFFINITY_EVERY)
+        write_affinity(result, table, heat_map)
+    except Exception as error:  # the runs are done: the report is still written
+        line = f"task affinity not measured: {type(error).__name__}: {error}"
+        record_warning(results, line)
+        say(f"warning: {line}")
+        return
+    results.affinity = {
+        "seed": experiment.seed, "epochs": AFFINITY_EPOCHS, "every": AFFINITY_EVERY,
+        "steps": result.steps, "wall_s": round(result.wall_s, 3),
+        "branches": result.branches, "rows": result.rows(),
+    }
 
 
 def _with_config(experiment: Experiment, config: Config) -> Experiment:

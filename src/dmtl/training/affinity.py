@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -71,6 +72,27 @@ class AffinityResult:
                     out.append({"group": group, "source": source, "target": target, "z": z,
                                 "z_relative": z / own if own > 0 else float("nan")})
         return out
+
+    def relative(self, group: str = ALL_PARAMETERS) -> tuple[list[str], list[list[float]]]:
+        """The tasks and the matrix ``z_relative[i][j]`` of ``group`` (row: step on ``i``)."""
+        matrix = self.matrices[group]
+        tasks = list(matrix.tasks)
+        values = {(r["source"], r["target"]): float(r["z_relative"]) for r in self.rows()
+                  if r["group"] == group}
+        return tasks, [[values[i, j] for j in tasks] for i in tasks]
+
+
+def write_affinity(result: AffinityResult, table: Path, heat_map: Path) -> None:
+    """The table (every row of :meth:`AffinityResult.rows`) as CSV and the heat map of
+    ``z_relative`` over all trunk parameters as PNG."""
+    import pandas as pd
+
+    from dmtl.knowledge.heatmap import plot_relatedness
+
+    pd.DataFrame(result.rows()).to_csv(table, index=False)
+    tasks, relative = result.relative()
+    plot_relatedness(relative, tasks, tasks, heat_map,
+                     title="Z[i->j] / Z[j->j] (row: step on, column: loss of)")
 
 
 class AffinityCallback(pl.Callback):
@@ -222,4 +244,5 @@ __all__ = [
     "measure_affinity",
     "resolve_architecture",
     "stage_parameter_groups",
+    "write_affinity",
 ]

@@ -20,7 +20,7 @@ CHANGES_FILE = "config_changes.json"
 OUTPUT_NAMES = frozenset(
     {"config.yaml", "checkpoints", "logs", "metrics.json", "regime.json", "relatedness",
      "results.json", "report.md", "runs", "lightning_logs", "wandb", CHANGES_FILE,
-     "training_curves.csv"}
+     "training_curves.csv", "affinity.csv"}
 )
 """What dmtl writes in a run or study folder (plus ``*.png`` plots and hidden temp files)."""
 
