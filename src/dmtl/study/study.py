@@ -71,9 +71,9 @@ from dmtl.knowledge.heatmap import plot_relatedness
 from dmtl.study.groups import check_group_column, checkpoint_groups
 from dmtl.study.observer import StudyObserver
 from dmtl.study.outputs import write_report
-from dmtl.study.report import AFFINITY_PLOT, AFFINITY_TABLE
 from dmtl.study.parallel import STUDY_PRELOAD, run_parallel, warm_up
 from dmtl.study.recommend import recommend
+from dmtl.study.report import AFFINITY_PLOT, AFFINITY_TABLE
 from dmtl.study.results import (
     RunRecord,
     StudyResults,
