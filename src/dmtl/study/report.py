@@ -457,8 +457,8 @@ def _affinity_lines(results: StudyResults) -> list[str]:
     if not affinity or not affinity.get("rows"):
         return []
     how = (f"Measured once, on seed {affinity['seed']}'s training data: the shared model "
-           f"for {affinity['epochs']} epochs, every {affinity['every']}-th step "
-           f"({affinity['steps']} steps), as `dmtl affinity`.")
+           f"for {affinity['epochs']} epochs, measured on one step in {affinity['every']} "
+           f"({affinity['steps']} steps), as `dmtl affinity` does.")
     return ["## Task affinity", "", how, "", markdown_table(affinity_frame(affinity)), "",
             AFFINITY_NOTE, "", f"Table: [{AFFINITY_TABLE}]({AFFINITY_TABLE}); heat map: "
             f"[{AFFINITY_PLOT}]({AFFINITY_PLOT}).", ""]

@@ -312,9 +312,10 @@ def _runs_to_do(
     return todo
 
 
-STUDY_FREE_KEYS = ("study.seeds", "study.variants")
-"""What a resumed study may change freely: the seeds and variants it runs, besides what a
-run may change (:data:`~dmtl.training.resume.RESUME_FREE_KEYS`)."""
+STUDY_FREE_KEYS = ("study.seeds", "study.variants", "study.affinity")
+"""What a resumed study may change freely: the seeds and variants it runs and whether it
+measures the task affinity, besides what a run may change
+(:data:`~dmtl.training.resume.RESUME_FREE_KEYS`)."""
 
 
 def _prepare_study_dir(
