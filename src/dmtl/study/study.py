@@ -178,9 +178,9 @@ def run_study(
     ``trainer.num_threads: auto`` sharing the usable cores among them; this process alone
     writes ``results.json`` (after every run) and the report. ``progress`` gets one line
     per event (``warning: ...`` once per warning, ``train ...``, ``resume ...``,
-    ``skip ... (done)``, ``FAILED ...``); ``observer`` gets structured events (a progress
-    bar). ``results.json`` records the effective config (with ``seeds`` and ``out_dir``),
-    the warnings and the study's elapsed wall time (summed over resumes).
+    ``skip ... (done)``, ``FAILED ...``, ``affinity ...``); ``observer`` gets structured
+    events (a progress bar). ``results.json`` records the effective config (with ``seeds``
+    and ``out_dir``), the warnings and the study's elapsed wall time (summed over resumes).
     """
     start = time.perf_counter()
     if jobs > 1:
