@@ -74,3 +74,21 @@ def test_study_without_affinity_writes_none(
     assert not (out / "affinity.csv").exists() and not (out / "affinity.png").exists()
     assert "## Task affinity" not in (out / "report.md").read_text()
     assert load_results(out / "results.json").affinity is None  # the key is optional
+
+
+def test_ctrl_c_during_the_affinity_still_writes_the_report(
+    tiny_data: Callable[..., dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning turns a Ctrl-C inside ``fit`` into ``SystemExit(1)``: the runs are done,
+    so the study warns once, leaves the affinity out and writes its report."""
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise SystemExit(1)
+
+    monkeypatch.setattr("dmtl.study.study.run_training", _fake_training)
+    monkeypatch.setattr("dmtl.training.affinity.measure_affinity", interrupted)
+    out = tmp_path / "study"
+    results = run_study(_config(tiny_data, True), out, seeds=1)
+    assert results.affinity is None and not (out / "affinity.csv").exists()
+    assert [w for w in results.warnings if "interrupted (Ctrl-C)" in w] != []
+    assert "## Task affinity" not in (out / "report.md").read_text()

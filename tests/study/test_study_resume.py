@@ -39,7 +39,8 @@ def fake_training(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 
 def _config(tiny_data: Callable[..., dict[str, Any]], **sections: Any) -> Config:
-    return validate_config(tiny_data(study={"seeds": 1, "variants": ["mtl"]}, **sections))
+    study = {"seeds": 1, "variants": ["mtl"], "affinity": False}  # runs only: faults count steps
+    return validate_config(tiny_data(study=study, **sections))
 
 
 @pytest.mark.slow

@@ -378,6 +378,11 @@ def _study_affinity(
     try:
         result = measure_affinity(experiment, epochs=AFFINITY_EPOCHS, every=AFFINITY_EVERY)
         write_affinity(result, table, heat_map)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C (Lightning turns it into SystemExit)
+        line = "task affinity not measured: interrupted (Ctrl-C); --resume measures it"
+        record_warning(results, line)
+        say(f"warning: {line}")
+        return
     except Exception as error:  # the runs are done: the report is still written
         line = f"task affinity not measured: {type(error).__name__}: {error}"
         record_warning(results, line)
