@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import signal
 import sys
@@ -552,6 +553,21 @@ def test_train_loader_shards_every_global_batch(make_experiment: MakeExperiment)
         assert len(a) == len(b) == 16
         assert not set(a) & set(b)
         assert sorted(a + b) == sorted(batch)
+
+
+def test_workers_start_from_a_fork_server_under_ddp_only(
+    make_experiment: MakeExperiment,
+) -> None:
+    """Under DDP a forked worker could inherit a lock held by a communication thread."""
+    experiment = make_experiment(trainer={"num_workers": 1})
+    ddp = [train_loader(experiment, rank=0, world_size=2),
+           eval_loader(experiment, "test", rank=0, world_size=2)]
+    alone = [train_loader(experiment), eval_loader(experiment, "test")]
+    assert all(loader is not None and isinstance(
+        loader.multiprocessing_context, type(multiprocessing.get_context("forkserver")))
+        for loader in ddp)
+    assert all(loader is not None and loader.multiprocessing_context is None
+               for loader in alone)
 
 
 @pytest.mark.parametrize("eval_batch_size", [512, 100, 7])

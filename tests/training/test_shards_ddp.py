@@ -16,9 +16,10 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -109,9 +110,17 @@ def _launch(layout: str, config: Path, out: Path, env: dict[str, str]) -> list[s
                      "--node-rank", str(node), "--master-addr", "127.0.0.1",
                      "--master-port", port, *train, "-s", "trainer.devices=1",
                      "-s", "trainer.num_nodes=2"] for node in (0, 1)]
-    processes = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, env=env, cwd=config.parent) for c in commands]
-    return _wait_all(processes)
+    return _wait_all([_start(c, env, config.parent, i) for i, c in enumerate(commands)])
+
+
+def _start(command: list[str], env: dict[str, str], folder: Path, index: int) -> _Process:
+    """Start ``command`` with its output in ``folder/output<index>.txt`` (a pipe nobody
+    reads while waiting for the others could fill and block it)."""
+    log = folder / f"output{index}.txt"
+    with log.open("w") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                                   env={**env, "PYTHONFAULTHANDLER": "1"}, cwd=folder)
+    return _Process(process, log)
 
 
 def _slurm(train: list[str], config: Path, env: dict[str, str]) -> list[str]:
@@ -125,24 +134,40 @@ def _slurm(train: list[str], config: Path, env: dict[str, str]) -> list[str]:
                  "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank), "SLURM_NODEID": "0",
                  "SLURM_JOB_NAME": "dmtl-test", "SLURM_JOB_ID": "4242",
                  "SLURM_NODELIST": "127.0.0.1", "MASTER_PORT": port}
-        processes.append(subprocess.Popen(
-            [sys.executable, *train, "-s", "trainer.devices=2"], stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, env={**env, **slurm}, cwd=config.parent,
-        ))
+        processes.append(_start([sys.executable, *train, "-s", "trainer.devices=2"],
+                                {**env, **slurm}, config.parent, rank))
     return _wait_all(processes)
 
 
-def _wait_all(processes: list[subprocess.Popen[str]]) -> list[str]:
-    outputs = []
+class _Process(NamedTuple):
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+
+def _wait_all(processes: list[_Process]) -> list[str]:
+    """Wait for every process at once; their outputs. Fails as soon as one fails (the
+    others would wait for it in a collective until DDP's timeout), or after
+    ``PATIENCE_S``: the processes still running first print every thread's Python stack
+    (``faulthandler`` on SIGABRT), then the outputs of all of them are shown."""
+    deadline = time.monotonic() + PATIENCE_S
+    while time.monotonic() < deadline:
+        codes = [p.popen.poll() for p in processes]
+        if all(code == 0 for code in codes) or any(code not in (None, 0) for code in codes):
+            break
+        time.sleep(0.2)
     for process in processes:
-        try:
-            output, _ = process.communicate(timeout=PATIENCE_S)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        assert process.returncode == 0, output[-5000:]
-        outputs.append(output)
+        if process.popen.poll() is None:
+            process.popen.send_signal(signal.SIGABRT)
+            try:
+                process.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.popen.kill()
+                process.popen.wait()
+    outputs = [p.log.read_text(errors="replace") for p in processes]
+    codes = [p.popen.returncode for p in processes]
+    report = "\n".join(f"--- process {i} (exit {code}) ---\n{text[-4000:]}"
+                       for i, (code, text) in enumerate(zip(codes, outputs, strict=True)))
+    assert all(code == 0 for code in codes), report
     return outputs
 
 
@@ -226,8 +251,6 @@ def test_a_streamed_run_stopped_mid_epoch_resumes_exactly(
 
 
 def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[str]) -> None:
-    import time
-
     deadline = time.monotonic() + PATIENCE_S
     while not condition():
         assert process.poll() is None, "the run ended before its blocking step"

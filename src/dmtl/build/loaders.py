@@ -41,7 +41,26 @@ def train_loader(
         rank=rank,
         world_size=world_size,
         pin_memory=_pin_memory(experiment),
+        worker_start=_worker_start(world_size),
     )
+
+
+def _worker_start(world_size: int | None) -> str | None:
+    """``forkserver`` under DDP, else the platform's default (``fork`` on Linux).
+
+    Under DDP the loaders' workers start after the process group, whose communication
+    threads are running: a worker forked then can inherit a lock another thread held and
+    hang on it (pytorch/pytorch#130610). A fork server forks from a clean process instead.
+    """
+    import multiprocessing
+
+    world = world_size if world_size is not None else (
+        torch.distributed.get_world_size()
+        if torch.distributed.is_available() and torch.distributed.is_initialized() else 1
+    )
+    if world > 1 and "forkserver" in multiprocessing.get_all_start_methods():
+        return "forkserver"
+    return None
 
 
 def _pin_memory(experiment: Experiment) -> bool:
@@ -78,6 +97,7 @@ def eval_loader(
         pin_memory=_pin_memory(experiment),
         rank=rank,
         world_size=world_size,
+        worker_start=_worker_start(world_size),
     )
 
 

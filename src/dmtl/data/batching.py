@@ -600,6 +600,7 @@ def build_train_loader(
     rank: int | None = None,
     world_size: int | None = None,
     pin_memory: bool = False,
+    worker_start: str | None = None,
 ) -> DataLoader[Sample]:
     """Training DataLoader over ``sources`` with a :class:`MultiSourceBatchSampler`.
 
@@ -609,7 +610,8 @@ def build_train_loader(
     categorical tasks is drawn class-balanced (:class:`MultiSourceBatchSampler`).
     Augmentation uses torch's RNG: in
     workers, seeded per worker from a generator seeded with ``seed``; with
-    ``num_workers=0``, the main process's global RNG.
+    ``num_workers=0``, the main process's global RNG. ``worker_start``: how worker
+    processes start (``multiprocessing`` start method; ``None``: the platform's default).
     """
     _check_sources(sources)
     sampler = MultiSourceBatchSampler(
@@ -625,6 +627,7 @@ def build_train_loader(
         persistent_workers=num_workers > 0,
         pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(seed),
+        multiprocessing_context=worker_start if num_workers > 0 else None,
     )
 
 
@@ -650,10 +653,12 @@ def build_eval_loader(
     rank: int | None = None,
     world_size: int | None = None,
     pin_memory: bool = False,
+    worker_start: str | None = None,
 ) -> DataLoader[Sample]:
     """Evaluation DataLoader: each source in order, batches never mix sources, no augmentation.
 
-    ``batch_size`` is per rank; see :class:`SourceBatchSampler` for DDP.
+    ``batch_size`` is per rank; see :class:`SourceBatchSampler` for DDP. ``worker_start``:
+    as in :func:`build_train_loader`.
     """
     _check_sources(sources)
     plain = [s.with_augment(None) for s in sources]
@@ -666,4 +671,5 @@ def build_eval_loader(
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=pin_memory,
+        multiprocessing_context=worker_start if num_workers > 0 else None,
     )
