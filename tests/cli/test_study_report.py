@@ -128,3 +128,12 @@ def test_a_data_warning_is_printed_once_with_parallel_runs(tmp_path: Path) -> No
     assert load_results(tmp_path / "study" / "results.json").warnings == [
         f"source 's': skipped 1 corrupt image(s) of 40, e.g. {tmp_path / 'images' / '3.png'}"
     ]
+
+
+def test_train_prints_a_data_warning_as_one_warning_line(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    config = _corrupt_image_study(tmp_path)
+    result = cli("train", config, "-o", tmp_path / "run")
+    assert "warning: source 's': skipped 1 corrupt image(s) of 40" in one_line(result.output)
+    assert "UserWarning" not in result.output

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from dmtl.cli.errors import console, handle_errors, quiet_lightning
+from dmtl.cli.errors import console, handle_errors, quiet_lightning, warnings_as_lines
 from dmtl.cli.options import ConfigArg, Overrides, Overwrite
 from dmtl.cli.outputs import check_output_file
 
@@ -43,7 +43,8 @@ def affinity(
     cfg = load_config(config, set_ or [])
     folder = out or Path(cfg.output.dir) / "affinity"
     paths = [check_output_file(folder / name, overwrite, "--out") for name in FILES]
-    experiment = build_experiment(cfg)
+    with warnings_as_lines():
+        experiment = build_experiment(cfg)
     with quiet_lightning():
         result = measure_affinity(experiment, epochs=epochs, every=every)
     write_affinity(result, paths[0], paths[1])

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dmtl.cli.errors import console, handle_errors, quiet_lightning, warn_line
+from dmtl.cli.errors import console, handle_errors, quiet_lightning, warn_line, warnings_as_lines
 from dmtl.cli.options import AllowConfigChange, ConfigArg, Overrides, Overwrite, Resume
 from dmtl.cli.outputs import check_output_file, check_output_folder
 from dmtl.errors import ConfigError
@@ -100,7 +100,8 @@ def train(
     from dmtl.training.run import run_training
     from dmtl.training.trainer import check_monitor
 
-    experiment = build_experiment(cfg)
+    with warnings_as_lines():
+        experiment = build_experiment(cfg)
     check_monitor(cfg, experiment.tasks)
     for line in experiment_warnings(experiment) if first else []:
         warn_line(line)
@@ -200,7 +201,8 @@ def evaluate(
     from dmtl.inference.evaluate import evaluate_trained
 
     trained = load_trained(ckpt)
-    experiment = build_experiment(trained.config)
+    with warnings_as_lines():
+        experiment = build_experiment(trained.config)
     metrics = evaluate_trained(trained, experiment, split, str(ckpt))
     console.print(metrics_table(metrics, f"{ckpt}: {split} metrics"))
     document = {"checkpoint": str(ckpt), "split": split, "metrics": metrics}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -78,4 +79,16 @@ def error_message(error: BaseException) -> str:
 def warn_line(message: str) -> None:
     """Print ``warning: <message>`` on stderr, one line (not markup)."""
     err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Python warnings raised inside (a source's skipped corrupt images, a model card
+    without a crop recipe, ...) printed afterwards as ``warning: <message>`` lines, each
+    once, instead of Python's ``file:line: UserWarning:`` format with a source line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        yield
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        warn_line(message)
 

@@ -12,14 +12,13 @@ are imported when the command runs.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from dmtl.cli.errors import console, handle_errors, quiet_lightning, warn_line
+from dmtl.cli.errors import console, handle_errors, quiet_lightning, warnings_as_lines
 from dmtl.cli.options import Overwrite
 from dmtl.cli.outputs import check_output_file, check_output_folder
 from dmtl.errors import ConfigError
@@ -168,15 +167,12 @@ def _predict_media(
     from dmtl.inference.detectors import parse_detector_options
     from dmtl.inference.faces import Predictor, write_table
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
+    with warnings_as_lines():
         predictor = Predictor(
             model, faces=faces, detector=detector,
             detector_options=parse_detector_options(detector_option), every=every,
             batch_size=batch_size, max_faces=max_faces, smooth=smooth,
         )
-    for warning in caught:
-        warn_line(str(warning.message))
     frame = predictor.predict(inputs)
     write_table(frame, output)
     tracks = frame.groupby(["file", "face"]).ngroups if len(frame) else 0
