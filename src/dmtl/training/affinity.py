@@ -91,8 +91,9 @@ def write_affinity(result: AffinityResult, table: Path, heat_map: Path) -> None:
 
     pd.DataFrame(result.rows()).to_csv(table, index=False)
     tasks, relative = result.relative()
-    plot_relatedness(relative, tasks, tasks, heat_map,
-                     title="Z[i->j] / Z[j->j] (row: step on, column: loss of)")
+    plot_relatedness(relative, tasks, tasks, heat_map, title="Z[i->j] / Z[j->j]",
+                     row_label="i: the step on this task's loss",
+                     col_label="j: the loss of this task")
 
 
 class AffinityCallback(pl.Callback):
