@@ -111,7 +111,7 @@ def test_a_task_hurt_on_validation_keeps_its_single_task_model() -> None:
     [fallback] = rec.fallbacks
     assert (fallback.task, fallback.variant) == ("k", "mtl")
     assert fallback.val_gain == pytest.approx(-0.05) and fallback.val_noise == pytest.approx(0.02)
-    assert fallback.reason == "negative transfer on validation: gain −0.050 < −σ = −0.020"
+    assert fallback.reason == "negative transfer on validation, gain −0.050 < −σ = −0.020"
     # validation: mtl's verdict on k (why it falls back); test: the model used for each task
     assert rec.tasks["k"].verdict == "negative transfer" and rec.tasks["k"].variant == "single_task"
     assert rec.tasks["k"].test_gain == 0.0 and rec.tasks["k"].test_verdict == "baseline"
@@ -120,8 +120,8 @@ def test_a_task_hurt_on_validation_keeps_its_single_task_model() -> None:
     assert saved["per_task"] == {"d": "mtl", "k": "single_task"}
     assert saved["fallbacks"][0]["task"] == "k" and saved["variant"] == "mtl"
     assert recommendation_lines(rec)[0] == (
-        "**Use `mtl` for d; the single-task model for k** (negative transfer on validation: "
-        "k gain −0.050 < −σ = −0.020).")
+        "**Use `mtl` for d; the single-task model for k** (k: negative transfer on "
+        "validation, gain −0.050 < −σ = −0.020).")
 
 
 def test_the_test_split_is_never_read_for_the_choice_or_a_fallback() -> None:
@@ -134,6 +134,22 @@ def test_the_test_split_is_never_read_for_the_choice_or_a_fallback() -> None:
     assert blind.tasks["k"].test_gain == 0.0
 
 
+def test_an_under_trained_task_below_single_task_beyond_noise_falls_back_too() -> None:
+    # the verdict stays "under-trained" (not transfer), but the trained models are what is used
+    rec = recommend(_results(HURT_K, stopped_early=False))
+    assert rec.tasks["k"].verdict == "under-trained (not counted)"
+    assert rec.per_task == {"d": "mtl", "k": "single_task"}
+    assert rec.fallbacks[0].reason == ("below single-task on validation, gain −0.050 < −σ = "
+                                       "−0.020 (under-trained: a run reached its epoch budget)")
+
+
+def test_one_seed_has_no_noise_so_no_task_falls_back() -> None:
+    rec = recommend(_results({"single_task": {"d": [0.8], "k": [0.9]},
+                              "mtl": {"d": [0.95], "k": [0.85]}}))
+    assert rec.variant == "mtl" and rec.fallbacks == []
+    assert rec.per_task == {"d": "mtl", "k": "mtl"}
+
+
 def test_every_task_hurt_falls_back_to_single_task() -> None:
     # one task, two seeds: band 2 / sqrt(2) = 1.41; mtl scores -0.015 / 0.0141 = -1.06, so it
     # is within noise of single_task (0) and simpler, but hurts d beyond its noise
@@ -144,7 +160,8 @@ def test_every_task_hurt_falls_back_to_single_task() -> None:
     assert rec.noise_band == pytest.approx(2 / 2 ** 0.5)
     assert rec.variant == "single_task" and rec.per_task == {"d": "single_task"}
     assert [f.task for f in rec.fallbacks] == ["d"] and rec.fallbacks[0].variant == "mtl"
-    assert "mtl was chosen but shows negative transfer on validation on every task" in rec.reason
+    assert ("mtl was chosen but is below single-task beyond noise on validation on every "
+            "task (d: negative transfer on validation, gain −0.015 < −σ = −0.014)") in rec.reason
     assert recommendation_lines(rec)[0].startswith("**Use `single_task`** (chosen on")
 
 
@@ -206,13 +223,13 @@ def test_the_cli_and_the_report_name_the_tasks_that_keep_their_single_task_model
     out = io.StringIO()
     print_study_table(Console(file=out, force_terminal=False, width=200), r)
     lines = out.getvalue().splitlines()
-    assert lines[0] == ("Recommendation: Use mtl for d; the single-task model for k (negative "
-                        "transfer on validation: k gain −0.050 < −σ = −0.020).")
+    assert lines[0] == ("Recommendation: Use mtl for d; the single-task model for k (k: "
+                        "negative transfer on validation, gain −0.050 < −σ = −0.020).")
     assert lines[2].startswith("mtl chosen on validation labels only (score = ")
     row = "| k (accuracy) | single_task | −0.050 | 0.020 | negative transfer | +0.000 | baseline |"
     assert row in lines
     report = render_markdown(r)
-    assert ("**Use `mtl` for d; the single-task model for k** (negative transfer on "
-            "validation: k gain −0.050 < −σ = −0.020).") in report
+    assert ("**Use `mtl` for d; the single-task model for k** (k: negative transfer on "
+            "validation, gain −0.050 < −σ = −0.020).") in report
     assert row in report and "| d (accuracy) | mtl | +0.200 |" in report
     assert report.index("single-task model for k") < report.index("## Results")

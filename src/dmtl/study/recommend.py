@@ -25,9 +25,10 @@ when ``g < −σ_t`` (the report's rule for test, applied to validation); ``unde
 when a run behind it reached its epoch budget; no verdict with one seed (no ``σ_t``).
 
 **Per task.** With ``v*`` the chosen variant, the model used for task ``t`` is
-``use(t) = single_task[t]`` if ``g(v*, t) < −σ_t`` (negative transfer on validation: the
-study already trained that model), else ``v*``; every other verdict (none, under-trained,
-one seed) keeps ``v*``. The recommendation is ``v*`` for the tasks it keeps, with each
+``use(t) = single_task[t]`` if ``g(v*, t) < −σ_t`` (the study already trained that
+model), else ``v*``. The rule is the check's, and it holds for an under-trained task too:
+that verdict says the gap is not transfer, but the models at hand are the ones to use.
+With one seed (no ``σ_t``) no task falls back. The recommendation is ``v*`` for the tasks it keeps, with each
 fallback and its reason; when every task falls back, it is ``single_task``. The choice of
 ``v*`` is not changed by the fallbacks.
 
@@ -62,6 +63,9 @@ SIMPLICITY: tuple[str, ...] = (
     BASELINE,
 )
 """Variants from simplest to most complex; unknown names go before ``single_task``."""
+
+NEGATIVE = "negative transfer"
+"""The verdict for a gain below ``−σ_t`` (validation) or below one pooled std (test)."""
 
 
 @dataclass(frozen=True)
@@ -198,22 +202,19 @@ def recommend(results: StudyResults) -> Recommendation:
     chosen, close = choose(scores, band)
     verdicts = {t: _val_verdict(results, chosen, t, gains.get(chosen, {}).get(t), noise[t])
                 for t in primaries}
-    fallbacks = [_fallback(t, chosen, gains[chosen][t], noise[t])
-                 for t, verdict in verdicts.items() if verdict == NEGATIVE]
-    per_task = {t: BASELINE if verdicts[t] == NEGATIVE else chosen for t in primaries}
+    fallbacks = [f for t in primaries
+                 if (f := _fallback(t, chosen, gains.get(chosen, {}).get(t), noise[t],
+                                    verdicts[t])) is not None]
+    per_task = {t: chosen for t in primaries} | {f.task: BASELINE for f in fallbacks}
     variant = BASELINE if all(v == BASELINE for v in per_task.values()) else chosen
     reason = _reason(chosen, scores, close, band, normalised)
     if variant != chosen:
-        reason += (f"; {chosen} was chosen but shows negative transfer on validation on "
-                   f"every task: {fallback_text(fallbacks)}; so every task keeps its "
-                   f"single-task model")
+        reason += (f"; {chosen} was chosen but is below single-task beyond noise on "
+                   f"validation on every task ({fallback_text(fallbacks)}), so every task "
+                   f"keeps its single-task model")
     checks = _checks(results, per_task, gains.get(chosen, {}), noise, verdicts)
     return Recommendation(variant, reason, scores, close, band if normalised else None,
                           checks, per_task, fallbacks)
-
-
-NEGATIVE = "negative transfer"
-"""The validation verdict that sends a task back to its single-task model."""
 
 
 def _val_verdict(results: StudyResults, variant: str, task: str, gain: float | None,
@@ -230,17 +231,23 @@ def _val_verdict(results: StudyResults, variant: str, task: str, gain: float | N
     return NEGATIVE if gain < -sigma else "none"
 
 
-def _fallback(task: str, variant: str, gain: float | None, sigma: float | None) -> Fallback:
-    assert gain is not None and sigma is not None  # a negative verdict needs both
-    return Fallback(task, variant, gain, sigma,
-                    f"negative transfer on validation: gain {signed(gain)} < −σ = "
-                    f"{signed(-sigma)}")
+def _fallback(task: str, variant: str, gain: float | None, sigma: float | None,
+              verdict: str) -> Fallback | None:
+    """``task`` keeps its single-task model when ``gain < −σ`` (module docstring, Per task)."""
+    if variant == BASELINE or gain is None or sigma is None or gain >= -sigma:
+        return None
+    rule = f"gain {signed(gain)} < −σ = {signed(-sigma)}"
+    if verdict == NEGATIVE:
+        return Fallback(task, variant, gain, sigma, f"negative transfer on validation, {rule}")
+    return Fallback(task, variant, gain, sigma, f"below single-task on validation, {rule} "
+                                                f"({verdict.removesuffix(' (not counted)')}: "
+                                                f"a run reached its epoch budget)")
 
 
 def fallback_text(fallbacks: Sequence[Fallback]) -> str:
-    """``"ink gain −0.022 < −σ = −0.014"``, one per fallback, ``"; "`` between."""
-    return "; ".join(f"{f.task} {f.reason.removeprefix('negative transfer on validation: ')}"
-                     for f in fallbacks)
+    """``"ink: negative transfer on validation, gain −0.022 < −σ = −0.014"``, one per
+    fallback, ``"; "`` between."""
+    return "; ".join(f"{f.task}: {f.reason}" for f in fallbacks)
 
 
 def _checks(
@@ -286,8 +293,8 @@ def headline(rec: Recommendation) -> str:
     """The recommendation in one line of Markdown.
 
     ``**Use `mtl+ca+dm`**`` when every task keeps the chosen variant; else
-    ``**Use `mtl+ca+dm` for digit, shape; the single-task model for ink** (negative
-    transfer on validation: ink gain −0.022 < −σ = −0.014)``.
+    ``**Use `mtl+ca+dm` for digit, shape; the single-task model for ink** (ink: negative
+    transfer on validation, gain −0.022 < −σ = −0.014)``.
     """
     fallen = [f.task for f in rec.fallbacks]
     if rec.variant is None or not fallen or rec.variant == BASELINE:
@@ -295,7 +302,7 @@ def headline(rec: Recommendation) -> str:
     kept = [t for t, v in rec.per_task.items() if v != BASELINE]
     models = "the single-task model" if len(fallen) == 1 else "single-task models"
     return (f"**Use `{rec.variant}` for {', '.join(kept)}; {models} for {', '.join(fallen)}** "
-            f"(negative transfer on validation: {fallback_text(rec.fallbacks)})")
+            f"({fallback_text(rec.fallbacks)})")
 
 
 def recommendation_lines(rec: Recommendation) -> list[str]:
@@ -305,8 +312,8 @@ def recommendation_lines(rec: Recommendation) -> list[str]:
     if rec.fallbacks and rec.variant != BASELINE:
         out = [f"{headline(rec)}.", "",
                f"`{rec.variant}` chosen on validation labels only ({rec.reason}); a task "
-               f"where it shows negative transfer on validation (g < −σ) keeps its "
-               f"single-task model, which the study trained."]
+               f"where it is below single-task beyond noise on validation (g < −σ) keeps "
+               f"its single-task model, which the study trained."]
     else:
         out = [f"{headline(rec)} (chosen on validation labels only; {rec.reason})."]
     chosen = rec.fallbacks[0].variant if rec.fallbacks else rec.variant
