@@ -28,9 +28,9 @@ when a run behind it reached its epoch budget; no verdict with one seed (no ``σ
 ``use(t) = single_task[t]`` if ``g(v*, t) < −σ_t`` (the study already trained that
 model), else ``v*``. The rule is the check's, and it holds for an under-trained task too:
 that verdict says the gap is not transfer, but the models at hand are the ones to use.
-With one seed (no ``σ_t``) no task falls back. The recommendation is ``v*`` for the tasks it keeps, with each
-fallback and its reason; when every task falls back, it is ``single_task``. The choice of
-``v*`` is not changed by the fallbacks.
+With one seed (no ``σ_t``) no task falls back. The recommendation is ``v*`` for the tasks
+it keeps, with each fallback and its reason; when every task falls back, it is
+``single_task``. The choice of ``v*`` is not changed by the fallbacks.
 
 **Test.** Each task's test gain is that of ``use(t)`` over single-task (0 for a task that
 keeps its single-task model), reported as measured: neither the choice nor a fallback
