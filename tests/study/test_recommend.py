@@ -13,12 +13,13 @@ TASKS = {"d": TaskInfo(kind="categorical", primary_metric="accuracy", names=["0"
 
 
 def _results(val: dict[str, dict[str, list[float]]], test: dict | None = None,
-             stopped_early: bool | None = True) -> StudyResults:
+             stopped_early: bool | None = True,
+             tasks: dict[str, TaskInfo] | None = None) -> StudyResults:
     """``val[variant][task]`` per seed; test = val unless given."""
     test = test or val
     variants = list(val)
     seeds = list(range(len(next(iter(val["single_task"].values())))))
-    r = StudyResults(study="s", tasks=TASKS, variants=variants, seeds=seeds,
+    r = StudyResults(study="s", tasks=tasks or TASKS, variants=variants, seeds=seeds,
                      protocol={"name": "early_stopping"})
     for variant, per_task in val.items():
         for seed in seeds:
@@ -90,14 +91,78 @@ def test_exact_ties_and_single_task_as_the_answer() -> None:
     assert all(c.verdict == "baseline" for c in rec.tasks.values())
 
 
-def test_negative_transfer_on_validation_is_reported() -> None:
-    # d gains a lot, k loses more than its noise: chosen, but flagged on k
+def test_no_task_hurt_no_fallback() -> None:
     r = _results({"single_task": SINGLE,
-                  "mtl": {"d": [1.0, 1.02, 1.04], "k": [0.85, 0.87, 0.89]}})
+                  "mtl": {"d": [0.90, 0.92, 0.94], "k": [0.89, 0.92, 0.95]}})
     rec = recommend(r)
+    assert rec.variant == "mtl" and rec.fallbacks == []
+    assert rec.per_task == {"d": "mtl", "k": "mtl"}
+    assert recommendation_lines(rec)[0].startswith("**Use `mtl`** (chosen on validation")
+
+
+HURT_K = {"single_task": SINGLE, "mtl": {"d": [1.0, 1.02, 1.04], "k": [0.85, 0.87, 0.89]}}
+"""mtl gains 0.20 on d and loses 0.05 on k, beyond k's noise (σ = 0.02)."""
+
+
+def test_a_task_hurt_on_validation_keeps_its_single_task_model() -> None:
+    rec = recommend(_results(HURT_K))
     assert rec.variant == "mtl"
-    assert rec.tasks["k"].verdict == "negative transfer"
-    assert rec.tasks["k"].test_verdict == "negative transfer"
+    assert rec.per_task == {"d": "mtl", "k": "single_task"}
+    [fallback] = rec.fallbacks
+    assert (fallback.task, fallback.variant) == ("k", "mtl")
+    assert fallback.val_gain == pytest.approx(-0.05) and fallback.val_noise == pytest.approx(0.02)
+    assert fallback.reason == "negative transfer on validation, gain −0.050 < −σ = −0.020"
+    # validation: mtl's verdict on k (why it falls back); test: the model used for each task
+    assert rec.tasks["k"].verdict == "negative transfer" and rec.tasks["k"].variant == "single_task"
+    assert rec.tasks["k"].test_gain == 0.0 and rec.tasks["k"].test_verdict == "baseline"
+    assert rec.tasks["d"].variant == "mtl" and rec.tasks["d"].test_gain == pytest.approx(0.20)
+    saved = rec.to_dict()
+    assert saved["per_task"] == {"d": "mtl", "k": "single_task"}
+    assert saved["fallbacks"][0]["task"] == "k" and saved["variant"] == "mtl"
+    assert recommendation_lines(rec)[0] == (
+        "**Use `mtl` for d; the single-task model for k** (k: negative transfer on "
+        "validation, gain −0.050 < −σ = −0.020).")
+
+
+def test_the_test_split_is_never_read_for_the_choice_or_a_fallback() -> None:
+    # on test, mtl would look harmless on k and harmful on d: nothing chosen changes
+    test = {"single_task": SINGLE, "mtl": {"d": [0.60, 0.62, 0.64], "k": [0.99, 1.0, 1.0]}}
+    seen, blind = recommend(_results(HURT_K)), recommend(_results(HURT_K, test=test))
+    for field in ("variant", "reason", "scores", "per_task", "fallbacks"):
+        assert getattr(seen, field) == getattr(blind, field)
+    assert blind.tasks["d"].test_gain == pytest.approx(-0.20)  # reported as measured
+    assert blind.tasks["k"].test_gain == 0.0
+
+
+def test_an_under_trained_task_below_single_task_beyond_noise_falls_back_too() -> None:
+    # the verdict stays "under-trained" (not transfer), but the trained models are what is used
+    rec = recommend(_results(HURT_K, stopped_early=False))
+    assert rec.tasks["k"].verdict == "under-trained (not counted)"
+    assert rec.per_task == {"d": "mtl", "k": "single_task"}
+    assert rec.fallbacks[0].reason == ("below single-task on validation, gain −0.050 < −σ = "
+                                       "−0.020 (under-trained: a run reached its epoch budget)")
+
+
+def test_one_seed_has_no_noise_so_no_task_falls_back() -> None:
+    rec = recommend(_results({"single_task": {"d": [0.8], "k": [0.9]},
+                              "mtl": {"d": [0.95], "k": [0.85]}}))
+    assert rec.variant == "mtl" and rec.fallbacks == []
+    assert rec.per_task == {"d": "mtl", "k": "mtl"}
+
+
+def test_every_task_hurt_falls_back_to_single_task() -> None:
+    # one task, two seeds: band 2 / sqrt(2) = 1.41; mtl scores -0.015 / 0.0141 = -1.06, so it
+    # is within noise of single_task (0) and simpler, but hurts d beyond its noise
+    one = {"d": TASKS["d"]}
+    r = _results({"single_task": {"d": [0.80, 0.82]}, "mtl": {"d": [0.785, 0.805]}}, tasks=one)
+    rec = recommend(r)
+    assert rec.scores["mtl"] == pytest.approx(-0.015 / 0.0002 ** 0.5)  # σ² = 0.0002
+    assert rec.noise_band == pytest.approx(2 / 2 ** 0.5)
+    assert rec.variant == "single_task" and rec.per_task == {"d": "single_task"}
+    assert [f.task for f in rec.fallbacks] == ["d"] and rec.fallbacks[0].variant == "mtl"
+    assert ("mtl was chosen but is below single-task beyond noise on validation on every "
+            "task (d: negative transfer on validation, gain −0.015 < −σ = −0.014)") in rec.reason
+    assert recommendation_lines(rec)[0].startswith("**Use `single_task`** (chosen on")
 
 
 def test_one_seed_uses_raw_gains_and_says_so() -> None:
@@ -144,3 +209,27 @@ def test_the_cli_table_and_the_report_open_with_the_recommendation() -> None:
     report = render_markdown(r)
     assert report.index("## Recommendation") < report.index("## Results")
     assert "**Use `mtl`**" in report
+
+
+def test_the_cli_and_the_report_name_the_tasks_that_keep_their_single_task_model() -> None:
+    import io
+
+    from rich.console import Console
+
+    from dmtl.cli.render import print_study_table
+    from dmtl.study.report import render_markdown
+
+    r = _results(HURT_K)
+    out = io.StringIO()
+    print_study_table(Console(file=out, force_terminal=False, width=200), r)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == ("Recommendation: Use mtl for d; the single-task model for k (k: "
+                        "negative transfer on validation, gain −0.050 < −σ = −0.020).")
+    assert lines[2].startswith("mtl chosen on validation labels only (score = ")
+    row = "| k (accuracy) | single_task | −0.050 | 0.020 | negative transfer | +0.000 | baseline |"
+    assert row in lines
+    report = render_markdown(r)
+    assert ("**Use `mtl` for d; the single-task model for k** (k: negative transfer on "
+            "validation, gain −0.050 < −σ = −0.020).") in report
+    assert row in report and "| d (accuracy) | mtl | +0.200 |" in report
+    assert report.index("single-task model for k") < report.index("## Results")

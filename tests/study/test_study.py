@@ -293,6 +293,12 @@ def test_a_real_study_of_two_variants(tiny_data: Callable[..., dict[str, Any]],
     assert "train/ca/digit->shape_step" in logs and "train/dm/digit->shape_step" in logs
     report = (out / "report.md").read_text()
     assert "| mtl+ca+dm |" in report and "negative transfer" in report
+    # one seed: no noise, so no fallback; every task is served by the chosen model
+    recommendation = results.recommendation or {}
+    assert recommendation["fallbacks"] == []
+    assert recommendation["per_task"] == dict.fromkeys(
+        ["digit", "shape", "ink"], recommendation["variant"])
+    assert f"**Use `{recommendation['variant']}`**" in report
 
 
 def test_results_record_the_effective_config_and_the_wall_time(

@@ -86,12 +86,13 @@ def study_table(results: StudyResults) -> Table:
 
 
 def print_recommendation(console: Console, results: StudyResults) -> None:
-    """The study's recommendation (``study/recommend.py``): the variant, why, and its gains
-    per task on validation and test, as Markdown lines."""
+    """The study's recommendation (``study/recommend.py``): the variant (and the tasks that
+    keep their single-task model), why, and the gains per task on validation and test; the
+    prose without Markdown emphasis, the table as Markdown."""
     from dmtl.study.recommend import recommend, recommendation_lines
 
-    lines = recommendation_lines(recommend(results))
-    lines[0] = lines[0].replace("**", "").replace("`", "")
+    lines = [line if line.startswith("|") else line.replace("**", "").replace("`", "")
+             for line in recommendation_lines(recommend(results))]
     console.file.write("Recommendation: " + "\n".join(lines) + "\n\n")
     console.file.flush()
 

@@ -1,4 +1,5 @@
-r"""Which variant to use: picked on validation labels only, then checked, then its test results.
+r"""Which variant to use: picked on validation labels only, then checked per task (a task it
+hurts keeps its single-task model), then the test results of what is used.
 
 **Gain on validation.** For variant ``v`` and task ``t`` (primary metric), the gain over
 the single-task model on the validation split, paired by seed:
@@ -21,8 +22,19 @@ terms and parameters first). Ties go the same way.
 
 **Check.** The chosen variant's validation gain on each task: ``negative transfer``
 when ``g < −σ_t`` (the report's rule for test, applied to validation); ``under-trained``
-when a run behind it reached its epoch budget. Then its test results are reported as
-measured (the choice never reads them).
+when a run behind it reached its epoch budget; no verdict with one seed (no ``σ_t``).
+
+**Per task.** With ``v*`` the chosen variant, the model used for task ``t`` is
+``use(t) = single_task[t]`` if ``g(v*, t) < −σ_t`` (the study already trained that
+model), else ``v*``. The rule is the check's, and it holds for an under-trained task too:
+that verdict says the gap is not transfer, but the models at hand are the ones to use.
+With one seed (no ``σ_t``) no task falls back. The recommendation is ``v*`` for the tasks
+it keeps, with each fallback and its reason; when every task falls back, it is
+``single_task``. The choice of ``v*`` is not changed by the fallbacks.
+
+**Test.** Each task's test gain is that of ``use(t)`` over single-task (0 for a task that
+keeps its single-task model), reported as measured: neither the choice nor a fallback
+reads the test split.
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from dmtl.study.results import BASELINE, RunRecord, StudyResults
-from dmtl.study.statistics import budget_reached, negative_transfer, signed
+from dmtl.study.statistics import budget_reached, cell, negative_transfer, signed
 
 SIMPLICITY: tuple[str, ...] = (
     "mtl",
@@ -52,10 +64,14 @@ SIMPLICITY: tuple[str, ...] = (
 )
 """Variants from simplest to most complex; unknown names go before ``single_task``."""
 
+NEGATIVE = "negative transfer"
+"""The verdict for a gain below ``−σ_t`` (validation) or below one pooled std (test)."""
+
 
 @dataclass(frozen=True)
 class TaskCheck:
-    """The chosen variant on one task: validation gain and verdict, test gain."""
+    """One task: the chosen variant's validation gain and verdict (what decides a fallback),
+    and the test gain of the model used for the task (``variant``)."""
 
     metric: str
     val_gain: float | None
@@ -64,11 +80,29 @@ class TaskCheck:
     test_gain: float | None
     test_pooled_std: float | None
     test_verdict: str
+    variant: str | None = None
+    """The model used for this task: the chosen variant, or ``single_task`` (a fallback)."""
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """A task that keeps its single-task model: ``variant`` (the chosen one) shows negative
+    transfer on it on validation, ``val_gain < −val_noise``."""
+
+    task: str
+    variant: str
+    val_gain: float
+    val_noise: float
+    reason: str
 
 
 @dataclass(frozen=True)
 class Recommendation:
-    """What :func:`recommend` found (``variant`` is ``None`` when nothing could be compared)."""
+    """What :func:`recommend` found (``variant`` is ``None`` when nothing could be compared).
+
+    ``variant`` is the chosen variant, used for every task in ``per_task`` not named in
+    ``fallbacks`` (those keep ``single_task``); ``single_task`` when every task falls back.
+    """
 
     variant: str | None
     reason: str
@@ -76,6 +110,8 @@ class Recommendation:
     within_noise: list[str] = field(default_factory=list)
     noise_band: float | None = None
     tasks: dict[str, TaskCheck] = field(default_factory=dict)
+    per_task: dict[str, str] = field(default_factory=dict)
+    fallbacks: list[Fallback] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,38 +199,78 @@ def recommend(results: StudyResults) -> Recommendation:
     seeds = len(results.seeds)
     normalised = all(noise.values())
     band = 2.0 / math.sqrt(seeds * len(primaries)) if normalised and seeds > 1 else 0.0
-    variant, close = choose(scores, band)
-    checks = _checks(results, variant, gains.get(variant, {}), noise)
-    return Recommendation(variant, _reason(variant, scores, close, band, normalised), scores,
-                          close, band if normalised else None, checks)
+    chosen, close = choose(scores, band)
+    verdicts = {t: _val_verdict(results, chosen, t, gains.get(chosen, {}).get(t), noise[t])
+                for t in primaries}
+    fallbacks = [f for t in primaries
+                 if (f := _fallback(t, chosen, gains.get(chosen, {}).get(t), noise[t],
+                                    verdicts[t])) is not None]
+    per_task = {t: chosen for t in primaries} | {f.task: BASELINE for f in fallbacks}
+    variant = BASELINE if all(v == BASELINE for v in per_task.values()) else chosen
+    reason = _reason(chosen, scores, close, band, normalised)
+    if variant != chosen:
+        reason += (f"; {chosen} was chosen but is below single-task beyond noise on "
+                   f"validation on every task ({fallback_text(fallbacks)}), so every task "
+                   f"keeps its single-task model")
+    checks = _checks(results, per_task, gains.get(chosen, {}), noise, verdicts)
+    return Recommendation(variant, reason, scores, close, band if normalised else None,
+                          checks, per_task, fallbacks)
+
+
+def _val_verdict(results: StudyResults, variant: str, task: str, gain: float | None,
+                 sigma: float | None) -> str:
+    """The chosen variant's verdict on ``task`` from validation (module docstring, Check)."""
+    if variant == BASELINE:
+        return "baseline"
+    if gain is None:
+        return "n/a"
+    if budget_reached(results, variant, task):
+        return "under-trained (not counted)"
+    if sigma is None:
+        return "n/a (1 seed)"
+    return NEGATIVE if gain < -sigma else "none"
+
+
+def _fallback(task: str, variant: str, gain: float | None, sigma: float | None,
+              verdict: str) -> Fallback | None:
+    """``task`` keeps its single-task model when ``gain < −σ`` (module docstring, Per task)."""
+    if variant == BASELINE or gain is None or sigma is None or gain >= -sigma:
+        return None
+    rule = f"gain {signed(gain)} < −σ = {signed(-sigma)}"
+    if verdict == NEGATIVE:
+        return Fallback(task, variant, gain, sigma, f"negative transfer on validation, {rule}")
+    return Fallback(task, variant, gain, sigma, f"below single-task on validation, {rule} "
+                                                f"({verdict.removesuffix(' (not counted)')}: "
+                                                f"a run reached its epoch budget)")
+
+
+def fallback_text(fallbacks: Sequence[Fallback]) -> str:
+    """``"ink: negative transfer on validation, gain −0.022 < −σ = −0.014"``, one per
+    fallback, ``"; "`` between."""
+    return "; ".join(f"{f.task}: {f.reason}" for f in fallbacks)
 
 
 def _checks(
-    results: StudyResults, variant: str, gains: dict[str, float | None],
-    noise: dict[str, float | None],
+    results: StudyResults, per_task: dict[str, str], gains: dict[str, float | None],
+    noise: dict[str, float | None], verdicts: dict[str, str],
 ) -> dict[str, TaskCheck]:
-    tests = negative_transfer(results).get(variant, {})
+    """Validation: the chosen variant's gain and verdict; test: the model used for the task."""
+    tests = negative_transfer(results)
     checks = {}
     for task, metric in results.primary_metrics().items():
-        gain, sigma = gains.get(task), noise.get(task)
-        if variant == BASELINE:
-            verdict = "baseline"
-        elif gain is None:
-            verdict = "n/a"
-        elif budget_reached(results, variant, task):
-            verdict = "under-trained (not counted)"
-        elif sigma is None:
-            verdict = "n/a (1 seed)"
+        use = per_task[task]
+        test = tests.get(use, {}).get(task)
+        if test is None:  # the task keeps its single-task model: no gain over itself
+            test_gain = 0.0 if cell(results, BASELINE, metric).n else None
+            test_verdict = "baseline"
         else:
-            verdict = "negative transfer" if gain < -sigma else "none"
-        test = tests.get(task)
-        test_verdict = "baseline" if test is None else (
-            "under-trained (not counted)" if test.under_trained else
-            "negative transfer" if test.negative else
-            "n/a (1 seed)" if not test.decidable else "none")
-        checks[task] = TaskCheck(metric, gain, sigma, verdict,
-                                 None if test is None else test.gain,
-                                 None if test is None else test.pooled_std, test_verdict)
+            test_gain = test.gain
+            test_verdict = ("under-trained (not counted)" if test.under_trained else
+                            NEGATIVE if test.negative else
+                            "n/a (1 seed)" if not test.decidable else "none")
+        checks[task] = TaskCheck(metric, gains.get(task), noise.get(task), verdicts[task],
+                                 test_gain, None if test is None else test.pooled_std,
+                                 test_verdict, use)
     return checks
 
 
@@ -213,27 +289,55 @@ def _reason(variant: str, scores: dict[str, float], close: Sequence[str], band: 
     return text
 
 
+def headline(rec: Recommendation) -> str:
+    """The recommendation in one line of Markdown.
+
+    ``**Use `mtl+ca+dm`**`` when every task keeps the chosen variant; else
+    ``**Use `mtl+ca+dm` for digit, shape; the single-task model for ink** (ink: negative
+    transfer on validation, gain −0.022 < −σ = −0.014)``.
+    """
+    fallen = [f.task for f in rec.fallbacks]
+    if rec.variant is None or not fallen or rec.variant == BASELINE:
+        return f"**Use `{rec.variant}`**"
+    kept = [t for t, v in rec.per_task.items() if v != BASELINE]
+    models = "the single-task model" if len(fallen) == 1 else "single-task models"
+    return (f"**Use `{rec.variant}` for {', '.join(kept)}; {models} for {', '.join(fallen)}** "
+            f"({fallback_text(rec.fallbacks)})")
+
+
 def recommendation_lines(rec: Recommendation) -> list[str]:
     """The recommendation as Markdown lines (the report's opening section)."""
     if rec.variant is None:
         return [f"No recommendation: {rec.reason}."]
-    out = [f"**Use `{rec.variant}`** (chosen on validation labels only; {rec.reason}).", "",
-           "| task | validation gain | noise σ | verdict (validation) | test gain "
-           "| verdict (test) |", "|---|---|---|---|---|---|"]
+    if rec.fallbacks and rec.variant != BASELINE:
+        out = [f"{headline(rec)}.", "",
+               f"`{rec.variant}` chosen on validation labels only ({rec.reason}); a task "
+               f"where it is below single-task beyond noise on validation (g < −σ) keeps "
+               f"its single-task model, which the study trained."]
+    else:
+        out = [f"{headline(rec)} (chosen on validation labels only; {rec.reason})."]
+    chosen = rec.fallbacks[0].variant if rec.fallbacks else rec.variant
+    out += ["", f"| task | model used | validation gain of {chosen} | noise σ "
+                "| verdict (validation) | test gain of the model used | verdict (test) |",
+            "|---|---|---|---|---|---|---|"]
     for task, c in rec.tasks.items():
         def num(x: float | None) -> str:
             return "n/a" if x is None else signed(x)
         sigma = "n/a" if c.val_noise is None else f"{c.val_noise:.3f}"
-        out.append(f"| {task} ({c.metric.split('/', 1)[1]}) | {num(c.val_gain)} | {sigma} "
-                   f"| {c.verdict} | {num(c.test_gain)} | {c.test_verdict} |")
+        out.append(f"| {task} ({c.metric.split('/', 1)[1]}) | {c.variant} "
+                   f"| {num(c.val_gain)} | {sigma} | {c.verdict} | {num(c.test_gain)} "
+                   f"| {c.test_verdict} |")
     return out
 
 
 __all__ = [
     "SIMPLICITY",
+    "Fallback",
     "Recommendation",
     "TaskCheck",
     "choose",
+    "fallback_text",
+    "headline",
     "recommend",
     "recommendation_lines",
     "validation_gains",
