@@ -33,9 +33,11 @@ def affinity(
     every: Annotated[int, typer.Option(help="Measure every N-th step.", min=1)] = 4,
     overwrite: Overwrite = False,
 ) -> None:
-    """How a step on each task's loss changes every other task's loss (TAG lookahead at the
-    shared layers, on the rows labelled for each task), averaged over a short run on the
-    training data: Z(i->j) = 1 - L_j(after a step on L_i) / L_j(before)."""
+    """How a step on each task's loss changes every other task's loss.
+
+    TAG lookahead at the shared layers, on the rows labelled for each task, averaged over
+    a short run on the training data: Z(i->j) = 1 - L_j(after a step on L_i) / L_j(before).
+    """
     from dmtl.build.data import build_experiment
     from dmtl.config import load_config
     from dmtl.training.affinity import measure_affinity, write_affinity
