@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torchmetrics.functional.classification import (
     multiclass_accuracy,
     multiclass_f1_score,
@@ -24,7 +29,7 @@ from dmtl.core.metrics import (
     categorical_metrics,
     flatten_metrics,
 )
-from dmtl.core.tasks import BinarySetTask, CategoricalTask
+from dmtl.core.tasks import BinarySetTask, CategoricalTask, RegressionTask
 
 ABC = CategoricalTask("letter", ["a", "b", "c"])
 LABELS3 = BinarySetTask("attr", ["L1", "L2", "L3"])
@@ -355,3 +360,60 @@ def test_per_output_threshold_keeps_per_class_values_of_small_tasks_only() -> No
     assert "small/f1/a" in flat and "small/f1_macro" in flat
     assert not any(k.startswith("large/f1/") for k in flat)
     assert flat["large/accuracy"] == 1.0 and "large/f1_macro" in flat
+
+
+# ---- one process without torchmetrics (dmtl evaluate) ------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), batches=st.integers(1, 4))
+def test_summed_metrics_equal_the_torchmetrics_ones_to_the_last_digit(
+    seed: int, batches: int
+) -> None:
+    """``synchronised=False`` (:class:`SummedMetrics`, no torchmetrics) gives exactly the
+    values of the torchmetrics states, for every kind, over several batches and a reset."""
+    tasks = [ABC, LABELS3, RegressionTask("va", ["valence", "arousal"])]
+    synced = MultiTaskMetrics(tasks, per_output=3)
+    summed = MultiTaskMetrics(tasks, per_output=3, synchronised=False)
+    generator = torch.Generator().manual_seed(seed)
+    for step in range(batches + 1):
+        if step == 1:  # the first batch is forgotten by both
+            synced.reset()
+            summed.reset()
+        n = int(torch.randint(1, 9, (), generator=generator))
+        logits = {t.name: torch.randn(n, t.num_outputs, generator=generator) for t in tasks}
+        labels = PartialLabels(tasks, {
+            "letter": TaskLabels(torch.randint(0, 3, (n,), generator=generator),
+                                 torch.rand(n, generator=generator) < 0.7),
+            "attr": TaskLabels((torch.rand(n, 3, generator=generator) < 0.5).float(),
+                               torch.rand(n, 3, generator=generator) < 0.6),
+            "va": TaskLabels(torch.randn(n, 2, generator=generator),
+                             torch.rand(n, 2, generator=generator) < 0.8),
+        })
+        for metrics in (synced, summed):
+            metrics.update(logits, labels)
+    want, got = synced.compute_flat(), summed.compute_flat()
+    assert list(got) == list(want)
+    assert got == want  # exact: the same kernels, the same sums
+
+
+def test_summed_metrics_import_no_torchmetrics() -> None:
+    """The one-process path loads neither torchmetrics nor what its package root imports."""
+    code = (
+        "import sys, torch\n"
+        "from dmtl.core.metrics import MultiTaskMetrics\n"
+        "from dmtl.core.tasks import CategoricalTask\n"
+        "from dmtl.core.labels import collate_labels\n"
+        "task = CategoricalTask('d', ['0', '1'])\n"
+        "metrics = MultiTaskMetrics([task], synchronised=False)\n"
+        "metrics.update({'d': torch.eye(2)}, collate_labels([task], [{'d': 0}, {'d': 1}]))\n"
+        "assert metrics.compute_flat()['d/accuracy'] == 1.0\n"
+        "print(sorted(m for m in ('torchmetrics', 'torchvision', 'scipy') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parents[2] / "src"),
+                      os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -155,6 +155,54 @@ def test_a_failed_check_leaves_the_old_file_and_no_partial_one(
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
 
 
+def test_the_torchscript_based_exporter_writes_the_onnx_file(
+    module: MultiTaskModule, tmp_path: Path
+) -> None:
+    result = export_model(module.model, model_card(module), tmp_path / "m.onnx", "onnx")
+    assert result.exporter == "torchscript" and result.max_difference <= TOLERANCE
+
+
+def test_where_it_fails_the_torch_export_based_one_writes_the_same_model(
+    module: MultiTaskModule, exported: dict[str, Path], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fallback (an operator the TorchScript-based exporter lacks, a PyTorch without
+    it): the same probabilities, the same card, checked against PyTorch all the same."""
+
+    def fails(*args: object) -> None:
+        raise RuntimeError("no such exporter")
+
+    monkeypatch.setattr(export_module, "_write_onnx_torchscript", fails)
+    card = model_card(module)
+    result = export_model(module.model, card, tmp_path / "m.onnx", "onnx")
+    assert result.exporter == "dynamo" and result.max_difference <= TOLERANCE
+    proto = onnx.load(str(result.path))
+    assert json.loads({p.key: p.value for p in proto.metadata_props}["dmtl"]) == card.to_dict()
+    x = torch.randn((4, *card.input_shape), generator=torch.Generator().manual_seed(4))
+    names = [t.name for t in card.tasks]
+    got = [ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        names, {"input": x.numpy()}) for path in (result.path, exported["onnx"])]
+    for dynamo_output, torchscript_output in zip(*got, strict=True):
+        np.testing.assert_allclose(dynamo_output, torchscript_output, atol=1e-6, rtol=0)
+
+
+def test_when_both_exporters_fail_the_error_names_both(
+    module: MultiTaskModule, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fails(*args: object) -> None:
+        raise RuntimeError("an operator it lacks")
+
+    def also_fails(*args: object) -> None:
+        raise RunError("ONNX export failed (X: y); try --format torchscript")
+
+    monkeypatch.setattr(export_module, "_write_onnx_torchscript", fails)
+    monkeypatch.setattr(export_module, "_write_onnx_dynamo", also_fails)
+    with pytest.raises(RunError, match=r"try --format torchscript \(the TorchScript-based "
+                       r"exporter: RuntimeError: an operator it lacks\)"):
+        export_model(module.model, model_card(module), tmp_path / "m.onnx", "onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_opsets_below_18_are_refused(module: MultiTaskModule, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"--opset: must lie in \[18, "):
         export_model(module.model, model_card(module), tmp_path / "m.onnx", "onnx", opset=13)

@@ -73,6 +73,8 @@ def export(
             trained.model, model_card(trained), target, fmt, opset=opset, overwrite=overwrite
         )
     details = f"opset {result.opset}, " if result.opset is not None else ""
+    if result.exporter == "dynamo":
+        details += "torch.export-based exporter, "
     console.print(
         f"exported to [bold]{escape(str(result.path))}[/] ({fmt}, {details}dynamic batch; "
         f"max |p - p_torch| = {result.max_difference:.1e})"

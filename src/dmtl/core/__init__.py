@@ -34,11 +34,11 @@ _EXPORTS: dict[str, str] = {
     "inverse_binary_log_posterior": "dmtl.core.maps",
     "inverse_categorical_map": "dmtl.core.maps",
     "distribution_matching_losses": "dmtl.core.matching",
-    "BinarySetMetrics": "dmtl.core.metrics",
-    "CategoricalMetrics": "dmtl.core.metrics",
+    "BinarySetMetrics": "dmtl.core.synced_metrics",
+    "CategoricalMetrics": "dmtl.core.synced_metrics",
     "MultiTaskMetrics": "dmtl.core.metrics",
-    "RegressionMetrics": "dmtl.core.metrics",
-    "TaskMetrics": "dmtl.core.metrics",
+    "RegressionMetrics": "dmtl.core.synced_metrics",
+    "TaskMetrics": "dmtl.core.synced_metrics",
     "binary_set_metrics": "dmtl.core.metrics",
     "categorical_metrics": "dmtl.core.metrics",
     "regression_metrics": "dmtl.core.metrics",
@@ -92,11 +92,7 @@ if TYPE_CHECKING:
     )
     from dmtl.core.matching import distribution_matching_losses
     from dmtl.core.metrics import (
-        BinarySetMetrics,
-        CategoricalMetrics,
         MultiTaskMetrics,
-        RegressionMetrics,
-        TaskMetrics,
         binary_set_metrics,
         categorical_metrics,
         regression_metrics,
@@ -104,6 +100,12 @@ if TYPE_CHECKING:
     from dmtl.core.model import MultiTaskModel, predictions
     from dmtl.core.objective import Objective
     from dmtl.core.relatedness import Relatedness, uniform_prior
+    from dmtl.core.synced_metrics import (
+        BinarySetMetrics,
+        CategoricalMetrics,
+        RegressionMetrics,
+        TaskMetrics,
+    )
     from dmtl.core.tasks import (
         TASK_KINDS,
         BinarySetTask,

@@ -1,4 +1,4 @@
-"""Masked per-task metrics: one torchmetrics class per task kind over functional kernels.
+"""Masked per-task metrics: one kernel per task kind, accumulated with or without torchmetrics.
 
 Everything is accumulated over the *observed* entries only (the masks of
 :class:`~dmtl.core.labels.TaskLabels`); ``num_labelled`` counts the samples with at
@@ -50,8 +50,13 @@ Task names cannot contain ``/``, so the text before the first ``/`` is the task.
 primary metric of a task (the study's headline number) is ``task.primary_metric``:
 ``accuracy``, ``f1_mean`` or ``ccc_mean``.
 
-The modules keep their counts or moments as torchmetrics states with
-``dist_reduce_fx="sum"``, so ``compute()`` under DDP sums them over processes first.
+Each kind's :class:`MetricKernel` gives a batch's counts or moments (they add up) and
+the values of their totals. Training accumulates them as torchmetrics states with
+``dist_reduce_fx="sum"`` (:mod:`dmtl.core.synced_metrics`, ``task.metric()``), so
+``compute()`` under DDP sums them over processes first; whatever evaluates in one process
+(``dmtl evaluate``, the functional forms) adds them up in :class:`SummedMetrics`, which
+gives the same values without importing torchmetrics (whose package root imports
+torchvision and SciPy: seconds of a command's start).
 
 >>> from dmtl.core.labels import TaskLabels
 >>> from dmtl.core.tasks import CategoricalTask
@@ -67,11 +72,10 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
-from torchmetrics import Metric
 
 from dmtl.core.labels import PartialLabels, TaskLabels
 
@@ -261,164 +265,162 @@ def metrics_from_moments(
     return out
 
 
-# ---- one torchmetrics class per kind ---------------------------------------------------------
+# ---- one kernel per kind: statistics that add up, values from their totals -------------------
 
 
-class TaskMetrics(Metric):
-    """Accumulating metrics of one task (torchmetrics: states summed over DDP processes).
+class MetricKernel:
+    """One task's metrics as sums: a batch's statistics add up, the values come from totals.
 
-    ``update(logits, labels)`` adds a batch; ``compute()`` returns ``{key: value}`` over
-    everything seen since the last ``reset()``. Build one with ``task.metric()``.
+    ``statistics(outputs, labels)`` gives one batch's tensors (named by :attr:`fields`:
+    :class:`Counts` or :class:`Moments`), ``zeros()`` the totals of no batch, ``values``
+    the metrics of the totals. Two accumulators add them up:
+    :class:`~dmtl.core.synced_metrics.TaskMetrics` (torchmetrics states, summed over DDP
+    processes; training) and :class:`SummedMetrics` (one process, no torchmetrics).
     """
 
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
+    fields: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, task: Task, per_output: bool = True, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, task: Task, per_output: bool = True) -> None:
         self.task = task
         self.per_output = per_output
 
     def metric_names(self) -> list[str]:
-        """Keys of :meth:`compute`'s result."""
+        """Keys of :meth:`values`' result."""
         return self.task.metric_names(self.per_output)
 
-
-class _ClassificationMetrics(TaskMetrics):
-    """Counts ``tp, fp, fn, observed`` per output and ``num_labelled``."""
-
-    tp: Tensor
-    fp: Tensor
-    fn: Tensor
-    observed: Tensor
-    num_labelled: Tensor
-
-    def __init__(
-        self, task: Task, per_output: bool = True, zero_division: float | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(task, per_output, **kwargs)
-        self.zero_division = zero_division
-        for name in ("tp", "fp", "fn", "observed"):
-            self.add_state(
-                name, default=torch.zeros(task.num_outputs, dtype=torch.long), dist_reduce_fx="sum"
-            )
-        self.add_state(
-            "num_labelled", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum"
-        )
-
-    accuracy_over: ClassVar[Literal["samples", "entries"]] = "entries"
-
-    def _counts(self, logits: Tensor, labels: TaskLabels) -> Counts:
+    def zeros(self) -> tuple[Tensor, ...]:
+        """The totals before any batch (on the CPU)."""
         raise NotImplementedError
 
-    def update(self, logits: Tensor, labels: TaskLabels) -> None:
-        """Add the counts of one batch (``logits`` of shape ``(N, num_outputs)``)."""
-        counts = self._counts(logits.detach(), labels)
-        device = self.tp.device
-        self.tp += counts.tp.to(device)
-        self.fp += counts.fp.to(device)
-        self.fn += counts.fn.to(device)
-        self.observed += counts.observed.to(device)
-        self.num_labelled += counts.num_labelled.to(device)
+    def statistics(self, outputs: Tensor, labels: TaskLabels) -> tuple[Tensor, ...]:
+        """One batch's statistics (``outputs`` of shape ``(N, num_outputs)``, detached)."""
+        raise NotImplementedError
 
-    def compute(self) -> dict[str, MetricValue]:
-        counts = Counts(self.tp, self.fp, self.fn, self.observed, self.num_labelled)
+    def values(self, totals: Sequence[Tensor]) -> dict[str, MetricValue]:
+        """``{key: value}`` of the accumulated statistics."""
+        raise NotImplementedError
+
+
+class ClassificationKernel(MetricKernel):
+    """Counts ``tp, fp, fn, observed`` per output and ``num_labelled`` (:class:`Counts`)."""
+
+    fields = Counts._fields
+    accuracy_over: ClassVar[Literal["samples", "entries"]] = "entries"
+
+    def __init__(
+        self, task: Task, per_output: bool = True, zero_division: float | None = None
+    ) -> None:
+        super().__init__(task, per_output)
+        self.zero_division = zero_division
+
+    def zeros(self) -> tuple[Tensor, ...]:
+        per_output = [torch.zeros(self.task.num_outputs, dtype=torch.long) for _ in range(4)]
+        return (*per_output, torch.zeros((), dtype=torch.long))
+
+    def values(self, totals: Sequence[Tensor]) -> dict[str, MetricValue]:
         return metrics_from_counts(
-            self.task, counts, self.per_output, self.zero_division, self.accuracy_over
+            self.task, Counts(*totals), self.per_output, self.zero_division, self.accuracy_over
         )
 
 
-class CategoricalMetrics(_ClassificationMetrics):
-    """Accuracy, macro-F1 and per-class F1 of a categorical task.
+class CategoricalKernel(ClassificationKernel):
+    """Accuracy (micro), macro-F1 and per-class F1 of a categorical task."""
+
+    task: CategoricalTask
+    accuracy_over = "samples"
+
+    def statistics(self, outputs: Tensor, labels: TaskLabels) -> tuple[Tensor, ...]:
+        return categorical_counts(outputs, labels, self.task)
+
+
+class BinarySetKernel(ClassificationKernel):
+    """Mean per-label F1, accuracy over entries and per-label F1 at ``threshold``."""
+
+    task: BinarySetTask
+
+    def __init__(
+        self, task: BinarySetTask, per_output: bool = True, zero_division: float | None = None,
+        threshold: float = 0.5,
+    ) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+        super().__init__(task, per_output, zero_division)
+        self.threshold = threshold
+
+    def statistics(self, outputs: Tensor, labels: TaskLabels) -> tuple[Tensor, ...]:
+        return binary_set_counts(outputs, labels, self.task, self.threshold)
+
+
+class RegressionKernel(MetricKernel):
+    """CCC per target, mean CCC and MSE from float64 moments (:class:`Moments`)."""
+
+    task: RegressionTask
+    fields = Moments._fields
+
+    def zeros(self) -> tuple[Tensor, ...]:
+        sums = [torch.zeros(self.task.num_outputs, dtype=torch.float64) for _ in range(6)]
+        return (*sums, torch.zeros((), dtype=torch.long))
+
+    def statistics(self, outputs: Tensor, labels: TaskLabels) -> tuple[Tensor, ...]:
+        return regression_moments(outputs, labels, self.task)
+
+    def values(self, totals: Sequence[Tensor]) -> dict[str, MetricValue]:
+        return metrics_from_moments(self.task, Moments(*totals), self.per_output)
+
+
+class SummedMetrics(nn.Module):
+    """A kernel's totals in one process: what :class:`~dmtl.core.synced_metrics.TaskMetrics`
+    gives, without torchmetrics (so without its imports) and without DDP synchronisation.
+
+    For whatever evaluates in one process: ``dmtl evaluate``, metrics per group, the
+    functional forms below. The totals are (non-persistent) buffers, so ``.to(device)``
+    moves them.
 
     >>> from dmtl.core.tasks import CategoricalTask
-    >>> metric = CategoricalTask("d", ["0", "1"]).metric()
+    >>> metric = SummedMetrics(CategoricalTask("d", ["0", "1"]).metric_kernel())
     >>> metric.update(torch.tensor([[2.0, 0.0]]), TaskLabels(torch.tensor([0]),
     ...                                                       torch.tensor([True])))
     >>> metric.compute()["accuracy"]
     1.0
     """
 
-    accuracy_over = "samples"
+    def __init__(self, kernel: MetricKernel) -> None:
+        super().__init__()
+        self.kernel = kernel
+        for name, zero in zip(kernel.fields, kernel.zeros(), strict=True):
+            self.register_buffer(name, zero, persistent=False)
 
-    def _counts(self, logits: Tensor, labels: TaskLabels) -> Counts:
-        return categorical_counts(logits, labels, self.task)  # type: ignore[arg-type]
+    @property
+    def task(self) -> Task:
+        return self.kernel.task
 
+    def metric_names(self) -> list[str]:
+        """Keys of :meth:`compute`'s result."""
+        return self.kernel.metric_names()
 
-class BinarySetMetrics(_ClassificationMetrics):
-    """Mean per-label F1, accuracy and per-label F1 at ``threshold`` of a binary-set task.
+    def totals(self) -> tuple[Tensor, ...]:
+        """The accumulated statistics, in the order of ``kernel.fields``."""
+        return tuple(getattr(self, name) for name in self.kernel.fields)
 
-    >>> from dmtl.core.tasks import BinarySetTask
-    >>> metric = BinarySetTask("au", ["AU1"]).metric()
-    >>> observed = torch.tensor([[True]])
-    >>> metric.update(torch.tensor([[2.0]]), TaskLabels(torch.tensor([[1.0]]), observed))
-    >>> metric.update(torch.tensor([[2.0]]), TaskLabels(torch.tensor([[0.0]]), observed))
-    >>> result = metric.compute()
-    >>> result["accuracy"], result["f1_mean"], result["num_labelled"]
-    (0.5, 0.6666666666666666, 2)
-    """
-
-    def __init__(
-        self, task: Task, per_output: bool = True, zero_division: float | None = None,
-        threshold: float = 0.5, **kwargs: Any,
-    ) -> None:
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
-        super().__init__(task, per_output, zero_division, **kwargs)
-        self.threshold = threshold
-
-    def _counts(self, logits: Tensor, labels: TaskLabels) -> Counts:
-        return binary_set_counts(logits, labels, self.task, self.threshold)  # type: ignore[arg-type]
-
-
-class RegressionMetrics(TaskMetrics):
-    """CCC per target, mean CCC and MSE of a regression task (moments in float64).
-
-    >>> from dmtl.core.tasks import RegressionTask
-    >>> metric = RegressionTask("va", ["valence"]).metric()
-    >>> y = torch.tensor([[0.1], [0.5], [-0.3]])
-    >>> metric.update(y, TaskLabels(y, torch.ones(3, 1, dtype=torch.bool)))
-    >>> metric.compute()["ccc_mean"]
-    1.0
-    """
-
-    n: Tensor
-    sum_z: Tensor
-    sum_y: Tensor
-    sum_zz: Tensor
-    sum_yy: Tensor
-    sum_zy: Tensor
-    num_labelled: Tensor
-
-    def __init__(self, task: Task, per_output: bool = True, **kwargs: Any) -> None:
-        super().__init__(task, per_output, **kwargs)
-        for name in Moments._fields[:-1]:
-            self.add_state(
-                name, default=torch.zeros(task.num_outputs, dtype=torch.float64),
-                dist_reduce_fx="sum",
-            )
-        self.add_state(
-            "num_labelled", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum"
-        )
-
-    def update(self, predictions: Tensor, labels: TaskLabels) -> None:
-        """Add the moments of one batch."""
-        moments = regression_moments(predictions, labels, self.task)  # type: ignore[arg-type]
-        for name, value in zip(Moments._fields, moments, strict=True):
-            state = getattr(self, name)
-            state += value.to(state.device, state.dtype)
+    def update(self, outputs: Tensor, labels: TaskLabels) -> None:
+        """Add one batch's statistics."""
+        batch = self.kernel.statistics(outputs.detach(), labels)
+        for total, value in zip(self.totals(), batch, strict=True):
+            total += value.to(total.device, total.dtype)
 
     def compute(self) -> dict[str, MetricValue]:
-        moments = Moments(*(getattr(self, name) for name in Moments._fields))
-        return metrics_from_moments(self.task, moments, self.per_output)
+        """``{key: value}`` over every batch since the last :meth:`reset`."""
+        return self.kernel.values(self.totals())
+
+    def reset(self) -> None:
+        for total in self.totals():
+            total.zero_()
 
 
-def _computed(metric: TaskMetrics, outputs: Tensor, labels: TaskLabels) -> dict[str, MetricValue]:
+def _computed(kernel: MetricKernel, outputs: Tensor, labels: TaskLabels) -> dict[str, MetricValue]:
+    metric = SummedMetrics(kernel)
     metric.update(outputs, labels)
-    result: dict[str, MetricValue] = metric.compute()
-    return result
+    return metric.compute()
 
 
 def categorical_metrics(
@@ -428,7 +430,7 @@ def categorical_metrics(
     per_class: bool = True,
     zero_division: float | None = None,
 ) -> dict[str, MetricValue]:
-    """Accuracy, macro-F1 and per-class F1 of one batch (functional :class:`CategoricalMetrics`).
+    """Accuracy, macro-F1 and per-class F1 of one batch (functional :class:`CategoricalKernel`).
 
     >>> from dmtl.core.tasks import CategoricalTask
     >>> task = CategoricalTask("digit", ["0", "1", "2"])
@@ -436,7 +438,7 @@ def categorical_metrics(
     >>> categorical_metrics(torch.zeros(2, 3), nothing, task, per_class=False)
     {'accuracy': None, 'f1_macro': None, 'num_labelled': 0}
     """
-    return _computed(CategoricalMetrics(task, per_class, zero_division), logits, labels)
+    return _computed(CategoricalKernel(task, per_class, zero_division), logits, labels)
 
 
 def binary_set_metrics(
@@ -458,14 +460,14 @@ def binary_set_metrics(
     >>> result["accuracy"], result["f1/AU1"], result["f1/AU2"], result["f1_mean"]
     (0.5, 0.6666666666666666, None, 0.6666666666666666)
     """
-    metric = BinarySetMetrics(task, per_label, zero_division, threshold=threshold)
-    return _computed(metric, logits, labels)
+    kernel = BinarySetKernel(task, per_label, zero_division, threshold=threshold)
+    return _computed(kernel, logits, labels)
 
 
 def regression_metrics(
     predictions: Tensor, labels: TaskLabels, task: RegressionTask, per_target: bool = True
 ) -> dict[str, MetricValue]:
-    """CCC per target, mean CCC and MSE of one batch (functional :class:`RegressionMetrics`).
+    """CCC per target, mean CCC and MSE of one batch (functional :class:`RegressionKernel`).
 
     >>> from dmtl.core.tasks import RegressionTask
     >>> task = RegressionTask("va", ["valence"])
@@ -474,11 +476,24 @@ def regression_metrics(
     >>> round(result["ccc_mean"], 6), result["mse"]   # 2 * 0.125 / (0.25 + 0.0625 + 0.0625)
     (0.666667, 0.125)
     """
-    return _computed(RegressionMetrics(task, per_target), predictions, labels)
+    return _computed(RegressionKernel(task, per_target), predictions, labels)
 
 
 MAX_PER_OUTPUT_METRICS = 100
 """Per-class / per-label metrics are kept for tasks with at most this many outputs."""
+
+
+class AccumulatedMetrics(Protocol):
+    """What :class:`MultiTaskMetrics` holds per task: a ``TaskMetrics`` or a
+    :class:`SummedMetrics`."""
+
+    def metric_names(self) -> list[str]: ...
+
+    def update(self, outputs: Tensor, labels: TaskLabels) -> None: ...
+
+    def compute(self) -> dict[str, MetricValue]: ...
+
+    def reset(self) -> None: ...
 
 
 class MultiTaskMetrics(nn.Module):
@@ -490,6 +505,8 @@ class MultiTaskMetrics(nn.Module):
     Every process must call ``compute()`` under DDP (it synchronises each task's states).
     ``per_output``: keep per-class/label/target values (an int keeps them only for
     tasks with at most that many outputs: 10,177 per-identity F1s are rarely wanted).
+    ``synchronised=False`` accumulates each task in a :class:`SummedMetrics` instead of a
+    torchmetrics ``Metric``: the same values, for one process, without importing torchmetrics.
 
     >>> from dmtl.core.labels import collate_labels
     >>> from dmtl.core.tasks import BinarySetTask, CategoricalTask
@@ -508,7 +525,8 @@ class MultiTaskMetrics(nn.Module):
     """
 
     def __init__(
-        self, tasks: Sequence[Task], per_output: bool | int = True, **metric_kwargs: Any
+        self, tasks: Sequence[Task], per_output: bool | int = True, synchronised: bool = True,
+        **metric_kwargs: Any,
     ) -> None:
         super().__init__()
         self.tasks: dict[str, Task] = {t.name: t for t in tasks}
@@ -520,16 +538,17 @@ class MultiTaskMetrics(nn.Module):
                 return per_output
             return task.num_outputs <= per_output
 
+        def metric(task: Task) -> nn.Module:
+            if synchronised:
+                return task.metric(per_output=wanted(task), **metric_kwargs)
+            return SummedMetrics(task.metric_kernel(per_output=wanted(task), **metric_kwargs))
+
         # A ModuleList, not a ModuleDict: task names need not be valid attribute names.
-        self.task_metrics = nn.ModuleList(
-            task.metric(per_output=wanted(task), **metric_kwargs) for task in self.tasks.values()
-        )
+        self.task_metrics = nn.ModuleList(metric(task) for task in self.tasks.values())
         self._position = {name: i for i, name in enumerate(self.tasks)}
 
-    def __getitem__(self, task: str) -> TaskMetrics:
-        metric = self.task_metrics[self._position[task]]
-        assert isinstance(metric, TaskMetrics)
-        return metric
+    def __getitem__(self, task: str) -> AccumulatedMetrics:
+        return cast(AccumulatedMetrics, self.task_metrics[self._position[task]])
 
     def update(self, logits: Mapping[str, Tensor], labels: PartialLabels) -> None:
         """Add a batch: ``logits[task]`` of shape ``(N, num_outputs)``, labels of N samples."""
@@ -573,14 +592,17 @@ class MultiTaskMetrics(nn.Module):
 
 __all__ = [
     "MAX_PER_OUTPUT_METRICS",
-    "BinarySetMetrics",
-    "CategoricalMetrics",
+    "AccumulatedMetrics",
+    "BinarySetKernel",
+    "CategoricalKernel",
+    "ClassificationKernel",
     "Counts",
+    "MetricKernel",
     "MetricValue",
     "Moments",
     "MultiTaskMetrics",
-    "RegressionMetrics",
-    "TaskMetrics",
+    "RegressionKernel",
+    "SummedMetrics",
     "binary_set_counts",
     "binary_set_metrics",
     "categorical_counts",

@@ -301,11 +301,14 @@ def model_card(module: TrainedNetwork) -> ModelCard:
 
 def training_crop(config: Config) -> CropRecipe | None:
     """The face crop recipe the training data implies: that of the first source read by a
-    reader that declares one (``register_reader(..., crop=...)``), else ``None``."""
-    from dmtl.data.readers import reader_crop_recipe
+    reader that declares one (``register_reader(..., crop=...)``), else ``None``.
 
+    The readers (pandas and all) are imported only when a source is read by one.
+    """
     for source in config.sources:
         if source.reader is not None:
+            from dmtl.data.readers import reader_crop_recipe
+
             recipe = reader_crop_recipe(source.reader, source.options)
             if recipe is not None:
                 return recipe

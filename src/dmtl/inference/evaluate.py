@@ -2,8 +2,10 @@
 
 The network is loaded without Lightning (:func:`~dmtl.build.checkpoint.load_trained`) and
 run over the split's batches in evaluation mode, under ``torch.inference_mode``, into the
-same :class:`~dmtl.core.metrics.MultiTaskMetrics` the training module evaluates with, so
-the values equal those of the run's own evaluation (``metrics.json``).
+same :class:`~dmtl.core.metrics.MultiTaskMetrics` the training module evaluates with (the
+same kernels), so the values equal those of the run's own evaluation (``metrics.json``).
+It evaluates in one process, so it sums them without torchmetrics
+(``synchronised=False``), whose import (torchvision, SciPy) would take seconds.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ def evaluate_trained(
         raise DataError(f"the config of {name} has no {split} split")
     device = evaluation_device()
     model = trained.model.to(device).eval()
-    metrics = MultiTaskMetrics(trained.tasks, per_output=MAX_PER_OUTPUT_METRICS).to(device)
+    metrics = MultiTaskMetrics(
+        trained.tasks, per_output=MAX_PER_OUTPUT_METRICS, synchronised=False
+    ).to(device)
     with torch.inference_mode():
         for batch in loader:
             moved = batch.to(device)

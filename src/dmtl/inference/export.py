@@ -13,21 +13,28 @@ to ``channels`` and ``image_size``, scale 8-bit pixels to [0, 1], then
 JSON) is stored as ONNX ``metadata_props["dmtl"]`` or TorchScript
 ``_extra_files["dmtl.json"]``.
 
-ONNX uses PyTorch's ``torch.export``-based exporter (``torch.onnx.export(...,
-dynamo=True)``, which needs ``onnxscript``) at opset :data:`DEFAULT_OPSET` unless told
-otherwise; 18 is the lowest it writes. After writing, the file is loaded back and run
-on batches of 1 and 3 (the dynamic batch axis) against PyTorch: :func:`export_model`
-returns the largest difference it saw.
+ONNX is written at opset :data:`DEFAULT_OPSET` unless told otherwise (18 is the lowest
+accepted) by PyTorch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``,
+deprecated since PyTorch 2.9 but kept): it traces the network in well under a second
+and imports neither ``torch._dynamo`` nor ``onnxscript``, where the ``torch.export``-based
+one (``dynamo=True``) spends about 4 s of a 2-core CPU on those imports, its operator
+registry and ``torch.export`` (what made ``dmtl export`` take 6.6 s). Where the
+TorchScript-based exporter fails (an operator it lacks, an opset it cannot write, a
+PyTorch that removed it), the ``torch.export``-based one writes the file.
+After writing, the file is loaded back and run on batches of 1 and 3 (the dynamic batch
+axis) against PyTorch, whichever exporter wrote it: :func:`export_model` returns the
+largest difference it saw.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -81,14 +88,20 @@ class _NamedOutputs(nn.Module):
         return dict(zip(self.names, self.model(x), strict=True))
 
 
+OnnxExporter = Literal["torchscript", "dynamo"]
+"""PyTorch's ONNX exporters: TorchScript-based (``dynamo=False``) or ``torch.export``-based."""
+
+
 @dataclass(frozen=True)
 class ExportResult:
-    """Where the file went and how closely it reproduces PyTorch (max |p - p_torch|)."""
+    """Where the file went and how closely it reproduces PyTorch (max |p - p_torch|); for
+    ONNX, the opset and which of PyTorch's exporters wrote it."""
 
     path: Path
     format: ExportFormat
     max_difference: float
     opset: int | None
+    exporter: OnnxExporter | None = None
 
 
 def export_model(
@@ -117,19 +130,73 @@ def export_model(
     example = torch.zeros((2, *card.input_shape))
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
+    exporter: OnnxExporter | None = None
     try:
         if fmt == "onnx":
-            _write_onnx(wrapped, card, example, temporary, opset)
+            exporter = _write_onnx(wrapped, card, example, temporary, opset)
         else:
             _write_torchscript(wrapped, card, example, temporary)
         difference = check_export(wrapped, card, temporary, fmt)
         os.replace(temporary, output)
     finally:
         temporary.unlink(missing_ok=True)
-    return ExportResult(output, fmt, difference, opset if fmt == "onnx" else None)
+    return ExportResult(output, fmt, difference, opset if fmt == "onnx" else None, exporter)
 
 
 def _write_onnx(
+    model: ProbabilityModel, card: ModelCard, example: Tensor, path: Path, opset: int
+) -> OnnxExporter:
+    """Write the ONNX file with the TorchScript-based exporter, or where it fails with the
+    ``torch.export``-based one (module docstring); which one wrote it."""
+    try:
+        _write_onnx_torchscript(model, card, example, path, opset)
+        return "torchscript"
+    except Exception as error:  # the legacy exporter raises many kinds (or is gone)
+        first = f"{type(error).__name__}: {_first_line(error)}"
+    try:
+        _write_onnx_dynamo(model, card, example, path, opset)
+    except RunError as error:
+        raise RunError(f"{error} (the TorchScript-based exporter: {first})") from error
+    return "dynamo"
+
+
+def _description(card: ModelCard) -> str:
+    return (
+        f"dmtl {card.dmtl_version} model {card.name!r}: outputs are per-task probabilities; "
+        f"metadata_props[{METADATA_KEY!r}] holds the model card (JSON)"
+    )
+
+
+def _write_onnx_torchscript(
+    model: ProbabilityModel, card: ModelCard, example: Tensor, path: Path, opset: int
+) -> None:
+    import onnx
+
+    outputs = [t.name for t in card.tasks]
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        # Its deprecation notice, and the tracer's: check_export tries other batch sizes.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # Into memory (it accepts a file object): a model over 2 GB cannot be written there
+        # and falls to the other exporter, which says so, instead of leaving external data.
+        torch.onnx.export(
+            model,
+            (example,),
+            buffer,  # type: ignore[arg-type]
+            input_names=[card.input_name],
+            output_names=outputs,
+            opset_version=opset,
+            dynamo=False,
+            dynamic_axes={name: {0: "batch"} for name in (card.input_name, *outputs)},
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    proto.metadata_props.add(key=METADATA_KEY, value=card.to_json())
+    proto.doc_string = _description(card)
+    onnx.save(proto, str(path))
+
+
+def _write_onnx_dynamo(
     model: ProbabilityModel, card: ModelCard, example: Tensor, path: Path, opset: int
 ) -> None:
     batch = torch.export.Dim("batch")
@@ -150,10 +217,7 @@ def _write_onnx(
             "try --format torchscript"
         ) from error
     program.model.metadata_props[METADATA_KEY] = card.to_json()
-    program.model.doc_string = (
-        f"dmtl {card.dmtl_version} model {card.name!r}: outputs are per-task probabilities; "
-        f"metadata_props[{METADATA_KEY!r}] holds the model card (JSON)"
-    )
+    program.model.doc_string = _description(card)
     try:
         # One self-contained file: weights beside it (external data) would not move with it.
         program.save(str(path), external_data=False)
@@ -222,6 +286,7 @@ __all__ = [
     "MIN_OPSET",
     "ExportFormat",
     "ExportResult",
+    "OnnxExporter",
     "ProbabilityModel",
     "check_export",
     "check_opset",

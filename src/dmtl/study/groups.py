@@ -151,11 +151,11 @@ def group_table(
     groups: np.ndarray, column: str,
 ) -> GroupTable:
     """Each task's primary metric within each group (see :class:`GroupTable`)."""
-    primary = MultiTaskMetrics(tasks).primary_names()
+    primary = MultiTaskMetrics(tasks, synchronised=False).primary_names()
     rows = []
     for group in sorted(set(groups.tolist())):
         rows_of = np.flatnonzero(groups == group)
-        metrics = MultiTaskMetrics(tasks, per_output=False)
+        metrics = MultiTaskMetrics(tasks, per_output=False, synchronised=False)
         encoded = {name: torch.from_numpy(values[rows_of]) for name, values in labels.items()}
         metrics.update(
             {name: z[rows_of] for name, z in logits.items()},

@@ -15,6 +15,7 @@ from dmtl.data.builtin.digits import (
     SHAPE_TABLE,
     ink_measures,
     load_digits,
+    scikit_learn_digits,
     stratified_split,
 )
 
@@ -49,6 +50,21 @@ def test_split_is_fixed_and_stratified(digits: BuiltinDataset) -> None:
     other = stratified_split(y, 360, seed=1)
     assert (other == "test").sum() == 360 and not np.array_equal(other, digits.split)
     assert len(digits.subset("test")) == 360
+
+
+def test_the_file_read_gives_scikit_learns_digits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read without importing scikit-learn, or (the file not found) through it: the arrays
+    ``sklearn.datasets.load_digits`` gives."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    pixels, digits = scikit_learn_digits()
+    assert pixels.dtype == np.float64 and digits.dtype == np.int64
+    assert np.array_equal(pixels, bunch.data) and np.array_equal(digits, bunch.target)
+    monkeypatch.setattr("dmtl.data.builtin.digits.SKLEARN_DIGITS_FILE", ("no", "such.csv.gz"))
+    fallback_pixels, fallback_digits = scikit_learn_digits()
+    assert np.array_equal(fallback_pixels, bunch.data)
+    assert np.array_equal(fallback_digits, bunch.target)
 
 
 def test_shape_table_rows_are_unique_and_definitions_hold() -> None:

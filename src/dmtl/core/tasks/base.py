@@ -36,6 +36,7 @@ from dmtl.errors import DataError, SpecError
 if TYPE_CHECKING:
     from torchmetrics import Metric
 
+    from dmtl.core.metrics import MetricKernel
     from dmtl.core.relatedness import Relatedness
 
 
@@ -226,6 +227,12 @@ class Task:
 
     def metric(self, per_output: bool = True, **kwargs: Any) -> Metric:
         """A torchmetrics ``Metric`` accumulating this task's metrics (DDP-synchronised)."""
+        raise NotImplementedError
+
+    def metric_kernel(self, per_output: bool = True, **kwargs: Any) -> MetricKernel:
+        """This task's metrics as summable statistics (:class:`~dmtl.core.metrics.MetricKernel`),
+        which :meth:`metric` accumulates with torchmetrics and
+        :class:`~dmtl.core.metrics.SummedMetrics` without."""
         raise NotImplementedError
 
     def metric_names(self, per_output: bool = True) -> list[str]:

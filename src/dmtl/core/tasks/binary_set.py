@@ -35,6 +35,7 @@ from dmtl.errors import SpecError
 if TYPE_CHECKING:
     from torchmetrics import Metric
 
+    from dmtl.core.metrics import MetricKernel
     from dmtl.core.relatedness import Relatedness
 
 
@@ -134,9 +135,14 @@ class BinarySetTask(VectorTask):
         return (outputs >= limits.to(outputs.dtype)).cpu().numpy().astype(np.float32)
 
     def metric(self, per_output: bool = True, **kwargs: Any) -> Metric:
-        from dmtl.core.metrics import BinarySetMetrics
+        from dmtl.core.synced_metrics import BinarySetMetrics
 
         return BinarySetMetrics(self, per_output=per_output, **kwargs)
+
+    def metric_kernel(self, per_output: bool = True, **kwargs: Any) -> MetricKernel:
+        from dmtl.core.metrics import BinarySetKernel
+
+        return BinarySetKernel(self, per_output=per_output, **kwargs)
 
     def metric_names(self, per_output: bool = True) -> list[str]:
         per = [f"f1/{name}" for name in self.names] if per_output else []

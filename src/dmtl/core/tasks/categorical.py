@@ -46,6 +46,7 @@ from dmtl.errors import DataError, SpecError
 if TYPE_CHECKING:
     from torchmetrics import Metric
 
+    from dmtl.core.metrics import MetricKernel
     from dmtl.core.relatedness import Relatedness
 
 _INTEGER = re.compile(r"^[+-]?\d+$")
@@ -301,9 +302,14 @@ class CategoricalTask(Task):
         return outputs.argmax(dim=-1).cpu().numpy().astype(np.int64)
 
     def metric(self, per_output: bool = True, **kwargs: Any) -> Metric:
-        from dmtl.core.metrics import CategoricalMetrics
+        from dmtl.core.synced_metrics import CategoricalMetrics
 
         return CategoricalMetrics(self, per_output=per_output, **kwargs)
+
+    def metric_kernel(self, per_output: bool = True, **kwargs: Any) -> MetricKernel:
+        from dmtl.core.metrics import CategoricalKernel
+
+        return CategoricalKernel(self, per_output=per_output, **kwargs)
 
     def metric_names(self, per_output: bool = True) -> list[str]:
         per = [f"f1/{name}" for name in self.names] if per_output else []

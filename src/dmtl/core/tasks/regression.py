@@ -35,6 +35,8 @@ from dmtl.errors import SpecError
 if TYPE_CHECKING:
     from torchmetrics import Metric
 
+    from dmtl.core.metrics import MetricKernel
+
 RegressionLoss = Literal["mse", "ccc"]
 
 
@@ -134,9 +136,14 @@ class RegressionTask(VectorTask):
         return np.clip(values, self.low, self.high)
 
     def metric(self, per_output: bool = True, **kwargs: Any) -> Metric:
-        from dmtl.core.metrics import RegressionMetrics
+        from dmtl.core.synced_metrics import RegressionMetrics
 
         return RegressionMetrics(self, per_output=per_output, **kwargs)
+
+    def metric_kernel(self, per_output: bool = True, **kwargs: Any) -> MetricKernel:
+        from dmtl.core.metrics import RegressionKernel
+
+        return RegressionKernel(self, per_output=per_output, **kwargs)
 
     def metric_names(self, per_output: bool = True) -> list[str]:
         per = [f"ccc/{name}" for name in self.names] if per_output else []

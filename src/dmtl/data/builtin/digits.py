@@ -66,6 +66,9 @@ class), and the class's samples are shuffled by ``numpy.random.default_rng(0)``
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+from pathlib import Path
+
 import numpy as np
 
 from dmtl.core.relatedness import Relatedness
@@ -155,16 +158,40 @@ def measure_labels(images: np.ndarray) -> np.ndarray:
     return ((columns - columns.mean(0)) / columns.std(0)).astype(np.float32)
 
 
+SKLEARN_DIGITS_FILE = ("datasets", "data", "digits.csv.gz")
+"""Where scikit-learn keeps the digits, inside its package: 1,797 rows of 64 pixels (0..16)
+and the digit, comma-separated (what ``sklearn.datasets.load_digits`` reads)."""
+
+
+def scikit_learn_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits: pixels float64 ``(1797, 64)`` in 0..16, digits int64 ``(1797,)``.
+
+    The file scikit-learn ships (:data:`SKLEARN_DIGITS_FILE`) is read as
+    ``sklearn.datasets.load_digits`` reads it, without importing scikit-learn, whose
+    import (SciPy's stats and more) takes about a second of a command that only needs
+    the data (``dmtl evaluate``); where the file is not found (another scikit-learn
+    layout), ``load_digits`` itself gives the same arrays.
+    """
+    spec = find_spec("sklearn")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        path = Path(folder).joinpath(*SKLEARN_DIGITS_FILE)
+        if path.is_file():
+            table = np.loadtxt(path, delimiter=",")
+            return table[:, :-1], table[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
+
+
 def load_digits(
     num_test: int = NUM_TEST, split_seed: int = SPLIT_SEED, measures: bool = False
 ) -> BuiltinDataset:
     """scikit-learn digits with tasks ``digit``, ``shape``, ``ink`` (module docstring), and
     with ``measures=True`` the regression task ``measures`` (:func:`measure_labels`)."""
-    from sklearn.datasets import load_digits as sklearn_digits
-
-    bunch = sklearn_digits()
-    images = np.asarray(bunch.images, dtype=np.float64) / 16.0
-    digits = np.asarray(bunch.target, dtype=np.int64)
+    pixels, digits = scikit_learn_digits()
+    images = pixels.reshape(-1, 8, 8) / 16.0
     if not 0 < num_test < len(digits):
         raise ValueError(f"num_test must lie in (0, {len(digits)}), got {num_test}")
     labels = {
@@ -198,5 +225,6 @@ __all__ = [
     "ink_measures",
     "load_digits",
     "measure_labels",
+    "scikit_learn_digits",
     "stratified_split",
 ]
