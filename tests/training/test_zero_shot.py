@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from dmtl.core.relatedness import Relatedness
@@ -34,7 +35,7 @@ def test_zero_shot_class_wins_when_the_aus_match_its_profile() -> None:
     columns = zero_shot_columns(edge, probs)
     assert columns["zs:expression"] == ["happily_surprised", "happily_surprised"]
     posterior = torch.tensor(
-        [columns[f"zs:expression/{c}"] for c in edge.source.classes]
+        np.array([columns[f"zs:expression/{c}"] for c in edge.source.classes])
     ).T  # (N, C)
     assert torch.allclose(posterior.sum(1), torch.ones(2), atol=1e-5)
     # First sample: every AU on, the zero-shot profile is the most likely class.
