@@ -103,6 +103,7 @@ class Settings:
     num_workers: int = 0
     device: str = "cpu"
     only: list[str] | None = None
+    variants: list[str] | None = None  # the regime studies' variants (None: the config's)
 
 
 DIGITS_CONFIG = "configs/digits-scarce.yaml"
@@ -197,6 +198,10 @@ def plan(settings: Settings, quick: bool = False) -> list[StudySpec]:
     if settings.num_workers:
         extra.append(f"trainer.num_workers={settings.num_workers}")
     for spec in specs:
+        if settings.variants and spec.kind == "regime":
+            chosen = f"study.variants=[{', '.join(settings.variants)}]"
+            spec.overrides = [*spec.overrides, chosen]
+    for spec in specs:
         spec.overrides = spec.overrides + extra
     if not fashion_available():
         specs = [s for s in specs if s.dataset != "fashion"]
@@ -252,6 +257,7 @@ def summarise(
 ) -> dict[str, Any]:
     """The study's table as data: mean, std, n and values per variant and task, verdicts,
     the ranking, and how each run trained."""
+    from dmtl.study.recommend import recommend
     from dmtl.study.statistics import (
         best_variants,
         cell,
@@ -286,6 +292,7 @@ def summarise(
         "gains": {v: {t: x.gain for t, x in per.items()} for v, per in verdicts.items()},
         "ranking": {v: float(ranked.loc[v, "mean rank"]) for v in ranked.index},
         "best": best_variants(results),
+        "recommendation": recommend(results).to_dict(),
         "steps_per_run": sorted({r.steps for r in done if r.steps}),
         "training": {
             v: {
@@ -505,6 +512,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per study")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--only", nargs="+", help="run only these studies (by name)")
+    parser.add_argument("--variants", nargs="+", default=None,
+                        help="the regime studies' variants ('all': every variant; default: "
+                             "each config's)")
     parser.add_argument("--fashion-epochs", type=int, default=None)
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     parser.add_argument("--fashion-max-samples", type=int, default=None,
@@ -529,6 +539,12 @@ def settings_from(args: argparse.Namespace, quick: bool) -> Settings:
     settings.threads = args.threads
     settings.num_workers = args.num_workers
     settings.only = args.only
+    if args.variants == ["all"]:
+        from dmtl.config import ALL_VARIANTS
+
+        settings.variants = list(ALL_VARIANTS)
+    else:
+        settings.variants = args.variants
     return settings
 
 
