@@ -279,6 +279,52 @@ def quality_section(doc: Doc | None, out: Path, title: str = "Quality") -> list[
     return blocks
 
 
+SCARCE_TASK = {"digits": "digit", "fashion": "category"}
+"""The task each dataset's regimes make scarce."""
+
+
+def _recommendation_row(study: Doc) -> list[str] | None:
+    """One regime under its recommendation: the model per task, test gains, verdicts."""
+    rec = study.get("recommendation")
+    if not rec or study.get("kind") != "regime":
+        return None
+    checks: dict[str, Doc] = rec.get("tasks", {})
+    gains = {t: c.get("test_gain") for t, c in checks.items()}
+    used = "; ".join(f"{t}: {c.get('variant', rec['variant'])}" for t, c in checks.items())
+    hurt = [t for t, c in checks.items() if c.get("test_verdict") == "negative transfer"]
+    known = [g for g in gains.values() if g is not None]
+    scarce = SCARCE_TASK.get(study.get("dataset", ""))
+    reference = study.get("gains", {}).get("mtl+ca+dm", {}).get(scarce) if scarce else None
+    kept = (f"{gains[scarce] / reference:.0%}" if scarce in gains and gains[scarce] is not None
+            and reference else "n/a")
+    budget = any(c.get("verdict") == "under-trained" for c in checks.values())
+    return [study["name"], used,
+            ", ".join(f"{t} {_num(g, '+.3f')}" for t, g in gains.items()),
+            ", ".join(hurt) or "none", _num(min(known), "+.3f") if known else "n/a", kept,
+            "yes" if budget else "no"]
+
+
+def recommendation_section(doc: Doc | None, out: Path,
+                           title: str = "The recommendation across regimes") -> list[str]:
+    """Every regime study of ``doc`` under its validation-chosen recommendation."""
+    studies = [s for s in (doc or {}).get("studies", []) if s.get("recommendation")]
+    rows = [row for s in studies if (row := _recommendation_row(s)) is not None]
+    if not rows:
+        return []
+    clean = sum(r[3] == "none" and r[6] == "no" for r in rows)
+    within = sum(r[4] != "n/a" and float(r[4]) >= -0.01 for r in rows)
+    summary = (f"No negative transfer under the recommendation (and no run at its budget) in "
+               f"{clean} of {len(rows)} regimes; no task below single-task by more than 0.01 "
+               f"in {within} of {len(rows)}.")
+    header = ["regime", "model used per task", "test gain of that model", "negative transfer",
+              "worst gain", "scarce-task gain kept (of mtl+ca+dm's)", "under-trained (models used)"]
+    assert doc is not None
+    return [text("recommendation_section", title=title,
+                 provenance="\n".join(_provenance(doc)),
+                 intro=text("recommendation_intro"), table=_table(header, rows),
+                 summary=summary)]
+
+
 # --------------------------------------------------------------------------- cost
 
 
@@ -595,6 +641,7 @@ def render(results: dict[str, Doc], out: Path, results_dir: Path) -> str:
     blocks = [text("header", now=now(), results=_rel(results_dir, out)),
               _hardware_table(results), text("noise"), _summary(results),
               *quality_section(results.get("quality"), out),
+              *recommendation_section(results.get("quality-recommendation"), out),
               *cost_section(results.get("cost"), out),
               *ddp_section(results.get("ddp"), out),
               *gpu_section(results, out),

@@ -67,6 +67,17 @@ def test_quality_json(results: Path) -> None:
     assert study["failed"] == []
     (target,) = [t for t in data["targets"] if t["target"].startswith("digits 3")]
     assert isinstance(target["reached"], bool)
+    assert set(study["recommendation"]["per_task"]) == set(study["tasks"])
+
+
+def test_recommendation_section(results: Path) -> None:
+    from benchmarks.report import recommendation_section
+
+    data = _load(results, "quality")
+    (section,) = recommendation_section(data, results / "benchmarks.md")
+    (row,) = [line for line in section.splitlines() if line.startswith("| digits-scarce-3 ")]
+    assert all(f"{task}: " in row for task in ("digit", "shape", "ink"))
+    assert "regimes; no task below single-task by more than 0.01 in" in section
 
 
 def test_cost_json(results: Path) -> None:
