@@ -368,7 +368,41 @@ class RegressionKernel(MetricKernel):
         return metrics_from_moments(self.task, Moments(*totals), self.per_output)
 
 
-class SummedMetrics(nn.Module):
+class KernelTotals:
+    """What an accumulator of a :class:`MetricKernel`'s statistics does with its totals
+    (attributes named after ``kernel.fields``): add a batch, compute the values.
+
+    Shared by :class:`SummedMetrics` (one process) and
+    :class:`~dmtl.core.synced_metrics.TaskMetrics` (torchmetrics, summed over DDP
+    processes), which differ only in how the totals are stored.
+    """
+
+    kernel: MetricKernel
+
+    @property
+    def task(self) -> Task:
+        return self.kernel.task
+
+    def metric_names(self) -> list[str]:
+        """Keys of :meth:`compute`'s result."""
+        return self.kernel.metric_names()
+
+    def totals(self) -> tuple[Tensor, ...]:
+        """The accumulated statistics, in the order of ``kernel.fields``."""
+        return tuple(getattr(self, name) for name in self.kernel.fields)
+
+    def update(self, outputs: Tensor, labels: TaskLabels) -> None:
+        """Add the statistics of one batch (``outputs`` of shape ``(N, num_outputs)``)."""
+        batch = self.kernel.statistics(outputs.detach(), labels)
+        for total, value in zip(self.totals(), batch, strict=True):
+            total += value.to(total.device, total.dtype)
+
+    def compute(self) -> dict[str, MetricValue]:
+        """``{key: value}`` over every batch since the last reset."""
+        return self.kernel.values(self.totals())
+
+
+class SummedMetrics(KernelTotals, nn.Module):
     """A kernel's totals in one process: what :class:`~dmtl.core.synced_metrics.TaskMetrics`
     gives, without torchmetrics (so without its imports) and without DDP synchronisation.
 
@@ -389,28 +423,6 @@ class SummedMetrics(nn.Module):
         self.kernel = kernel
         for name, zero in zip(kernel.fields, kernel.zeros(), strict=True):
             self.register_buffer(name, zero, persistent=False)
-
-    @property
-    def task(self) -> Task:
-        return self.kernel.task
-
-    def metric_names(self) -> list[str]:
-        """Keys of :meth:`compute`'s result."""
-        return self.kernel.metric_names()
-
-    def totals(self) -> tuple[Tensor, ...]:
-        """The accumulated statistics, in the order of ``kernel.fields``."""
-        return tuple(getattr(self, name) for name in self.kernel.fields)
-
-    def update(self, outputs: Tensor, labels: TaskLabels) -> None:
-        """Add one batch's statistics."""
-        batch = self.kernel.statistics(outputs.detach(), labels)
-        for total, value in zip(self.totals(), batch, strict=True):
-            total += value.to(total.device, total.dtype)
-
-    def compute(self) -> dict[str, MetricValue]:
-        """``{key: value}`` over every batch since the last :meth:`reset`."""
-        return self.kernel.values(self.totals())
 
     def reset(self) -> None:
         for total in self.totals():

@@ -12,23 +12,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from torch import Tensor
 from torchmetrics import Metric
 
-from dmtl.core.labels import TaskLabels
 from dmtl.core.metrics import (
     BinarySetKernel,
     CategoricalKernel,
+    KernelTotals,
     MetricKernel,
-    MetricValue,
     RegressionKernel,
 )
 
 if TYPE_CHECKING:
-    from dmtl.core.tasks import BinarySetTask, CategoricalTask, RegressionTask, Task
+    from dmtl.core.tasks import BinarySetTask, CategoricalTask, RegressionTask
 
 
-class TaskMetrics(Metric):
+class TaskMetrics(KernelTotals, Metric):
     """Accumulating metrics of one task (torchmetrics: states summed over DDP processes).
 
     ``update(logits, labels)`` adds a batch; ``compute()`` returns ``{key: value}`` over
@@ -46,34 +44,15 @@ class TaskMetrics(Metric):
             self.add_state(name, default=zero, dist_reduce_fx="sum")
 
     @property
-    def task(self) -> Task:
-        return self.kernel.task
-
-    @property
     def per_output(self) -> bool:
         return self.kernel.per_output
-
-    def metric_names(self) -> list[str]:
-        """Keys of :meth:`compute`'s result."""
-        return self.kernel.metric_names()
-
-    def _totals(self) -> tuple[Tensor, ...]:
-        return tuple(getattr(self, name) for name in self.kernel.fields)
-
-    def update(self, outputs: Tensor, labels: TaskLabels) -> None:
-        """Add the statistics of one batch (``outputs`` of shape ``(N, num_outputs)``)."""
-        batch = self.kernel.statistics(outputs.detach(), labels)
-        for total, value in zip(self._totals(), batch, strict=True):
-            total += value.to(total.device, total.dtype)
-
-    def compute(self) -> dict[str, MetricValue]:
-        return self.kernel.values(self._totals())
 
 
 class CategoricalMetrics(TaskMetrics):
     """Accuracy, macro-F1 and per-class F1 of a categorical task.
 
     >>> import torch
+    >>> from dmtl.core.labels import TaskLabels
     >>> from dmtl.core.tasks import CategoricalTask
     >>> metric = CategoricalTask("d", ["0", "1"]).metric()
     >>> metric.update(torch.tensor([[2.0, 0.0]]), TaskLabels(torch.tensor([0]),
@@ -93,6 +72,7 @@ class BinarySetMetrics(TaskMetrics):
     """Mean per-label F1, accuracy and per-label F1 at ``threshold`` of a binary-set task.
 
     >>> import torch
+    >>> from dmtl.core.labels import TaskLabels
     >>> from dmtl.core.tasks import BinarySetTask
     >>> metric = BinarySetTask("au", ["AU1"]).metric()
     >>> observed = torch.tensor([[True]])
@@ -115,6 +95,7 @@ class RegressionMetrics(TaskMetrics):
     """CCC per target, mean CCC and MSE of a regression task (moments in float64).
 
     >>> import torch
+    >>> from dmtl.core.labels import TaskLabels
     >>> from dmtl.core.tasks import RegressionTask
     >>> metric = RegressionTask("va", ["valence"]).metric()
     >>> y = torch.tensor([[0.1], [0.5], [-0.3]])
