@@ -319,7 +319,8 @@ def recommendation_section(doc: Doc | None, out: Path,
     header = ["regime", "model used per task", "test gain of that model", "negative transfer",
               "worst gain", "scarce-task gain kept (of mtl+ca+dm's)", "under-trained (models used)"]
     assert doc is not None
-    return [text("recommendation_section", title=title,
+    datasets = ", ".join(sorted({s.get("dataset", "?") for s in studies}))
+    return [text("recommendation_section", title=f"{title}: {datasets}",
                  provenance="\n".join(_provenance(doc)),
                  intro=text("recommendation_intro"), table=_table(header, rows),
                  summary=summary)]
@@ -641,7 +642,8 @@ def render(results: dict[str, Doc], out: Path, results_dir: Path) -> str:
     blocks = [text("header", now=now(), results=_rel(results_dir, out)),
               _hardware_table(results), text("noise"), _summary(results),
               *quality_section(results.get("quality"), out),
-              *recommendation_section(results.get("quality-recommendation"), out),
+              *[block for name in sorted(results) if name.startswith("quality-recommendation")
+                for block in recommendation_section(results[name], out)],
               *cost_section(results.get("cost"), out),
               *ddp_section(results.get("ddp"), out),
               *gpu_section(results, out),
