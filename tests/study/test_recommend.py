@@ -111,7 +111,7 @@ def test_a_task_hurt_on_validation_keeps_its_single_task_model() -> None:
     [fallback] = rec.fallbacks
     assert (fallback.task, fallback.variant) == ("k", "mtl")
     assert fallback.val_gain == pytest.approx(-0.05) and fallback.val_noise == pytest.approx(0.02)
-    assert fallback.reason == "negative transfer on validation, gain −0.050 < −σ = −0.020"
+    assert fallback.reason == "negative transfer on validation, gain −0.050 < −σ·√(2/n) = −0.016"
     # validation: mtl's verdict on k (why it falls back); test: the model used for each task
     assert rec.tasks["k"].verdict == "negative transfer" and rec.tasks["k"].variant == "single_task"
     assert rec.tasks["k"].test_gain == 0.0 and rec.tasks["k"].test_verdict == "baseline"
@@ -121,7 +121,7 @@ def test_a_task_hurt_on_validation_keeps_its_single_task_model() -> None:
     assert saved["fallbacks"][0]["task"] == "k" and saved["variant"] == "mtl"
     assert recommendation_lines(rec)[0] == (
         "**Use `mtl` for d; the single-task model for k** (k: negative transfer on "
-        "validation, gain −0.050 < −σ = −0.020).")
+        "validation, gain −0.050 < −σ·√(2/n) = −0.016).")
 
 
 def test_the_test_split_is_never_read_for_the_choice_or_a_fallback() -> None:
@@ -139,8 +139,9 @@ def test_an_under_trained_task_below_single_task_beyond_noise_falls_back_too() -
     rec = recommend(_results(HURT_K, stopped_early=False))
     assert rec.tasks["k"].verdict == "under-trained (not counted)"
     assert rec.per_task == {"d": "mtl", "k": "single_task"}
-    assert rec.fallbacks[0].reason == ("below single-task on validation, gain −0.050 < −σ = "
-                                       "−0.020 (under-trained: a run reached its epoch budget)")
+    assert rec.fallbacks[0].reason == ("below single-task on validation, gain −0.050 < "
+                                       "−σ·√(2/n) = −0.016 (under-trained: a run reached its "
+                                       "epoch budget)")
 
 
 def test_one_seed_has_no_noise_so_no_task_falls_back() -> None:
@@ -160,8 +161,8 @@ def test_every_task_hurt_falls_back_to_single_task() -> None:
     assert rec.noise_band == pytest.approx(2 / 2 ** 0.5)
     assert rec.variant == "single_task" and rec.per_task == {"d": "single_task"}
     assert [f.task for f in rec.fallbacks] == ["d"] and rec.fallbacks[0].variant == "mtl"
-    assert ("mtl was chosen but is below single-task beyond noise on validation on every "
-            "task (d: negative transfer on validation, gain −0.015 < −σ = −0.014)") in rec.reason
+    assert ("mtl was chosen but is below single-task on validation on every task (d: "
+            "negative transfer on validation, gain −0.015 < −σ·√(2/n) = −0.014)") in rec.reason
     assert recommendation_lines(rec)[0].startswith("**Use `single_task`** (chosen on")
 
 
@@ -224,12 +225,27 @@ def test_the_cli_and_the_report_name_the_tasks_that_keep_their_single_task_model
     print_study_table(Console(file=out, force_terminal=False, width=200), r)
     lines = out.getvalue().splitlines()
     assert lines[0] == ("Recommendation: Use mtl for d; the single-task model for k (k: "
-                        "negative transfer on validation, gain −0.050 < −σ = −0.020).")
+                        "negative transfer on validation, gain −0.050 < −σ·√(2/n) = −0.016).")
     assert lines[2].startswith("mtl chosen on validation labels only (score = ")
     row = "| k (accuracy) | single_task | −0.050 | 0.020 | negative transfer | +0.000 | baseline |"
     assert row in lines
     report = render_markdown(r)
     assert ("**Use `mtl` for d; the single-task model for k** (k: negative transfer on "
-            "validation, gain −0.050 < −σ = −0.020).") in report
+            "validation, gain −0.050 < −σ·√(2/n) = −0.016).") in report
     assert row in report and "| d (accuracy) | mtl | +0.200 |" in report
     assert report.index("single-task model for k") < report.index("## Results")
+
+
+def test_a_task_below_single_task_by_more_than_the_gain_standard_error_falls_back() -> None:
+    # sigma 0.02 (every variant's std), 3 seeds: the gain's standard error is
+    # 0.02 * sqrt(2/3) = 0.0163. k loses 0.018: not negative transfer (> -sigma = -0.02), but
+    # below -SE, so k keeps its single-task model; a loss of 0.015 (> -SE) would not.
+    hurt = {"d": [0.90, 0.92, 0.94], "k": [0.882, 0.902, 0.922]}
+    rec = recommend(_results({"single_task": SINGLE, "mtl": hurt}))
+    assert rec.tasks["k"].verdict == "none"
+    assert rec.per_task == {"d": "mtl", "k": "single_task"}
+    assert rec.fallbacks[0].reason == ("below single-task on validation by more than the "
+                                       "gain's standard error, gain −0.018 < −σ·√(2/n) = "
+                                       "−0.016")
+    kept = {"d": [0.90, 0.92, 0.94], "k": [0.885, 0.905, 0.925]}
+    assert recommend(_results({"single_task": SINGLE, "mtl": kept})).fallbacks == []

@@ -25,10 +25,15 @@ when ``g < −σ_t`` (the report's rule for test, applied to validation); ``unde
 when a run behind it reached its epoch budget; no verdict with one seed (no ``σ_t``).
 
 **Per task.** With ``v*`` the chosen variant, the model used for task ``t`` is
-``use(t) = single_task[t]`` if ``g(v*, t) < −σ_t`` (the study already trained that
-model), else ``v*``. The rule is the check's, and it holds for an under-trained task too:
-that verdict says the gap is not transfer, but the models at hand are the ones to use.
-With one seed (no ``σ_t``) no task falls back. The recommendation is ``v*`` for the tasks
+``use(t) = single_task[t]`` if ``g(v*, t) < −SE_t`` (the study already trained that
+model), else ``v*``, where ``SE_t = σ_t · sqrt(2/n)`` is the standard error of the gain
+(a mean over ``n`` seeds of differences of two runs, each of std ``σ_t``; the choice's
+band uses the same ``sqrt(2/n)``). The bar is lower than the check's ``−σ_t`` (for
+``n ≥ 2``, ``SE_t ≤ σ_t``) because the two errors cost differently: a task that falls back
+loses only a gain its validation labels do not show, a task kept on a variant that hurts
+it breaks the promise that no task pays. It holds for an under-trained task too: that
+verdict says the gap is not transfer, but the models at hand are the ones to use. With one
+seed (no ``σ_t``) no task falls back. The recommendation is ``v*`` for the tasks
 it keeps, with each fallback and its reason; when every task falls back, it is
 ``single_task``. The choice of ``v*`` is not changed by the fallbacks.
 
@@ -204,13 +209,13 @@ def recommend(results: StudyResults) -> Recommendation:
                 for t in primaries}
     fallbacks = [f for t in primaries
                  if (f := _fallback(t, chosen, gains.get(chosen, {}).get(t), noise[t],
-                                    verdicts[t])) is not None]
+                                    verdicts[t], seeds)) is not None]
     per_task = {t: chosen for t in primaries} | {f.task: BASELINE for f in fallbacks}
     variant = BASELINE if all(v == BASELINE for v in per_task.values()) else chosen
     reason = _reason(chosen, scores, close, band, normalised)
     if variant != chosen:
-        reason += (f"; {chosen} was chosen but is below single-task beyond noise on "
-                   f"validation on every task ({fallback_text(fallbacks)}), so every task "
+        reason += (f"; {chosen} was chosen but is below single-task on validation on "
+                   f"every task ({fallback_text(fallbacks)}), so every task "
                    f"keeps its single-task model")
     checks = _checks(results, per_task, gains.get(chosen, {}), noise, verdicts)
     return Recommendation(variant, reason, scores, close, band if normalised else None,
@@ -232,20 +237,27 @@ def _val_verdict(results: StudyResults, variant: str, task: str, gain: float | N
 
 
 def _fallback(task: str, variant: str, gain: float | None, sigma: float | None,
-              verdict: str) -> Fallback | None:
-    """``task`` keeps its single-task model when ``gain < −σ`` (module docstring, Per task)."""
-    if variant == BASELINE or gain is None or sigma is None or gain >= -sigma:
+              verdict: str, seeds: int) -> Fallback | None:
+    """``task`` keeps its single-task model when ``gain < −σ·sqrt(2/n)`` (module
+    docstring, Per task)."""
+    if variant == BASELINE or gain is None or sigma is None or seeds < 2:
         return None
-    rule = f"gain {signed(gain)} < −σ = {signed(-sigma)}"
+    error = sigma * math.sqrt(2.0 / seeds)
+    if gain >= -error:
+        return None
+    rule = f"gain {signed(gain)} < −σ·√(2/n) = {signed(-error)}"
     if verdict == NEGATIVE:
         return Fallback(task, variant, gain, sigma, f"negative transfer on validation, {rule}")
-    return Fallback(task, variant, gain, sigma, f"below single-task on validation, {rule} "
-                                                f"({verdict.removesuffix(' (not counted)')}: "
-                                                f"a run reached its epoch budget)")
+    if verdict.startswith("under-trained"):
+        return Fallback(task, variant, gain, sigma, f"below single-task on validation, {rule} "
+                                                    f"({verdict.removesuffix(' (not counted)')}"
+                                                    f": a run reached its epoch budget)")
+    return Fallback(task, variant, gain, sigma, f"below single-task on validation by more "
+                                                f"than the gain's standard error, {rule}")
 
 
 def fallback_text(fallbacks: Sequence[Fallback]) -> str:
-    """``"ink: negative transfer on validation, gain −0.022 < −σ = −0.014"``, one per
+    """``"ink: negative transfer on validation, gain −0.022 < −σ·√(2/n) = −0.011"``, one per
     fallback, ``"; "`` between."""
     return "; ".join(f"{f.task}: {f.reason}" for f in fallbacks)
 
@@ -294,7 +306,7 @@ def headline(rec: Recommendation) -> str:
 
     ``**Use `mtl+ca+dm`**`` when every task keeps the chosen variant; else
     ``**Use `mtl+ca+dm` for digit, shape; the single-task model for ink** (ink: negative
-    transfer on validation, gain −0.022 < −σ = −0.014)``.
+    transfer on validation, gain −0.022 < −σ·√(2/n) = −0.011)``.
     """
     fallen = [f.task for f in rec.fallbacks]
     if rec.variant is None or not fallen or rec.variant == BASELINE:
@@ -312,8 +324,9 @@ def recommendation_lines(rec: Recommendation) -> list[str]:
     if rec.fallbacks and rec.variant != BASELINE:
         out = [f"{headline(rec)}.", "",
                f"`{rec.variant}` chosen on validation labels only ({rec.reason}); a task "
-               f"where it is below single-task beyond noise on validation (g < −σ) keeps "
-               f"its single-task model, which the study trained."]
+               f"where it is below single-task on validation by more than the gain's "
+               f"standard error (g < −σ·√(2/n), n seeds) keeps its single-task model, which "
+               f"the study trained."]
     else:
         out = [f"{headline(rec)} (chosen on validation labels only; {rec.reason})."]
     chosen = rec.fallbacks[0].variant if rec.fallbacks else rec.variant
