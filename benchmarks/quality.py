@@ -506,6 +506,38 @@ def run(
     return write_result(results_dir, name, document, command, quick)
 
 
+def resummarise(path: Path) -> Path:
+    """Rebuild the study summaries (verdicts, recommendation, targets) of the quality JSON
+    at ``path`` from the studies' own ``results.json``, with the current rules: after a
+    change to the report's statistics, without training again. Each study keeps its
+    command and wall time; the file records that it was re-summarised, and when."""
+    import json
+
+    from dmtl.study.results import load_results
+
+    document = json.loads(path.read_text())
+    specs = {spec.name: spec for spec in plan(Settings(**{
+        k: v for k, v in document.get("settings", {}).items()
+        if k in Settings.__dataclass_fields__}))}
+    studies = []
+    for old in document.get("studies", []):
+        out_dir = Path(old["out_dir"])
+        out_dir = out_dir if out_dir.is_absolute() else REPO / out_dir
+        spec = specs.get(old["name"])
+        if spec is None or not (out_dir / "results.json").is_file():
+            raise SystemExit(f"{path}: study {old['name']!r} has no results.json in {out_dir}")
+        spec.overrides = []  # the summary keeps the command that ran
+        fresh = summarise(spec, load_results(out_dir / "results.json"), old["command"],
+                          out_dir, old.get("wall_s", 0.0))
+        studies.append({**fresh, "title": old.get("title", fresh["title"]),
+                        "overrides": old.get("overrides", [])})
+    document["studies"] = studies
+    document["targets"] = targets(document)
+    document["resummarised"] = now()
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per study (default 5)")
     parser.add_argument("--jobs", type=int, default=1, help="studies run at once (processes)")
@@ -554,7 +586,12 @@ def main(argv: Sequence[str] | None = None, results_dir: Path | None = None) -> 
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--results", type=Path, default=None)
     add_arguments(parser)
+    parser.add_argument("--resummarise", type=Path, default=None, metavar="JSON",
+                        help="rebuild this quality JSON's summaries from its studies' "
+                             "results.json with the current rules (no training)")
     args = parser.parse_args(argv)
+    if args.resummarise is not None:
+        return resummarise(args.resummarise)
     out = args.results or results_dir or (QUICK_DIR if args.quick else RESULTS_DIR)
     return run(settings_from(args, args.quick), out, command_line("quality", argv),
                quick=args.quick, jobs=args.jobs)

@@ -71,9 +71,15 @@ def test_quality_json(results: Path) -> None:
 
 
 def test_recommendation_section(results: Path) -> None:
+    from benchmarks.quality import resummarise
     from benchmarks.report import recommendation_section
 
+    before = _load(results, "quality")
+    resummarise(results / "quality.json")  # the summaries again, from the studies' results
     data = _load(results, "quality")
+    assert "resummarised" in data
+    assert [s["recommendation"] for s in data["studies"]] == [
+        s["recommendation"] for s in before["studies"]]
     (section,) = recommendation_section(data, results / "benchmarks.md")
     (row,) = [line for line in section.splitlines() if line.startswith("| digits-scarce-3 ")]
     assert all(f"{task}: " in row for task in ("digit", "shape", "ink"))
