@@ -297,7 +297,8 @@ def _recommendation_row(study: Doc) -> list[str] | None:
     reference = study.get("gains", {}).get("mtl+ca+dm", {}).get(scarce) if scarce else None
     kept = (f"{gains[scarce] / reference:.0%}" if scarce in gains and gains[scarce] is not None
             and reference else "n/a")
-    budget = any(c.get("verdict") == "under-trained" for c in checks.values())
+    budget = any(t.get("stopped_early", 0) < t.get("runs", 0)
+                 for t in study.get("training", {}).values())  # early stopping never fired
     return [study["name"], used,
             ", ".join(f"{t} {_num(g, '+.3f')}" for t, g in gains.items()),
             ", ".join(hurt) or "none", _num(min(known), "+.3f") if known else "n/a", kept,
@@ -311,13 +312,13 @@ def recommendation_section(doc: Doc | None, out: Path,
     rows = [row for s in studies if (row := _recommendation_row(s)) is not None]
     if not rows:
         return []
-    clean = sum(r[3] == "none" and r[6] == "no" for r in rows)
+    clean = sum(r[3] == "none" and r[6] == "no" for r in rows)  # no transfer, none at budget
     within = sum(r[4] != "n/a" and float(r[4]) >= -0.01 for r in rows)
     summary = (f"No negative transfer under the recommendation (and no run at its budget) in "
                f"{clean} of {len(rows)} regimes; no task below single-task by more than 0.01 "
                f"in {within} of {len(rows)}.")
     header = ["regime", "model used per task", "test gain of that model", "negative transfer",
-              "worst gain", "scarce-task gain kept (of mtl+ca+dm's)", "under-trained (models used)"]
+              "worst gain", "scarce-task gain kept (of mtl+ca+dm's)", "a run at its budget"]
     assert doc is not None
     datasets = ", ".join(sorted({s.get("dataset", "?") for s in studies}))
     return [text("recommendation_section", title=f"{title}: {datasets}",
