@@ -124,6 +124,25 @@ def test_evaluate_a_run_folder_or_a_checkpoint(
     assert evaluated["metrics"] == pytest.approx(trained)  # the same model on the same split
 
 
+def test_a_run_folder_means_the_checkpoint_its_metrics_are_for(tmp_path: Path) -> None:
+    """Under early stopping the metrics are the best checkpoint's, not last.ckpt's: a run
+    folder given to evaluate/export/predict means that one, even after the folder moved."""
+    from dmtl.cli.app import _resolve_checkpoint
+
+    run = tmp_path / "moved-run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("best-4-50.ckpt", "last.ckpt"):
+        (run / "checkpoints" / name).write_bytes(b"")
+    assert _resolve_checkpoint(run) == run / "checkpoints" / "last.ckpt"  # no metrics.json
+    (run / "metrics.json").write_text(json.dumps(
+        {"checkpoint": "/elsewhere/run/checkpoints/best-4-50.ckpt", "metrics": {}}))
+    assert _resolve_checkpoint(run) == run / "checkpoints" / "best-4-50.ckpt"
+    (run / "metrics.json").write_text("{not json")
+    assert _resolve_checkpoint(run) == run / "checkpoints" / "last.ckpt"
+    (run / "metrics.json").write_text(json.dumps({"checkpoint": "gone/best-1-1.ckpt"}))
+    assert _resolve_checkpoint(run) == run / "checkpoints" / "last.ckpt"
+
+
 def test_evaluate_errors(cli: Invoke, trained_run: Path, tmp_path: Path) -> None:
     result = cli("evaluate", trained_run, "--split", "val", code=2)
     assert "has no val split" in one_line(result.output)

@@ -299,6 +299,9 @@ def test_a_real_study_of_two_variants(tiny_data: Callable[..., dict[str, Any]],
     assert recommendation["per_task"] == dict.fromkeys(
         ["digit", "shape", "ink"], recommendation["variant"])
     assert f"**Use `{recommendation['variant']}`**" in report
+    folder = ("runs/seed<s>/single_task-digit" if recommendation["variant"] == "single_task"
+              else f"runs/seed<s>/{recommendation['variant']}")
+    assert f"Models: `{folder}` for digit" in report
 
 
 def test_results_record_the_effective_config_and_the_wall_time(

@@ -155,8 +155,29 @@ def _check_before_loading(
         check_run_dir(run_dir, resume, overwrite)
 
 
+def _reported_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint named in ``run_dir/metrics.json``, found in the folder's
+    ``checkpoints/`` (the folder may have moved since); ``None`` if there is none."""
+    import json
+
+    try:
+        named = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["checkpoint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(named, str) or not named:
+        return None
+    candidate = run_dir / "checkpoints" / Path(named).name
+    return candidate if candidate.is_file() else None
+
+
 def _resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint file as given, or a run folder's model: the checkpoint its final
+    metrics are for (``metrics.json``'s ``checkpoint``: the best one when a metric was
+    monitored), else ``last.ckpt``, else ``interrupted.ckpt``."""
     if path.is_dir():
+        reported = _reported_checkpoint(path)
+        if reported is not None:
+            return reported
         for candidate in ("checkpoints/last.ckpt", "checkpoints/interrupted.ckpt"):
             if (path / candidate).is_file():
                 return path / candidate

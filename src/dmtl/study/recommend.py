@@ -317,6 +317,28 @@ def headline(rec: Recommendation) -> str:
             f"({fallback_text(rec.fallbacks)})")
 
 
+def models_line(results: StudyResults, rec: Recommendation) -> str | None:
+    """Where the recommended models are, in the study folder: ``"Models:
+    `runs/seed<s>/mtl+ca+dm` for digit, shape; `runs/seed<s>/single_task-ink` for ink (any
+    seed s of 0, 1, 2; ...)."`` (``None`` without a recommendation or a run of it)."""
+    if rec.variant is None:
+        return None
+    folders: dict[str, list[str]] = {}
+    for task, variant in rec.per_task.items():
+        run = next((r for r in results.runs if r.status == "done" and r.run_dir
+                    and r.variant == variant and (variant != BASELINE or r.task == task)),
+                   None)
+        if run is None or run.run_dir is None:
+            return None
+        folder = "/".join("seed<s>" if part == f"seed{run.seed}" else part
+                          for part in run.run_dir.split("/"))
+        folders.setdefault(folder, []).append(task)
+    seeds = ", ".join(map(str, results.seeds))
+    parts = "; ".join(f"`{folder}` for {', '.join(tasks)}" for folder, tasks in folders.items())
+    return (f"Models: {parts} (any seed s of {seeds}; `dmtl predict`, `evaluate` and "
+            f"`export` take the folder).")
+
+
 def recommendation_lines(rec: Recommendation) -> list[str]:
     """The recommendation as Markdown lines (the report's opening section)."""
     if rec.variant is None:

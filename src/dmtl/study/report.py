@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from dmtl.study.group_stats import GroupSummary, gap_verdict, group_column, summaries
-from dmtl.study.recommend import recommend, recommendation_lines
+from dmtl.study.recommend import models_line, recommend, recommendation_lines
 from dmtl.study.results import BASELINE, RunRecord, StudyResults, missing_runs
 from dmtl.study.statistics import (
     SINGLE_SEED,
@@ -478,8 +478,11 @@ def render_markdown(
 ) -> str:
     """The report as Markdown; ``plots`` maps a caption to an image path and ``files`` a
     caption to a data file (both relative to the report)."""
+    recommendation = recommend(results)
+    where = models_line(results, recommendation)
     out = [f"# dmtl study: {results.study}", "", "## Recommendation", "",
-           *recommendation_lines(recommend(results)), "", *_summary(results), ""]
+           *recommendation_lines(recommendation), "", *([where, ""] if where else []),
+           *_summary(results), ""]
     out += _warning_lines(results)
     out += ["## Results (primary metric, mean ± std over seeds)", "",
             markdown_table(results_frame(results, bold=True)), "",
