@@ -9,15 +9,20 @@ regime, so a scarce task is judged on few labels: the noise is measured, not ass
 **Noise.** ``σ_t`` = the pooled standard deviation over seeds of ``val(·, t, ·)``:
 ``sqrt(mean over variants of s²(v, t))`` (sample variances, variants with ≥ 2 seeds).
 
-**Score.** ``score(v) = mean_t g(v, t) / σ_t`` (``single_task`` scores 0): every task
-counts the same, in units of its own noise, so a task measured on 10 labels does not
-outweigh one measured on 1,000. With one seed (no ``σ``) the raw gains are averaged.
+**Score, as deployed.** ``score(v) = mean_t u(v, t)`` with ``u(v, t) = g(v, t) / σ_t``,
+except ``u(v, t) = 0`` when ``g(v, t) < −SE_t`` (``SE_t = σ_t·sqrt(2/n)``, below): such a
+task would keep its single-task model (Per task), so ``v`` is scored by what it would
+deliver. ``single_task`` scores 0. Every task counts the same, in units of its own noise,
+so a task measured on 10 labels does not outweigh one measured on 1,000. With one seed (no
+``σ``) the raw gains are averaged.
 
-**Choice.** The best score wins, except that a simpler variant whose score is within
-noise of the best is preferred: within noise means ``score(best) − score(v) <
-2 / sqrt(n·T)`` (``n`` seeds, ``T`` tasks: about one standard error of the difference of
-two scores, each a mean of ``n·T`` gains of standard error ``sqrt(2/n)``); with one seed,
-only an exact tie. Simplicity: :data:`SIMPLICITY` (one model before ``T`` models; fewer
+**Choice.** The best score wins, except that a variant earlier in :data:`PREFERENCE`
+whose score is within noise of the best is preferred: within noise means
+``score(best) − score(v) < 2 / sqrt(n·T)`` (``n`` seeds, ``T`` tasks: about one standard
+error of the difference of two scores, each a mean of ``n·T`` gains of standard error
+``sqrt(2/n)``); with one seed, only an exact tie. Preference: the library's default, the
+paper's method ``mtl+ca+dm``, first (another variant replaces it only when better beyond
+noise), then the simpler before the more complex (one model before ``T`` models; fewer
 terms and parameters first). Ties go the same way.
 
 **Check.** The chosen variant's validation gain on each task: ``negative transfer``
@@ -54,11 +59,11 @@ import numpy as np
 from dmtl.study.results import BASELINE, RunRecord, StudyResults
 from dmtl.study.statistics import budget_reached, cell, negative_transfer, signed
 
-SIMPLICITY: tuple[str, ...] = (
+PREFERENCE: tuple[str, ...] = (
+    "mtl+ca+dm",
     "mtl",
     "mtl+ca",
     "mtl+dm",
-    "mtl+ca+dm",
     "mtl+ca+dm+uw",
     "mtl+ca+dm+guard",
     "mtl+ca+dm+upgrad",
@@ -67,7 +72,8 @@ SIMPLICITY: tuple[str, ...] = (
     "mtl+ca+dm+ple",
     BASELINE,
 )
-"""Variants from simplest to most complex; unknown names go before ``single_task``."""
+"""The order a tie within noise goes by: the paper's method (the default), then from simplest to
+most complex; unknown names go before ``single_task``."""
 
 NEGATIVE = "negative transfer"
 """The verdict for a gain below ``−σ_t`` (validation) or below one pooled std (test)."""
@@ -161,28 +167,39 @@ def validation_gains(results: StudyResults, variant: str) -> dict[str, float | N
     return gains
 
 
-def _score(gains: dict[str, float | None], noise: dict[str, float | None]) -> float | None:
+def _score(gains: dict[str, float | None], noise: dict[str, float | None],
+           seeds: int) -> float | None:
+    """``mean_t u(v, t)``, a task that would fall back counting 0 (module docstring)."""
     units = []
     for task, gain in gains.items():
-        if gain is not None:
-            sigma = noise[task]
-            units.append(gain / sigma if sigma else gain)
+        if gain is None:
+            continue
+        sigma = noise[task]
+        if not sigma:
+            units.append(gain)
+        elif seeds >= 2 and gain < -sigma * math.sqrt(2.0 / seeds):
+            units.append(0.0)  # this task would keep its single-task model
+        else:
+            units.append(gain / sigma)
     return sum(units) / len(units) if units else None
 
 
 def _rank(name: str) -> int:
-    if name in SIMPLICITY:
-        return SIMPLICITY.index(name)
-    return SIMPLICITY.index(BASELINE) - 1
+    if name in PREFERENCE:
+        return PREFERENCE.index(name)
+    return PREFERENCE.index(BASELINE) - 1
 
 
 def choose(scores: dict[str, float], band: float) -> tuple[str, list[str]]:
-    """The simplest variant within ``band`` of the best score, and every one within it.
+    """The first variant of :data:`PREFERENCE` within ``band`` of the best score, and every
+    one within it.
 
     >>> choose({"mtl": 0.4, "mtl+ca+dm": 0.5, "mtl+ca+dm+branch": 1.5}, band=0.2)
     ('mtl+ca+dm+branch', ['mtl+ca+dm+branch'])
     >>> choose({"mtl": 0.4, "mtl+ca+dm": 0.5, "single_task": 0.0}, band=0.2)
-    ('mtl', ['mtl', 'mtl+ca+dm'])
+    ('mtl+ca+dm', ['mtl+ca+dm', 'mtl'])
+    >>> choose({"mtl": 0.45, "mtl+ca": 0.5, "mtl+ca+dm": 0.1}, band=0.2)
+    ('mtl', ['mtl', 'mtl+ca'])
     """
     best = max(scores.values())
     close = sorted((v for v, s in scores.items() if best - s <= band + 1e-12), key=_rank)
@@ -196,12 +213,12 @@ def recommend(results: StudyResults) -> Recommendation:
         return Recommendation(None, "needs single_task and at least one multi-task variant")
     noise = {t: _noise(results, m) for t, m in primaries.items()}
     gains = {v: validation_gains(results, v) for v in results.variants if v != BASELINE}
-    scores = {v: s for v, g in gains.items() if (s := _score(g, noise)) is not None}
+    seeds = len(results.seeds)
+    scores = {v: s for v, g in gains.items() if (s := _score(g, noise, seeds)) is not None}
     if not scores:
         return Recommendation(None, "no validation metrics to compare (runs without a "
                                     "validation split, or from a dmtl before 0.x)")
     scores[BASELINE] = 0.0
-    seeds = len(results.seeds)
     normalised = all(noise.values())
     band = 2.0 / math.sqrt(seeds * len(primaries)) if normalised and seeds > 1 else 0.0
     chosen, close = choose(scores, band)
@@ -288,14 +305,17 @@ def _checks(
 
 def _reason(variant: str, scores: dict[str, float], close: Sequence[str], band: float,
             normalised: bool) -> str:
-    unit = "validation gain over single-task in units of each task's noise" if normalised \
+    unit = ("validation gain over single-task in units of each task's noise, 0 for a task "
+            "that would keep its single-task model") if normalised \
         else "raw validation gain over single-task (one seed: noise not measured)"
     best = max(scores, key=lambda v: scores[v])
     text = f"score = mean over tasks of the {unit}; {variant}: {scores[variant]:+.2f}"
     if best != variant:
         others = ", ".join(v for v in close if v != variant)
+        why = ("the default, the paper's method" if variant == PREFERENCE[0]
+               else "earlier in the preference order")
         text += (f"; the best, {best} ({scores[best]:+.2f}), is within noise "
-                 f"(band {band:.2f}) and more complex; also within noise: {others}")
+                 f"(band {band:.2f}) and {variant} is {why}; also within noise: {others}")
     elif len(close) > 1:
         text += f"; within noise (band {band:.2f}): {', '.join(close[1:])}"
     return text
@@ -366,7 +386,7 @@ def recommendation_lines(rec: Recommendation) -> list[str]:
 
 
 __all__ = [
-    "SIMPLICITY",
+    "PREFERENCE",
     "Fallback",
     "Recommendation",
     "TaskCheck",
