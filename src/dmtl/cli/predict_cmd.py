@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 ModelArg = Annotated[
     Path,
     typer.Argument(
-        help="Checkpoint file, run folder, or a model written by 'dmtl export' "
+        help="Checkpoint file, run folder, study folder (its recommended models), or a model "
+        "written by 'dmtl export' "
         "(.onnx, run with onnxruntime; TorchScript .pt)."
     ),
 ]
@@ -110,12 +111,21 @@ def predict(
     for folder, option in ((plots, "--plots"), (annotate, "--annotate")):
         if folder is not None:
             check_output_folder(folder, option)
-    model_file = _resolve_checkpoint(checkpoint)  # refused before torch is imported
+    study = _study_models(checkpoint)  # refused before torch is imported
+    model_file = None if study else _resolve_checkpoint(checkpoint)
 
-    from dmtl.inference.runtime import load_predictor
+    from dmtl.inference.runtime import CombinedPredictor, load_predictor
 
     with quiet_lightning():
-        model = load_predictor(model_file)
+        if study:
+            parts, order = study
+            model: Model = CombinedPredictor(
+                [(load_predictor(path), tasks) for path, tasks in parts], order)
+            console.print("models: " + "; ".join(
+                f"{escape(str(path))} for {', '.join(tasks)}" for path, tasks in parts))
+        else:
+            assert model_file is not None
+            model = load_predictor(model_file)
         if _is_manifest(inputs, faces, model):
             count = _predict_manifest(model, inputs, output, root, array, allow_outside_root)
             console.print(f"{count} predictions written to [bold]{escape(str(output))}[/]")
@@ -126,6 +136,29 @@ def predict(
             model, inputs, output, faces, detector, detector_option, every, batch_size,
             max_faces, smooth, plots, annotate, overwrite,
         )
+
+
+def _study_models(folder: Path) -> tuple[list[tuple[Path, list[str]]], list[str]] | None:
+    """A study folder's recommended models (seed: the study's first), each with the tasks it
+    serves, and the tasks in order; ``None`` if ``folder`` is not a study folder."""
+    if not (folder.is_dir() and (folder / "results.json").is_file()
+            and not (folder / "checkpoints").exists()):
+        return None
+    from dmtl.cli.app import _resolve_checkpoint
+    from dmtl.study.recommend import recommended_runs
+    from dmtl.study.results import load_results
+
+    results = load_results(folder / "results.json")
+    per_task = (results.recommendation or {}).get("per_task")
+    if not per_task or not results.seeds:
+        raise ConfigError(f"{folder}: the study has no recommendation to predict with "
+                          "(give one of its run folders instead)")
+    runs = recommended_runs(results, dict(per_task), results.seeds[0])
+    if runs is None:
+        raise ConfigError(f"{folder}: a recommended model of seed {results.seeds[0]} has no "
+                          "finished run (give one of its run folders instead)")
+    return ([(_resolve_checkpoint(folder / run_dir), tasks) for run_dir, tasks in runs],
+            list(per_task))
 
 
 def _is_manifest(inputs: list[Path], faces: bool | None, model: Model) -> bool:

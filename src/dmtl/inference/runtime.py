@@ -11,6 +11,7 @@ else is read as a Lightning checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from dmtl.core.model import predictions
+from dmtl.core.tasks import Task
 from dmtl.errors import MissingDependencyError, SpecError
 from dmtl.inference.card import METADATA_KEY, ModelCard, model_card
 from dmtl.inference.export_checks import EXPORT_EXTRA
@@ -146,6 +148,59 @@ class TorchScriptPredictor:
         return {t.name: out[t.name] for t in self.card.tasks}
 
 
+INPUT_FIELDS = ("input_shape", "channels", "image_size", "mean", "std", "crop_pct", "crop")
+"""What models combined by :class:`CombinedPredictor` must agree on: how inputs are made."""
+
+
+class CombinedPredictor:
+    """Several models, each serving some tasks: ``{task: p}`` from the model that serves it.
+
+    What a study recommends when a task keeps its single-task model (``dmtl predict
+    STUDY_FOLDER``). The models must make their inputs alike (:data:`INPUT_FIELDS`); the
+    card is the first model's with every served task (in ``order``), each task's decision
+    thresholds from the model serving it, and the zero-shot edges whose tasks are served.
+    """
+
+    def __init__(self, parts: list[tuple[Predictor, list[str]]], order: list[str]) -> None:
+        if not parts:
+            raise SpecError("combining models: no model given")
+        first = parts[0][0].card
+        by_task: dict[str, tuple[Predictor, Task]] = {}
+        for predictor, served in parts:
+            card = predictor.card
+            for name in INPUT_FIELDS:
+                if getattr(card, name) != getattr(first, name):
+                    raise SpecError(
+                        f"combining models: {card.name!r} makes its inputs differently from "
+                        f"{first.name!r} ({name}: {getattr(card, name)!r} against "
+                        f"{getattr(first, name)!r})")
+            tasks = {t.name: t for t in card.tasks}
+            for task in served:
+                if task not in tasks:
+                    raise SpecError(f"combining models: {card.name!r} has no task {task!r} "
+                                    f"(it has {', '.join(tasks)})")
+                by_task[task] = (predictor, tasks[task])
+        missing = [t for t in order if t not in by_task]
+        if missing:
+            raise SpecError(f"combining models: no model serves {', '.join(missing)}")
+        self.parts = parts
+        self.card = dataclasses.replace(
+            first, tasks=tuple(by_task[t][1] for t in order),
+            thresholds={t: th for t in order
+                        if (th := by_task[t][0].card.thresholds.get(t)) is not None},
+            edges=tuple(e for p, _ in parts for e in p.card.edges
+                        if e.source.name in by_task and e.target.name in by_task
+                        and by_task[e.source.name][0] is p),
+        )
+
+    def probabilities(self, x: Tensor) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for predictor, served in self.parts:
+            probs = predictor.probabilities(x)
+            out.update({task: probs[task] for task in served})
+        return {t.name: out[t.name] for t in self.card.tasks}
+
+
 def load_predictor(path: Path) -> Predictor:
     """A checkpoint, an ONNX file or a TorchScript file, by content (see module docstring)."""
     if path.suffix.lower() == ".onnx":
@@ -157,6 +212,7 @@ def load_predictor(path: Path) -> Predictor:
 
 __all__ = [
     "EXPORT_EXTRA",
+    "CombinedPredictor",
     "OnnxPredictor",
     "Predictor",
     "TorchPredictor",

@@ -337,26 +337,39 @@ def headline(rec: Recommendation) -> str:
             f"({fallback_text(rec.fallbacks)})")
 
 
+def recommended_runs(results: StudyResults, per_task: dict[str, str],
+                     seed: int) -> list[tuple[str, list[str]]] | None:
+    """The run folders (relative to the study folder) of ``seed`` that serve the tasks of
+    ``per_task`` (``{task: variant}``, a recommendation's), each with its tasks; ``None``
+    if one of them has no finished run of that seed."""
+    folders: dict[str, list[str]] = {}
+    for task, variant in per_task.items():
+        run = next((r for r in results.runs if r.status == "done" and r.run_dir
+                    and r.seed == seed and r.variant == variant
+                    and (variant != BASELINE or r.task == task)), None)
+        if run is None or run.run_dir is None:
+            return None
+        folders.setdefault(run.run_dir, []).append(task)
+    return list(folders.items())
+
+
 def models_line(results: StudyResults, rec: Recommendation) -> str | None:
     """Where the recommended models are, in the study folder: ``"Models:
     `runs/seed<s>/mtl+ca+dm` for digit, shape; `runs/seed<s>/single_task-ink` for ink (any
     seed s of 0, 1, 2; ...)."`` (``None`` without a recommendation or a run of it)."""
-    if rec.variant is None:
+    if rec.variant is None or not results.seeds:
         return None
-    folders: dict[str, list[str]] = {}
-    for task, variant in rec.per_task.items():
-        run = next((r for r in results.runs if r.status == "done" and r.run_dir
-                    and r.variant == variant and (variant != BASELINE or r.task == task)),
-                   None)
-        if run is None or run.run_dir is None:
-            return None
-        folder = "/".join("seed<s>" if part == f"seed{run.seed}" else part
-                          for part in run.run_dir.split("/"))
-        folders.setdefault(folder, []).append(task)
+    seed = results.seeds[0]
+    runs = recommended_runs(results, rec.per_task, seed)
+    if runs is None:
+        return None
+    parts = "; ".join(
+        "`{}` for {}".format("/".join("seed<s>" if part == f"seed{seed}" else part
+                                      for part in folder.split("/")), ", ".join(tasks))
+        for folder, tasks in runs)
     seeds = ", ".join(map(str, results.seeds))
-    parts = "; ".join(f"`{folder}` for {', '.join(tasks)}" for folder, tasks in folders.items())
     return (f"Models: {parts} (any seed s of {seeds}; `dmtl predict`, `evaluate` and "
-            f"`export` take the folder).")
+            f"`export` take the folder; `dmtl predict` takes the study folder for them all).")
 
 
 def recommendation_lines(rec: Recommendation) -> list[str]:
@@ -395,6 +408,7 @@ __all__ = [
     "headline",
     "recommend",
     "recommendation_lines",
+    "recommended_runs",
     "validation_gains",
     "validation_values",
 ]
