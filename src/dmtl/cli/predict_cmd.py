@@ -121,8 +121,8 @@ def predict(
             parts, order = study
             model: Model = CombinedPredictor(
                 [(load_predictor(path), tasks) for path, tasks in parts], order)
-            console.print("models: " + "; ".join(
-                f"{escape(str(path))} for {', '.join(tasks)}" for path, tasks in parts))
+            for path, tasks in parts:  # one line each, paths whole (never wrapped)
+                console.print(f"{', '.join(tasks)}: {escape(str(path))}", soft_wrap=True)
         else:
             assert model_file is not None
             model = load_predictor(model_file)
