@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dmtl.build.data import Experiment
-from dmtl.data.batching import build_eval_loader, build_train_loader
+from dmtl.data.batching import build_eval_loader, build_train_loader, rank_and_world
 
 
 def train_loader(
@@ -54,10 +54,7 @@ def _worker_start(world_size: int | None) -> str | None:
     """
     import multiprocessing
 
-    world = world_size if world_size is not None else (
-        torch.distributed.get_world_size()
-        if torch.distributed.is_available() and torch.distributed.is_initialized() else 1
-    )
+    _, world = rank_and_world(None, world_size)
     if world > 1 and "forkserver" in multiprocessing.get_all_start_methods():
         return "forkserver"
     return None

@@ -171,7 +171,7 @@ def batch_counts(batch_size: int, proportions: Sequence[float]) -> list[int]:
     return [int(c) for c in counts]
 
 
-def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
+def rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
     """``(rank, world_size)`` as given, else from ``torch.distributed`` if set up, else 0/1."""
     initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
     if world_size is None:
@@ -242,7 +242,7 @@ class MultiSourceBatchSampler(Sampler[list[int]]):
         empty = [i for i, s in enumerate(self.sizes) if s <= 0]
         if empty:
             raise DataError(f"source(s) {empty} have no samples")
-        self.rank, self.world_size = _distributed(rank, world_size)
+        self.rank, self.world_size = rank_and_world(rank, world_size)
         if batch_size < 1 or batch_size % self.world_size:
             raise DataError(
                 f"batch_size {batch_size} must be a positive multiple of world_size "
@@ -494,7 +494,7 @@ class SourceBatchSampler(Sampler[list[int]]):
     ) -> None:
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
-        self.rank, self.world_size = _distributed(rank, world_size)
+        self.rank, self.world_size = rank_and_world(rank, world_size)
         self.batches: list[list[int]] = []
         start = 0
         for size in (int(s) for s in sizes):
